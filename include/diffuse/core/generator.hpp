@@ -139,3 +139,14 @@ class Generator {
 };
 
 }  // namespace diffuse
+
+namespace diffuse {
+
+// The generator used where none is passed (parameter initialisation); seed it with manual_seed.
+inline Generator& default_generator() {
+  static Generator gen(0);
+  return gen;
+}
+inline void manual_seed(std::uint64_t seed) { default_generator().manual_seed(seed); }
+
+}  // namespace diffuse

@@ -286,13 +286,15 @@ std::ostream& operator<<(std::ostream& os, const Tensor<T>& t) {
     }
     std::int64_t stride = 1;
     for (std::size_t k = axis + 1; k < s.size(); ++k) stride *= s[k];
+    const std::int64_t n = s[axis];
     os << '[';
-    for (std::int64_t i = 0; i < s[axis]; ++i) {
-      if (s[axis] > 6 && i == 3) {
-        os << "..., ";
-        i = s[axis] - 3;
+    for (std::int64_t i = 0; i < n; ++i) {
+      if (i) os << ", ";
+      if (n > 6 && i == 3) {  // elide the middle of long axes
+        os << "...";
+        i = n - 4;
+        continue;
       }
-      if (i) os << (i == s[axis] - 3 && s[axis] > 6 ? "" : ", ");
       rec(axis + 1, base + i * stride);
     }
     os << ']';

@@ -1,0 +1,267 @@
+// Differentiable elementwise operations: arithmetic with NumPy broadcasting (+ - * /),
+// scalar arithmetic, and the unary functions diffusion models use (exp, log, sin, cos, sqrt,
+// pow, tanh, sigmoid, relu, silu, clamp, abs). Broadcasting goes through xtensor; equal shapes
+// and scalars take a direct OpenMP loop.
+#pragma once
+#include <cmath>
+
+#include "diffuse/autograd/function.hpp"
+#include "diffuse/autograd/views.hpp"
+#include "diffuse/core/interop.hpp"
+
+namespace diffuse {
+
+namespace detail {
+
+// out[i] = f(x[i])
+template <class T, class F>
+Tensor<T> map(const Tensor<T>& x, F f) {
+  Tensor<T> out = Tensor<T>::empty(x.shape());
+  const T* px = x.data();
+  T* po = out.data();
+  parallel_for(x.numel(), [&](std::int64_t i) { po[i] = f(px[i]); });
+  return out;
+}
+
+// out[i] = f(a[i], b[i]) for equal shapes
+template <class T, class F>
+Tensor<T> zip(const Tensor<T>& a, const Tensor<T>& b, F f) {
+  Tensor<T> out = Tensor<T>::empty(a.shape());
+  const T *pa = a.data(), *pb = b.data();
+  T* po = out.data();
+  parallel_for(a.numel(), [&](std::int64_t i) { po[i] = f(pa[i], pb[i]); });
+  return out;
+}
+
+// out[i] = f(a[i], b[i], c[i]) for equal shapes
+template <class T, class F>
+Tensor<T> zip3(const Tensor<T>& a, const Tensor<T>& b, const Tensor<T>& c, F f) {
+  Tensor<T> out = Tensor<T>::empty(a.shape());
+  const T *pa = a.data(), *pb = b.data(), *pc = c.data();
+  T* po = out.data();
+  parallel_for(a.numel(), [&](std::int64_t i) { po[i] = f(pa[i], pb[i], pc[i]); });
+  return out;
+}
+
+// Sums x over the axes where `reduce` is true, keeping them as extent 1. Accumulates in
+// double, in a fixed order. (Written by hand: xtensor 0.24's reducers crash under C++20.)
+template <class T>
+Tensor<T> sum_keepdim(const Tensor<T>& x, const std::vector<bool>& reduce) {
+  const Shape& s = x.shape();
+  const std::size_t nd = s.size();
+  Shape out_shape = s;
+  for (std::size_t d = 0; d < nd; ++d)
+    if (reduce[d]) out_shape[d] = 1;
+  Shape step = contiguous_strides(out_shape);
+  for (std::size_t d = 0; d < nd; ++d)
+    if (reduce[d]) step[d] = 0;
+  std::vector<double> acc(static_cast<std::size_t>(numel_of(out_shape)), 0.0);
+  std::vector<std::int64_t> idx(nd, 0);
+  std::int64_t off = 0;
+  const T* px = x.data();
+  for (std::int64_t i = 0, n = x.numel(); i < n; ++i) {
+    acc[off] += px[i];
+    for (std::size_t d = nd; d-- > 0;) {  // odometer increment of the multi-index
+      off += step[d];
+      if (++idx[d] < s[d]) break;
+      off -= step[d] * s[d];
+      idx[d] = 0;
+    }
+  }
+  Tensor<T> out = Tensor<T>::empty(out_shape);
+  std::transform(acc.begin(), acc.end(), out.data(), [](double v) { return static_cast<T>(v); });
+  return out;
+}
+
+// Sums a broadcast gradient back to the shape of the operand it came from.
+template <class T>
+Tensor<T> sum_to(const Tensor<T>& g, const Shape& target) {
+  if (g.shape() == target) return g;
+  const std::size_t lead = g.shape().size() - target.size();
+  std::vector<bool> reduce(g.shape().size(), false);
+  for (std::size_t i = 0; i < g.shape().size(); ++i)
+    reduce[i] = i < lead || (target[i - lead] == 1 && g.shape()[i] != 1);
+  return sum_keepdim(g, reduce).detach().reshape(target);
+}
+
+// f applied with broadcasting. f must work on scalars and on xtensor expressions.
+template <class T, class F>
+Tensor<T> broadcast_zip(const Tensor<T>& a, const Tensor<T>& b, F f) {
+  if (a.shape() == b.shape()) return zip(a, b, f);
+  const Shape out_shape = broadcast_shapes(a.shape(), b.shape());
+  if (b.numel() == 1 && out_shape == a.shape()) {
+    const T s = b.data()[0];
+    return map(a, [&](T x) { return f(x, s); });
+  }
+  if (a.numel() == 1 && out_shape == b.shape()) {
+    const T s = a.data()[0];
+    return map(b, [&](T y) { return f(s, y); });
+  }
+  Tensor<T> out = Tensor<T>::empty(out_shape);
+  auto xo = as_xtensor(out);
+  auto xa = as_xtensor(a);
+  auto xb = as_xtensor(b);
+  xo = f(xa, xb);
+  return out;
+}
+
+// Records an elementwise unary op whose local derivative is df(x, y) (x input, y output).
+template <class T, class F, class DF>
+Tensor<T> unary(const Tensor<T>& x, const char* name, F f, DF df) {
+  Tensor<T> y = map(x, f);
+  // The node keeps a detached alias of its output: capturing y itself would make a cycle.
+  return record(y, {&x}, name, [x, y = y.detach(), df](const Tensor<T>& g) {
+    return std::vector<Tensor<T>>{zip3(g, x, y, [&](T gi, T xi, T yi) { return gi * df(xi, yi); })};
+  });
+}
+
+}  // namespace detail
+
+// ---- binary arithmetic with broadcasting ----
+
+template <class T>
+Tensor<T> add(const Tensor<T>& a, const Tensor<T>& b) {
+  Tensor<T> out = detail::broadcast_zip(a, b, [](const auto& x, const auto& y) { return x + y; });
+  return detail::record(out, {&a, &b}, "add", [sa = a.shape(), sb = b.shape()](const Tensor<T>& g) {
+    return std::vector<Tensor<T>>{detail::sum_to(g, sa), detail::sum_to(g, sb)};
+  });
+}
+
+template <class T>
+Tensor<T> sub(const Tensor<T>& a, const Tensor<T>& b) {
+  Tensor<T> out = detail::broadcast_zip(a, b, [](const auto& x, const auto& y) { return x - y; });
+  return detail::record(out, {&a, &b}, "sub", [sa = a.shape(), sb = b.shape()](const Tensor<T>& g) {
+    Tensor<T> gb = detail::sum_to(g, sb);
+    return std::vector<Tensor<T>>{detail::sum_to(g, sa), detail::map(gb, [](T v) { return -v; })};
+  });
+}
+
+template <class T>
+Tensor<T> mul(const Tensor<T>& a, const Tensor<T>& b) {
+  Tensor<T> out = detail::broadcast_zip(a, b, [](const auto& x, const auto& y) { return x * y; });
+  const bool need_a = a.requires_grad(), need_b = b.requires_grad();
+  return detail::record(out, {&a, &b}, "mul", [a, b, need_a, need_b](const Tensor<T>& g) {
+    auto times = [](const auto& x, const auto& y) { return x * y; };
+    Tensor<T> ga, gb;
+    if (need_a) ga = detail::sum_to(detail::broadcast_zip(g, b, times), a.shape());
+    if (need_b) gb = detail::sum_to(detail::broadcast_zip(g, a, times), b.shape());
+    return std::vector<Tensor<T>>{ga, gb};
+  });
+}
+
+template <class T>
+Tensor<T> div(const Tensor<T>& a, const Tensor<T>& b) {
+  Tensor<T> out = detail::broadcast_zip(a, b, [](const auto& x, const auto& y) { return x / y; });
+  const bool need_a = a.requires_grad(), need_b = b.requires_grad();
+  return detail::record(out, {&a, &b}, "div", [a, b, out = out.detach(), need_a, need_b](const Tensor<T>& g) {
+    Tensor<T> ga, gb;
+    if (need_a) ga = detail::sum_to(detail::broadcast_zip(g, b, [](const auto& x, const auto& y) { return x / y; }),
+                                    a.shape());
+    if (need_b) {
+      // d(a/b)/db = -out / b
+      Tensor<T> t = detail::broadcast_zip(g, out, [](const auto& x, const auto& y) { return x * y; });
+      t = detail::broadcast_zip(t, b, [](const auto& x, const auto& y) { return -x / y; });
+      gb = detail::sum_to(t, b.shape());
+    }
+    return std::vector<Tensor<T>>{ga, gb};
+  });
+}
+
+// ---- scalar arithmetic ----
+
+template <class T>
+Tensor<T> add_scalar(const Tensor<T>& x, T s) {
+  return detail::unary(x, "add_scalar", [s](T v) { return v + s; }, [](T, T) { return T(1); });
+}
+template <class T>
+Tensor<T> mul_scalar(const Tensor<T>& x, T s) {
+  return detail::unary(x, "mul_scalar", [s](T v) { return v * s; }, [s](T, T) { return s; });
+}
+template <class T>
+Tensor<T> neg(const Tensor<T>& x) { return mul_scalar(x, T(-1)); }
+
+// ---- unary functions ----
+
+template <class T>
+Tensor<T> exp(const Tensor<T>& x) {
+  return detail::unary(x, "exp", [](T v) { return std::exp(v); }, [](T, T y) { return y; });
+}
+template <class T>
+Tensor<T> log(const Tensor<T>& x) {
+  return detail::unary(x, "log", [](T v) { return std::log(v); }, [](T v, T) { return T(1) / v; });
+}
+template <class T>
+Tensor<T> sin(const Tensor<T>& x) {
+  return detail::unary(x, "sin", [](T v) { return std::sin(v); }, [](T v, T) { return std::cos(v); });
+}
+template <class T>
+Tensor<T> cos(const Tensor<T>& x) {
+  return detail::unary(x, "cos", [](T v) { return std::cos(v); }, [](T v, T) { return -std::sin(v); });
+}
+template <class T>
+Tensor<T> sqrt(const Tensor<T>& x) {
+  return detail::unary(x, "sqrt", [](T v) { return std::sqrt(v); }, [](T, T y) { return T(0.5) / y; });
+}
+template <class T>
+Tensor<T> square(const Tensor<T>& x) {
+  return detail::unary(x, "square", [](T v) { return v * v; }, [](T v, T) { return T(2) * v; });
+}
+template <class T>
+Tensor<T> pow(const Tensor<T>& x, T p) {
+  return detail::unary(
+      x, "pow", [p](T v) { return std::pow(v, p); }, [p](T v, T) { return p * std::pow(v, p - T(1)); });
+}
+template <class T>
+Tensor<T> abs(const Tensor<T>& x) {
+  return detail::unary(
+      x, "abs", [](T v) { return std::abs(v); }, [](T v, T) { return v > 0 ? T(1) : (v < 0 ? T(-1) : T(0)); });
+}
+template <class T>
+Tensor<T> tanh(const Tensor<T>& x) {
+  return detail::unary(x, "tanh", [](T v) { return std::tanh(v); }, [](T, T y) { return T(1) - y * y; });
+}
+template <class T>
+Tensor<T> sigmoid(const Tensor<T>& x) {
+  return detail::unary(
+      x, "sigmoid", [](T v) { return T(1) / (T(1) + std::exp(-v)); }, [](T, T y) { return y * (T(1) - y); });
+}
+template <class T>
+Tensor<T> relu(const Tensor<T>& x) {
+  return detail::unary(
+      x, "relu", [](T v) { return v > 0 ? v : T(0); }, [](T v, T) { return v > 0 ? T(1) : T(0); });
+}
+// x * sigmoid(x), with the derivative fused: s * (1 + x * (1 - s)).
+template <class T>
+Tensor<T> silu(const Tensor<T>& x) {
+  return detail::unary(
+      x, "silu", [](T v) { return v / (T(1) + std::exp(-v)); },
+      [](T v, T) {
+        const T s = T(1) / (T(1) + std::exp(-v));
+        return s * (T(1) + v * (T(1) - s));
+      });
+}
+// Gradient flows where the value was inside [lo, hi] (like torch.clamp).
+template <class T>
+Tensor<T> clamp(const Tensor<T>& x, T lo, T hi) {
+  if (lo > hi) throw Error("clamp: lower bound is above upper bound");
+  return detail::unary(
+      x, "clamp", [lo, hi](T v) { return std::min(std::max(v, lo), hi); },
+      [lo, hi](T v, T) { return (v >= lo && v <= hi) ? T(1) : T(0); });
+}
+
+// ---- operators ----
+
+template <class T> Tensor<T> operator+(const Tensor<T>& a, const Tensor<T>& b) { return add(a, b); }
+template <class T> Tensor<T> operator-(const Tensor<T>& a, const Tensor<T>& b) { return sub(a, b); }
+template <class T> Tensor<T> operator*(const Tensor<T>& a, const Tensor<T>& b) { return mul(a, b); }
+template <class T> Tensor<T> operator/(const Tensor<T>& a, const Tensor<T>& b) { return div(a, b); }
+template <class T> Tensor<T> operator-(const Tensor<T>& a) { return neg(a); }
+template <class T> Tensor<T> operator+(const Tensor<T>& a, std::type_identity_t<T> s) { return add_scalar(a, s); }
+template <class T> Tensor<T> operator+(std::type_identity_t<T> s, const Tensor<T>& a) { return add_scalar(a, s); }
+template <class T> Tensor<T> operator-(const Tensor<T>& a, std::type_identity_t<T> s) { return add_scalar(a, -s); }
+template <class T> Tensor<T> operator-(std::type_identity_t<T> s, const Tensor<T>& a) { return add_scalar(neg(a), s); }
+template <class T> Tensor<T> operator*(const Tensor<T>& a, std::type_identity_t<T> s) { return mul_scalar(a, s); }
+template <class T> Tensor<T> operator*(std::type_identity_t<T> s, const Tensor<T>& a) { return mul_scalar(a, s); }
+template <class T> Tensor<T> operator/(const Tensor<T>& a, std::type_identity_t<T> s) { return mul_scalar(a, T(1) / s); }
+
+}  // namespace diffuse

@@ -1,0 +1,58 @@
+// Shared helpers of the raw kernels: argument checks that throw diffuse::Error, and a guard that
+// keeps Eigen single-threaded inside our own OpenMP loops (so summation order is fixed).
+#pragma once
+#include <omp.h>
+
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <utility>
+
+#include "diffuse/core/error.hpp"
+
+namespace diffuse::kernels::detail {
+
+// Throws unless every size is >= 1; `what` names the kernel, `names` the sizes (comma separated).
+inline void check_positive(const char* what, std::initializer_list<std::pair<const char*, std::int64_t>> sizes) {
+  for (auto& [name, v] : sizes)
+    if (v < 1)
+      throw Error(std::string(what) + ": " + name + " must be positive, got " + std::to_string(v));
+}
+
+inline void check_nonnegative(const char* what, std::initializer_list<std::pair<const char*, std::int64_t>> sizes) {
+  for (auto& [name, v] : sizes)
+    if (v < 0)
+      throw Error(std::string(what) + ": " + name + " must be non-negative, got " + std::to_string(v));
+}
+
+// Eigen's GEMM spreads over omp_get_max_threads() threads unless it already runs inside an active
+// parallel region, and it picks its blocking from that count. Setting this thread's OpenMP
+// thread-count ICV to 1 for the duration of a call makes Eigen run single-threaded everywhere
+// (also in a one-thread team, where Eigen's own check would let it fork).
+class SerialEigen {
+ public:
+  SerialEigen() : saved_(omp_get_max_threads()) { omp_set_num_threads(1); }
+  ~SerialEigen() { omp_set_num_threads(saved_); }
+  SerialEigen(const SerialEigen&) = delete;
+  SerialEigen& operator=(const SerialEigen&) = delete;
+
+ private:
+  int saved_;
+};
+
+// Sum of f(i) over [0, n) in an order fixed by n alone: 8 interleaved partial sums combined
+// pairwise. Unlike `omp simd reduction` or Eigen's sum(), the order does not depend on how the
+// buffer happens to be aligned, and the 8 independent chains still vectorise.
+template <class Acc, class F>
+inline Acc fixed_sum(std::int64_t n, F&& f) {
+  Acc a[8] = {};
+  std::int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) a[j] += Acc(f(i + j));
+  for (int j = 0; i < n; ++i, ++j) a[j] += Acc(f(i));
+  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
+inline std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
+
+}  // namespace diffuse::kernels::detail

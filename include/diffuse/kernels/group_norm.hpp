@@ -1,0 +1,109 @@
+// Group normalisation (torch.nn.GroupNorm) on [N, C, HW] buffers, forward and backward.
+// Statistics are accumulated in double in a fixed order, one (image, group) per task.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "diffuse/kernels/common.hpp"
+
+namespace diffuse::kernels {
+
+namespace detail {
+inline void check_group_norm(std::int64_t N, std::int64_t C, std::int64_t HW, std::int64_t G) {
+  check_positive("group_norm", {{"N", N}, {"C", C}, {"HW", HW}, {"G", G}});
+  if (C % G != 0)
+    throw Error("group_norm: channel count C=" + std::to_string(C) + " is not divisible by the number of groups G=" +
+                std::to_string(G));
+}
+}  // namespace detail
+
+// x viewed as [N, C, HW], G groups of C/G channels; gamma/beta [C] or nullptr.
+// mean and rstd [N*G] are written for the backward pass.
+template <class T>
+void group_norm_forward(std::int64_t N, std::int64_t C, std::int64_t HW, std::int64_t G, T eps, const T* x,
+                        const T* gamma, const T* beta, T* y, T* mean, T* rstd) {
+  detail::check_group_norm(N, C, HW, G);
+  const std::int64_t CG = C / G, len = CG * HW;
+#pragma omp parallel for schedule(static) if (N * G > 1)
+  for (std::int64_t ng = 0; ng < N * G; ++ng) {
+    const T* xg = x + ng * len;  // the group's channels are contiguous
+    const double m = detail::fixed_sum<double>(len, [&](std::int64_t i) { return xg[i]; }) / double(len);
+    // two passes: no cancellation for inputs with a large mean
+    const double v = detail::fixed_sum<double>(len, [&](std::int64_t i) {
+      const double d = xg[i] - m;
+      return d * d;
+    });
+    const double r = 1.0 / std::sqrt(v / double(len) + double(eps));
+    mean[ng] = T(m);
+    rstd[ng] = T(r);
+    const std::int64_t g = ng % G;
+    T* yg = y + ng * len;
+    for (std::int64_t cc = 0; cc < CG; ++cc) {
+      const std::int64_t c = g * CG + cc;
+      // y = (x - m) * r * gamma + beta = x * a + b
+      const T a = T(r * (gamma ? double(gamma[c]) : 1.0));
+      const T b = T((beta ? double(beta[c]) : 0.0) - m * double(a));
+      const T* xc = xg + cc * HW;
+      T* yc = yg + cc * HW;
+      for (std::int64_t i = 0; i < HW; ++i) yc[i] = xc[i] * a + b;
+    }
+  }
+}
+
+// gx [N,C,HW] overwritten; ggamma/gbeta [C] overwritten, may be nullptr.
+template <class T>
+void group_norm_backward(std::int64_t N, std::int64_t C, std::int64_t HW, std::int64_t G, const T* x, const T* gamma,
+                         const T* mean, const T* rstd, const T* gy, T* gx, T* ggamma, T* gbeta) {
+  detail::check_group_norm(N, C, HW, G);
+  const std::int64_t CG = C / G, len = CG * HW;
+  if (gx) {
+    // gx = r * (d - mean(d) - xhat * mean(d * xhat)) with d = gy * gamma, xhat = (x - m) * r
+#pragma omp parallel for schedule(static) if (N * G > 1)
+    for (std::int64_t ng = 0; ng < N * G; ++ng) {
+      const std::int64_t g = ng % G;
+      const double m = mean[ng], r = rstd[ng];
+      double sd = 0, sdx = 0;
+      for (std::int64_t cc = 0; cc < CG; ++cc) {
+        const double ga = gamma ? double(gamma[g * CG + cc]) : 1.0;
+        const T* xc = x + ng * len + cc * HW;
+        const T* gc = gy + ng * len + cc * HW;
+        const double a = detail::fixed_sum<double>(HW, [&](std::int64_t i) { return gc[i]; });
+        const double b = detail::fixed_sum<double>(HW, [&](std::int64_t i) { return gc[i] * (xc[i] - m); });
+        sd += ga * a;
+        sdx += ga * b * r;
+      }
+      const double md = sd / double(len), mdx = sdx / double(len);
+      for (std::int64_t cc = 0; cc < CG; ++cc) {
+        const double ga = gamma ? double(gamma[g * CG + cc]) : 1.0;
+        const T* xc = x + ng * len + cc * HW;
+        const T* gc = gy + ng * len + cc * HW;
+        T* oc = gx + ng * len + cc * HW;
+        // gx = r*ga*gy - r*md - r*r*mdx*(x - m): one multiply-add per element
+        const T k1 = T(r * ga), k2 = T(r * r * mdx), k0 = T(-r * md + r * r * mdx * m);
+        for (std::int64_t i = 0; i < HW; ++i) oc[i] = k1 * gc[i] - k2 * xc[i] + k0;
+      }
+    }
+  }
+  if (ggamma || gbeta) {
+    // Per channel, summed over images in order (no cross-thread reduction).
+#pragma omp parallel for schedule(static) if (C > 1)
+    for (std::int64_t c = 0; c < C; ++c) {
+      const std::int64_t g = c / CG;
+      double sg = 0, sb = 0;
+      for (std::int64_t n = 0; n < N; ++n) {
+        const double m = mean[n * G + g], r = rstd[n * G + g];
+        const T* xc = x + (n * C + c) * HW;
+        const T* gc = gy + (n * C + c) * HW;
+        const double a = detail::fixed_sum<double>(HW, [&](std::int64_t i) { return gc[i]; });
+        const double b = detail::fixed_sum<double>(HW, [&](std::int64_t i) { return gc[i] * (xc[i] - m); });
+        sb += a;
+        sg += b * r;
+      }
+      if (ggamma) ggamma[c] = T(sg);
+      if (gbeta) gbeta[c] = T(sb);
+    }
+  }
+}
+
+}  // namespace diffuse::kernels

@@ -1,0 +1,71 @@
+// Softmax over the last axis of a [rows, cols] buffer, forward and backward; one row per task.
+#pragma once
+// See gemm.hpp: GCC 12 false -Wmaybe-uninitialized in AVX-512 intrinsics inlined from Eigen.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <Eigen/Core>
+#include <algorithm>
+#include <cstdint>
+
+#include "diffuse/kernels/common.hpp"
+
+namespace diffuse::kernels {
+
+namespace detail {
+// y[j] = exp(x[j] - shift) with Eigen's vectorised exp. Every element goes through the same packet
+// code on a fixed-size local block, so the result does not depend on the buffers' alignment (Eigen
+// on a Map would compute an unaligned head with the scalar exp, which rounds differently).
+template <class T>
+void exp_shifted(std::int64_t n, const T* x, T shift, T* y) {
+  constexpr int B = 16;
+  Eigen::Array<T, B, 1> blk;
+  for (std::int64_t i = 0; i < n; i += B) {
+    const int m = int(std::min<std::int64_t>(B, n - i));
+    for (int j = 0; j < B; ++j) blk[j] = j < m ? x[i + j] - shift : T(0);
+    blk = blk.exp();
+    for (int j = 0; j < m; ++j) y[i + j] = blk[j];
+  }
+}
+
+// One row, in place allowed (y may equal x). Subtracting the max keeps exp from overflowing.
+template <class T>
+void softmax_row(std::int64_t cols, const T* x, T* y) {
+  T mx = x[0];
+  for (std::int64_t j = 1; j < cols; ++j) mx = std::max(mx, x[j]);
+  exp_shifted(cols, x, mx, y);
+  const T inv = T(1) / fixed_sum<T>(cols, [&](std::int64_t j) { return y[j]; });
+  for (std::int64_t j = 0; j < cols; ++j) y[j] *= inv;
+}
+
+// gx = y * (gy - sum(gy * y)); gx may alias gy.
+template <class T>
+void softmax_backward_row(std::int64_t cols, const T* y, const T* gy, T* gx) {
+  const T dot = fixed_sum<T>(cols, [&](std::int64_t j) { return gy[j] * y[j]; });
+  for (std::int64_t j = 0; j < cols; ++j) gx[j] = y[j] * (gy[j] - dot);
+}
+}  // namespace detail
+
+// softmax over the last axis of [rows, cols]; y may equal x.
+template <class T>
+void softmax_forward(std::int64_t rows, std::int64_t cols, const T* x, T* y) {
+  detail::check_positive("softmax", {{"rows", rows}, {"cols", cols}});
+#pragma omp parallel for schedule(static) if (rows * cols > (1 << 14))
+  for (std::int64_t r = 0; r < rows; ++r) detail::softmax_row(cols, x + r * cols, y + r * cols);
+}
+
+// gx [rows, cols] overwritten (may equal gy).
+template <class T>
+void softmax_backward(std::int64_t rows, std::int64_t cols, const T* y, const T* gy, T* gx) {
+  detail::check_positive("softmax", {{"rows", rows}, {"cols", cols}});
+#pragma omp parallel for schedule(static) if (rows * cols > (1 << 14))
+  for (std::int64_t r = 0; r < rows; ++r)
+    detail::softmax_backward_row(cols, y + r * cols, gy + r * cols, gx + r * cols);
+}
+
+}  // namespace diffuse::kernels
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif

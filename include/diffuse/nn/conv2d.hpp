@@ -1,0 +1,39 @@
+// 2-D convolution layer (torch.nn.Conv2d): parameters "weight" [out, in, k, k] and "bias" [out].
+#pragma once
+#include "diffuse/nn/functional.hpp"
+#include "diffuse/nn/init.hpp"
+#include "diffuse/nn/module.hpp"
+
+namespace diffuse::nn {
+
+struct Conv2dOptions {
+  std::int64_t stride = 1;
+  std::int64_t padding = 0;
+  bool bias = true;
+};
+
+template <class T = float>
+class Conv2d : public Module<T> {
+ public:
+  Conv2d(std::int64_t in_channels, std::int64_t out_channels, std::int64_t kernel_size, Conv2dOptions options = {},
+         Generator& gen = default_generator())
+      : options_(options) {
+    if (in_channels < 1 || out_channels < 1 || kernel_size < 1)
+      throw Error("Conv2d: channels and kernel size must be positive, got " + std::to_string(in_channels) + " -> " +
+                  std::to_string(out_channels) + ", kernel " + std::to_string(kernel_size));
+    const std::int64_t fan_in = in_channels * kernel_size * kernel_size;
+    weight = this->register_parameter(
+        "weight", init::default_uniform<T>({out_channels, in_channels, kernel_size, kernel_size}, fan_in, gen));
+    if (options.bias) bias = this->register_parameter("bias", init::default_uniform<T>({out_channels}, fan_in, gen));
+  }
+  Tensor<T> operator()(const Tensor<T>& x) const {
+    return functional::conv2d(x, weight, bias, options_.stride, options_.padding);
+  }
+
+  Tensor<T> weight, bias;
+
+ private:
+  Conv2dOptions options_;
+};
+
+}  // namespace diffuse::nn

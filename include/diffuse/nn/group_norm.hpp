@@ -1,0 +1,30 @@
+// Group normalisation layer (torch.nn.GroupNorm): "weight" (ones) and "bias" (zeros) per channel.
+#pragma once
+#include "diffuse/nn/functional.hpp"
+#include "diffuse/nn/module.hpp"
+
+namespace diffuse::nn {
+
+template <class T = float>
+class GroupNorm : public Module<T> {
+ public:
+  GroupNorm(std::int64_t num_groups, std::int64_t num_channels, double eps = 1e-5, bool affine = true)
+      : num_groups_(num_groups), eps_(static_cast<T>(eps)) {
+    if (num_groups < 1 || num_channels % num_groups != 0)
+      throw Error("GroupNorm: " + std::to_string(num_channels) + " channels cannot be split into " +
+                  std::to_string(num_groups) + " groups");
+    if (affine) {
+      weight = this->register_parameter("weight", Tensor<T>::ones({num_channels}));
+      bias = this->register_parameter("bias", Tensor<T>::zeros({num_channels}));
+    }
+  }
+  Tensor<T> operator()(const Tensor<T>& x) const { return functional::group_norm(x, num_groups_, weight, bias, eps_); }
+
+  Tensor<T> weight, bias;
+
+ private:
+  std::int64_t num_groups_;
+  T eps_;
+};
+
+}  // namespace diffuse::nn

@@ -1,0 +1,147 @@
+// Module: the base of every layer and model. Holds named parameters and submodules so that
+// named_parameters() yields PyTorch/diffusers names ("down_blocks.1.attentions.0.to_q.weight"),
+// and provides train()/eval(), zero_grad() and state_dict()/load_state_dict().
+#pragma once
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "diffuse/core/tensor.hpp"
+
+namespace diffuse::nn {
+
+template <class T = float>
+class Module {
+ public:
+  using value_type = T;
+  Module() = default;
+  virtual ~Module() = default;
+  // Parameters are shared by copies; a module is used through its owner or a shared_ptr.
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  // Every parameter with its dotted name, in registration order (depth first).
+  std::vector<std::pair<std::string, Tensor<T>>> named_parameters() const {
+    std::vector<std::pair<std::string, Tensor<T>>> out;
+    collect("", out);
+    return out;
+  }
+  std::vector<Tensor<T>> parameters() const {
+    std::vector<Tensor<T>> out;
+    for (auto& [name, p] : named_parameters()) out.push_back(p);
+    return out;
+  }
+  std::int64_t num_parameters() const {
+    std::int64_t n = 0;
+    for (auto& [name, p] : named_parameters()) n += p.numel();
+    return n;
+  }
+
+  // The parameters by name; the tensors share memory with the module (clone to keep a copy).
+  std::map<std::string, Tensor<T>> state_dict() const {
+    std::map<std::string, Tensor<T>> out;
+    for (auto& [name, p] : named_parameters()) out.emplace(name, p.detach());
+    return out;
+  }
+
+  // Copies values into the parameters. With strict, missing and unexpected keys are errors
+  // (all of them named); shapes must always match.
+  template <class U>
+  void load_state_dict(const std::map<std::string, Tensor<U>>& state, bool strict = true) {
+    std::vector<std::string> missing, unexpected, wrong_shape;
+    std::set<std::string> known;
+    auto params = named_parameters();
+    for (auto& [name, p] : params) {
+      known.insert(name);
+      auto it = state.find(name);
+      if (it == state.end()) {
+        missing.push_back(name);
+      } else if (it->second.shape() != p.shape()) {
+        wrong_shape.push_back(name + " (expected " + to_string(p.shape()) + ", got " + to_string(it->second.shape()) +
+                              ")");
+      }
+    }
+    for (auto& [name, t] : state)
+      if (!known.count(name)) unexpected.push_back(name);
+    std::string problems;
+    auto list = [&](const char* what, const std::vector<std::string>& names) {
+      if (names.empty()) return;
+      problems += std::string(problems.empty() ? "" : "; ") + what + ": ";
+      for (std::size_t i = 0; i < names.size(); ++i) problems += (i ? ", " : "") + names[i];
+    };
+    list("shape mismatch", wrong_shape);
+    if (strict) {
+      list("missing keys", missing);
+      list("unexpected keys", unexpected);
+    }
+    if (!problems.empty()) throw Error("load_state_dict: " + problems);
+    for (auto& [name, p] : params) {
+      auto it = state.find(name);
+      if (it == state.end()) continue;
+      if constexpr (std::is_same_v<T, U>) {
+        Tensor<T>(p).copy_(it->second);
+      } else {
+        Tensor<T>(p).copy_(it->second.template to<T>());
+      }
+    }
+  }
+
+  void train(bool on = true) {
+    training_ = on;
+    for (auto& [name, child] : children_) child->train(on);
+  }
+  void eval() { train(false); }
+  bool is_training() const { return training_; }
+
+  void zero_grad() {
+    for (auto& p : parameters()) p.zero_grad();
+  }
+
+ protected:
+  // Registers a parameter (requires_grad is turned on) and returns it.
+  Tensor<T> register_parameter(const std::string& name, Tensor<T> value) {
+    value.requires_grad_(true);
+    params_.emplace_back(name, value);
+    return value;
+  }
+  template <class M>
+  std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module) {
+    children_.emplace_back(name, module);
+    return module;
+  }
+
+ private:
+  void collect(const std::string& prefix, std::vector<std::pair<std::string, Tensor<T>>>& out) const {
+    for (auto& [name, p] : params_) out.emplace_back(prefix + name, p);
+    for (auto& [name, child] : children_) child->collect(prefix + name + ".", out);
+  }
+
+  std::vector<std::pair<std::string, Tensor<T>>> params_;
+  std::vector<std::pair<std::string, std::shared_ptr<Module<T>>>> children_;
+  bool training_ = true;
+};
+
+// An indexed list of submodules named "0", "1", ... (torch.nn.ModuleList).
+template <class M>
+class ModuleList : public Module<typename M::value_type> {
+ public:
+  std::shared_ptr<M> push_back(std::shared_ptr<M> m) {
+    items_.push_back(m);
+    return this->register_module(std::to_string(items_.size() - 1), m);
+  }
+  M& operator[](std::size_t i) const {
+    if (i >= items_.size()) throw Error("ModuleList: index " + std::to_string(i) + " out of range");
+    return *items_[i];
+  }
+  std::size_t size() const { return items_.size(); }
+  auto begin() const { return items_.begin(); }
+  auto end() const { return items_.end(); }
+
+ private:
+  std::vector<std::shared_ptr<M>> items_;
+};
+
+}  // namespace diffuse::nn
