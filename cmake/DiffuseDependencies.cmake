@@ -9,11 +9,6 @@ find_dependency(ZLIB)
 find_dependency(PkgConfig)
 
 # Debian builds stb's implementations into libstb.so and describes it with pkg-config.
-if(NOT TARGET diffuse::stb)
+if(NOT TARGET PkgConfig::DIFFUSE_STB)
   pkg_check_modules(DIFFUSE_STB REQUIRED IMPORTED_TARGET stb)
-  if(NOT TARGET diffuse_stb)
-    add_library(diffuse_stb INTERFACE)
-    target_link_libraries(diffuse_stb INTERFACE PkgConfig::DIFFUSE_STB)
-  endif()
-  add_library(diffuse::stb ALIAS diffuse_stb)
 endif()

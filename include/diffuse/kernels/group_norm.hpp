@@ -16,6 +16,24 @@ inline void check_group_norm(std::int64_t N, std::int64_t C, std::int64_t HW, st
     throw Error("group_norm: channel count C=" + std::to_string(C) + " is not divisible by the number of groups G=" +
                 std::to_string(G));
 }
+
+// a = sum(gy), b = sum(gy * (x - m)) over n elements in one pass, in fixed_sum's order.
+template <class T>
+void grad_sums(std::int64_t n, const T* gy, const T* x, double m, double& a, double& b) {
+  double sa[8] = {}, sb[8] = {};
+  std::int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) {
+      sa[j] += gy[i + j];
+      sb[j] += double(gy[i + j]) * (double(x[i + j]) - m);
+    }
+  for (int j = 0; i < n; ++i, ++j) {
+    sa[j] += gy[i];
+    sb[j] += double(gy[i]) * (double(x[i]) - m);
+  }
+  a = ((sa[0] + sa[1]) + (sa[2] + sa[3])) + ((sa[4] + sa[5]) + (sa[6] + sa[7]));
+  b = ((sb[0] + sb[1]) + (sb[2] + sb[3])) + ((sb[4] + sb[5]) + (sb[6] + sb[7]));
+}
 }  // namespace detail
 
 // x viewed as [N, C, HW], G groups of C/G channels; gamma/beta [C] or nullptr.
@@ -68,8 +86,8 @@ void group_norm_backward(std::int64_t N, std::int64_t C, std::int64_t HW, std::i
         const double ga = gamma ? double(gamma[g * CG + cc]) : 1.0;
         const T* xc = x + ng * len + cc * HW;
         const T* gc = gy + ng * len + cc * HW;
-        const double a = detail::fixed_sum<double>(HW, [&](std::int64_t i) { return gc[i]; });
-        const double b = detail::fixed_sum<double>(HW, [&](std::int64_t i) { return gc[i] * (xc[i] - m); });
+        double a, b;
+        detail::grad_sums(HW, gc, xc, m, a, b);
         sd += ga * a;
         sdx += ga * b * r;
       }
@@ -95,8 +113,8 @@ void group_norm_backward(std::int64_t N, std::int64_t C, std::int64_t HW, std::i
         const double m = mean[n * G + g], r = rstd[n * G + g];
         const T* xc = x + (n * C + c) * HW;
         const T* gc = gy + (n * C + c) * HW;
-        const double a = detail::fixed_sum<double>(HW, [&](std::int64_t i) { return gc[i]; });
-        const double b = detail::fixed_sum<double>(HW, [&](std::int64_t i) { return gc[i] * (xc[i] - m); });
+        double a, b;
+        detail::grad_sums(HW, gc, xc, m, a, b);
         sb += a;
         sg += b * r;
       }

@@ -20,21 +20,39 @@ namespace detail {
 template <class T>
 void exp_shifted(std::int64_t n, const T* x, T shift, T* y) {
   constexpr int B = 16;
-  Eigen::Array<T, B, 1> blk;
-  for (std::int64_t i = 0; i < n; i += B) {
-    const int m = int(std::min<std::int64_t>(B, n - i));
+  using Block = Eigen::Array<T, B, 1>;
+  Block blk;  // aligned local: Eigen evaluates it with packets only
+  std::int64_t i = 0;
+  for (; i + B <= n; i += B) {
+    blk = Eigen::Map<const Block>(x + i) - shift;
+    blk = blk.exp();
+    Eigen::Map<Block>(y + i) = blk;
+  }
+  if (i < n) {  // tail: pad the block, keep the first n - i results
+    const int m = int(n - i);
     for (int j = 0; j < B; ++j) blk[j] = j < m ? x[i + j] - shift : T(0);
     blk = blk.exp();
     for (int j = 0; j < m; ++j) y[i + j] = blk[j];
   }
 }
 
+// Largest element; 8 independent chains so the loop is not latency-bound.
+template <class T>
+T row_max(std::int64_t n, const T* x) {
+  T m[8];
+  for (int j = 0; j < 8; ++j) m[j] = x[0];
+  std::int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) m[j] = std::max(m[j], x[i + j]);
+  for (; i < n; ++i) m[0] = std::max(m[0], x[i]);
+  for (int j = 1; j < 8; ++j) m[0] = std::max(m[0], m[j]);
+  return m[0];
+}
+
 // One row, in place allowed (y may equal x). Subtracting the max keeps exp from overflowing.
 template <class T>
 void softmax_row(std::int64_t cols, const T* x, T* y) {
-  T mx = x[0];
-  for (std::int64_t j = 1; j < cols; ++j) mx = std::max(mx, x[j]);
-  exp_shifted(cols, x, mx, y);
+  exp_shifted(cols, x, row_max(cols, x), y);
   const T inv = T(1) / fixed_sum<T>(cols, [&](std::int64_t j) { return y[j]; });
   for (std::int64_t j = 0; j < cols; ++j) y[j] *= inv;
 }

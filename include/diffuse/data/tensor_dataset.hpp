@@ -1,0 +1,54 @@
+// TensorDataset: samples that are already a tensor [N, ...] (e.g. 2-D points for toy
+// diffusion models, or preprocessed images), with optional integer labels. Models the
+// DataLoader's Dataset concept.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "diffuse/core/error.hpp"
+#include "diffuse/core/shape.hpp"
+#include "diffuse/core/tensor.hpp"
+
+namespace diffuse::data {
+
+template <class T = float>
+class TensorDataset {
+ public:
+  // data [N, ...]; labels empty (all 0) or one per sample.
+  explicit TensorDataset(Tensor<T> data, std::vector<std::int64_t> labels = {})
+      : data_(std::move(data)), labels_(std::move(labels)) {
+    if (!data_.defined() || data_.dim() < 1) throw Error("TensorDataset: data must be a tensor [N, ...]");
+    if (!labels_.empty() && static_cast<std::int64_t>(labels_.size()) != data_.size(0))
+      throw Error("TensorDataset: " + std::to_string(labels_.size()) + " labels for " +
+                  std::to_string(data_.size(0)) + " samples");
+    shape_.assign(data_.shape().begin() + 1, data_.shape().end());
+    per_ = numel_of(shape_);
+  }
+
+  std::int64_t size() const { return data_.size(0); }
+  const Shape& sample_shape() const { return shape_; }
+  std::int64_t label(std::int64_t i) const { return labels_.empty() ? 0 : labels_[check(i)]; }
+  template <class U>
+  void get_into(std::int64_t i, U* dst) const {
+    const T* src = data_.data() + check(i) * per_;
+    std::transform(src, src + per_, dst, [](T v) { return static_cast<U>(v); });
+  }
+  const Tensor<T>& data() const { return data_; }
+
+ private:
+  std::int64_t check(std::int64_t i) const {
+    if (i < 0 || i >= size())
+      throw Error("TensorDataset: index " + std::to_string(i) + " is out of range for " +
+                  std::to_string(size()) + " samples");
+    return i;
+  }
+  Tensor<T> data_;
+  std::vector<std::int64_t> labels_;
+  Shape shape_;
+  std::int64_t per_ = 0;
+};
+
+}  // namespace diffuse::data

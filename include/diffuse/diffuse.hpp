@@ -1,0 +1,47 @@
+// diffuse: diffusion models on CPUs. This umbrella header includes every public header;
+// include single headers instead to keep compile times down.
+#pragma once
+
+// core: tensors, random numbers, threads
+#include "diffuse/core/error.hpp"
+#include "diffuse/core/generator.hpp"
+#include "diffuse/core/interop.hpp"
+#include "diffuse/core/parallel.hpp"
+#include "diffuse/core/shape.hpp"
+#include "diffuse/core/tensor.hpp"
+
+// autograd: differentiable tensor operations
+#include "diffuse/autograd/backward.hpp"
+#include "diffuse/autograd/elementwise.hpp"
+#include "diffuse/autograd/gradcheck.hpp"
+#include "diffuse/autograd/linalg.hpp"
+#include "diffuse/autograd/reduce.hpp"
+#include "diffuse/autograd/shape_ops.hpp"
+#include "diffuse/autograd/views.hpp"
+
+// nn: layers and functional ops
+#include "diffuse/nn/conv2d.hpp"
+#include "diffuse/nn/functional.hpp"
+#include "diffuse/nn/group_norm.hpp"
+#include "diffuse/nn/init.hpp"
+#include "diffuse/nn/linear.hpp"
+#include "diffuse/nn/module.hpp"
+
+// models
+#include "diffuse/models/basic_unet.hpp"
+
+// optimizers
+#include "diffuse/optim/adam.hpp"
+#include "diffuse/optim/sgd.hpp"
+
+// data and files
+#include "diffuse/data/dataloader.hpp"
+#include "diffuse/data/fashion_mnist.hpp"
+#include "diffuse/data/idx.hpp"
+#include "diffuse/data/mnist.hpp"
+#include "diffuse/io/figure.hpp"
+#include "diffuse/io/grid.hpp"
+#include "diffuse/io/image.hpp"
+#include "diffuse/io/json.hpp"
+#include "diffuse/io/npy.hpp"
+#include "diffuse/io/safetensors.hpp"

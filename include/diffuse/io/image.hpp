@@ -1,0 +1,187 @@
+// Reading and writing images (PNG, JPEG, and whatever stb_image decodes: BMP, GIF, TGA, ...).
+// Tensors are [C,H,W] (or [H,W] for grayscale) with values in [0,1], like torchvision's
+// ToTensor; writing clamps to [0,1] and rounds to 8 bits as torchvision.utils.save_image does.
+#pragma once
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <climits>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <stb_image.h>
+#include <stb_image_write.h>
+
+#include "diffuse/core/error.hpp"
+#include "diffuse/core/tensor.hpp"
+#include "diffuse/io/atomic_file.hpp"
+
+namespace diffuse::io {
+
+// An image decoded to 8 bits: interleaved HWC pixels.
+struct ImageU8 {
+  int width = 0, height = 0, channels = 0;
+  std::vector<std::uint8_t> pixels;  // height * width * channels, row-major, channels last
+};
+
+// Decodes an image file to 8-bit pixels; `channels` as in read_image. FileError naming the
+// file and stb's reason when the file is missing or cannot be decoded.
+inline ImageU8 read_image_u8(const std::filesystem::path& path, int channels = 0) {
+  if (channels < 0 || channels > 4)
+    throw Error("read_image('" + path.string() + "'): channels must be 0..4, got " +
+                std::to_string(channels));
+  const std::string bytes = read_file_bytes(path);
+  if (bytes.size() > static_cast<std::size_t>(INT_MAX))
+    throw FileError("cannot decode image '" + path.string() + "': file is larger than 2 GB");
+  ImageU8 img;
+  int file_channels = 0;
+  unsigned char* pixels = stbi_load_from_memory(reinterpret_cast<const unsigned char*>(bytes.data()),
+                                                static_cast<int>(bytes.size()), &img.width, &img.height,
+                                                &file_channels, channels);
+  if (!pixels) {
+    const char* why = stbi_failure_reason();
+    throw FileError("cannot decode image '" + path.string() + "': " + (why ? why : "unknown reason"));
+  }
+  img.channels = channels ? channels : file_channels;
+  const std::size_t n = static_cast<std::size_t>(img.width) * img.height * img.channels;
+  try {
+    img.pixels.assign(pixels, pixels + n);
+  } catch (...) {
+    stbi_image_free(pixels);
+    throw;
+  }
+  stbi_image_free(pixels);
+  return img;
+}
+
+// Decodes an image file into a [C,H,W] tensor with values in [0,1]. `channels` = 0 keeps the
+// file's channel count; 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA) converts to it.
+template <class T = float>
+Tensor<T> read_image(const std::filesystem::path& path, int channels = 0) {
+  const ImageU8 img = read_image_u8(path, channels);
+  const int c = img.channels;
+  Tensor<T> t = Tensor<T>::empty({c, img.height, img.width});
+  // HWC uint8 -> CHW in [0,1].
+  T* dst = t.data();
+  const std::int64_t plane = static_cast<std::int64_t>(img.height) * img.width;
+  for (std::int64_t p = 0; p < plane; ++p)
+    for (int k = 0; k < c; ++k) dst[k * plane + p] = static_cast<T>(img.pixels[p * c + k]) / T(255);
+  return t;
+}
+
+namespace detail {
+
+// [H,W], [C,H,W] or [1,C,H,W] with C in 1..4 -> (C, H, W), or throws naming `what`.
+template <class T>
+std::array<std::int64_t, 3> image_dims(const Tensor<T>& t, const std::string& what) {
+  if (!t.defined()) throw Error(what + ": the image tensor is undefined");
+  const Shape& s = t.shape();
+  Shape chw;
+  if (s.size() == 2)
+    chw = {1, s[0], s[1]};
+  else if (s.size() == 3)
+    chw = s;
+  else if (s.size() == 4 && s[0] == 1)
+    chw = {s[1], s[2], s[3]};
+  else
+    throw Error(what + ": expected an image [C,H,W] or [H,W], got shape " + to_string(s) +
+                (s.size() == 4 ? " (use make_grid or save_image for a batch)" : ""));
+  if (chw[0] < 1 || chw[0] > 4)
+    throw Error(what + ": an image has 1, 2, 3 or 4 channels, got shape " + to_string(s));
+  if (chw[1] < 1 || chw[2] < 1 || chw[1] > (1 << 24) || chw[2] > (1 << 24))
+    throw Error(what + ": image size " + std::to_string(chw[1]) + "x" + std::to_string(chw[2]) +
+                " is not writable");
+  return {chw[0], chw[1], chw[2]};
+}
+
+// [C,H,W] values in [0,1] -> interleaved 8-bit HWC: clamp(v * 255 + 0.5) truncated, as
+// torchvision.utils.save_image does; NaN becomes 0.
+template <class T>
+std::vector<unsigned char> to_hwc_u8(const Tensor<T>& t, std::int64_t c, std::int64_t h, std::int64_t w) {
+  std::vector<unsigned char> out(static_cast<std::size_t>(c * h * w));
+  const T* src = t.data();
+  const std::int64_t plane = h * w;
+  for (std::int64_t k = 0; k < c; ++k)
+    for (std::int64_t p = 0; p < plane; ++p) {
+      const double v = static_cast<double>(src[k * plane + p]) * 255.0 + 0.5;
+      out[static_cast<std::size_t>(p * c + k)] =
+          static_cast<unsigned char>(v >= 255.0 ? 255.0 : (v > 0.0 ? v : 0.0));
+    }
+  return out;
+}
+
+inline void append_to_string(void* ctx, void* data, int size) {
+  static_cast<std::string*>(ctx)->append(static_cast<const char*>(data), static_cast<std::size_t>(size));
+}
+
+}  // namespace detail
+
+// PNG bytes of an image tensor (see write_png).
+template <class T>
+std::string encode_png(const Tensor<T>& image) {
+  const auto [c, h, w] = detail::image_dims(image, "encode_png");
+  const auto px = detail::to_hwc_u8(image, c, h, w);
+  std::string out;
+  if (!stbi_write_png_to_func(detail::append_to_string, &out, static_cast<int>(w), static_cast<int>(h),
+                              static_cast<int>(c), px.data(), static_cast<int>(w * c)))
+    throw Error("encode_png: stb_image_write failed");
+  return out;
+}
+
+// JPEG bytes of an image tensor (see write_jpeg).
+template <class T>
+std::string encode_jpeg(const Tensor<T>& image, int quality = 95) {
+  const auto [c, h, w] = detail::image_dims(image, "encode_jpeg");
+  if (quality < 1 || quality > 100)
+    throw Error("encode_jpeg: quality must be 1..100, got " + std::to_string(quality));
+  const auto px = detail::to_hwc_u8(image, c, h, w);
+  std::string out;
+  if (!stbi_write_jpg_to_func(detail::append_to_string, &out, static_cast<int>(w), static_cast<int>(h),
+                              static_cast<int>(c), px.data(), quality))
+    throw Error("encode_jpeg: stb_image_write failed");
+  return out;
+}
+
+// Writes an image ([C,H,W] with C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA; or [H,W]) as an
+// 8-bit PNG. Values are clamped to [0,1]. Atomic.
+template <class T>
+void write_png(const std::filesystem::path& path, const Tensor<T>& image) {
+  try {
+    write_file_atomic(path, encode_png(image));
+  } catch (const FileError&) {
+    throw;
+  } catch (const Error& e) {
+    throw Error("write_png('" + path.string() + "'): " + e.what());
+  }
+}
+
+// Writes an image as a baseline JPEG (alpha, if any, is dropped). Atomic.
+template <class T>
+void write_jpeg(const std::filesystem::path& path, const Tensor<T>& image, int quality = 95) {
+  try {
+    write_file_atomic(path, encode_jpeg(image, quality));
+  } catch (const FileError&) {
+    throw;
+  } catch (const Error& e) {
+    throw Error("write_jpeg('" + path.string() + "'): " + e.what());
+  }
+}
+
+// Writes PNG or JPEG chosen by the file extension (.png, .jpg, .jpeg; case-insensitive).
+template <class T>
+void write_image(const std::filesystem::path& path, const Tensor<T>& image) {
+  std::string ext = path.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char ch) { return std::tolower(ch); });
+  if (ext == ".png")
+    write_png(path, image);
+  else if (ext == ".jpg" || ext == ".jpeg")
+    write_jpeg(path, image);
+  else
+    throw Error("write_image('" + path.string() + "'): unknown image format '" + ext +
+                "' (use .png, .jpg or .jpeg)");
+}
+
+}  // namespace diffuse::io

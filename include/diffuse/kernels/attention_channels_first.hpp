@@ -1,0 +1,147 @@
+// Multi-head self-attention on channel-first buffers, the layout of a UNet feature map: qkv is
+// [B, 3*heads*D, L] (rows q | k | v, head h = rows h*D .. h*D+D-1 of each), out is [B, heads*D, L].
+// out_h = v_h softmax(scale q_h^T k_h)^T, so no transposes or head permutes are needed around it.
+// The attention matrix is never stored: forward keeps each query row's max and exp-sum, backward
+// recomputes the probabilities from them (bit for bit). Tasks are fixed tiles of query rows, so
+// results do not depend on the thread count.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+#include "diffuse/kernels/common.hpp"
+#include "diffuse/kernels/gemm.hpp"
+#include "diffuse/kernels/softmax.hpp"
+
+namespace diffuse::kernels {
+
+namespace detail {
+inline constexpr std::int64_t kMhaTileQ = 64;  // query rows per task
+
+// softmax of one row in place, keeping (max, exp-sum) or reusing them (bit-identical recompute).
+template <class S>
+void mha_softmax_row(std::int64_t L, S* p, S& m, S& s, bool compute_stats) {
+  if (compute_stats) m = row_max(L, p);
+  exp_shifted(L, p, m, p);
+  if (compute_stats) s = fixed_sum<S>(L, [&](std::int64_t j) { return p[j]; });
+  const S inv = S(1) / s;
+  for (std::int64_t j = 0; j < L; ++j) p[j] *= inv;
+}
+
+// Probabilities of query rows [i0, i0+rows) against all L keys: P = softmax(scale q^T k).
+// Forward (compute_stats) stores each row's max and exp-sum; backward passes them back in.
+// float_softmax: the softmax runs in float even for double data (diffusers' upcast_softmax casts the
+// scores to float32 whatever the model's dtype); fbuf is float scratch of L elements.
+template <class T>
+void mha_probs(std::int64_t L, std::int64_t D, T scale, const T* q, const T* k, std::int64_t i0, std::int64_t rows,
+               T* P, T* row_max_out, T* row_sum_out, bool compute_stats, bool float_softmax, float* fbuf) {
+  gemm_serial(true, false, rows, L, D, scale, q + i0, L, k, L, T(0), P, L);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    T* p = P + r * L;
+    if constexpr (!std::is_same_v<T, float>) {
+      if (float_softmax) {
+        float m = float(row_max_out[r]), s = float(row_sum_out[r]);
+        for (std::int64_t j = 0; j < L; ++j) fbuf[j] = float(p[j]);
+        mha_softmax_row(L, fbuf, m, s, compute_stats);
+        for (std::int64_t j = 0; j < L; ++j) p[j] = T(fbuf[j]);
+        row_max_out[r] = T(m);
+        row_sum_out[r] = T(s);
+        continue;
+      }
+    }
+    mha_softmax_row(L, p, row_max_out[r], row_sum_out[r], compute_stats);
+  }
+}
+}  // namespace detail
+
+// stats [B*heads*L*2] receives (max, sum) per query row for the backward pass.
+template <class T>
+void mha_channels_first_forward(std::int64_t B, std::int64_t heads, std::int64_t D, std::int64_t L, T scale,
+                                const T* qkv, T* out, T* stats, bool float_softmax = false) {
+  detail::check_positive("attention", {{"B", B}, {"heads", heads}, {"D", D}, {"L", L}});
+  const std::int64_t C = heads * D, tiles = detail::ceil_div(L, detail::kMhaTileQ), tasks = B * heads * tiles;
+#pragma omp parallel if (tasks > 1)
+  {
+    std::vector<T> P(std::min(L, detail::kMhaTileQ) * L), mx(detail::kMhaTileQ), sm(detail::kMhaTileQ);
+    std::vector<float> fbuf(float_softmax ? L : 0);
+#pragma omp for schedule(static)
+    for (std::int64_t t = 0; t < tasks; ++t) {
+      const std::int64_t bh = t / tiles, b = bh / heads, h = bh % heads;
+      const std::int64_t i0 = (t % tiles) * detail::kMhaTileQ, rows = std::min(detail::kMhaTileQ, L - i0);
+      const T* q = qkv + (b * 3 * C + h * D) * L;
+      const T* k = q + C * L;
+      const T* v = q + 2 * C * L;
+      detail::mha_probs(L, D, scale, q, k, i0, rows, P.data(), mx.data(), sm.data(), true, float_softmax, fbuf.data());
+      for (std::int64_t r = 0; r < rows; ++r) {
+        stats[2 * (bh * L + i0 + r)] = mx[r];
+        stats[2 * (bh * L + i0 + r) + 1] = sm[r];
+      }
+      // out[:, i0:i0+rows] = v [D, L] * P^T [L, rows]
+      detail::gemm_serial(false, true, D, rows, L, T(1), v, L, P.data(), L, T(0), out + (b * C + h * D) * L + i0, L);
+    }
+  }
+}
+
+// gout [B, C, L] -> gqkv [B, 3C, L] (overwritten).
+template <class T>
+void mha_channels_first_backward(std::int64_t B, std::int64_t heads, std::int64_t D, std::int64_t L, T scale,
+                                 const T* qkv, const T* stats, const T* gout, T* gqkv, bool float_softmax = false) {
+  detail::check_positive("attention", {{"B", B}, {"heads", heads}, {"D", D}, {"L", L}});
+  const std::int64_t C = heads * D, tiles = detail::ceil_div(L, detail::kMhaTileQ), tasks = B * heads;
+#pragma omp parallel if (tasks > 1)
+  {
+    const std::int64_t tile = std::min(L, detail::kMhaTileQ);
+    std::vector<T> P(tile * L), G(tile * L), mx(tile), sm(tile);
+    std::vector<float> fbuf(float_softmax ? 2 * L : 0);
+#pragma omp for schedule(static)
+    for (std::int64_t bh = 0; bh < tasks; ++bh) {
+      const std::int64_t b = bh / heads, h = bh % heads;
+      const T* q = qkv + (b * 3 * C + h * D) * L;
+      const T* k = q + C * L;
+      const T* v = q + 2 * C * L;
+      const T* go = gout + (b * C + h * D) * L;
+      T* gq = gqkv + (b * 3 * C + h * D) * L;
+      T* gk = gq + C * L;
+      T* gv = gq + 2 * C * L;
+      for (std::int64_t it = 0; it < tiles; ++it) {
+        const std::int64_t i0 = it * detail::kMhaTileQ, rows = std::min(detail::kMhaTileQ, L - i0);
+        for (std::int64_t r = 0; r < rows; ++r) {
+          mx[r] = stats[2 * (bh * L + i0 + r)];
+          sm[r] = stats[2 * (bh * L + i0 + r) + 1];
+        }
+        detail::mha_probs(L, D, scale, q, k, i0, rows, P.data(), mx.data(), sm.data(), false, float_softmax, fbuf.data());
+        const T beta = it == 0 ? T(0) : T(1);
+        // gv [D, L] += gout[:, tile] [D, rows] * P [rows, L]
+        detail::gemm_serial(false, false, D, L, rows, T(1), go + i0, L, P.data(), L, beta, gv, L);
+        // gP [rows, L] = gout[:, tile]^T v
+        detail::gemm_serial(true, false, rows, L, D, T(1), go + i0, L, v, L, T(0), G.data(), L);
+        for (std::int64_t r = 0; r < rows; ++r) {
+          T* pr = P.data() + r * L;
+          T* gr = G.data() + r * L;
+          if constexpr (!std::is_same_v<T, float>) {
+            if (float_softmax) {  // the softmax backward in float, as autograd runs it for diffusers' cast
+              float* pf = fbuf.data();
+              float* gf = pf + L;
+              for (std::int64_t j = 0; j < L; ++j) {
+                pf[j] = float(pr[j]);
+                gf[j] = float(gr[j]);
+              }
+              detail::softmax_backward_row(L, pf, gf, gf);
+              for (std::int64_t j = 0; j < L; ++j) gr[j] = T(gf[j]);
+              continue;
+            }
+          }
+          detail::softmax_backward_row(L, pr, gr, gr);
+        }
+        // gq[:, tile] [D, rows] = scale * k [D, L] * gS^T [L, rows]
+        detail::gemm_serial(false, true, D, rows, L, scale, k, L, G.data(), L, T(0), gq + i0, L);
+        // gk [D, L] += scale * q[:, tile] [D, rows] * gS [rows, L]
+        detail::gemm_serial(false, false, D, L, rows, scale, q + i0, L, G.data(), L, beta, gk, L);
+      }
+    }
+  }
+}
+
+}  // namespace diffuse::kernels

@@ -1,0 +1,347 @@
+// IDX files (crafted, plain and gzipped, plus the real Fashion-MNIST), the in-memory datasets
+// and the DataLoader.
+#include <zlib.h>
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+#include <string>
+
+#include "diffuse/data/dataloader.hpp"
+#include "diffuse/data/fashion_mnist.hpp"  // before dataloader.hpp on purpose: data::detail must not hide diffuse::detail
+#include "diffuse/data/idx.hpp"
+#include "diffuse/data/image_folder.hpp"
+#include "diffuse/data/mnist.hpp"
+#include "diffuse/data/tensor_dataset.hpp"
+#include "diffuse/io/image.hpp"
+
+using namespace diffuse;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    path = fs::temp_directory_path() / ("diffuse_test_data_" + std::to_string(std::random_device{}()));
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  fs::path operator/(const std::string& name) const { return path / name; }
+};
+
+void write_plain(const fs::path& p, const std::string& bytes) {
+  std::ofstream out(p, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+void write_gz(const fs::path& p, const std::string& bytes) {
+  gzFile f = gzopen(p.c_str(), "wb");
+  REQUIRE(f);
+  if (!bytes.empty())
+    REQUIRE(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())) == int(bytes.size()));
+  gzclose(f);
+}
+
+std::string be32(std::uint32_t v) {
+  return {char(v >> 24), char((v >> 16) & 0xff), char((v >> 8) & 0xff), char(v & 0xff)};
+}
+
+// An IDX file: magic bytes (0, 0, type, ndim), dims, data.
+std::string idx_bytes(int type, std::vector<std::uint32_t> dims, const std::string& data) {
+  std::string s{'\0', '\0', char(type), char(dims.size())};
+  for (auto d : dims) s += be32(d);
+  return s + data;
+}
+
+const fs::path kFashion = data::FashionMNIST::default_root();
+bool have_fashion() {
+  return fs::exists(kFashion / "train-labels-idx1-ubyte.gz") ||
+         fs::exists(kFashion / "train-labels-idx1-ubyte");
+}
+
+// Loaded once for all tests that need it.
+const data::FashionMNIST& fashion_train() {
+  static const data::FashionMNIST d = data::FashionMNIST::train();
+  return d;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- IDX
+
+TEST_CASE("read_idx reads plain and gzipped files") {
+  TempDir dir;
+  const std::string bytes = idx_bytes(0x08, {2, 2, 3}, "abcdefghijkl");
+  for (bool gz : {false, true}) {
+    const auto p = dir / (gz ? "x.gz" : "x");
+    gz ? write_gz(p, bytes) : write_plain(p, bytes);
+    auto a = data::read_idx(p);
+    CHECK(a.shape == std::vector<std::int64_t>{2, 2, 3});
+    CHECK(std::string(a.data.begin(), a.data.end()) == "abcdefghijkl");
+  }
+  // Zero-sized dimension: an empty but valid array.
+  write_plain(dir / "empty", idx_bytes(0x08, {0, 28, 28}, ""));
+  CHECK(data::read_idx(dir / "empty").data.empty());
+}
+
+TEST_CASE("read_idx: broken files throw FileError naming file and problem") {
+  TempDir dir;
+  struct Case {
+    std::string name, bytes, expect;
+  };
+  const std::vector<Case> cases = {
+      {"empty", "", "too short for the 4-byte magic"},
+      {"bad_magic", "\x12\x34\x56\x78rest", "bad magic number 0x12345678"},
+      {"float_type", idx_bytes(0x0D, {2}, "12345678"), "float32 (code 0d) is not supported"},
+      {"unknown_type", idx_bytes(0x07, {2}, "ab"), "unknown data type code 0x07"},
+      {"no_dims", idx_bytes(0x08, {}, "ab"), "absurd number of dimensions 0"},
+      {"many_dims", idx_bytes(0x08, std::vector<std::uint32_t>(20, 1), ""), "absurd number of dimensions 20"},
+      {"truncated_header", idx_bytes(0x08, {2, 3}, "").substr(0, 9), "truncated header"},
+      {"truncated_data", idx_bytes(0x08, {2, 4}, "abcde"), "expected 8 bytes for the shape, got 5"},
+      {"absurd", idx_bytes(0x08, {0xffffffffu, 0xffffffffu, 0xffffffffu}, "ab"), "absurd dimensions"},
+      {"trailing", idx_bytes(0x08, {2}, "abc"), "more data than the header"},
+  };
+  for (const auto& c : cases)
+    for (bool gz : {false, true}) {
+      DYNAMIC_SECTION(c.name << (gz ? " (gzipped)" : "")) {
+        const auto p = dir / (c.name + (gz ? ".gz" : ""));
+        gz ? write_gz(p, c.bytes) : write_plain(p, c.bytes);
+        CHECK_THROWS_AS(data::read_idx(p), FileError);
+        CHECK_THROWS_WITH(data::read_idx(p), Catch::Contains(p.string()) && Catch::Contains(c.expect));
+      }
+    }
+  SECTION("corrupt gzip stream") {
+    write_gz(dir / "c.gz", idx_bytes(0x08, {4096}, std::string(4096, 'x')));
+    std::string b;
+    {
+      std::ifstream in(dir / "c.gz", std::ios::binary);
+      b.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    for (std::size_t i = 12; i < b.size() - 8; ++i) b[i] = char(b[i] ^ 0x5a);
+    write_plain(dir / "c.gz", b);
+    CHECK_THROWS_AS(data::read_idx(dir / "c.gz"), FileError);
+  }
+  SECTION("missing file, with the package hint for the default folder") {
+    CHECK_THROWS_WITH(data::read_idx(dir / "nope-idx3-ubyte.gz"),
+                      Catch::Contains("nope-idx3-ubyte.gz") && Catch::Contains("does not exist"));
+    CHECK_THROWS_WITH(data::FashionMNIST::train(dir / "nowhere"),
+                      Catch::Contains("train-images-idx3-ubyte") && Catch::Contains("does not exist"));
+    CHECK_THROWS_WITH(data::FashionMNIST::train("/usr/share/datasets/fashion-mnist/not-here"),
+                      Catch::Contains("apt-get install dataset-fashion-mnist"));
+  }
+}
+
+TEST_CASE("MNIST-style folders: counts must match, labels must be classes") {
+  TempDir dir;
+  std::string pixels(3 * 2 * 2, '\0');
+  for (std::size_t i = 0; i < pixels.size(); ++i) pixels[i] = char(i * 20);
+  write_gz(dir / "train-images-idx3-ubyte.gz", idx_bytes(0x08, {3, 2, 2}, pixels));
+  write_plain(dir / "train-labels-idx1-ubyte", idx_bytes(0x08, {3}, std::string("\x07\x00\x09", 3)));
+  auto m = data::MNIST::train(dir.path);
+  CHECK(m.size() == 3);
+  CHECK(m.sample_shape() == Shape{1, 2, 2});
+  CHECK(m.label(2) == 9);
+  auto [img, label] = m.get(1);
+  CHECK(label == 0);
+  CHECK(img.to_vector() == std::vector<float>{80 / 255.0f, 100 / 255.0f, 120 / 255.0f, 140 / 255.0f});
+  CHECK_THROWS_AS(m.get(3), Error);
+  CHECK_THROWS_AS(m.label(-1), Error);
+  auto all = m.images();
+  CHECK(all.shape() == Shape{3, 1, 2, 2});
+  CHECK(all.data()[11] == 220 / 255.0f);
+
+  write_plain(dir / "t10k-images-idx3-ubyte", idx_bytes(0x08, {3, 2, 2}, pixels));
+  write_plain(dir / "t10k-labels-idx1-ubyte", idx_bytes(0x08, {2}, "\x01\x02"));
+  CHECK_THROWS_WITH(data::MNIST::test(dir.path), Catch::Contains("3 images") && Catch::Contains("2 labels"));
+  write_plain(dir / "t10k-labels-idx1-ubyte", idx_bytes(0x08, {3}, "\x01\x02\x0a"));
+  CHECK_THROWS_WITH(data::MNIST::test(dir.path), Catch::Contains("label 10 of sample 2"));
+  write_plain(dir / "t10k-labels-idx1-ubyte", idx_bytes(0x08, {3, 1}, "\x01\x02\x03"));
+  CHECK_THROWS_WITH(data::MNIST::test(dir.path), Catch::Contains("should hold labels [N]"));
+}
+
+TEST_CASE("the real Fashion-MNIST") {
+  if (!have_fashion()) {
+    WARN("Fashion-MNIST not installed at " << kFashion << "; skipped");
+    return;
+  }
+  auto raw = data::read_idx(kFashion / "train-images-idx3-ubyte.gz");
+  CHECK(raw.shape == std::vector<std::int64_t>{60000, 28, 28});
+  const auto& train = fashion_train();
+  REQUIRE(train.size() == 60000);
+  CHECK(train.sample_shape() == Shape{1, 28, 28});
+  CHECK(train.label(0) == 9);
+  CHECK(train.class_names()[train.label(0)] == "Ankle boot");
+  CHECK(train.class_names().size() == 10);
+  CHECK(train.class_names()[0] == "T-shirt/top");
+  // Fashion-MNIST is balanced: 6000 training images per class.
+  std::vector<int> count(10);
+  for (std::int64_t i = 0; i < train.size(); ++i) {
+    REQUIRE(train.label(i) >= 0);
+    REQUIRE(train.label(i) <= 9);
+    ++count[train.label(i)];
+  }
+  CHECK(count == std::vector<int>(10, 6000));
+  auto s = train.get(0);
+  CHECK(s.image.shape() == Shape{1, 28, 28});
+  CHECK(*std::min_element(s.image.begin(), s.image.end()) == 0.0f);
+  CHECK(*std::max_element(s.image.begin(), s.image.end()) == 1.0f);
+  for (int k = 0; k < 784; ++k) REQUIRE(s.image.data()[k] == static_cast<float>(raw.data[k]) / 255.0f);
+
+  auto test = data::FashionMNIST::test();
+  CHECK(test.size() == 10000);
+  CHECK(test.label(0) == 9);  // the first test image is also an ankle boot
+}
+
+// ---------------------------------------------------------------- DataLoader
+
+namespace {
+// 10 samples [2] holding (i, -i), label i % 3.
+data::TensorDataset<float> small_dataset() {
+  Tensor<float> x({10, 2});
+  std::vector<std::int64_t> labels;
+  for (int i = 0; i < 10; ++i) x.at({i, 0}) = float(i), x.at({i, 1}) = float(-i), labels.push_back(i % 3);
+  return data::TensorDataset<float>(x, labels);
+}
+}  // namespace
+
+TEST_CASE("DataLoader covers every index exactly once per epoch; shuffle differs by epoch and is seeded") {
+  auto ds = small_dataset();
+  Generator gen(7);
+  data::DataLoader loader(ds, {.batch_size = 3, .shuffle = true}, gen);
+  static_assert(std::is_same_v<decltype(loader), data::DataLoader<data::TensorDataset<float>, float>>);
+  CHECK(loader.size() == 4);
+  std::vector<std::vector<std::int64_t>> epochs;
+  for (int e = 0; e < 3; ++e) {
+    std::vector<std::int64_t> seen, sizes;
+    for (auto& batch : loader) {
+      REQUIRE(batch.images.shape() == Shape{batch.size(), 2});
+      sizes.push_back(batch.size());
+      for (std::int64_t k = 0; k < batch.size(); ++k) {
+        const auto i = static_cast<std::int64_t>(batch.images.at({k, 0}));
+        CHECK(batch.images.at({k, 1}) == -float(i));
+        CHECK(batch.indices[k] == i);
+        CHECK(batch.label_ids[k] == i % 3);
+        CHECK(batch.labels.data()[k] == float(i % 3));
+        seen.push_back(i);
+      }
+    }
+    CHECK(sizes == std::vector<std::int64_t>{3, 3, 3, 1});
+    epochs.push_back(seen);
+    std::sort(seen.begin(), seen.end());
+    CHECK(seen == std::vector<std::int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
+  }
+  CHECK(epochs[0] != epochs[1]);  // a new permutation each epoch
+  CHECK(epochs[1] != epochs[2]);
+
+  // Same seed, same orders.
+  Generator gen2(7);
+  data::DataLoader again(ds, {.batch_size = 3, .shuffle = true}, gen2);
+  for (int e = 0; e < 3; ++e) {
+    std::vector<std::int64_t> seen;
+    for (auto& batch : again) seen.insert(seen.end(), batch.indices.begin(), batch.indices.end());
+    CHECK(seen == epochs[e]);
+  }
+}
+
+TEST_CASE("DataLoader without shuffle, with drop_last, and its errors") {
+  auto ds = small_dataset();
+  data::DataLoader loader(ds, {.batch_size = 4});
+  std::vector<std::int64_t> order;
+  for (auto& b : loader) order.insert(order.end(), b.indices.begin(), b.indices.end());
+  CHECK(order == std::vector<std::int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
+
+  Generator gen(1);
+  data::DataLoader dropping(ds, {.batch_size = 4, .shuffle = true, .drop_last = true}, gen);
+  CHECK(dropping.size() == 2);
+  std::int64_t batches = 0;
+  std::set<std::int64_t> seen;
+  for (auto& b : dropping) {
+    CHECK(b.size() == 4);
+    seen.insert(b.indices.begin(), b.indices.end());
+    ++batches;
+  }
+  CHECK(batches == 2);
+  CHECK(seen.size() == 8);  // distinct samples
+
+  CHECK(data::DataLoader(ds, {.batch_size = 20}).size() == 1);
+  CHECK(data::DataLoader(ds, {.batch_size = 20, .drop_last = true}).size() == 0);
+  CHECK_THROWS_WITH(data::DataLoader(ds, {.batch_size = 0}), Catch::Contains("batch_size"));
+  CHECK_THROWS_WITH(data::DataLoader(ds, {.shuffle = true}), Catch::Contains("Generator"));
+  CHECK_THROWS_AS(loader.make_batch({0, 10}), Error);
+}
+
+TEST_CASE("DataLoader over Fashion-MNIST: batches of 128 assemble in well under a millisecond") {
+  if (!have_fashion()) return;
+  const auto& train = fashion_train();
+  Generator gen(0);
+  data::DataLoader loader(train, {.batch_size = 128, .shuffle = true}, gen);
+  CHECK(loader.size() == 469);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::int64_t n = 0, batches = 0;
+  std::vector<char> seen(60000, 0);
+  for (auto& batch : loader) {
+    REQUIRE(batch.images.shape()[1] == 1);
+    REQUIRE(batch.images.shape()[2] == 28);
+    for (auto i : batch.indices) seen[i]++;
+    n += batch.size();
+    ++batches;
+  }
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  CHECK(n == 60000);
+  CHECK(batches == 469);
+  CHECK(std::all_of(seen.begin(), seen.end(), [](char c) { return c == 1; }));
+  // The epoch includes drawing the permutation; per batch it must stay far below 1 ms.
+  INFO("epoch of 469 batches: " << ms << " ms, " << ms / batches << " ms per batch");
+#ifdef NDEBUG  // optimised builds only (sanitizer and debug builds are many times slower)
+  CHECK(ms / batches < 0.5);
+#endif
+  // A batch holds the same values as get(i).
+  auto it = loader.begin();
+  auto& b = *it;
+  auto s = train.get(b.indices[5]);
+  CHECK(std::equal(s.image.begin(), s.image.end(), b.images.data() + 5 * 784));
+  CHECK(b.label_ids[5] == s.label);
+}
+
+// ---------------------------------------------------------------- ImageFolder
+
+TEST_CASE("ImageFolder: subfolders are classes, images resized, errors name the file") {
+  TempDir dir;
+  fs::create_directories(dir / "dog");
+  fs::create_directories(dir / "cat");
+  io::write_png(dir / "dog" / "a.png", Tensor<float>::full({3, 4, 4}, 1.0f));
+  io::write_png(dir / "cat" / "b.png", Tensor<float>::full({1, 8, 6}, 0.0f));  // gray, other size
+  io::write_png(dir / "cat" / "c.png", Tensor<float>::full({3, 4, 4}, 0.2f));
+  write_plain(dir / "cat" / "notes.txt", "not an image");
+
+  data::ImageFolder f(dir.path, {.size = 4, .channels = 3});
+  REQUIRE(f.size() == 3);
+  CHECK(f.class_names() == std::vector<std::string>{"cat", "dog"});
+  CHECK(f.sample_shape() == Shape{3, 4, 4});
+  CHECK(f.label(0) == 0);
+  CHECK(f.label(2) == 1);
+  CHECK(f.files()[2].filename() == "a.png");
+  auto b = f.get(0).image;  // the gray 8x6 image, resized and replicated to RGB
+  CHECK(*std::max_element(b.begin(), b.end()) == 0.0f);
+  CHECK(f.get(1).image.at({1, 2, 2}) == 51 / 255.0f);
+  CHECK(f.get(2).image.at({2, 3, 3}) == 1.0f);
+  data::DataLoader loader(f, {.batch_size = 2});
+  CHECK((*loader.begin()).images.shape() == Shape{2, 3, 4, 4});
+
+  CHECK_THROWS_WITH(data::ImageFolder(dir.path), Catch::Contains("c.png") && Catch::Contains("is 4x4 but earlier images are 6x8"));
+  write_plain(dir / "dog" / "broken.png", "garbage");
+  CHECK_THROWS_WITH(data::ImageFolder(dir.path, {.size = 4}), Catch::Contains("broken.png"));
+  CHECK_THROWS_AS(data::ImageFolder(dir / "missing"), FileError);
+  fs::create_directories(dir / "empty");
+  CHECK_THROWS_WITH(data::ImageFolder(dir / "empty"), Catch::Contains("no images"));
+}
