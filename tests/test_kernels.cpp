@@ -303,6 +303,11 @@ TEST_CASE("group_norm backward matches finite differences", "[kernels][group_nor
     k::group_norm_backward<double>(N, C, HW, G, x.data(), ga, mean.data(), rstd.data(), r.data(), gx2.data(), nullptr,
                                    nullptr);
     CHECK(gx2 == gx);
+    Vec gg2(C), gb2(C);
+    k::group_norm_backward<double>(N, C, HW, G, x.data(), ga, mean.data(), rstd.data(), r.data(), nullptr, gg2.data(),
+                                   gb2.data());
+    CHECK(gg2 == gg);
+    CHECK(gb2 == gb);
   }
 }
 

@@ -30,6 +30,9 @@
 // models
 #include "diffuse/models/basic_unet.hpp"
 
+// noise schedulers (diffusers semantics); factory.hpp includes every scheduler
+#include "diffuse/schedulers/factory.hpp"
+
 // optimizers
 #include "diffuse/optim/adam.hpp"
 #include "diffuse/optim/sgd.hpp"
@@ -38,10 +41,14 @@
 #include "diffuse/data/dataloader.hpp"
 #include "diffuse/data/fashion_mnist.hpp"
 #include "diffuse/data/idx.hpp"
+#include "diffuse/data/image_folder.hpp"
 #include "diffuse/data/mnist.hpp"
+#include "diffuse/data/tensor_dataset.hpp"
+#include "diffuse/io/atomic_file.hpp"
 #include "diffuse/io/figure.hpp"
 #include "diffuse/io/grid.hpp"
 #include "diffuse/io/image.hpp"
 #include "diffuse/io/json.hpp"
 #include "diffuse/io/npy.hpp"
 #include "diffuse/io/safetensors.hpp"
+#include "diffuse/io/scatter.hpp"

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "diffuse/kernels/common.hpp"
 
@@ -17,22 +18,11 @@ inline void check_group_norm(std::int64_t N, std::int64_t C, std::int64_t HW, st
                 std::to_string(G));
 }
 
-// a = sum(gy), b = sum(gy * (x - m)) over n elements in one pass, in fixed_sum's order.
+// a = sum(gy), b = sum(gy * (x - m)) over n elements, in fixed_sum's order.
 template <class T>
 void grad_sums(std::int64_t n, const T* gy, const T* x, double m, double& a, double& b) {
-  double sa[8] = {}, sb[8] = {};
-  std::int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; ++j) {
-      sa[j] += gy[i + j];
-      sb[j] += double(gy[i + j]) * (double(x[i + j]) - m);
-    }
-  for (int j = 0; i < n; ++i, ++j) {
-    sa[j] += gy[i];
-    sb[j] += double(gy[i]) * (double(x[i]) - m);
-  }
-  a = ((sa[0] + sa[1]) + (sa[2] + sa[3])) + ((sa[4] + sa[5]) + (sa[6] + sa[7]));
-  b = ((sb[0] + sb[1]) + (sb[2] + sb[3])) + ((sb[4] + sb[5]) + (sb[6] + sb[7]));
+  a = fixed_sum<double>(n, [&](std::int64_t i) { return gy[i]; });
+  b = fixed_sum<double>(n, [&](std::int64_t i) { return double(gy[i]) * (double(x[i]) - m); });
 }
 }  // namespace detail
 
@@ -74,53 +64,45 @@ template <class T>
 void group_norm_backward(std::int64_t N, std::int64_t C, std::int64_t HW, std::int64_t G, const T* x, const T* gamma,
                          const T* mean, const T* rstd, const T* gy, T* gx, T* ggamma, T* gbeta) {
   detail::check_group_norm(N, C, HW, G);
+  if (!gx && !ggamma && !gbeta) return;
   const std::int64_t CG = C / G, len = CG * HW;
-  if (gx) {
-    // gx = r * (d - mean(d) - xhat * mean(d * xhat)) with d = gy * gamma, xhat = (x - m) * r
+  // Per (image, channel): a = sum(gy), b = sum(gy * (x - m)). gx and ggamma/gbeta both need them,
+  // so one pass over the data computes them for both.
+  std::vector<double> sa(N * C), sb(N * C);
 #pragma omp parallel for schedule(static) if (N * G > 1)
-    for (std::int64_t ng = 0; ng < N * G; ++ng) {
-      const std::int64_t g = ng % G;
-      const double m = mean[ng], r = rstd[ng];
-      double sd = 0, sdx = 0;
-      for (std::int64_t cc = 0; cc < CG; ++cc) {
-        const double ga = gamma ? double(gamma[g * CG + cc]) : 1.0;
-        const T* xc = x + ng * len + cc * HW;
-        const T* gc = gy + ng * len + cc * HW;
-        double a, b;
-        detail::grad_sums(HW, gc, xc, m, a, b);
-        sd += ga * a;
-        sdx += ga * b * r;
-      }
-      const double md = sd / double(len), mdx = sdx / double(len);
-      for (std::int64_t cc = 0; cc < CG; ++cc) {
-        const double ga = gamma ? double(gamma[g * CG + cc]) : 1.0;
-        const T* xc = x + ng * len + cc * HW;
-        const T* gc = gy + ng * len + cc * HW;
-        T* oc = gx + ng * len + cc * HW;
-        // gx = r*ga*gy - r*md - r*r*mdx*(x - m): one multiply-add per element
-        const T k1 = T(r * ga), k2 = T(r * r * mdx), k0 = T(-r * md + r * r * mdx * m);
-        for (std::int64_t i = 0; i < HW; ++i) oc[i] = k1 * gc[i] - k2 * xc[i] + k0;
-      }
+  for (std::int64_t ng = 0; ng < N * G; ++ng) {
+    const std::int64_t g = ng % G, nc0 = ng * CG;  // first (n, c) row of the group
+    const double m = mean[ng], r = rstd[ng];
+    for (std::int64_t cc = 0; cc < CG; ++cc)
+      detail::grad_sums(HW, gy + (nc0 + cc) * HW, x + (nc0 + cc) * HW, m, sa[nc0 + cc], sb[nc0 + cc]);
+    if (!gx) continue;
+    // gx = r * (d - mean(d) - xhat * mean(d * xhat)) with d = gy * gamma, xhat = (x - m) * r
+    double sd = 0, sdx = 0;
+    for (std::int64_t cc = 0; cc < CG; ++cc) {
+      const double ga = gamma ? double(gamma[g * CG + cc]) : 1.0;
+      sd += ga * sa[nc0 + cc];
+      sdx += ga * sb[nc0 + cc] * r;
+    }
+    const double md = sd / double(len), mdx = sdx / double(len);
+    for (std::int64_t cc = 0; cc < CG; ++cc) {
+      const double ga = gamma ? double(gamma[g * CG + cc]) : 1.0;
+      const T* xc = x + (nc0 + cc) * HW;
+      const T* gc = gy + (nc0 + cc) * HW;
+      T* oc = gx + (nc0 + cc) * HW;
+      // gx = r*ga*gy - r*md - r*r*mdx*(x - m): one multiply-add per element
+      const T k1 = T(r * ga), k2 = T(r * r * mdx), k0 = T(-r * md + r * r * mdx * m);
+      for (std::int64_t i = 0; i < HW; ++i) oc[i] = k1 * gc[i] - k2 * xc[i] + k0;
     }
   }
-  if (ggamma || gbeta) {
-    // Per channel, summed over images in order (no cross-thread reduction).
-#pragma omp parallel for schedule(static) if (C > 1)
-    for (std::int64_t c = 0; c < C; ++c) {
-      const std::int64_t g = c / CG;
-      double sg = 0, sb = 0;
-      for (std::int64_t n = 0; n < N; ++n) {
-        const double m = mean[n * G + g], r = rstd[n * G + g];
-        const T* xc = x + (n * C + c) * HW;
-        const T* gc = gy + (n * C + c) * HW;
-        double a, b;
-        detail::grad_sums(HW, gc, xc, m, a, b);
-        sb += a;
-        sg += b * r;
-      }
-      if (ggamma) ggamma[c] = T(sg);
-      if (gbeta) gbeta[c] = T(sb);
+  // ggamma = sum_n b * r, gbeta = sum_n a: per channel, over images in order.
+  for (std::int64_t c = 0; c < C; ++c) {
+    double sg = 0, sbeta = 0;
+    for (std::int64_t n = 0; n < N; ++n) {
+      sg += sb[n * C + c] * double(rstd[n * G + c / CG]);
+      sbeta += sa[n * C + c];
     }
+    if (ggamma) ggamma[c] = T(sg);
+    if (gbeta) gbeta[c] = T(sbeta);
   }
 }
 

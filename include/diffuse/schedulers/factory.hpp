@@ -1,0 +1,78 @@
+// make_scheduler: builds any scheduler from a diffusers scheduler_config.json (by its
+// "_class_name", or by an explicit class name to convert one scheduler's config into another's,
+// like diffusers' SomeScheduler.from_config(other.config)). Includes every scheduler header.
+#pragma once
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "diffuse/schedulers/ddim.hpp"
+#include "diffuse/schedulers/ddpm.hpp"
+#include "diffuse/schedulers/dpm_solver_multistep.hpp"
+#include "diffuse/schedulers/euler.hpp"
+#include "diffuse/schedulers/euler_ancestral.hpp"
+#include "diffuse/schedulers/heun.hpp"
+#include "diffuse/schedulers/pndm.hpp"
+#include "diffuse/schedulers/scheduler.hpp"
+#include "diffuse/schedulers/unipc.hpp"
+
+namespace diffuse::schedulers {
+
+// The class names make_scheduler accepts.
+inline const std::vector<std::string>& scheduler_names() {
+  static const std::vector<std::string> names{
+      "DDPMScheduler",          "DDIMScheduler",
+      "PNDMScheduler",          "EulerDiscreteScheduler",
+      "EulerAncestralDiscreteScheduler", "HeunDiscreteScheduler",
+      "DPMSolverMultistepScheduler",     "UniPCMultistepScheduler"};
+  return names;
+}
+
+// A scheduler of class `class_name` configured from `config` (keys it does not know are ignored).
+template <class T = float>
+std::unique_ptr<Scheduler<T>> make_scheduler(const std::string& class_name, const json& config) {
+  detail::check_one_of("make_scheduler", "scheduler class", class_name, scheduler_names());
+  if (class_name == "DDPMScheduler") return std::make_unique<DDPMScheduler<T>>(DDPMScheduler<T>::from_config(config));
+  if (class_name == "DDIMScheduler") return std::make_unique<DDIMScheduler<T>>(DDIMScheduler<T>::from_config(config));
+  if (class_name == "PNDMScheduler") return std::make_unique<PNDMScheduler<T>>(PNDMScheduler<T>::from_config(config));
+  if (class_name == "EulerDiscreteScheduler")
+    return std::make_unique<EulerDiscreteScheduler<T>>(EulerDiscreteScheduler<T>::from_config(config));
+  if (class_name == "EulerAncestralDiscreteScheduler")
+    return std::make_unique<EulerAncestralDiscreteScheduler<T>>(EulerAncestralDiscreteScheduler<T>::from_config(config));
+  if (class_name == "HeunDiscreteScheduler")
+    return std::make_unique<HeunDiscreteScheduler<T>>(HeunDiscreteScheduler<T>::from_config(config));
+  if (class_name == "DPMSolverMultistepScheduler")
+    return std::make_unique<DPMSolverMultistepScheduler<T>>(DPMSolverMultistepScheduler<T>::from_config(config));
+  return std::make_unique<UniPCMultistepScheduler<T>>(UniPCMultistepScheduler<T>::from_config(config));
+}
+
+// A scheduler built from a config that names its class in "_class_name" (or, given just a
+// class name, a scheduler of that class with diffusers' defaults).
+template <class T = float>
+std::unique_ptr<Scheduler<T>> make_scheduler(const json& config) {
+  if (config.is_string()) return make_scheduler<T>(config.get<std::string>(), json::object());
+  if (!config.is_object() || !config.contains("_class_name") || !config["_class_name"].is_string())
+    throw Error("make_scheduler: the config has no \"_class_name\" string; pass the class name explicitly");
+  return make_scheduler<T>(config["_class_name"].get<std::string>(), config);
+}
+
+// A scheduler from a scheduler_config.json file, or from a pipeline folder's scheduler/ subfolder.
+template <class T = float>
+std::unique_ptr<Scheduler<T>> load_scheduler(const std::filesystem::path& path) {
+  std::filesystem::path file = path;
+  if (std::filesystem::is_directory(file)) {
+    file = path / "scheduler_config.json";
+    if (!std::filesystem::exists(file)) file = path / "scheduler" / "scheduler_config.json";
+  }
+  return make_scheduler<T>(read_config_file(file));
+}
+
+// Writes the scheduler's scheduler_config.json into `dir` (created if needed).
+template <class T>
+void save_scheduler(const Scheduler<T>& scheduler, const std::filesystem::path& dir) {
+  std::filesystem::create_directories(dir);
+  write_config_file(dir / "scheduler_config.json", scheduler.to_json());
+}
+
+}  // namespace diffuse::schedulers

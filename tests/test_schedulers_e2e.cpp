@@ -1,0 +1,156 @@
+// End to end: train a small MLP to predict the noise of a 2-D distribution (four Gaussian
+// blobs), then sample it with DDPM, DDIM (20 steps) and DPM-Solver++ (10 steps). Each sampler's
+// points must be close to the data in energy distance, with a threshold that samples from the
+// untrained model (and plain noise) fail.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <vector>
+
+#include "diffuse/autograd/backward.hpp"
+#include "diffuse/autograd/elementwise.hpp"
+#include "diffuse/autograd/grad_mode.hpp"
+#include "diffuse/nn/functional.hpp"
+#include "diffuse/nn/linear.hpp"
+#include "diffuse/optim/adam.hpp"
+#include "diffuse/schedulers/factory.hpp"
+
+using namespace diffuse;
+using schedulers::json;
+
+namespace {
+
+constexpr std::int64_t kTrainSteps = 200;  // diffusion timesteps of training
+
+// Four Gaussian blobs at (+-1, +-1) with standard deviation 0.15.
+Tensor<float> sample_data(std::int64_t n, Generator& gen) {
+  Tensor<float> x = gen.randn<float>({n, 2});
+  const auto corner = gen.randint_list(0, 4, n);
+  for (std::int64_t i = 0; i < n; ++i) {
+    x.data()[2 * i] = 0.15f * x.data()[2 * i] + (corner[i] & 1 ? 1.f : -1.f);
+    x.data()[2 * i + 1] = 0.15f * x.data()[2 * i + 1] + (corner[i] & 2 ? 1.f : -1.f);
+  }
+  return x;
+}
+
+// Noise predictor eps(x, t): an MLP on [x, sinusoidal features of t].
+struct ToyDenoiser {
+  static constexpr std::int64_t kFreqs = 8, kIn = 2 + 2 * kFreqs, kHidden = 64;
+  explicit ToyDenoiser(Generator& gen)
+      : l1(kIn, kHidden, true, gen), l2(kHidden, kHidden, true, gen), l3(kHidden, kHidden, true, gen),
+        out(kHidden, 2, true, gen) {}
+
+  Tensor<float> operator()(const Tensor<float>& x, const std::vector<double>& t) const {
+    const std::int64_t n = x.size(0);
+    Tensor<float> in = Tensor<float>::empty({n, kIn});
+    for (std::int64_t i = 0; i < n; ++i) {
+      float* row = in.data() + i * kIn;
+      row[0] = x.data()[2 * i];
+      row[1] = x.data()[2 * i + 1];
+      const double s = t[i] / kTrainSteps;
+      for (std::int64_t k = 0; k < kFreqs; ++k) {
+        row[2 + 2 * k] = static_cast<float>(std::sin(s * std::pow(2.0, k) * 1.5));
+        row[3 + 2 * k] = static_cast<float>(std::cos(s * std::pow(2.0, k) * 1.5));
+      }
+    }
+    Tensor<float> h = silu(l1(in));
+    h = silu(l2(h));
+    h = silu(l3(h));
+    return out(h);
+  }
+  std::vector<Tensor<float>> parameters() const {
+    std::vector<Tensor<float>> p;
+    for (const auto* l : {&l1, &l2, &l3, &out})
+      for (auto& q : l->parameters()) p.push_back(q);
+    return p;
+  }
+  nn::Linear<float> l1, l2, l3, out;
+};
+
+void train(ToyDenoiser& model, schedulers::Scheduler<float>& sched, int iterations, Generator& gen) {
+  optim::Adam<float> opt(model.parameters(), {.lr = 3e-3});
+  const std::int64_t batch = 256;
+  for (int it = 0; it < iterations; ++it) {
+    if (it == iterations * 2 / 3) opt.set_lr(1e-3);
+    const Tensor<float> x0 = sample_data(batch, gen);
+    const Tensor<float> noise = gen.randn<float>({batch, 2});
+    const auto ti = gen.randint_list(0, kTrainSteps, batch);
+    const std::vector<double> t(ti.begin(), ti.end());
+    const Tensor<float> noisy = sched.add_noise(x0, noise, t);
+    Tensor<float> loss = nn::functional::mse_loss(model(noisy, t), noise);
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+  }
+}
+
+Tensor<float> sample(const ToyDenoiser& model, schedulers::Scheduler<float>& sched, std::int64_t n,
+                     std::int64_t steps, Generator& gen) {
+  NoGradGuard no_grad;
+  sched.set_timesteps(steps);
+  Tensor<float> x = gen.randn<float>({n, 2});
+  const double s0 = sched.init_noise_sigma();
+  for (auto& v : x) v = static_cast<float>(v * s0);
+  for (double t : sched.timesteps()) {
+    const Tensor<float> eps = model(sched.scale_model_input(x, t), std::vector<double>(n, t));
+    x = sched.step(eps, t, x, gen).prev_sample;
+  }
+  return x;
+}
+
+// Energy distance 2 E|X - Y| - E|X - X'| - E|Y - Y'| between two point sets.
+double energy_distance(const Tensor<float>& a, const Tensor<float>& b) {
+  auto mean_dist = [](const Tensor<float>& p, const Tensor<float>& q) {
+    double s = 0;
+    for (std::int64_t i = 0; i < p.size(0); ++i)
+      for (std::int64_t j = 0; j < q.size(0); ++j)
+        s += std::hypot(p.data()[2 * i] - q.data()[2 * j], p.data()[2 * i + 1] - q.data()[2 * j + 1]);
+    return s / static_cast<double>(p.size(0) * q.size(0));
+  };
+  return 2 * mean_dist(a, b) - mean_dist(a, a) - mean_dist(b, b);
+}
+
+}  // namespace
+
+TEST_CASE("a trained toy denoiser samples the data distribution with DDPM, DDIM and DPM-Solver++") {
+  // Tiny matrices: one thread is fastest (and immune to a busy machine's OpenMP contention).
+  const int threads = num_threads();
+  set_num_threads(1);
+  Generator gen(1234);
+  // 200 training timesteps, linear betas up to 0.04 (alphas_cumprod ends near 0.02)
+  const json config = {{"num_train_timesteps", kTrainSteps}, {"beta_schedule", "linear"}, {"beta_end", 0.04},
+                       {"clip_sample", false}};
+  auto ddpm = schedulers::make_scheduler<float>("DDPMScheduler", config);
+  const std::int64_t n = 600;
+  const Tensor<float> reference = sample_data(n, gen);
+  const double threshold = 0.03;
+
+  // untrained samples and plain noise fail the threshold (so the test can tell)
+  ToyDenoiser model(gen);
+  const double untrained = energy_distance(sample(model, *ddpm, n, kTrainSteps, gen), reference);
+  const double noise = energy_distance(gen.randn<float>({n, 2}), reference);
+  std::printf("energy distance: plain noise %.4f, untrained DDPM %.4f\n", noise, untrained);
+  CHECK(untrained > threshold);
+  CHECK(noise > threshold);
+
+  train(model, *ddpm, 3000, gen);
+
+  struct Sampler {
+    const char* name;
+    std::unique_ptr<schedulers::Scheduler<float>> sched;
+    std::int64_t steps;
+  };
+  std::vector<Sampler> samplers;
+  samplers.push_back({"DDPM", schedulers::make_scheduler<float>("DDPMScheduler", config), kTrainSteps});
+  samplers.push_back({"DDIM", schedulers::make_scheduler<float>("DDIMScheduler", config), 20});
+  samplers.push_back({"DPM-Solver++", schedulers::make_scheduler<float>("DPMSolverMultistepScheduler", config), 10});
+  for (auto& s : samplers) {
+    const double d = energy_distance(sample(model, *s.sched, n, s.steps, gen), reference);
+    std::printf("energy distance: %-13s %3lld steps %.4f\n", s.name, static_cast<long long>(s.steps), d);
+    INFO(s.name << " energy distance " << d);
+    CHECK(d < threshold);
+  }
+  set_num_threads(threads);
+}
