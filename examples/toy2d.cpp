@@ -18,6 +18,7 @@
 #include "diffuse/io/scatter.hpp"
 #include "diffuse/nn/functional.hpp"
 #include "diffuse/nn/linear.hpp"
+#include "diffuse/models/mlp_denoiser.hpp"
 #include "diffuse/optim/adam.hpp"
 #include "diffuse/schedulers/factory.hpp"
 
@@ -36,51 +37,6 @@ Tensor<float> sample_data(std::int64_t n, Generator& gen) {
   return x;
 }
 
-// ## The model: an MLP that sees the noisy point and sinusoidal features of the timestep
-struct ToyDenoiser {
-  static constexpr std::int64_t kFreqs = 8, kIn = 2 + 2 * kFreqs, kHidden = 64;
-  explicit ToyDenoiser(Generator& gen)
-      : l1(kIn, kHidden, true, gen), l2(kHidden, kHidden, true, gen), l3(kHidden, kHidden, true, gen),
-        out(kHidden, 2, true, gen) {}
-
-  Tensor<float> operator()(const Tensor<float>& x, double t) const {
-    const std::int64_t n = x.size(0);
-    Tensor<float> in = Tensor<float>::empty({n, kIn});
-    for (std::int64_t i = 0; i < n; ++i) {
-      float* row = in.data() + i * kIn;
-      row[0] = x.data()[2 * i];
-      row[1] = x.data()[2 * i + 1];
-      for (std::int64_t k = 0; k < kFreqs; ++k) {
-        row[2 + 2 * k] = static_cast<float>(std::sin(t / kTrainSteps * std::pow(2.0, k) * 1.5));
-        row[3 + 2 * k] = static_cast<float>(std::cos(t / kTrainSteps * std::pow(2.0, k) * 1.5));
-      }
-    }
-    return forward(in);
-  }
-  // One timestep per point (training).
-  Tensor<float> operator()(const Tensor<float>& x, const std::vector<std::int64_t>& t) const {
-    const std::int64_t n = x.size(0);
-    Tensor<float> in = Tensor<float>::empty({n, kIn});
-    for (std::int64_t i = 0; i < n; ++i) {
-      float* row = in.data() + i * kIn;
-      row[0] = x.data()[2 * i];
-      row[1] = x.data()[2 * i + 1];
-      for (std::int64_t k = 0; k < kFreqs; ++k) {
-        row[2 + 2 * k] = static_cast<float>(std::sin(double(t[i]) / kTrainSteps * std::pow(2.0, k) * 1.5));
-        row[3 + 2 * k] = static_cast<float>(std::cos(double(t[i]) / kTrainSteps * std::pow(2.0, k) * 1.5));
-      }
-    }
-    return forward(in);
-  }
-  Tensor<float> forward(const Tensor<float>& in) const { return out(silu(l3(silu(l2(silu(l1(in))))))); }
-  std::vector<Tensor<float>> parameters() const {
-    std::vector<Tensor<float>> p;
-    for (const auto* l : {&l1, &l2, &l3, &out})
-      for (auto& q : l->parameters()) p.push_back(q);
-    return p;
-  }
-  nn::Linear<float> l1, l2, l3, out;
-};
 
 int main(int argc, char** argv) {
   const std::filesystem::path out_dir = argc > 1 ? argv[1] : "toy2d_out";
@@ -91,7 +47,7 @@ int main(int argc, char** argv) {
   // ## Training: add noise with the DDPM schedule, learn to predict it
   const schedulers::json config = {{"num_train_timesteps", kTrainSteps}, {"beta_end", 0.04}, {"clip_sample", false}};
   schedulers::DDPMScheduler<float> noise_scheduler = schedulers::DDPMScheduler<float>::from_config(config);
-  ToyDenoiser model(gen);
+  models::MLPDenoiser<float> model({.num_train_timesteps = kTrainSteps}, gen);
   optim::Adam<float> opt(model.parameters(), {.lr = 3e-3});
   for (int it = 0; it < 4000; ++it) {
     if (it == 3000) opt.set_lr(1e-3);

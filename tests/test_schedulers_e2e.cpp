@@ -14,6 +14,7 @@
 #include "diffuse/autograd/grad_mode.hpp"
 #include "diffuse/nn/functional.hpp"
 #include "diffuse/nn/linear.hpp"
+#include "diffuse/models/mlp_denoiser.hpp"
 #include "diffuse/optim/adam.hpp"
 #include "diffuse/schedulers/factory.hpp"
 
@@ -35,41 +36,8 @@ Tensor<float> sample_data(std::int64_t n, Generator& gen) {
   return x;
 }
 
-// Noise predictor eps(x, t): an MLP on [x, sinusoidal features of t].
-struct ToyDenoiser {
-  static constexpr std::int64_t kFreqs = 8, kIn = 2 + 2 * kFreqs, kHidden = 64;
-  explicit ToyDenoiser(Generator& gen)
-      : l1(kIn, kHidden, true, gen), l2(kHidden, kHidden, true, gen), l3(kHidden, kHidden, true, gen),
-        out(kHidden, 2, true, gen) {}
 
-  Tensor<float> operator()(const Tensor<float>& x, const std::vector<double>& t) const {
-    const std::int64_t n = x.size(0);
-    Tensor<float> in = Tensor<float>::empty({n, kIn});
-    for (std::int64_t i = 0; i < n; ++i) {
-      float* row = in.data() + i * kIn;
-      row[0] = x.data()[2 * i];
-      row[1] = x.data()[2 * i + 1];
-      const double s = t[i] / kTrainSteps;
-      for (std::int64_t k = 0; k < kFreqs; ++k) {
-        row[2 + 2 * k] = static_cast<float>(std::sin(s * std::pow(2.0, k) * 1.5));
-        row[3 + 2 * k] = static_cast<float>(std::cos(s * std::pow(2.0, k) * 1.5));
-      }
-    }
-    Tensor<float> h = silu(l1(in));
-    h = silu(l2(h));
-    h = silu(l3(h));
-    return out(h);
-  }
-  std::vector<Tensor<float>> parameters() const {
-    std::vector<Tensor<float>> p;
-    for (const auto* l : {&l1, &l2, &l3, &out})
-      for (auto& q : l->parameters()) p.push_back(q);
-    return p;
-  }
-  nn::Linear<float> l1, l2, l3, out;
-};
-
-void train(ToyDenoiser& model, schedulers::Scheduler<float>& sched, int iterations, Generator& gen) {
+void train(models::MLPDenoiser<float>& model, schedulers::Scheduler<float>& sched, int iterations, Generator& gen) {
   optim::Adam<float> opt(model.parameters(), {.lr = 3e-3});
   const std::int64_t batch = 256;
   for (int it = 0; it < iterations; ++it) {
@@ -86,7 +54,7 @@ void train(ToyDenoiser& model, schedulers::Scheduler<float>& sched, int iteratio
   }
 }
 
-Tensor<float> sample(const ToyDenoiser& model, schedulers::Scheduler<float>& sched, std::int64_t n,
+Tensor<float> sample(const models::MLPDenoiser<float>& model, schedulers::Scheduler<float>& sched, std::int64_t n,
                      std::int64_t steps, Generator& gen) {
   NoGradGuard no_grad;
   sched.set_timesteps(steps);
@@ -128,7 +96,7 @@ TEST_CASE("a trained toy denoiser samples the data distribution with DDPM, DDIM 
   const double threshold = 0.03;
 
   // untrained samples and plain noise fail the threshold (so the test can tell)
-  ToyDenoiser model(gen);
+  models::MLPDenoiser<float> model({.num_train_timesteps = kTrainSteps}, gen);
   const double untrained = energy_distance(sample(model, *ddpm, n, kTrainSteps, gen), reference);
   const double noise = energy_distance(gen.randn<float>({n, 2}), reference);
   std::printf("energy distance: plain noise %.4f, untrained DDPM %.4f\n", noise, untrained);

@@ -29,6 +29,7 @@
 
 // models
 #include "diffuse/models/basic_unet.hpp"
+#include "diffuse/models/mlp_denoiser.hpp"
 
 // noise schedulers (diffusers semantics); factory.hpp includes every scheduler
 #include "diffuse/schedulers/factory.hpp"
