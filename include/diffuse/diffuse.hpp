@@ -11,7 +11,9 @@
 #include "diffuse/core/tensor.hpp"
 
 // autograd: differentiable tensor operations
+#include "diffuse/autograd/activations.hpp"
 #include "diffuse/autograd/backward.hpp"
+#include "diffuse/autograd/channel_ops.hpp"
 #include "diffuse/autograd/elementwise.hpp"
 #include "diffuse/autograd/gradcheck.hpp"
 #include "diffuse/autograd/linalg.hpp"
@@ -20,16 +22,26 @@
 #include "diffuse/autograd/views.hpp"
 
 // nn: layers and functional ops
+#include "diffuse/nn/activation.hpp"
+#include "diffuse/nn/attention.hpp"
 #include "diffuse/nn/conv2d.hpp"
+#include "diffuse/nn/embeddings.hpp"
 #include "diffuse/nn/functional.hpp"
 #include "diffuse/nn/group_norm.hpp"
 #include "diffuse/nn/init.hpp"
 #include "diffuse/nn/linear.hpp"
 #include "diffuse/nn/module.hpp"
+#include "diffuse/nn/resample.hpp"
+#include "diffuse/nn/resnet.hpp"
+#include "diffuse/nn/timestep_embedding.hpp"
 
 // models
 #include "diffuse/models/basic_unet.hpp"
 #include "diffuse/models/mlp_denoiser.hpp"
+#include "diffuse/models/unet_2d.hpp"
+
+// pipelines: sampling with any scheduler, diffusers folder layout
+#include "diffuse/pipelines/diffusion_pipeline.hpp"
 
 // noise schedulers (diffusers semantics); factory.hpp includes every scheduler
 #include "diffuse/schedulers/factory.hpp"

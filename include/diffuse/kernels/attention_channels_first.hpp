@@ -3,7 +3,8 @@
 // out_h = v_h softmax(scale q_h^T k_h)^T, so no transposes or head permutes are needed around it.
 // The attention matrix is never stored: forward keeps each query row's max and exp-sum, backward
 // recomputes the probabilities from them (bit for bit). Tasks are fixed tiles of query rows, so
-// results do not depend on the thread count.
+// results do not depend on the thread count. Optionally (float_softmax) the softmax of double data
+// runs in float32 exactly as PyTorch's CPU kernel computes it, to reproduce diffusers' upcast_softmax.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -30,10 +31,74 @@ void mha_softmax_row(std::int64_t L, S* p, S& m, S& s, bool compute_stats) {
   for (std::int64_t j = 0; j < L; ++j) p[j] *= inv;
 }
 
+// ---- PyTorch's float32 softmax, bit for bit (its AVX2 CPU kernel: Sleef expf_u10, 8-lane
+// reductions folded by the same shuffle tree, FMA accumulation in the backward dot product).
+// diffusers' Attention casts the scores to float32 before the softmax (upcast_softmax) whatever the
+// model's dtype, so a double model needs this to reproduce diffusers run in float64.
+
+// Sleef_expf8_u10, one lane.
+inline float torch_expf(float d) {
+  if (d < -104.0f) return 0.0f;
+  if (d > 100.0f) return INFINITY;
+  const int q = static_cast<int>(std::nearbyint(d * 1.442695040888963407359924681001892137426645954152985934135449406931f));
+  float s = std::fma(static_cast<float>(q), -0.693145751953125f, d);
+  s = std::fma(static_cast<float>(q), -1.428606765330187045e-06f, s);
+  float u = 0.000198527617612853646278381f;
+  u = std::fma(u, s, 0.00139304355252534151077271f);
+  u = std::fma(u, s, 0.00833336077630519866943359f);
+  u = std::fma(u, s, 0.0416664853692054748535156f);
+  u = std::fma(u, s, 0.166666671633720397949219f);
+  u = std::fma(u, s, 0.5f);
+  u = 1.0f + std::fma(s * s, u, s);
+  return std::ldexp(std::ldexp(u, q >> 1), q - (q >> 1));
+}
+
+// vec::reduce_all / map2_reduce_all over n values: 8 lane accumulators (first block by `first`,
+// later ones by `next`), folded lane i with i^4, then i^2, then i^1; fewer than 8 values are folded
+// in order.
+template <class First, class Next, class Fold>
+float torch_reduce(std::int64_t n, First first, Next next, Fold fold) {
+  if (n < 8) {
+    float a = first(0);
+    for (std::int64_t i = 1; i < n; ++i) a = fold(a, first(i));
+    return a;
+  }
+  float acc[8], w[8];
+  for (int i = 0; i < 8; ++i) acc[i] = first(i);
+  std::int64_t d = 8;
+  for (; d < n - n % 8; d += 8)
+    for (int i = 0; i < 8; ++i) acc[i] = next(acc[i], d + i);
+  for (int i = 0; d + i < n; ++i) acc[i] = next(acc[i], d + i);
+  for (int i = 0; i < 8; ++i) w[i] = fold(acc[i], acc[i ^ 4]);
+  for (int i = 0; i < 8; ++i) acc[i] = fold(w[i], w[i ^ 2]);
+  return fold(acc[0], acc[1]);
+}
+
+inline void torch_softmax_row(std::int64_t L, float* p, float& m, float& s, bool compute_stats) {
+  auto value = [&](std::int64_t i) { return p[i]; };
+  if (compute_stats)
+    m = torch_reduce(L, value, [&](float a, std::int64_t i) { return std::max(a, p[i]); },
+                     [](float a, float b) { return std::max(a, b); });
+  for (std::int64_t j = 0; j < L; ++j) p[j] = torch_expf(p[j] - m);
+  if (compute_stats)
+    s = torch_reduce(L, value, [&](float a, std::int64_t i) { return a + p[i]; }, [](float a, float b) { return a + b; });
+  const float inv = 1.0f / s;
+  for (std::int64_t j = 0; j < L; ++j) p[j] *= inv;
+}
+
+// g <- (g - sum(g * y)) * y, as torch's softmax backward.
+inline void torch_softmax_backward_row(std::int64_t L, const float* y, float* g) {
+  // fma(a, b, -0) is the rounded product: keeps the compiler from fusing it into the next add
+  auto product = [&](std::int64_t i) { return std::fma(g[i], y[i], -0.0f); };
+  const float dot = torch_reduce(L, product, [&](float a, std::int64_t i) { return std::fma(g[i], y[i], a); },
+                                 [](float a, float b) { return a + b; });
+  for (std::int64_t j = 0; j < L; ++j) g[j] = (g[j] - dot) * y[j];
+}
+
 // Probabilities of query rows [i0, i0+rows) against all L keys: P = softmax(scale q^T k).
 // Forward (compute_stats) stores each row's max and exp-sum; backward passes them back in.
-// float_softmax: the softmax runs in float even for double data (diffusers' upcast_softmax casts the
-// scores to float32 whatever the model's dtype); fbuf is float scratch of L elements.
+// float_softmax: the softmax of a double model runs in float32 like PyTorch's (see above);
+// fbuf is float scratch of L elements.
 template <class T>
 void mha_probs(std::int64_t L, std::int64_t D, T scale, const T* q, const T* k, std::int64_t i0, std::int64_t rows,
                T* P, T* row_max_out, T* row_sum_out, bool compute_stats, bool float_softmax, float* fbuf) {
@@ -44,7 +109,7 @@ void mha_probs(std::int64_t L, std::int64_t D, T scale, const T* q, const T* k, 
       if (float_softmax) {
         float m = float(row_max_out[r]), s = float(row_sum_out[r]);
         for (std::int64_t j = 0; j < L; ++j) fbuf[j] = float(p[j]);
-        mha_softmax_row(L, fbuf, m, s, compute_stats);
+        torch_softmax_row(L, fbuf, m, s, compute_stats);
         for (std::int64_t j = 0; j < L; ++j) p[j] = T(fbuf[j]);
         row_max_out[r] = T(m);
         row_sum_out[r] = T(s);
@@ -128,7 +193,7 @@ void mha_channels_first_backward(std::int64_t B, std::int64_t heads, std::int64_
                 pf[j] = float(pr[j]);
                 gf[j] = float(gr[j]);
               }
-              detail::softmax_backward_row(L, pf, gf, gf);
+              detail::torch_softmax_backward_row(L, pf, gf);
               for (std::int64_t j = 0; j < L; ++j) gr[j] = T(gf[j]);
               continue;
             }

@@ -1,0 +1,476 @@
+// UNet2DModel: diffusers' unconditional (optionally class-conditional) image UNet, with the same
+// config keys, the same parameter names and the same numbers, so checkpoints move both ways:
+//
+//   models::UNet2DModel<float> unet({.sample_size = 28, .in_channels = 1, .out_channels = 1,
+//                                    .block_out_channels = {32, 64, 64},
+//                                    .down_block_types = {"DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"},
+//                                    .up_block_types = {"AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"}});
+//   Tensor<float> noise_pred = unet(noisy_images, timesteps);          // timesteps [N] or one value
+//   unet.save_pretrained("my_unet");                                    // config.json + safetensors
+//   auto again = models::UNet2DModel<float>::from_pretrained("my_unet");
+//
+// Config fields are the keys of diffusers' config.json with diffusers' defaults (declared in the
+// order the course notebooks pass them, so designated initializers read the same).
+#pragma once
+#include <filesystem>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "diffuse/io/json.hpp"
+#include "diffuse/io/safetensors.hpp"
+#include "diffuse/models/unet_2d_blocks.hpp"
+#include "diffuse/nn/embeddings.hpp"
+#include "diffuse/nn/timestep_embedding.hpp"
+
+namespace diffuse::models {
+
+struct UNet2DConfig {
+  std::optional<std::int64_t> sample_size = std::nullopt;  // informational (pipelines use it for the image size)
+  std::int64_t in_channels = 3;
+  std::int64_t out_channels = 3;
+  std::int64_t layers_per_block = 2;
+  std::vector<std::int64_t> block_out_channels = {224, 448, 672, 896};
+  std::vector<std::string> down_block_types = {"DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"};
+  std::vector<std::string> up_block_types = {"AttnUpBlock2D", "AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"};
+  bool center_input_sample = false;
+  std::string time_embedding_type = "positional";  // "positional" or "fourier"
+  std::int64_t freq_shift = 0;
+  bool flip_sin_to_cos = true;
+  double mid_block_scale_factor = 1.0;
+  std::int64_t downsample_padding = 1;
+  std::string downsample_type = "conv";  // "conv" or "resnet"
+  std::string upsample_type = "conv";    // "conv" or "resnet"
+  double dropout = 0.0;
+  std::string act_fn = "silu";
+  std::optional<std::int64_t> attention_head_dim = 8;  // null: one head over all channels
+  std::optional<std::int64_t> norm_num_groups = 32;    // null: min(block_out_channels[0] / 4, 32)
+  std::optional<std::int64_t> attn_norm_num_groups = std::nullopt;
+  double norm_eps = 1e-5;
+  std::string resnet_time_scale_shift = "default";  // "default" or "scale_shift"
+  bool add_attention = true;
+  std::optional<std::string> class_embed_type = std::nullopt;  // null, "timestep" or "identity"
+  std::optional<std::int64_t> num_class_embeds = std::nullopt;
+
+  // Calls v(key, field) for every config key, in diffusers' order.
+  template <class C, class V>
+  static void visit(C& c, V&& v) {
+    v("sample_size", c.sample_size);
+    v("in_channels", c.in_channels);
+    v("out_channels", c.out_channels);
+    v("center_input_sample", c.center_input_sample);
+    v("time_embedding_type", c.time_embedding_type);
+    v("freq_shift", c.freq_shift);
+    v("flip_sin_to_cos", c.flip_sin_to_cos);
+    v("down_block_types", c.down_block_types);
+    v("up_block_types", c.up_block_types);
+    v("block_out_channels", c.block_out_channels);
+    v("layers_per_block", c.layers_per_block);
+    v("mid_block_scale_factor", c.mid_block_scale_factor);
+    v("downsample_padding", c.downsample_padding);
+    v("downsample_type", c.downsample_type);
+    v("upsample_type", c.upsample_type);
+    v("dropout", c.dropout);
+    v("act_fn", c.act_fn);
+    v("attention_head_dim", c.attention_head_dim);
+    v("norm_num_groups", c.norm_num_groups);
+    v("attn_norm_num_groups", c.attn_norm_num_groups);
+    v("norm_eps", c.norm_eps);
+    v("resnet_time_scale_shift", c.resnet_time_scale_shift);
+    v("add_attention", c.add_attention);
+    v("class_embed_type", c.class_embed_type);
+    v("num_class_embeds", c.num_class_embeds);
+  }
+
+  // diffusers' config.json contents ("_class_name": "UNet2DModel", "_diffusers_version").
+  nlohmann::json to_json() const;
+  // Reads a config.json object. Keys starting with "_" and keys this model does not know are
+  // ignored (as diffusers does); a known key with a value of the wrong type is an Error naming it.
+  static UNet2DConfig from_json(const nlohmann::json& j);
+};
+
+}  // namespace diffuse::models
+
+namespace diffuse::detail {
+
+inline constexpr const char* kUNet2DClassName = "UNet2DModel";
+inline constexpr const char* kUNet2DDiffusersVersion = "0.21.4";
+
+struct UNetConfigReader {
+  const nlohmann::json& j;
+  template <class V>
+  void operator()(const char* key, V& field) const {
+    if (j.contains(key)) read(j[key], field, key);
+  }
+
+ private:
+  [[noreturn]] static void bad(const nlohmann::json& v, const char* key, const char* expected) {
+    throw Error("UNet2DModel config: key '" + std::string(key) + "' must be " + expected + ", got " + v.dump());
+  }
+  static void read(const nlohmann::json& v, std::int64_t& f, const char* key) {
+    if (v.is_number_integer()) f = v.get<std::int64_t>();
+    else if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>() && std::abs(v.get<double>()) < 1e15)
+      f = static_cast<std::int64_t>(v.get<double>());
+    else bad(v, key, "an integer");
+  }
+  static void read(const nlohmann::json& v, std::optional<std::int64_t>& f, const char* key) {
+    if (v.is_null()) {
+      f.reset();
+      return;
+    }
+    std::int64_t x = 0;
+    if (v.is_array() && v.size() == 2 && v[0] == v[1]) read(v[0], x, key);  // square (h, w) sample_size
+    else if (v.is_array()) bad(v, key, "an integer or null");
+    else read(v, x, key);
+    f = x;
+  }
+  static void read(const nlohmann::json& v, double& f, const char* key) {
+    if (!v.is_number()) bad(v, key, "a number");
+    f = v.get<double>();
+  }
+  static void read(const nlohmann::json& v, bool& f, const char* key) {
+    if (!v.is_boolean()) bad(v, key, "true or false");
+    f = v.get<bool>();
+  }
+  static void read(const nlohmann::json& v, std::string& f, const char* key) {
+    if (!v.is_string()) bad(v, key, "a string");
+    f = v.get<std::string>();
+  }
+  static void read(const nlohmann::json& v, std::optional<std::string>& f, const char* key) {
+    if (v.is_null()) f.reset();
+    else if (v.is_string()) f = v.get<std::string>();
+    else bad(v, key, "a string or null");
+  }
+  static void read(const nlohmann::json& v, std::vector<std::int64_t>& f, const char* key) {
+    if (!v.is_array()) bad(v, key, "a list of integers");
+    f.clear();
+    for (const auto& e : v) {
+      if (!e.is_number_integer()) bad(v, key, "a list of integers");
+      f.push_back(e.get<std::int64_t>());
+    }
+  }
+  static void read(const nlohmann::json& v, std::vector<std::string>& f, const char* key) {
+    if (!v.is_array()) bad(v, key, "a list of strings");
+    f.clear();
+    for (const auto& e : v) {
+      if (!e.is_string()) bad(v, key, "a list of strings");
+      f.push_back(e.get<std::string>());
+    }
+  }
+};
+
+struct UNetConfigWriter {
+  nlohmann::json& j;
+  template <class V>
+  void operator()(const char* key, const V& field) const {
+    j[key] = field;
+  }
+  template <class V>
+  void operator()(const char* key, const std::optional<V>& field) const {
+    j[key] = field ? nlohmann::json(*field) : nlohmann::json(nullptr);
+  }
+};
+
+inline std::string join_names(std::initializer_list<const char*> names) {
+  std::string s;
+  for (const char* n : names) s += (s.empty() ? "" : ", ") + std::string(n);
+  return s;
+}
+
+}  // namespace diffuse::detail
+
+namespace diffuse::models {
+
+inline nlohmann::json UNet2DConfig::to_json() const {
+  nlohmann::json j = nlohmann::json::object();
+  j["_class_name"] = diffuse::detail::kUNet2DClassName;
+  j["_diffusers_version"] = diffuse::detail::kUNet2DDiffusersVersion;
+  visit(*this, diffuse::detail::UNetConfigWriter{j});
+  return j;
+}
+
+inline UNet2DConfig UNet2DConfig::from_json(const nlohmann::json& j) {
+  if (!j.is_object()) throw Error("UNet2DModel config: expected a JSON object, got " + j.dump());
+  if (j.contains("_class_name") && j["_class_name"] != diffuse::detail::kUNet2DClassName)
+    throw Error("UNet2DModel config: _class_name is " + j["_class_name"].dump() + ", not \"UNet2DModel\"");
+  UNet2DConfig c;
+  visit(c, diffuse::detail::UNetConfigReader{j});
+  return c;
+}
+
+template <class T = float>
+class UNet2DModel : public nn::Module<T> {
+ public:
+  using Config = UNet2DConfig;
+
+  explicit UNet2DModel(const Config& config = {}, Generator& gen = default_generator()) : config_(config) {
+    const Config& c = config_;
+    check_config(c);
+    fourier_ = c.time_embedding_type == "fourier";
+    const std::int64_t ch0 = c.block_out_channels[0], time_embed_dim = ch0 * 4;
+    const std::int64_t groups = c.norm_num_groups.value_or(std::min<std::int64_t>(ch0 / 4, 32));
+    conv_in = this->register_module("conv_in", std::make_shared<nn::Conv2d<T>>(c.in_channels, ch0, 3,
+                                                                                nn::Conv2dOptions{.padding = 1}, gen));
+    std::int64_t timestep_input_dim = ch0;
+    if (fourier_) {
+      fourier_proj = this->register_module("time_proj",
+                                           std::make_shared<nn::GaussianFourierProjection<T>>(ch0, 16.0, true, false, gen));
+      timestep_input_dim = 2 * ch0;
+    } else {
+      positional_proj = this->register_module(
+          "time_proj", std::make_shared<nn::Timesteps<T>>(ch0, c.flip_sin_to_cos, static_cast<double>(c.freq_shift)));
+    }
+    time_embedding = this->register_module(
+        "time_embedding", std::make_shared<nn::TimestepEmbedding<T>>(timestep_input_dim, time_embed_dim, "silu", gen));
+    if (!c.class_embed_type && c.num_class_embeds)
+      class_embedding = this->register_module("class_embedding",
+                                              std::make_shared<nn::Embedding<T>>(*c.num_class_embeds, time_embed_dim, gen));
+    else if (c.class_embed_type == "timestep")
+      class_timestep_embedding = this->register_module(
+          "class_embedding", std::make_shared<nn::TimestepEmbedding<T>>(timestep_input_dim, time_embed_dim, "silu", gen));
+
+    down_blocks = this->register_module("down_blocks", std::make_shared<nn::ModuleList<DownBlock2D<T>>>());
+    const std::size_t nb = c.block_out_channels.size();
+    std::int64_t output_channel = ch0;
+    for (std::size_t i = 0; i < nb; ++i) {
+      const std::int64_t input_channel = output_channel;
+      output_channel = c.block_out_channels[i];
+      UNetBlockOptions o = block_options(c, time_embed_dim, groups, output_channel);
+      o.num_layers = c.layers_per_block;
+      o.in_channels = input_channel;
+      o.out_channels = output_channel;
+      o.attention = c.down_block_types[i] == "AttnDownBlock2D";
+      o.add_downsample = i + 1 != nb;
+      down_blocks->push_back(std::make_shared<DownBlock2D<T>>(o, gen));
+    }
+    mid_block = this->register_module(
+        "mid_block",
+        std::make_shared<UNetMidBlock2D<T>>(
+            UNetMidBlockOptions{.in_channels = c.block_out_channels.back(), .temb_channels = time_embed_dim,
+                                .dropout = c.dropout, .resnet_eps = c.norm_eps,
+                                .resnet_time_scale_shift = c.resnet_time_scale_shift, .resnet_act_fn = c.act_fn,
+                                .resnet_groups = groups, .attn_groups = c.attn_norm_num_groups,
+                                .add_attention = c.add_attention,
+                                .attention_head_dim = c.attention_head_dim.value_or(c.block_out_channels.back()),
+                                .output_scale_factor = c.mid_block_scale_factor},
+            gen));
+    up_blocks = this->register_module("up_blocks", std::make_shared<nn::ModuleList<UpBlock2D<T>>>());
+    std::vector<std::int64_t> reversed(c.block_out_channels.rbegin(), c.block_out_channels.rend());
+    output_channel = reversed[0];
+    for (std::size_t i = 0; i < nb; ++i) {
+      const std::int64_t prev_output_channel = output_channel;
+      output_channel = reversed[i];
+      UNetBlockOptions o = block_options(c, time_embed_dim, groups, output_channel);
+      o.num_layers = c.layers_per_block + 1;
+      o.in_channels = reversed[std::min(i + 1, nb - 1)];
+      o.out_channels = output_channel;
+      o.prev_output_channel = prev_output_channel;
+      o.attention = c.up_block_types[i] == "AttnUpBlock2D";
+      o.add_upsample = i + 1 != nb;
+      up_blocks->push_back(std::make_shared<UpBlock2D<T>>(o, gen));
+    }
+    conv_norm_out = this->register_module("conv_norm_out", std::make_shared<nn::GroupNorm<T>>(groups, ch0, c.norm_eps));
+    conv_out = this->register_module(
+        "conv_out", std::make_shared<nn::Conv2d<T>>(ch0, c.out_channels, 3, nn::Conv2dOptions{.padding = 1}, gen));
+  }
+
+  const Config& config() const { return config_; }
+
+  // sample [N, in_channels, H, W]; timesteps [N] or a single value (also [] or [1]); class_labels [N]
+  // (whole numbers) when the model has a class embedding ([N, time_embed_dim] for "identity").
+  Tensor<T> operator()(const Tensor<T>& sample, const Tensor<T>& timesteps, const Tensor<T>& class_labels = {}) const {
+    const Config& c = config_;
+    if (sample.dim() != 4 || sample.size(1) != c.in_channels)
+      throw Error("UNet2DModel: expected a sample [N, " + std::to_string(c.in_channels) + ", H, W], got shape " +
+                  to_string(sample.shape()));
+    const std::int64_t N = sample.size(0);
+    const std::int64_t factor = std::int64_t{1} << (c.block_out_channels.size() - 1);
+    if (sample.size(2) % factor != 0 || sample.size(3) % factor != 0)
+      throw Error("UNet2DModel: height and width must be multiples of " + std::to_string(factor) + " (" +
+                  std::to_string(c.block_out_channels.size() - 1) + " downsamplings), got sample shape " +
+                  to_string(sample.shape()));
+    if (!timesteps.defined() || (timesteps.numel() != 1 && timesteps.numel() != N) || timesteps.dim() > 1)
+      throw Error("UNet2DModel: timesteps must hold one value or one per batch element (" + std::to_string(N) +
+                  "), got shape " + (timesteps.defined() ? to_string(timesteps.shape()) : std::string("undefined")));
+    // 0. center input
+    Tensor<T> x = c.center_input_sample ? sample * T(2) - T(1) : sample;
+    // 1. time (one timestep per image; not differentiated)
+    Tensor<T> t = Tensor<T>::empty({N});
+    for (std::int64_t n = 0; n < N; ++n) t.data()[n] = timesteps.data()[timesteps.numel() == 1 ? 0 : n];
+    Tensor<T> t_emb = fourier_ ? (*fourier_proj)(t) : (*positional_proj)(t);
+    Tensor<T> emb = (*time_embedding)(t_emb);
+    if (class_embedding || class_timestep_embedding || c.class_embed_type == "identity") {
+      if (!class_labels.defined())
+        throw Error("UNet2DModel: class_labels must be given: the model is class-conditional");
+      Tensor<T> class_emb;
+      if (class_embedding) {
+        if (class_labels.dim() != 1 || class_labels.size(0) != N)
+          throw Error("UNet2DModel: class_labels must be [" + std::to_string(N) + "], got shape " +
+                      to_string(class_labels.shape()));
+        class_emb = (*class_embedding)(class_labels);
+      } else if (class_timestep_embedding) {
+        if (class_labels.dim() != 1 || class_labels.size(0) != N)
+          throw Error("UNet2DModel: class_labels must be [" + std::to_string(N) + "], got shape " +
+                      to_string(class_labels.shape()));
+        class_emb = (*class_timestep_embedding)(fourier_ ? (*fourier_proj)(class_labels) : (*positional_proj)(class_labels));
+      } else {
+        if (class_labels.shape() != emb.shape())
+          throw Error("UNet2DModel: identity class embedding must have shape " + to_string(emb.shape()) + ", got " +
+                      to_string(class_labels.shape()));
+        class_emb = class_labels;
+      }
+      emb = emb + class_emb;
+    }
+    // 2. pre-process, 3. down
+    std::vector<Tensor<T>> res_samples;
+    x = (*conv_in)(x);
+    res_samples.push_back(x);
+    for (const auto& block : *down_blocks) x = (*block)(x, emb, res_samples);
+    // 4. mid
+    x = (*mid_block)(x, emb);
+    // 5. up
+    for (const auto& block : *up_blocks) x = (*block)(x, res_samples, emb);
+    // 6. post-process
+    x = (*conv_out)(silu((*conv_norm_out)(x)));
+    if (fourier_) x = x / t.reshape({N, 1, 1, 1});
+    return x;
+  }
+
+  // The same with one timestep value for every image.
+  Tensor<T> operator()(const Tensor<T>& sample, double timestep, const Tensor<T>& class_labels = {}) const {
+    return (*this)(sample, Tensor<T>::from_vector({static_cast<T>(timestep)}), class_labels);
+  }
+
+  // The trainable parameters (those with requires_grad), each once: what an optimizer takes.
+  // (Module::named_parameters() also lists the frozen Fourier frequencies "time_proj.weight" and
+  // their alias "time_proj.W", exactly as diffusers' state dict does.)
+  std::vector<Tensor<T>> parameters() const {
+    std::vector<Tensor<T>> out;
+    for (auto& [name, p] : this->named_parameters())
+      if (p.requires_grad()) out.push_back(p);
+    return out;
+  }
+  // Number of parameter values, each tensor counted once (like sum(p.numel() for p in unet.parameters())).
+  std::int64_t num_parameters() const {
+    std::int64_t n = 0;
+    std::set<const void*> seen;
+    for (auto& [name, p] : this->named_parameters())
+      if (seen.insert(p.impl()->storage.get()).second) n += p.numel();
+    return n;
+  }
+
+  // Loads a diffusers folder: config.json and diffusion_pytorch_model.safetensors (F32, F16, BF16
+  // or F64 weights). Strict: missing and unexpected weights are errors naming them.
+  static UNet2DModel from_pretrained(const std::filesystem::path& dir) { return UNet2DModel(PretrainedTag{}, dir); }
+
+  // Writes config.json and diffusion_pytorch_model.safetensors (dtype "F32" by default, as diffusers
+  // does) into `dir`, creating it if needed. Each file is written to a temporary name and renamed.
+  void save_pretrained(const std::filesystem::path& dir, const std::string& dtype = "F32") const {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec || !std::filesystem::is_directory(dir))
+      throw FileError("save_pretrained: cannot create folder '" + dir.string() + "'" +
+                      (ec ? ": " + ec.message() : std::string()));
+    io::save_safetensors(dir / "diffusion_pytorch_model.safetensors", this->state_dict(), {{"format", "pt"}}, dtype);
+    io::write_json(dir / "config.json", config_.to_json());
+  }
+
+  std::shared_ptr<nn::Conv2d<T>> conv_in, conv_out;
+  std::shared_ptr<nn::Timesteps<T>> positional_proj;                 // "time_proj" (positional)
+  std::shared_ptr<nn::GaussianFourierProjection<T>> fourier_proj;    // "time_proj" (fourier)
+  std::shared_ptr<nn::TimestepEmbedding<T>> time_embedding;
+  std::shared_ptr<nn::Embedding<T>> class_embedding;                 // num_class_embeds
+  std::shared_ptr<nn::TimestepEmbedding<T>> class_timestep_embedding;  // class_embed_type "timestep"
+  std::shared_ptr<nn::ModuleList<DownBlock2D<T>>> down_blocks;
+  std::shared_ptr<UNetMidBlock2D<T>> mid_block;
+  std::shared_ptr<nn::ModuleList<UpBlock2D<T>>> up_blocks;
+  std::shared_ptr<nn::GroupNorm<T>> conv_norm_out;
+
+ private:
+  struct PretrainedTag {};
+
+  static Config read_config(const std::filesystem::path& path) {
+    try {
+      Config c = Config::from_json(io::read_json(path));
+      check_config(c);
+      return c;
+    } catch (const FileError&) {
+      throw;
+    } catch (const Error& e) {
+      throw Error("'" + path.string() + "': " + e.what());
+    }
+  }
+
+  // from_pretrained builds the model in place (a Module cannot be moved); the initial values drawn
+  // from `gen` are overwritten by the checkpoint.
+  UNet2DModel(PretrainedTag, const std::filesystem::path& dir, Generator gen = Generator(0))
+      : UNet2DModel(read_config(dir / "config.json"), gen) {
+    const auto weights_path = dir / "diffusion_pytorch_model.safetensors";
+    auto weights = io::load_safetensors<T>(weights_path);
+    try {
+      this->load_state_dict(weights);
+    } catch (const Error& e) {
+      throw Error("'" + weights_path.string() + "': " + e.what());
+    }
+  }
+
+  static UNetBlockOptions block_options(const Config& c, std::int64_t temb, std::int64_t groups, std::int64_t channels) {
+    UNetBlockOptions o;
+    o.temb_channels = temb;
+    o.dropout = c.dropout;
+    o.resnet_eps = c.norm_eps;
+    o.resnet_act_fn = c.act_fn;
+    o.resnet_groups = groups;
+    o.resnet_time_scale_shift = c.resnet_time_scale_shift;
+    o.attention_head_dim = c.attention_head_dim.value_or(channels);
+    o.downsample_padding = c.downsample_padding;
+    o.downsample_type = c.downsample_type;
+    o.upsample_type = c.upsample_type;
+    return o;
+  }
+
+  // Every unsupported choice is reported with the value and what is accepted.
+  static void check_config(const Config& c) {
+    using diffuse::detail::join_names;
+    auto fail = [](const std::string& what) { return Error("UNet2DModel: " + what); };
+    if (c.block_out_channels.empty()) throw fail("block_out_channels must not be empty");
+    for (auto ch : c.block_out_channels)
+      if (ch < 1) throw fail("block_out_channels must be positive, got " + std::to_string(ch));
+    if (c.down_block_types.size() != c.block_out_channels.size() || c.up_block_types.size() != c.block_out_channels.size())
+      throw fail("down_block_types (" + std::to_string(c.down_block_types.size()) + "), up_block_types (" +
+                 std::to_string(c.up_block_types.size()) + ") and block_out_channels (" +
+                 std::to_string(c.block_out_channels.size()) + ") must have the same length");
+    for (const auto& t : c.down_block_types)
+      if (t != "DownBlock2D" && t != "AttnDownBlock2D")
+        throw fail("unsupported down block type '" + t + "' (accepted: " + join_names({"DownBlock2D", "AttnDownBlock2D"}) + ")");
+    for (const auto& t : c.up_block_types)
+      if (t != "UpBlock2D" && t != "AttnUpBlock2D")
+        throw fail("unsupported up block type '" + t + "' (accepted: " + join_names({"UpBlock2D", "AttnUpBlock2D"}) + ")");
+    if (c.in_channels < 1 || c.out_channels < 1)
+      throw fail("in_channels and out_channels must be positive, got " + std::to_string(c.in_channels) + " and " +
+                 std::to_string(c.out_channels));
+    if (c.layers_per_block < 1) throw fail("layers_per_block must be positive, got " + std::to_string(c.layers_per_block));
+    if (c.time_embedding_type != "fourier" && c.time_embedding_type != "positional")
+      throw fail("unsupported time_embedding_type '" + c.time_embedding_type + "' (accepted: positional, fourier)");
+    nn::activation_from_name(c.act_fn);  // throws naming the value
+    if (c.resnet_time_scale_shift != "default" && c.resnet_time_scale_shift != "scale_shift")
+      throw fail("unsupported resnet_time_scale_shift '" + c.resnet_time_scale_shift + "' (accepted: default, scale_shift)");
+    if (c.downsample_type != "conv" && c.downsample_type != "resnet")
+      throw fail("unsupported downsample_type '" + c.downsample_type + "' (accepted: conv, resnet)");
+    if (c.upsample_type != "conv" && c.upsample_type != "resnet")
+      throw fail("unsupported upsample_type '" + c.upsample_type + "' (accepted: conv, resnet)");
+    if (c.class_embed_type && *c.class_embed_type != "timestep" && *c.class_embed_type != "identity")
+      throw fail("unsupported class_embed_type '" + *c.class_embed_type + "' (accepted: null, timestep, identity)");
+    if (c.num_class_embeds && *c.num_class_embeds < 1)
+      throw fail("num_class_embeds must be positive, got " + std::to_string(*c.num_class_embeds));
+    if (c.block_out_channels.size() > 30) throw fail("too many blocks");
+  }
+
+  Config config_;
+  bool fourier_ = false;
+};
+
+}  // namespace diffuse::models

@@ -1,0 +1,118 @@
+// DiffusionPipeline: samples images from a UNet2DModel with any scheduler, and saves/loads the
+// pair in diffusers' folder layout (model_index.json, unet/, scheduler/), so a pipeline trained
+// here loads in Python with DDPMPipeline.from_pretrained and the other way round.
+//
+//   pipelines::DDPMPipeline pipe(unet, scheduler);
+//   Tensor<float> images = pipe({.batch_size = 16, .num_inference_steps = 1000}, gen);  // [16,C,H,W] in [0,1]
+//   pipe.save_pretrained("my_pipeline");
+#pragma once
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "diffuse/io/json.hpp"
+#include "diffuse/models/unet_2d.hpp"
+#include "diffuse/schedulers/factory.hpp"
+
+namespace diffuse::pipelines {
+
+struct SampleOptions {
+  std::int64_t batch_size = 1;
+  std::int64_t num_inference_steps = 1000;
+  std::optional<std::int64_t> height;  // default: the UNet's sample_size
+  std::optional<std::int64_t> width;   // default: the UNet's sample_size
+  // Called after each denoising step with (step index, number of steps), e.g. for a progress bar.
+  std::function<void(std::int64_t, std::int64_t)> on_step;
+};
+
+template <class T = float>
+class DiffusionPipeline {
+ public:
+  using UNet = models::UNet2DModel<T>;
+  using Scheduler = schedulers::Scheduler<T>;
+
+  // Uses the given model and scheduler without owning them (they must outlive the pipeline).
+  DiffusionPipeline(UNet& unet, Scheduler& scheduler, std::string class_name = "DDPMPipeline")
+      : unet_(&unet, [](UNet*) {}), scheduler_(&scheduler, [](Scheduler*) {}), class_name_(std::move(class_name)) {}
+  DiffusionPipeline(std::shared_ptr<UNet> unet, std::shared_ptr<Scheduler> scheduler,
+                    std::string class_name = "DDPMPipeline")
+      : unet_(std::move(unet)), scheduler_(std::move(scheduler)), class_name_(std::move(class_name)) {
+    if (!unet_ || !scheduler_) throw Error("DiffusionPipeline: the UNet and the scheduler must both be given");
+  }
+
+  // Denoises Gaussian noise into images: for each timestep, the model predicts and the scheduler
+  // steps (diffusers' DDPMPipeline loop, with init_noise_sigma and scale_model_input so that
+  // sigma-based schedulers work too). Returns [batch, C, H, W] mapped from [-1, 1] to [0, 1].
+  Tensor<T> operator()(const SampleOptions& options, Generator& gen) {
+    const auto& config = unet_->config();
+    const std::int64_t size = config.sample_size.value_or(0);
+    const std::int64_t h = options.height.value_or(size), w = options.width.value_or(size);
+    if (options.batch_size < 1 || h < 1 || w < 1)
+      throw Error("DiffusionPipeline: batch_size, height and width must be positive (got " +
+                  std::to_string(options.batch_size) + ", " + std::to_string(h) + ", " + std::to_string(w) +
+                  "; the UNet config has no sample_size to default to)");
+    NoGradGuard no_grad;
+    scheduler_->set_timesteps(options.num_inference_steps);
+    Tensor<T> image = gen.randn<T>({options.batch_size, config.in_channels, h, w});
+    if (const double sigma = scheduler_->init_noise_sigma(); sigma != 1.0) image = image * static_cast<T>(sigma);
+    const auto timesteps = scheduler_->timesteps();
+    for (std::size_t i = 0; i < timesteps.size(); ++i) {
+      const double t = timesteps[i];
+      Tensor<T> model_output = (*unet_)(scheduler_->scale_model_input(image, t), t);
+      image = scheduler_->step(model_output, t, image, gen).prev_sample;
+      if (options.on_step) options.on_step(static_cast<std::int64_t>(i), static_cast<std::int64_t>(timesteps.size()));
+    }
+    return clamp(image * T(0.5) + T(0.5), T(0), T(1));
+  }
+
+  // Writes model_index.json, unet/ (config.json, diffusion_pytorch_model.safetensors) and
+  // scheduler/scheduler_config.json into `dir`.
+  void save_pretrained(const std::filesystem::path& dir) const {
+    unet_->save_pretrained(dir / "unet");
+    schedulers::save_scheduler(*scheduler_, dir / "scheduler");
+    io::json index = {{"_class_name", class_name_},
+                      {"_diffusers_version", "0.21.4"},
+                      {"scheduler", {"diffusers", scheduler_->class_name()}},
+                      {"unet", {"diffusers", "UNet2DModel"}}};
+    io::write_json(dir / "model_index.json", index);
+  }
+
+  // Loads a diffusers pipeline folder (one with a UNet2DModel and a scheduler).
+  static DiffusionPipeline from_pretrained(const std::filesystem::path& dir) {
+    const auto index_path = dir / "model_index.json";
+    const io::json index = io::read_json(index_path);
+    for (const char* part : {"unet", "scheduler"})
+      if (!index.contains(part))
+        throw FileError("'" + index_path.string() + "': no \"" + std::string(part) + "\" entry; not a UNet pipeline");
+    if (index["unet"].is_array() && index["unet"].size() == 2 && index["unet"][1] != "UNet2DModel")
+      throw FileError("'" + index_path.string() + "': the unet is a " + index["unet"][1].dump() +
+                      ", diffuse loads UNet2DModel");
+    // new UNet(prvalue) constructs in place: a Module is neither copied nor moved.
+    std::shared_ptr<UNet> unet(new UNet(UNet::from_pretrained(dir / "unet")));
+    std::shared_ptr<Scheduler> scheduler = schedulers::load_scheduler<T>(dir / "scheduler");
+    return DiffusionPipeline(std::move(unet), std::move(scheduler),
+                             index.value("_class_name", std::string("DDPMPipeline")));
+  }
+
+  UNet& unet() const { return *unet_; }
+  Scheduler& scheduler() const { return *scheduler_; }
+  // Swaps the sampler, e.g. for a DDIM or DPM-Solver++ scheduler made from the same config.
+  void set_scheduler(std::shared_ptr<Scheduler> scheduler) {
+    if (!scheduler) throw Error("DiffusionPipeline::set_scheduler: no scheduler given");
+    scheduler_ = std::move(scheduler);
+  }
+  const std::string& class_name() const { return class_name_; }
+
+ private:
+  std::shared_ptr<UNet> unet_;
+  std::shared_ptr<Scheduler> scheduler_;
+  std::string class_name_;
+};
+
+// diffusers' name for the same thing.
+template <class T = float>
+using DDPMPipeline = DiffusionPipeline<T>;
+
+}  // namespace diffuse::pipelines
