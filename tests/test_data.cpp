@@ -340,7 +340,12 @@ TEST_CASE("ImageFolder: subfolders are classes, images resized, errors name the 
 
   CHECK_THROWS_WITH(data::ImageFolder(dir.path), Catch::Contains("c.png") && Catch::Contains("is 4x4 but earlier images are 6x8"));
   write_plain(dir / "dog" / "broken.png", "garbage");
-  CHECK_THROWS_WITH(data::ImageFolder(dir.path, {.size = 4}), Catch::Contains("broken.png"));
+  CHECK_THROWS_WITH(data::ImageFolder(dir.path, {.size = 4, .on_bad_file = data::OnBadFile::error}),
+                    Catch::Contains("broken.png"));
+  data::ImageFolder skipping(dir.path, {.size = 4});  // the default: skip it, and say so
+  CHECK(skipping.size() == 3);
+  REQUIRE(skipping.skipped().size() == 1);
+  CHECK(skipping.skipped()[0].path.filename() == "broken.png");
   CHECK_THROWS_AS(data::ImageFolder(dir / "missing"), FileError);
   fs::create_directories(dir / "empty");
   CHECK_THROWS_WITH(data::ImageFolder(dir / "empty"), Catch::Contains("no images"));

@@ -54,7 +54,17 @@ TEST_CASE("Adam and SGD follow torch.optim step for step") {
                 return std::make_unique<SGD<double>>(ps, SGDOptions{.lr = 0.05, .momentum = 0.9, .nesterov = true});
               }),
               {0.14723181130836774, 0.8970584127490735, -0.45568238195988214});
-  CHECK_THROWS_WITH(optim::Adam<float>({Tensor<float>({2})}), Catch::Contains("requires_grad"));
+  Tensor<float> leaf({2});
+  leaf.requires_grad_();
+  CHECK_THROWS_WITH(optim::Adam<float>({leaf * 2.f}), Catch::Contains("leaf"));
+  CHECK_THROWS_WITH(optim::Adam<float>({Tensor<float>()}), Catch::Contains("defined"));
+  // A frozen parameter is carried along and left unchanged.
+  Tensor<float> frozen({2}, {1, 2});
+  optim::Adam<float> opt({leaf, frozen});
+  sum(leaf * 3.f).backward();
+  opt.step();
+  CHECK(frozen.to_vector() == std::vector<float>{1, 2});
+  CHECK(leaf.to_vector() != std::vector<float>{0, 0});
 }
 
 TEST_CASE("modules: names, state dicts, train/eval") {

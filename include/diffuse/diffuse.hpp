@@ -48,7 +48,20 @@
 
 // optimizers
 #include "diffuse/optim/adam.hpp"
+#include "diffuse/optim/adamw.hpp"
+#include "diffuse/optim/clip_grad.hpp"
+#include "diffuse/optim/ema.hpp"
+#include "diffuse/optim/lr_scheduler.hpp"
+#include "diffuse/optim/param_groups.hpp"
 #include "diffuse/optim/sgd.hpp"
+
+// training: checkpoints, resumable loading, progress, metrics, loss weighting
+#include "diffuse/training/checkpoint.hpp"
+#include "diffuse/training/gradient_accumulation.hpp"
+#include "diffuse/training/metrics.hpp"
+#include "diffuse/training/min_snr.hpp"
+#include "diffuse/training/progress.hpp"
+#include "diffuse/training/resumable_loader.hpp"
 
 // data and files
 #include "diffuse/data/dataloader.hpp"
@@ -57,6 +70,8 @@
 #include "diffuse/data/image_folder.hpp"
 #include "diffuse/data/mnist.hpp"
 #include "diffuse/data/tensor_dataset.hpp"
+#include "diffuse/data/transformed_dataset.hpp"
+#include "diffuse/data/transforms.hpp"
 #include "diffuse/io/atomic_file.hpp"
 #include "diffuse/io/figure.hpp"
 #include "diffuse/io/grid.hpp"
@@ -64,4 +79,7 @@
 #include "diffuse/io/json.hpp"
 #include "diffuse/io/npy.hpp"
 #include "diffuse/io/safetensors.hpp"
+#include "diffuse/io/plots.hpp"
 #include "diffuse/io/scatter.hpp"
+#include "diffuse/io/strips.hpp"
+#include "diffuse/io/svg_plot.hpp"

@@ -25,6 +25,7 @@ namespace diffuse::io {
 struct ImageU8 {
   int width = 0, height = 0, channels = 0;
   std::vector<std::uint8_t> pixels;  // height * width * channels, row-major, channels last
+  int file_channels = 0;             // the channel count stored in the file (before any conversion)
 };
 
 // Decodes an image file to 8-bit pixels; `channels` as in read_image. FileError naming the
@@ -34,6 +35,7 @@ inline ImageU8 read_image_u8(const std::filesystem::path& path, int channels = 0
     throw Error("read_image('" + path.string() + "'): channels must be 0..4, got " +
                 std::to_string(channels));
   const std::string bytes = read_file_bytes(path);
+  if (bytes.empty()) throw FileError("cannot decode image '" + path.string() + "': the file is empty (0 bytes)");
   if (bytes.size() > static_cast<std::size_t>(INT_MAX))
     throw FileError("cannot decode image '" + path.string() + "': file is larger than 2 GB");
   ImageU8 img;
@@ -45,7 +47,13 @@ inline ImageU8 read_image_u8(const std::filesystem::path& path, int channels = 0
     const char* why = stbi_failure_reason();
     throw FileError("cannot decode image '" + path.string() + "': " + (why ? why : "unknown reason"));
   }
+  if (img.width < 1 || img.height < 1) {
+    stbi_image_free(pixels);
+    throw FileError("cannot decode image '" + path.string() + "': zero-size image (" + std::to_string(img.width) +
+                    "x" + std::to_string(img.height) + ")");
+  }
   img.channels = channels ? channels : file_channels;
+  img.file_channels = file_channels;
   const std::size_t n = static_cast<std::size_t>(img.width) * img.height * img.channels;
   try {
     img.pixels.assign(pixels, pixels + n);

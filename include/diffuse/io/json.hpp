@@ -1,8 +1,10 @@
 // JSON files (configs, manifests): read with errors naming the file, write atomically and
 // pretty-printed with a 2-space indent, sorted keys and a final newline, like diffusers'
-// config.json (json.dumps(config, indent=2, sort_keys=True) + "\n").
+// config.json (json.dumps(config, indent=2, sort_keys=True) + "\n"). Reading accepts the bare
+// NaN, Infinity and -Infinity that Python's json module writes for non-finite floats.
 #pragma once
 #include <filesystem>
+#include <limits>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -14,14 +16,82 @@ namespace diffuse::io {
 
 using json = nlohmann::json;
 
+namespace detail {
+// Replaces Python's bare NaN / Infinity / -Infinity (outside strings) by tagged strings, so
+// nlohmann's strict parser accepts the text; restore_non_finite turns them back into numbers.
+inline constexpr const char* kNonFiniteTag = "\x01" "diffuse-non-finite:";
+
+inline std::string tag_python_non_finite(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      out += c;
+      if (c == '\\' && i + 1 < text.size()) out += text[++i];
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+      out += c;
+      continue;
+    }
+    bool replaced = false;
+    for (const char* tok : {"-Infinity", "Infinity", "NaN"}) {
+      const std::string t = tok;
+      if (text.compare(i, t.size(), t) == 0) {
+        out += "\"\\u0001diffuse-non-finite:" + t + "\"";
+        i += t.size() - 1;
+        replaced = true;
+        break;
+      }
+    }
+    if (!replaced) out += c;
+  }
+  return out;
+}
+
+template <class J>
+void restore_non_finite(J& j) {
+  if (j.is_string()) {
+    const std::string& s = j.template get_ref<const std::string&>();
+    const std::string tag = kNonFiniteTag;
+    if (s.rfind(tag, 0) == 0) {
+      const std::string v = s.substr(tag.size());
+      j = v == "NaN" ? std::numeric_limits<double>::quiet_NaN()
+                     : (v[0] == '-' ? -1.0 : 1.0) * std::numeric_limits<double>::infinity();
+    }
+  } else if (j.is_structured()) {
+    for (auto& e : j) restore_non_finite(e);
+  }
+}
+}  // namespace detail
+
+// Parses JSON text, accepting Python's NaN, Infinity and -Infinity; Error with the parser's
+// position and reason otherwise. J: json or nlohmann::ordered_json.
+template <class J = json>
+J parse_json(const std::string& text) {
+  const bool python = text.find("NaN") != std::string::npos || text.find("Infinity") != std::string::npos;
+  J j;
+  try {
+    j = J::parse(python ? detail::tag_python_non_finite(text) : text);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(std::string("invalid JSON: ") + e.what());
+  }
+  if (python) detail::restore_non_finite(j);
+  return j;
+}
+
 // Parses a JSON file. FileError if it is missing or is not valid JSON (with the parser's
 // position and reason).
 inline json read_json(const std::filesystem::path& path) {
   const std::string text = read_file_bytes(path);
   try {
-    return json::parse(text);
-  } catch (const json::exception& e) {
-    throw FileError("invalid JSON in '" + path.string() + "': " + e.what());
+    return parse_json(text);
+  } catch (const Error& e) {
+    throw FileError("'" + path.string() + "': " + e.what());
   }
 }
 

@@ -344,24 +344,6 @@ class UNet2DModel : public nn::Module<T> {
     return (*this)(sample, Tensor<T>::from_vector({static_cast<T>(timestep)}), class_labels);
   }
 
-  // The trainable parameters (those with requires_grad), each once: what an optimizer takes.
-  // (Module::named_parameters() also lists the frozen Fourier frequencies "time_proj.weight" and
-  // their alias "time_proj.W", exactly as diffusers' state dict does.)
-  std::vector<Tensor<T>> parameters() const {
-    std::vector<Tensor<T>> out;
-    for (auto& [name, p] : this->named_parameters())
-      if (p.requires_grad()) out.push_back(p);
-    return out;
-  }
-  // Number of parameter values, each tensor counted once (like sum(p.numel() for p in unet.parameters())).
-  std::int64_t num_parameters() const {
-    std::int64_t n = 0;
-    std::set<const void*> seen;
-    for (auto& [name, p] : this->named_parameters())
-      if (seen.insert(p.impl()->storage.get()).second) n += p.numel();
-    return n;
-  }
-
   // Loads a diffusers folder: config.json and diffusion_pytorch_model.safetensors (F32, F16, BF16
   // or F64 weights). Strict: missing and unexpected weights are errors naming them.
   static UNet2DModel from_pretrained(const std::filesystem::path& dir) { return UNet2DModel(PretrainedTag{}, dir); }

@@ -29,14 +29,19 @@ class Module {
     collect("", out);
     return out;
   }
+  // Every parameter once (a tensor registered under two names, like diffusers' "time_proj.W"
+  // alias, is listed once), frozen ones included: what an optimizer takes, as in PyTorch.
   std::vector<Tensor<T>> parameters() const {
     std::vector<Tensor<T>> out;
-    for (auto& [name, p] : named_parameters()) out.push_back(p);
+    std::set<const void*> seen;
+    for (auto& [name, p] : named_parameters())
+      if (seen.insert(p.impl()->storage.get()).second) out.push_back(p);
     return out;
   }
+  // Number of parameter values (sum(p.numel() for p in module.parameters())).
   std::int64_t num_parameters() const {
     std::int64_t n = 0;
-    for (auto& [name, p] : named_parameters()) n += p.numel();
+    for (auto& p : parameters()) n += p.numel();
     return n;
   }
 

@@ -1,5 +1,5 @@
 // Stochastic gradient descent with momentum, dampening, Nesterov and weight decay, with
-// torch.optim.SGD's update rule.
+// torch.optim.SGD's update rule. Takes a parameter list or parameter groups (see optimizer.hpp).
 #pragma once
 #include "diffuse/core/parallel.hpp"
 #include "diffuse/optim/optimizer.hpp"
@@ -18,44 +18,74 @@ template <class T = float>
 class SGD : public Optimizer<T> {
  public:
   SGD(std::vector<Tensor<T>> params, SGDOptions options = {})
-      : Optimizer<T>(std::move(params), options.lr), options_(options), momentum_buffers_(this->params_.size()) {
-    if (options.nesterov && (options.momentum <= 0 || options.dampening != 0))
-      throw Error("SGD: Nesterov momentum needs momentum > 0 and dampening = 0");
+      : SGD(single_group(std::move(params)), options) {}
+  SGD(std::vector<ParamGroup<T>> groups, SGDOptions options = {})
+      : Optimizer<T>("SGD", std::move(groups), options.lr, options.weight_decay), options_(options) {
+    check(options_);
   }
 
   void step() override {
-    const T lr = static_cast<T>(this->lr_), mu = static_cast<T>(options_.momentum),
-            damp = static_cast<T>(options_.dampening), wd = static_cast<T>(options_.weight_decay);
-    for (std::size_t k = 0; k < this->params_.size(); ++k) {
-      Tensor<T> p = this->params_[k];
-      Tensor<T> grad = p.grad();
-      if (!grad.defined()) continue;
+    const T mu = static_cast<T>(options_.momentum), one_minus_damp = static_cast<T>(1 - options_.dampening);
+    const bool nesterov = options_.nesterov;
+    this->for_each_param_with_grad([&](const auto& group, Tensor<T>& p, const Tensor<T>& grad, auto& state) {
+      const T lr = static_cast<T>(group.lr), wd = static_cast<T>(group.weight_decay);
       T* w = p.data();
       const T* g = grad.data();
-      const bool first = !momentum_buffers_[k].defined();
-      if (mu != 0 && first) momentum_buffers_[k] = Tensor<T>::empty(p.shape());
-      T* buf = mu != 0 ? momentum_buffers_[k].data() : nullptr;
-      const bool nesterov = options_.nesterov;
-      detail::parallel_for(p.numel(), [&](std::int64_t i) {
-        T d = g[i] + wd * w[i];
+      const bool first = !state.buffers.count("momentum_buffer");
+      T* buf = nullptr;
+      if (mu != 0) {
+        if (first) state.buffers["momentum_buffer"] = Tensor<T>::empty(p.shape());
+        buf = state.buffers["momentum_buffer"].data();
+      }
+      ++state.step;
+      diffuse::detail::parallel_for(p.numel(), [&](std::int64_t i) {
+        T d = wd != 0 ? g[i] + wd * w[i] : g[i];
         if (buf) {
-          buf[i] = first ? d : mu * buf[i] + (T(1) - damp) * d;
+          buf[i] = first ? d : mu * buf[i] + one_minus_damp * d;
           d = nesterov ? d + mu * buf[i] : buf[i];
         }
         w[i] -= lr * d;
       });
-    }
+    });
   }
 
   const SGDOptions& options() const { return options_; }
-  std::vector<Tensor<T>>& momentum_buffers() { return momentum_buffers_; }
+
+ protected:
+  std::vector<std::string> buffer_names() const override { return {"momentum_buffer"}; }
+  std::string missing_buffer(const typename Optimizer<T>::ParamState& s,
+                             const nlohmann::json& o) const override {
+    return s.step > 0 && o.at("momentum").get<double>() != 0 && !s.buffers.count("momentum_buffer")
+               ? "momentum_buffer"
+               : "";
+  }
+  nlohmann::json options_json() const override {
+    return {{"lr", options_.lr},
+            {"momentum", options_.momentum},
+            {"dampening", options_.dampening},
+            {"weight_decay", options_.weight_decay},
+            {"nesterov", options_.nesterov}};
+  }
+  void options_from_json(const nlohmann::json& j, bool apply) override {
+    SGDOptions o{j.at("lr").get<double>(), j.at("momentum").get<double>(), j.at("dampening").get<double>(),
+                 j.at("weight_decay").get<double>(), j.at("nesterov").get<bool>()};
+    check(o);
+    if (apply) options_ = o;
+  }
 
  private:
+  static void check(const SGDOptions& o) {
+    if (!(o.momentum >= 0))
+      throw Error("SGD: momentum must be non-negative, got " + std::to_string(o.momentum));
+    if (o.nesterov && (o.momentum <= 0 || o.dampening != 0))
+      throw Error("SGD: Nesterov momentum needs momentum > 0 and dampening = 0");
+  }
   SGDOptions options_;
-  std::vector<Tensor<T>> momentum_buffers_;
 };
 
 template <class T>
 SGD(std::vector<Tensor<T>>, SGDOptions) -> SGD<T>;
+template <class T>
+SGD(std::vector<ParamGroup<T>>, SGDOptions) -> SGD<T>;
 
 }  // namespace diffuse::optim

@@ -21,10 +21,10 @@ namespace diffuse::pipelines {
 struct SampleOptions {
   std::int64_t batch_size = 1;
   std::int64_t num_inference_steps = 1000;
-  std::optional<std::int64_t> height;  // default: the UNet's sample_size
-  std::optional<std::int64_t> width;   // default: the UNet's sample_size
+  std::optional<std::int64_t> height = std::nullopt;  // default: the UNet's sample_size
+  std::optional<std::int64_t> width = std::nullopt;   // default: the UNet's sample_size
   // Called after each denoising step with (step index, number of steps), e.g. for a progress bar.
-  std::function<void(std::int64_t, std::int64_t)> on_step;
+  std::function<void(std::int64_t, std::int64_t)> on_step = nullptr;
 };
 
 template <class T = float>

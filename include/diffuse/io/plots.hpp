@@ -1,0 +1,86 @@
+// The course's plots as SVG (through io::SvgPlot): training-loss curves (raw and smoothed by an
+// exponential moving average, linear or log y axis) and noise schedules (sqrt(alphas_cumprod),
+// the signal's share, and sqrt(1 - alphas_cumprod), the noise's, per training timestep).
+//   io::loss_plot(losses, {.log_y = true}).save("loss.svg");
+//   io::schedule_plot({{"linear", &linear}, {"squaredcos_cap_v2", &cosine}}).save("schedules.svg");
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "diffuse/core/error.hpp"
+#include "diffuse/io/svg_plot.hpp"
+#include "diffuse/schedulers/scheduler.hpp"
+
+namespace diffuse::io {
+
+// Exponential moving average with bias correction (TensorBoard's smoothing): s_i =
+// (sum_k w^(i-k) (1-w) v_k) / (1 - w^(i+1)), so the curve starts at the first value.
+// Non-finite values are skipped (their entry repeats the last average, NaN before any).
+inline std::vector<double> ema(const std::vector<double>& values, double smoothing) {
+  if (!(smoothing >= 0.0 && smoothing < 1.0))
+    throw Error("ema: smoothing must be in [0, 1), got " + std::to_string(smoothing));
+  std::vector<double> out(values.size());
+  double acc = 0, weight = 0;
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (std::isfinite(values[i])) {
+      acc = smoothing * acc + (1 - smoothing) * values[i];
+      weight = smoothing * weight + (1 - smoothing);
+    }
+    out[i] = weight > 0 ? acc / weight : std::nan("");
+  }
+  return out;
+}
+
+struct LossPlotOptions {
+  double smoothing = 0.98;  // EMA weight of the smoothed curve (0: no smoothed curve)
+  bool log_y = false;
+  std::string title = "Training loss";
+  std::string xlabel = "step";
+  std::string ylabel = "loss";
+};
+
+// The raw losses (thin, faint) and their EMA (solid), against the step index.
+inline SvgPlot loss_plot(const std::vector<double>& losses, const LossPlotOptions& o = {}) {
+  SvgPlot plot({.title = o.title, .xlabel = o.xlabel, .ylabel = o.ylabel + (o.log_y ? " (log scale)" : ""),
+                .log_y = o.log_y});
+  plot.add_line(losses, {.label = "raw", .color = "#1f77b4", .width = 1.0, .opacity = 0.35});
+  if (o.smoothing > 0)
+    plot.add_line(ema(losses, o.smoothing), {.label = "EMA " + detail::tick_label(o.smoothing, 0.01),
+                                             .color = "#1f77b4", .width = 2.2});
+  return plot;
+}
+
+// sqrt(alphas_cumprod) (solid) and sqrt(1 - alphas_cumprod) (dashed) of each named scheduler,
+// one colour per scheduler.
+template <class T>
+SvgPlot schedule_plot(const std::vector<std::pair<std::string, const schedulers::Scheduler<T>*>>& schedules,
+                      std::string title = "Noise schedules") {
+  if (schedules.empty()) throw Error("schedule_plot: no schedulers given");
+  SvgPlot plot({.title = std::move(title), .xlabel = "timestep t", .ylabel = "coefficient"});
+  static const char* colors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"};
+  for (std::size_t k = 0; k < schedules.size(); ++k) {
+    const auto& [name, s] = schedules[k];
+    if (!s) throw Error("schedule_plot: scheduler '" + name + "' is null");
+    const Tensor<T> ac = s->alphas_cumprod();
+    std::vector<double> signal(static_cast<std::size_t>(ac.numel())), noise(signal.size());
+    for (std::size_t i = 0; i < signal.size(); ++i) {
+      signal[i] = std::sqrt(static_cast<double>(ac.data()[i]));
+      noise[i] = std::sqrt(1.0 - static_cast<double>(ac.data()[i]));
+    }
+    const std::string prefix = schedules.size() > 1 ? name + ": " : "";
+    plot.add_line(signal, {.label = prefix + "sqrt(alphas_cumprod)", .color = colors[k % 6]});
+    plot.add_line(noise, {.label = prefix + "sqrt(1 - alphas_cumprod)", .color = colors[k % 6], .dashed = true});
+  }
+  return plot;
+}
+
+// One scheduler's schedule, titled with its name.
+template <class T>
+SvgPlot schedule_plot(const schedulers::Scheduler<T>& scheduler, const std::string& name) {
+  return schedule_plot<T>({{name, &scheduler}}, "Noise schedule: " + name);
+}
+
+}  // namespace diffuse::io

@@ -1,0 +1,457 @@
+// Training checkpoints: everything needed to continue a run exactly where it stopped, in one
+// folder `checkpoint-<global_step>/`:
+//   model.safetensors       the model's parameters (state_dict names, F32 / F64 like T)
+//   optimizer.safetensors   the optimizer's buffers (moments, momentum), "<param index>.<buffer>"
+//   ema.safetensors         the EMA shadow parameters
+//   trainer_state.json      format name and version, global step, epoch, optimizer step counts /
+//                           options / per-group learning rates, LR schedule, EMA counters,
+//                           Generator states, data-loader position, the byte size of every file
+// A folder is written under a temporary name and renamed into place, so an interrupted save
+// never leaves a half-written checkpoint under a real name, and "latest" keeps pointing to the
+// last complete one. Loading checks the format, every file and every name and shape before it
+// changes anything; on any error it throws and the objects are as before.
+//
+//   training::CheckpointManager checkpoints("output", {.checkpoints_total_limit = 3});
+//   training::TrainingState<float> state{.model = &unet, .optimizer = &opt, .lr_scheduler = &sched,
+//                                        .ema = &ema, .generators = {{"train", &gen}}, .data_loader =
+//                                        &epochs};
+//   checkpoints.resume("latest", state);            // false (and nothing changes) when there is none
+//   ... ++state.global_step; if (state.global_step % 500 == 0) checkpoints.save(state);
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "diffuse/core/error.hpp"
+#include "diffuse/core/generator.hpp"
+#include "diffuse/io/json.hpp"
+#include "diffuse/io/safetensors.hpp"
+#include "diffuse/nn/module.hpp"
+#include "diffuse/optim/ema.hpp"
+#include "diffuse/optim/lr_scheduler.hpp"
+#include "diffuse/optim/optimizer.hpp"
+#include "diffuse/training/resumable_loader.hpp"
+
+namespace diffuse::training {
+
+inline constexpr const char* kCheckpointFormat = "diffuse-checkpoint";
+inline constexpr int kCheckpointVersion = 1;
+inline constexpr const char* kTrainerStateFile = "trainer_state.json";
+
+// What a checkpoint holds. Null pointers (and an empty generator map) are left out of a save;
+// on load, every object given must be in the checkpoint.
+template <class T = float>
+struct TrainingState {
+  nn::Module<T>* model = nullptr;
+  optim::Optimizer<T>* optimizer = nullptr;
+  optim::LRScheduler<T>* lr_scheduler = nullptr;
+  optim::EMAModel<T>* ema = nullptr;
+  std::map<std::string, Generator*>
+      generators{};  // e.g. {{"train", &gen}, {"default", &default_generator()}}
+  ResumablePosition* data_loader = nullptr;
+  std::int64_t global_step = 0;
+  std::int64_t epoch = 0;
+  nlohmann::json extra = nlohmann::json::object();  // anything else the training script wants back
+};
+
+}  // namespace diffuse::training
+
+// Internals (in diffuse::detail, so training:: code keeps resolving detail:: there).
+namespace diffuse::detail {
+
+inline std::string checkpoint_random_suffix() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  std::ostringstream os;
+  os << std::hex << rng();
+  return os.str();
+}
+
+template <class T>
+constexpr const char* checkpoint_dtype() {
+  return std::is_same_v<T, double> ? "F64" : "F32";
+}
+
+inline void checkpoint_remove_all_quietly(const std::filesystem::path& p) {
+  std::error_code ec;
+  std::filesystem::remove_all(p, ec);
+}
+
+// Reads and checks trainer_state.json and the sizes of the files it lists. Throws FileError
+// naming the checkpoint and the problem.
+inline nlohmann::json checkpoint_read_trainer_state(const std::filesystem::path& dir) {
+  namespace fs = std::filesystem;
+  const std::string where = "checkpoint '" + dir.string() + "': ";
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) throw FileError(where + "no such folder");
+  const fs::path state_path = dir / training::kTrainerStateFile;
+  if (!fs::exists(state_path, ec))
+    throw FileError(where + "missing " + training::kTrainerStateFile +
+                    " (not a checkpoint, or an interrupted save)");
+  nlohmann::json s = io::read_json(state_path);
+  if (!s.is_object() || !s.contains("format") || !s["format"].is_string())
+    throw FileError(where + training::kTrainerStateFile + " has no format name; not a diffuse checkpoint");
+  if (s["format"].get<std::string>() != training::kCheckpointFormat)
+    throw FileError(where + "format '" + s["format"].get<std::string>() + "' is not '" +
+                    training::kCheckpointFormat + "'");
+  if (!s.contains("version") || !s["version"].is_number_integer() || s["version"].get<int>() < 1 ||
+      s["version"].get<int>() > training::kCheckpointVersion)
+    throw FileError(where + "unsupported format version " +
+                    (s.contains("version") ? s["version"].dump() : "(none)") +
+                    " (this library reads version " + std::to_string(training::kCheckpointVersion) + ")");
+  if (!s.contains("files") || !s["files"].is_object())
+    throw FileError(where + training::kTrainerStateFile + " lists no files");
+  for (auto it = s["files"].begin(); it != s["files"].end(); ++it) {
+    const fs::path f = dir / it.key();
+    if (!it.value().is_number_unsigned()) throw FileError(where + "bad size recorded for '" + it.key() + "'");
+    if (!fs::is_regular_file(f, ec)) throw FileError(where + "missing file '" + it.key() + "'");
+    const auto size = fs::file_size(f, ec);
+    if (ec) throw FileError(where + "cannot read the size of '" + it.key() + "'");
+    if (size != it.value().get<std::uint64_t>())
+      throw FileError(where + "file '" + it.key() + "' is " + std::to_string(size) +
+                      " bytes, the checkpoint recorded " + std::to_string(it.value().get<std::uint64_t>()) +
+                      " (truncated or replaced?)");
+  }
+  return s;
+}
+
+template <class T>
+std::map<std::string, Tensor<T>> checkpoint_load_listed(const std::filesystem::path& dir,
+                                                        const nlohmann::json& s, const std::string& file,
+                                                        const std::string& what) {
+  if (!s["files"].contains(file))
+    throw FileError("checkpoint '" + dir.string() + "': holds no " + what + " ('" + file + "' is not in it)");
+  return io::load_safetensors<T>(dir / file);
+}
+
+// Names and shapes of `got` against `want`; "" if they agree.
+template <class T>
+std::string checkpoint_compare_tensors(const std::vector<std::pair<std::string, Shape>>& want,
+                                       const std::map<std::string, Tensor<T>>& got) {
+  std::string missing, wrong, unexpected;
+  auto add = [](std::string& list, const std::string& item) { list += (list.empty() ? "" : ", ") + item; };
+  std::map<std::string, Shape> known;
+  for (auto& [name, shape] : want) {
+    known.emplace(name, shape);
+    auto it = got.find(name);
+    if (it == got.end())
+      add(missing, name);
+    else if (it->second.shape() != shape)
+      add(wrong,
+          name + " (checkpoint " + to_string(it->second.shape()) + ", model " + to_string(shape) + ")");
+  }
+  for (auto& [name, t] : got)
+    if (!known.count(name)) add(unexpected, name);
+  std::string out;
+  if (!missing.empty()) out += "missing " + missing;
+  if (!wrong.empty()) out += (out.empty() ? "" : "; ") + std::string("shape mismatch ") + wrong;
+  if (!unexpected.empty()) out += (out.empty() ? "" : "; ") + std::string("unexpected ") + unexpected;
+  return out;
+}
+
+}  // namespace diffuse::detail
+
+namespace diffuse::training {
+
+// Writes `state` into the folder `dir` (replacing a previous checkpoint there) atomically:
+// everything goes to "<dir>.tmp-<random>" first, which is renamed to `dir` when complete.
+template <class T>
+void save_checkpoint(const std::filesystem::path& dir, const TrainingState<T>& state) {
+  namespace fs = std::filesystem;
+  using nlohmann::json;
+  if (dir.empty()) throw Error("save_checkpoint: empty folder name");
+  const fs::path target = dir.has_filename() ? dir : dir.parent_path();
+  std::error_code ec;
+  if (target.has_parent_path()) fs::create_directories(target.parent_path(), ec);
+  if (ec)
+    throw FileError("save_checkpoint: cannot create '" + target.parent_path().string() +
+                    "': " + ec.message());
+  const fs::path tmp = target.string() + ".tmp-" + diffuse::detail::checkpoint_random_suffix();
+  if (!fs::create_directory(tmp, ec))
+    throw FileError("save_checkpoint: cannot create '" + tmp.string() + "': " + ec.message());
+  try {
+    const char* dtype = diffuse::detail::checkpoint_dtype<T>();
+    json s = {{"format", kCheckpointFormat},
+              {"version", kCheckpointVersion},
+              {"global_step", state.global_step},
+              {"epoch", state.epoch},
+              {"dtype", dtype},
+              {"extra", state.extra}};
+    std::vector<std::string> files;
+    if (state.model) {
+      io::save_safetensors(tmp / "model.safetensors", state.model->state_dict(), {{"format", "pt"}}, dtype);
+      files.push_back("model.safetensors");
+    }
+    if (state.optimizer) {
+      optim::OptimizerState<T> os = state.optimizer->state_dict();
+      io::save_safetensors(tmp / "optimizer.safetensors", os.tensors, {}, dtype);
+      files.push_back("optimizer.safetensors");
+      s["optimizer"] = os.meta;
+    }
+    if (state.lr_scheduler) s["lr_scheduler"] = state.lr_scheduler->state_dict();
+    if (state.ema) {
+      io::save_safetensors(tmp / "ema.safetensors", state.ema->shadow_state(), {}, dtype);
+      files.push_back("ema.safetensors");
+      s["ema"] = state.ema->state_json();
+    }
+    json gens = json::object();
+    for (auto& [name, g] : state.generators) {
+      if (!g) throw Error("save_checkpoint: generator '" + name + "' is a null pointer");
+      gens[name] = {{"seed", g->state().seed}, {"offset", g->state().offset}};
+    }
+    s["generators"] = gens;
+    if (state.data_loader) s["data_loader"] = state.data_loader->position().to_json();
+    s["files"] = json::object();
+    for (auto& f : files) s["files"][f] = fs::file_size(tmp / f);
+    io::write_json(tmp / kTrainerStateFile, s);  // last: its presence marks a complete folder
+
+    // Into place. A previous folder of the same name is moved aside first and removed after.
+    fs::path old;
+    if (fs::exists(target, ec)) {
+      old = target.string() + ".old-" + diffuse::detail::checkpoint_random_suffix();
+      fs::rename(target, old, ec);
+      if (ec) throw FileError("save_checkpoint: cannot replace '" + target.string() + "': " + ec.message());
+    }
+    fs::rename(tmp, target, ec);
+    if (ec) {
+      std::error_code ec2;
+      if (!old.empty()) fs::rename(old, target, ec2);
+      throw FileError("save_checkpoint: cannot rename '" + tmp.string() + "' to '" + target.string() +
+                      "': " + ec.message());
+    }
+    if (!old.empty()) diffuse::detail::checkpoint_remove_all_quietly(old);
+  } catch (...) {
+    diffuse::detail::checkpoint_remove_all_quietly(tmp);
+    throw;
+  }
+}
+
+// Restores `state` from the checkpoint folder `dir` and sets state.global_step / epoch / extra.
+// Every object in `state` must be in the checkpoint with matching names and shapes; all is
+// checked before anything changes, and if restoring still fails midway, the objects are put
+// back as they were.
+template <class T>
+void load_checkpoint(const std::filesystem::path& dir, TrainingState<T>& state) {
+  using nlohmann::json;
+  const std::string where = "checkpoint '" + dir.string() + "': ";
+  const json s = diffuse::detail::checkpoint_read_trainer_state(dir);
+  try {
+    // ---- read and check everything ----
+    std::map<std::string, Tensor<T>> model_tensors, opt_tensors, ema_tensors;
+    if (state.model) {
+      model_tensors = diffuse::detail::checkpoint_load_listed<T>(dir, s, "model.safetensors", "model");
+      std::vector<std::pair<std::string, Shape>> want;
+      for (auto& [name, p] : state.model->named_parameters()) want.emplace_back(name, p.shape());
+      const std::string problems = diffuse::detail::checkpoint_compare_tensors(want, model_tensors);
+      if (!problems.empty()) throw Error("model.safetensors does not fit the model: " + problems);
+    }
+    if (state.optimizer) {
+      opt_tensors =
+          diffuse::detail::checkpoint_load_listed<T>(dir, s, "optimizer.safetensors", "optimizer state");
+      if (!s.contains("optimizer"))
+        throw Error("holds no optimizer state in " + std::string(kTrainerStateFile));
+    }
+    if (state.lr_scheduler && !s.contains("lr_scheduler")) throw Error("holds no LR schedule state");
+    if (state.ema) {
+      ema_tensors = diffuse::detail::checkpoint_load_listed<T>(dir, s, "ema.safetensors", "EMA weights");
+      if (!s.contains("ema")) throw Error("holds no EMA state in " + std::string(kTrainerStateFile));
+    }
+    std::map<std::string, GeneratorState> gens;
+    for (auto& [name, g] : state.generators) {
+      if (!g) throw Error("generator '" + name + "' is a null pointer");
+      if (!s.contains("generators") || !s["generators"].contains(name))
+        throw Error("holds no state of generator '" + name + "'");
+      const json& j = s["generators"][name];
+      gens[name] = {j.at("seed").get<std::uint64_t>(), j.at("offset").get<std::uint64_t>()};
+    }
+    std::optional<LoaderPosition> position;
+    if (state.data_loader) {
+      if (!s.contains("data_loader")) throw Error("holds no data-loader position");
+      position = LoaderPosition::from_json(s["data_loader"]);
+    }
+    const auto global_step = s.at("global_step").get<std::int64_t>();
+    const auto epoch = s.at("epoch").get<std::int64_t>();
+
+    // ---- restore, keeping what was there to put back on failure ----
+    std::map<std::string, Tensor<T>> model_before;
+    std::optional<optim::OptimizerState<T>> opt_before;
+    std::optional<json> sched_before;
+    std::optional<std::pair<std::map<std::string, Tensor<T>>, json>> ema_before;
+    std::map<std::string, GeneratorState> gens_before;
+    std::optional<LoaderPosition> pos_before;
+    try {
+      if (state.model) {
+        for (auto& [name, t] : state.model->state_dict()) model_before.emplace(name, t.clone());
+        state.model->load_state_dict(model_tensors);
+      }
+      if (state.lr_scheduler) {  // first: it sets lrs, which the optimizer's saved ones then confirm
+        sched_before = state.lr_scheduler->state_dict();
+        state.lr_scheduler->load_state_dict(s["lr_scheduler"]);
+      }
+      if (state.optimizer) {
+        opt_before = state.optimizer->state_dict();
+        state.optimizer->load_state_dict({opt_tensors, s["optimizer"]});
+      }
+      if (state.ema) {
+        ema_before.emplace(state.ema->shadow_state(), state.ema->state_json());
+        state.ema->load_state(ema_tensors, s["ema"]);
+      }
+      for (auto& [name, g] : state.generators) {
+        gens_before[name] = g->state();
+        g->set_state(gens[name]);
+      }
+      if (state.data_loader) {
+        pos_before = state.data_loader->position();
+        state.data_loader->set_position(*position);
+      }
+    } catch (...) {
+      if (!model_before.empty()) state.model->load_state_dict(model_before);
+      if (sched_before) state.lr_scheduler->load_state_dict(*sched_before);
+      if (opt_before) state.optimizer->load_state_dict(*opt_before);
+      if (ema_before) state.ema->load_state(ema_before->first, ema_before->second);
+      for (auto& [name, gs] : gens_before) state.generators[name]->set_state(gs);
+      if (pos_before) state.data_loader->set_position(*pos_before);
+      throw;
+    }
+    state.global_step = global_step;
+    state.epoch = epoch;
+    state.extra = s.value("extra", json::object());
+  } catch (const nlohmann::json::exception& e) {
+    throw FileError(where + "malformed " + kTrainerStateFile + ": " + e.what());
+  } catch (const FileError&) {
+    throw;
+  } catch (const Error& e) {
+    throw Error(where + e.what());
+  }
+}
+
+struct CheckpointOptions {
+  // Keep at most this many checkpoints (the oldest are removed after a save); unset keeps all.
+  std::optional<std::int64_t> checkpoints_total_limit{};
+  std::string prefix = "checkpoint";  // folders are "<prefix>-<global_step>"
+};
+
+// The checkpoints of one training run in `output_dir`: save with pruning, list, find the latest
+// complete one, resume from a path or "latest".
+class CheckpointManager {
+ public:
+  explicit CheckpointManager(std::filesystem::path output_dir, CheckpointOptions options = {})
+      : dir_(std::move(output_dir)), options_(std::move(options)) {
+    if (options_.checkpoints_total_limit && *options_.checkpoints_total_limit < 1)
+      throw Error("CheckpointManager: checkpoints_total_limit must be at least 1, got " +
+                  std::to_string(*options_.checkpoints_total_limit));
+    if (options_.prefix.empty() || options_.prefix.find('/') != std::string::npos)
+      throw Error("CheckpointManager: prefix must be a non-empty folder name, got '" + options_.prefix + "'");
+  }
+
+  const std::filesystem::path& output_dir() const { return dir_; }
+  std::filesystem::path path_for(std::int64_t global_step) const {
+    return dir_ / (options_.prefix + "-" + std::to_string(global_step));
+  }
+
+  // Saves to "<output_dir>/<prefix>-<global_step>", removes temporary folders left by
+  // interrupted saves, then prunes to checkpoints_total_limit. Returns the folder.
+  template <class T>
+  std::filesystem::path save(const TrainingState<T>& state) {
+    remove_leftovers();
+    const std::filesystem::path p = path_for(state.global_step);
+    save_checkpoint(p, state);
+    prune();
+    return p;
+  }
+
+  // Complete checkpoints (trainer_state.json valid, every file of the recorded size), oldest
+  // (smallest step) first. Folders being written, or left half-written, are not listed.
+  std::vector<std::filesystem::path> list() const {
+    std::vector<std::pair<std::int64_t, std::filesystem::path>> found;
+    for (auto& [step, path] : candidates()) {
+      try {
+        diffuse::detail::checkpoint_read_trainer_state(path);
+        found.emplace_back(step, path);
+      } catch (const Error&) {
+      }
+    }
+    std::vector<std::filesystem::path> out;
+    for (auto& [step, path] : found) out.push_back(path);
+    return out;
+  }
+
+  // The newest complete checkpoint, if any.
+  std::optional<std::filesystem::path> latest() const {
+    auto all = list();
+    if (all.empty()) return std::nullopt;
+    return all.back();
+  }
+
+  // Removes the oldest complete checkpoints beyond checkpoints_total_limit.
+  void prune() const {
+    if (!options_.checkpoints_total_limit) return;
+    auto all = list();
+    const auto limit = static_cast<std::size_t>(*options_.checkpoints_total_limit);
+    for (std::size_t i = 0; i + limit < all.size(); ++i)
+      diffuse::detail::checkpoint_remove_all_quietly(all[i]);
+  }
+
+  // Loads from a checkpoint folder, or from the newest one with "latest". Returns false (and
+  // changes nothing) for "latest" when there is no checkpoint yet; a given path must exist.
+  template <class T>
+  bool resume(const std::string& from, TrainingState<T>& state) const {
+    if (from == "latest") {
+      auto p = latest();
+      if (!p) return false;
+      load_checkpoint(*p, state);
+      return true;
+    }
+    load_checkpoint(std::filesystem::path(from), state);
+    return true;
+  }
+
+ private:
+  // Folders named exactly "<prefix>-<digits>", by step.
+  std::vector<std::pair<std::int64_t, std::filesystem::path>> candidates() const {
+    namespace fs = std::filesystem;
+    std::vector<std::pair<std::int64_t, fs::path>> out;
+    std::error_code ec;
+    if (!fs::is_directory(dir_, ec)) return out;
+    const std::string head = options_.prefix + "-";
+    for (auto& entry : fs::directory_iterator(dir_, ec)) {
+      const std::string name = entry.path().filename().string();
+      if (name.size() <= head.size() || name.compare(0, head.size(), head) != 0) continue;
+      const std::string digits = name.substr(head.size());
+      if (digits.size() > 18 ||
+          !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+        continue;
+      if (!entry.is_directory(ec)) continue;
+      out.emplace_back(std::stoll(digits), entry.path());
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+  // "<prefix>-<digits>.tmp-*" folders of saves that never finished.
+  void remove_leftovers() const {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (!fs::is_directory(dir_, ec)) return;
+    std::vector<fs::path> stale;
+    for (auto& entry : fs::directory_iterator(dir_, ec)) {
+      const std::string name = entry.path().filename().string();
+      if (name.rfind(options_.prefix + "-", 0) == 0 && name.find(".tmp-") != std::string::npos)
+        stale.push_back(entry.path());
+    }
+    for (auto& p : stale) diffuse::detail::checkpoint_remove_all_quietly(p);
+  }
+
+  std::filesystem::path dir_;
+  CheckpointOptions options_;
+};
+
+}  // namespace diffuse::training
