@@ -13,14 +13,15 @@ namespace diffuse {
 namespace detail {
 
 template <class T>
-void accumulate_into(std::shared_ptr<TensorImpl<T>>& slot, const Tensor<T>& g, const Shape& expected,
-                     const std::string& op) {
+void accumulate_into(std::shared_ptr<TensorImpl<T>>& slot, Tensor<T>&& g, const Shape& expected, const std::string& op) {
   if (g.shape() != expected)
     throw Error("internal error: backward of " + op + " produced a gradient of shape " + to_string(g.shape()) +
                 " for an input of shape " + to_string(expected));
   if (!slot) {
-    // Own a copy: the op may have returned a tensor it shares with something else.
-    slot = g.clone().impl();
+    // Take the tensor over when nothing else refers to it or to its memory (the common case: a
+    // fresh gradient); otherwise own a copy, since the op may return a tensor it shares.
+    const bool sole_owner = g.impl().use_count() == 1 && g.impl()->storage.use_count() == 1 && g.is_leaf();
+    slot = sole_owner ? g.impl() : g.clone().impl();
     return;
   }
   T* d = slot->data();
@@ -34,7 +35,7 @@ void run_backward(const Tensor<T>& root, const Tensor<T>& grad_output) {
     throw Error("backward(): the tensor does not require grad (no parameter with requires_grad led to it)");
   NoGradGuard no_grad;
   if (root.is_leaf()) {
-    accumulate_into(root.impl()->grad, grad_output, root.shape(), "backward");
+    accumulate_into(root.impl()->grad, grad_output.clone(), root.shape(), "backward");
     return;
   }
   // Topological order by iterative depth-first search over nodes.
@@ -73,9 +74,9 @@ void run_backward(const Tensor<T>& root, const Tensor<T>& grad_output) {
       auto& in = node->inputs[k];
       if (!in || !grads[k].defined()) continue;
       if (in->grad_fn)
-        accumulate_into(in->grad_fn->grad_accum, grads[k], in->shape, node->name);
+        accumulate_into(in->grad_fn->grad_accum, std::move(grads[k]), in->shape, node->name);
       else
-        accumulate_into(in->grad, grads[k], in->shape, node->name);
+        accumulate_into(in->grad, std::move(grads[k]), in->shape, node->name);
     }
     // Free what this node saved for backward: the graph is used once.
     node->grad_accum.reset();
