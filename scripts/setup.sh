@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   g++ cmake make pkg-config ccache
-  libeigen3-dev libxtensor-dev libxsimd-dev libxtl-dev
+  libeigen3-dev libxtensor-dev libxsimd-dev xtl-dev
   nlohmann-json3-dev zlib1g-dev libstb-dev
   catch2 libbenchmark-dev
   dataset-fashion-mnist
