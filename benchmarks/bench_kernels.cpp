@@ -76,6 +76,43 @@ void BM_Conv2dBackward(benchmark::State& state) {
 }
 BENCHMARK(BM_Conv2dBackward)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// The six 5x5 convolutions (padding 2) of the course's BasicUNet at batch 128, by layer index:
+// down 1->32 @28, 32->64 @14, 64->64 @7; up 64->64 @7, 64->32 @14, 32->1 @28.
+const k::Conv2dGeometry kUNetConv[6] = {
+    {128, 1, 28, 28, 32, 5, 5, 1, 2},  {128, 32, 14, 14, 64, 5, 5, 1, 2}, {128, 64, 7, 7, 64, 5, 5, 1, 2},
+    {128, 64, 7, 7, 64, 5, 5, 1, 2},   {128, 64, 14, 14, 32, 5, 5, 1, 2}, {128, 32, 28, 28, 1, 5, 5, 1, 2},
+};
+
+void BM_BasicUNetConvForward(benchmark::State& state) {
+  const auto& g = kUNetConv[state.range(0)];
+  auto x = randn(g.N * g.C * g.H * g.W, 1), w = randn(g.O * g.C * g.KH * g.KW, 2), b = randn(g.O, 3);
+  std::vector<float> y(g.N * g.O * g.OH() * g.OW());
+  for (auto _ : state) {
+    k::conv2d_forward(g, x.data(), w.data(), b.data(), y.data());
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_rate(state, "GFLOP/s", conv_flops(g) / 1e9);
+}
+BENCHMARK(BM_BasicUNetConvForward)->DenseRange(0, 5)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+// gx (except for the first layer, whose input needs none, as in training), gw and gb.
+void BM_BasicUNetConvBackward(benchmark::State& state) {
+  const auto& g = kUNetConv[state.range(0)];
+  const bool want_gx = state.range(0) != 0;
+  auto x = randn(g.N * g.C * g.H * g.W, 1), w = randn(g.O * g.C * g.KH * g.KW, 2);
+  auto gy = randn(g.N * g.O * g.OH() * g.OW(), 3);
+  std::vector<float> gx(x.size()), gw(w.size()), gb(g.O);
+  for (auto _ : state) {
+    k::conv2d_backward(g, x.data(), w.data(), gy.data(), want_gx ? gx.data() : nullptr, gw.data(), gb.data());
+    benchmark::DoNotOptimize(gx.data());
+    benchmark::DoNotOptimize(gw.data());
+    benchmark::ClobberMemory();
+  }
+  set_rate(state, "GFLOP/s", (want_gx ? 2.0 : 1.0) * conv_flops(g) / 1e9);
+}
+BENCHMARK(BM_BasicUNetConvBackward)->DenseRange(0, 5)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
 // N=16, C=128, 16x16, 32 groups. Memory-bound: GB/s counts the bytes that must move at least.
 constexpr int64_t kGnN = 16, kGnC = 128, kGnHW = 256, kGnG = 32;
 

@@ -13,6 +13,7 @@
 #include <map>
 #include <string>
 
+#include "fixtures.hpp"
 #include "diffuse/io/atomic_file.hpp"
 #include "diffuse/io/safetensors.hpp"
 #include "diffuse/schedulers/factory.hpp"
@@ -23,10 +24,6 @@ using schedulers::json;
 
 namespace {
 
-fs::path fixtures_dir() {
-  const char* env = std::getenv("DIFFUSE_DIFFUSERS_FIXTURES");
-  return env && *env ? fs::path(env) : fs::path(DIFFUSE_FIXTURES_DEFAULT);
-}
 
 // The stand-in model of the fixtures' README: tanh(x) * 0.5 + 0.25 * x * cos(t / 300), where
 // t / 300 and the cosine are float32 as PyTorch evaluates them on a timestep tensor.
@@ -150,12 +147,8 @@ void run_case(const json& c, const std::map<std::string, Tensor<double>>& f) {
 }  // namespace
 
 TEST_CASE("schedulers match diffusers 0.21 on every scheduler case of the manifest") {
-  const fs::path dir = fixtures_dir();
-  const fs::path manifest_path = dir / "manifest.json";
-  INFO("fixtures: " << dir.string());
-  REQUIRE(fs::exists(manifest_path));
-  // diffusers writes lambda_min_clipped as -Infinity: parse as Python's json does
-  const json manifest = schedulers::parse_config(io::read_file_bytes(manifest_path));
+  const fs::path dir = testing::fixtures_dir();
+  const json manifest = testing::read_manifest();
   if (!manifest.contains("schedulers") || manifest["schedulers"].empty()) {
     SUCCEED("no scheduler cases in the manifest");
     return;

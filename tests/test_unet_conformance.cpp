@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "fixtures.hpp"
 #include "diffuse/autograd/backward.hpp"
 #include "diffuse/autograd/reduce.hpp"
 #include "diffuse/io/json.hpp"
@@ -20,48 +21,15 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path fixtures_dir() {
-  const char* env = std::getenv("DIFFUSE_DIFFUSERS_FIXTURES");
-  return env && *env ? fs::path(env) : fs::path(DIFFUSE_FIXTURES_DEFAULT);
-}
-
 struct UNetCase {
   std::string name;
   fs::path dir, file;
   std::int64_t params = -1;  // diffusers' parameter count, when the manifest gives it
 };
 
-// The manifest may hold Python's bare -Infinity / Infinity / NaN (scheduler configs); they are
-// replaced by null outside strings, since only the "unets" entries matter here.
-io::json read_manifest(const fs::path& path) {
-  const std::string text = io::read_file_bytes(path);
-  std::string clean;
-  bool in_string = false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char ch = text[i];
-    if (in_string) {
-      clean += ch;
-      if (ch == '\\' && i + 1 < text.size()) clean += text[++i];
-      else if (ch == '"') in_string = false;
-      continue;
-    }
-    if (ch == '"') in_string = true;
-    bool replaced = false;
-    for (const std::string tok : {"-Infinity", "Infinity", "NaN"})
-      if (text.compare(i, tok.size(), tok) == 0) {
-        clean += "null";
-        i += tok.size() - 1;
-        replaced = true;
-        break;
-      }
-    if (!replaced) clean += ch;
-  }
-  return io::json::parse(clean);
-}
-
 std::vector<UNetCase> unet_cases() {
-  const fs::path root = fixtures_dir();
-  const io::json manifest = read_manifest(root / "manifest.json");
+  const fs::path root = testing::fixtures_dir();
+  const io::json manifest = testing::read_manifest();
   std::vector<UNetCase> cases;
   if (!manifest.contains("unets")) return cases;
   for (const auto& c : manifest["unets"])
@@ -118,7 +86,7 @@ Outcome run(const models::UNet2DModel<T>& unet, const std::map<std::string, Tens
 
 TEST_CASE("UNet2DModel matches diffusers on every fixture case (forward and backward, float and double)") {
   const auto cases = unet_cases();
-  if (cases.empty()) WARN("no UNet cases in " << (fixtures_dir() / "manifest.json").string());
+  if (cases.empty()) WARN("no UNet cases in " << (testing::fixtures_dir() / "manifest.json").string());
   for (const auto& c : cases) {
     DYNAMIC_SECTION("case " << c.name) {
       const auto t0 = std::chrono::steady_clock::now();

@@ -3,6 +3,7 @@
 // config.json (json.dumps(config, indent=2, sort_keys=True) + "\n"). Reading accepts the bare
 // NaN, Infinity and -Infinity that Python's json module writes for non-finite floats.
 #pragma once
+#include <cmath>
 #include <filesystem>
 #include <limits>
 #include <string>
@@ -67,6 +68,16 @@ void restore_non_finite(J& j) {
     for (auto& e : j) restore_non_finite(e);
   }
 }
+
+// The inverse for writing: non-finite floats become tagged strings, unwrapped after dumping.
+inline void tag_non_finite(json& j) {
+  if (j.is_number_float() && !std::isfinite(j.get<double>())) {
+    const double v = j.get<double>();
+    j = std::string(kNonFiniteTag) + (std::isnan(v) ? "NaN" : (v < 0 ? "-Infinity" : "Infinity"));
+  } else if (j.is_structured()) {
+    for (auto& e : j) tag_non_finite(e);
+  }
+}
 }  // namespace detail
 
 // Parses JSON text, accepting Python's NaN, Infinity and -Infinity; Error with the parser's
@@ -95,9 +106,22 @@ inline json read_json(const std::filesystem::path& path) {
   }
 }
 
-// The JSON text exactly as write_json stores it (keys sorted: nlohmann's objects are ordered
-// maps; non-ASCII escaped as Python's json.dumps does by default).
-inline std::string to_pretty_json(const json& j) { return j.dump(2, ' ', /*ensure_ascii=*/true) + "\n"; }
+// JSON text with sorted keys (nlohmann's objects are ordered maps), non-ASCII escaped and
+// non-finite floats written bare (NaN, Infinity, -Infinity), as Python's json.dumps does.
+inline std::string dump_json(json j, int indent = 2) {
+  detail::tag_non_finite(j);
+  std::string s = j.dump(indent, ' ', /*ensure_ascii=*/true);
+  // The tag's leading \x01 is always escaped in the output as \u0001.
+  const std::string tag = std::string("\"\\u0001") + (detail::kNonFiniteTag + 1);
+  for (std::size_t pos; (pos = s.find(tag)) != std::string::npos;) {
+    const std::size_t end = s.find('"', pos + tag.size());
+    s = s.substr(0, pos) + s.substr(pos + tag.size(), end - pos - tag.size()) + s.substr(end + 1);
+  }
+  return s;
+}
+
+// The JSON text exactly as write_json stores it: dump_json with a 2-space indent and a final newline.
+inline std::string to_pretty_json(const json& j) { return dump_json(j, 2) + "\n"; }
 
 // Writes `j` to `path` atomically.
 inline void write_json(const std::filesystem::path& path, const json& j) {

@@ -18,6 +18,7 @@
 
 #include "diffuse/core/error.hpp"
 #include "diffuse/io/atomic_file.hpp"
+#include "diffuse/io/json.hpp"
 
 namespace diffuse::schedulers {
 
@@ -26,84 +27,12 @@ using json = nlohmann::json;
 // The diffusers version whose semantics the schedulers follow (written as _diffusers_version).
 inline constexpr const char* kDiffusersVersion = "0.21.4";
 
-namespace detail {
-inline constexpr const char* kNonFiniteTag = "__diffuse_non_finite__:";
-
-inline void restore_non_finite(json& j) {
-  if (j.is_string()) {
-    const std::string& s = j.get_ref<const std::string&>();
-    const std::string tag = kNonFiniteTag;
-    if (s.rfind(tag, 0) == 0) {
-      const std::string v = s.substr(tag.size());
-      j = v == "NaN" ? std::numeric_limits<double>::quiet_NaN()
-                     : (v[0] == '-' ? -1.0 : 1.0) * std::numeric_limits<double>::infinity();
-    }
-  } else if (j.is_structured()) {
-    for (auto& e : j) restore_non_finite(e);
-  }
-}
-
-inline void tag_non_finite(json& j) {
-  if (j.is_number_float() && !std::isfinite(j.get<double>())) {
-    const double v = j.get<double>();
-    j = std::string(kNonFiniteTag) + (std::isnan(v) ? "NaN" : (v < 0 ? "-Infinity" : "Infinity"));
-  } else if (j.is_structured()) {
-    for (auto& e : j) tag_non_finite(e);
-  }
-}
-}  // namespace detail
-
-// Parses JSON text, accepting Python's bare NaN, Infinity and -Infinity.
-inline json parse_config(const std::string& text) {
-  std::string out;
-  out.reserve(text.size());
-  bool in_string = false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      out += c;
-      if (c == '\\' && i + 1 < text.size()) out += text[++i];
-      else if (c == '"') in_string = false;
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-      out += c;
-      continue;
-    }
-    bool replaced = false;
-    for (const char* tok : {"-Infinity", "Infinity", "NaN"}) {
-      const std::string t = tok;
-      if (text.compare(i, t.size(), t) == 0) {
-        out += "\"" + std::string(detail::kNonFiniteTag) + t + "\"";
-        i += t.size() - 1;
-        replaced = true;
-        break;
-      }
-    }
-    if (!replaced) out += c;
-  }
-  json j;
-  try {
-    j = json::parse(out);
-  } catch (const json::exception& e) {
-    throw Error(std::string("invalid scheduler config JSON: ") + e.what());
-  }
-  detail::restore_non_finite(j);
-  return j;
-}
+// Parses JSON text, accepting Python's bare NaN, Infinity and -Infinity (diffusers writes
+// "lambda_min_clipped": -Infinity).
+inline json parse_config(const std::string& text) { return io::parse_json(text); }
 
 // JSON text (2-space indent, sorted keys) with non-finite floats written as Python does.
-inline std::string dump_config(json j, int indent = 2) {
-  detail::tag_non_finite(j);
-  std::string s = j.dump(indent);
-  const std::string tag = std::string("\"") + detail::kNonFiniteTag;
-  for (std::size_t pos; (pos = s.find(tag)) != std::string::npos;) {
-    const std::size_t end = s.find('"', pos + tag.size());
-    s = s.substr(0, pos) + s.substr(pos + tag.size(), end - pos - tag.size()) + s.substr(end + 1);
-  }
-  return s;
-}
+inline std::string dump_config(const json& j, int indent = 2) { return io::dump_json(j, indent); }
 
 inline json read_config_file(const std::filesystem::path& path) {
   try {
