@@ -201,6 +201,11 @@ std::vector<k::Conv2dGeometry> conv_cases() {
       {1, 2, 3, 3, 2, 3, 3, 1, 0},   // output 1x1
       {1, 2, 20, 19, 2, 3, 3, 1, 1}, // forward splits the image into bands of rows
       {1, 2, 30, 20, 2, 1, 1, 1, 0}, // pointwise, in bands
+      {3, 20, 12, 14, 2, 5, 5, 1, 2}, // stride 1: two tiles, the second starts inside an image
+      {2, 3, 6, 7, 1, 5, 5, 1, 2},   // one output channel (direct path)
+      {3, 1, 6, 6, 4, 5, 5, 1, 2},   // one input channel
+      {2, 2, 4, 3, 3, 3, 3, 1, 3},   // padding > kernel - 1: input gradient by col2im
+      {2, 3, 5, 6, 4, 3, 2, 1, 1},   // non-square kernel
   };
 }
 }  // namespace
@@ -469,6 +474,15 @@ TEST_CASE("kernel results are bitwise identical with 1, 2 and 3 threads", "[kern
     auto add = [&](int64_t n) -> float* { return r.emplace_back(n).data(); };
     k::conv2d_forward(g, x.data(), w.data(), b.data(), add(gy.size()));
     k::conv2d_backward(g, x.data(), w.data(), gy.data(), add(x.size()), add(w.size()), add(b.size()));
+    // stride-1 paths: tiles across images and gradient chunks (C*KK = 1600: 144-pixel tiles over
+    // 5 x 42 pixels), one output channel (direct), padding > K-1, and stride 2
+    for (const k::Conv2dGeometry& h : {k::Conv2dGeometry{5, 64, 7, 6, 8, 5, 5, 1, 2}, k::Conv2dGeometry{9, 64, 7, 6, 1, 5, 5, 1, 2},
+                                       k::Conv2dGeometry{4, 5, 9, 8, 6, 3, 3, 1, 3}, k::Conv2dGeometry{3, 6, 9, 8, 5, 3, 3, 2, 1}}) {
+      const auto hx = randn<float>(h.N * h.C * h.H * h.W, 12), hw = randn<float>(h.O * h.C * h.KH * h.KW, 13),
+                 hb = randn<float>(h.O, 14), hgy = randn<float>(h.N * h.O * h.OH() * h.OW(), 15);
+      k::conv2d_forward(h, hx.data(), hw.data(), hb.data(), add(hgy.size()));
+      k::conv2d_backward(h, hx.data(), hw.data(), hgy.data(), add(hx.size()), add(hw.size()), add(hb.size()));
+    }
     k::gemm(false, false, M, N, K, 1.0f, A.data(), K, Bm.data(), N, 0.0f, add(M * N), N);
     float* out = add(AB * Lq * D);
     float* probs = add(AB * Lq * Lk);

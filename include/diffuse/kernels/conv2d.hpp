@@ -1,9 +1,17 @@
 // 2-D convolution (cross-correlation, like torch.nn.functional.conv2d) on NCHW buffers, forward and
-// backward. im2col + one Eigen GEMM per tile of output rows; the work is split in tiles fixed by the
-// geometry alone, so results do not depend on the number of threads.
+// backward. Stride 1 (the common case): the batch is zero-padded once, then the output pixels of the
+// whole batch, flattened image after image, are cut into tiles of a fixed width; each tile is one
+// branch-free im2col and one Eigen GEMM, so small images share a well-shaped GEMM. The input
+// gradient is the forward convolution of the padded output gradient with the flipped, transposed
+// weights (no col2im); the weight gradient sums fixed chunks of tiles, reduced in a fixed order.
+// One output channel takes a direct path (a GEMV would be memory-bound). Other strides use
+// im2col + GEMM per band of output rows. Every partition depends on the geometry alone, so results
+// do not depend on the number of threads.
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -103,12 +111,196 @@ inline constexpr std::int64_t kConvTileCols = 256;
 // About this many im2col rows (channels x KH x KW) per backward task.
 inline constexpr std::int64_t kConvBlockRows = 144;
 
-}  // namespace detail
+// ---- stride-1 path ------------------------------------------------------------------------------
 
-// x [N,C,H,W], w [O,C,KH,KW], bias [O] or nullptr, y [N,O,OH,OW] (overwritten)
+// A stride-1 convolution of an already zero-padded input [N, C, Hp, Wp] with weights [O, C, KH, KW].
+struct S1Conv {
+  std::int64_t N, C, Hp, Wp, KH, KW, O;
+  std::int64_t OH() const { return Hp - KH + 1; }
+  std::int64_t OW() const { return Wp - KW + 1; }
+  std::int64_t CKK() const { return C * KH * KW; }
+  std::int64_t cols() const { return N * OH() * OW(); }  // output pixels of the whole batch
+  // Columns per tile: a multiple of 48 (Eigen's float panel height with AVX-512) chosen so the
+  // im2col tile stays near 256 Ki elements (it is written, then packed, from L2).
+  std::int64_t tile() const { return std::clamp<std::int64_t>(kS1ColBudget / CKK() / 48 * 48, 48, 1536); }
+  static constexpr std::int64_t kS1ColBudget = std::int64_t(1) << 18;
+};
+
+// im2col copies rows in whole chunks of this many elements (reading and writing a little past the
+// end of a segment, into slack that the next segment or nothing else uses), so no copy has a tail.
+inline constexpr std::int64_t kCopyChunk = 8;
+// Elements of zeroed slack after every padded buffer, so chunked copies may read past its end.
+inline constexpr std::int64_t kPadSlack = 16;
+// Weight-gradient partial sums: the tiles are split into at most this many fixed chunks.
+inline constexpr std::int64_t kGradChunks = 8;
+
+// A run of output pixels on one output row of one image: x = offset of its first input pixel in the
+// padded batch (channel 0, kernel tap 0), y = offset of its first output in [N, O, OH, OW] (channel
+// 0), pos = its first column in the tile, len = its length.
+struct ConvSeg {
+  std::int64_t x, y, pos, len;
+};
+
+inline void s1_segments(const S1Conv& s, std::int64_t j0, std::int64_t j1, std::vector<ConvSeg>& segs) {
+  segs.clear();
+  const std::int64_t OW = s.OW(), OHW = s.OH() * OW;
+  for (std::int64_t j = j0; j < j1;) {
+    const std::int64_t n = j / OHW, r = j % OHW, oh = r / OW, ow = r % OW, len = std::min(OW - ow, j1 - j);
+    segs.push_back({(n * s.C * s.Hp + oh) * s.Wp + ow, n * s.O * OHW + r, j - j0, len});
+    j += len;
+  }
+}
+
+// Uninitialised buffer of n elements plus zeroed slack.
 template <class T>
-void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y) {
-  g.validate();
+std::unique_ptr<T[]> padded_buffer(std::int64_t n) {
+  std::unique_ptr<T[]> b(new T[n + kPadSlack]);
+  std::fill(b.get() + n, b.get() + n + kPadSlack, T(0));
+  return b;
+}
+
+// xp[i] = planes x[i] [H, W] with ph zero rows above and below and pw zero columns left and right.
+// Work-shares over the planes: call inside a parallel region (ends with a barrier).
+template <class T>
+void pad_planes(std::int64_t planes, std::int64_t H, std::int64_t W, std::int64_t ph, std::int64_t pw, const T* x,
+                T* xp) {
+  const std::int64_t Hp = H + 2 * ph, Wp = W + 2 * pw;
+#pragma omp for schedule(static)
+  for (std::int64_t i = 0; i < planes; ++i) {
+    T* d = xp + i * Hp * Wp;
+    const T* src = x + i * H * W;
+    std::fill(d, d + ph * Wp, T(0));
+    for (std::int64_t h = 0; h < H; ++h) {
+      T* r = d + (ph + h) * Wp;
+      std::fill(r, r + pw, T(0));
+      std::copy(src + h * W, src + h * W + W, r + pw);
+      std::fill(r + pw + W, r + Wp, T(0));
+    }
+    std::fill(d + (ph + H) * Wp, d + Hp * Wp, T(0));
+  }
+}
+
+// col[(c*KH + kh)*KW + kw][pos..] = the tile's patches, from the padded batch: no bounds checks.
+template <class T>
+void s1_im2col(const S1Conv& s, const T* xp, const std::vector<ConvSeg>& segs, T* col, std::int64_t ldcol) {
+  const std::int64_t plane = s.Hp * s.Wp;
+  for (std::int64_t c = 0; c < s.C; ++c)
+    for (std::int64_t kh = 0; kh < s.KH; ++kh)
+      for (std::int64_t kw = 0; kw < s.KW; ++kw) {
+        T* row = col + ((c * s.KH + kh) * s.KW + kw) * ldcol;
+        const T* base = xp + c * plane + kh * s.Wp + kw;
+        for (const ConvSeg& sg : segs) {
+          const T* src = base + sg.x;
+          T* dst = row + sg.pos;
+          for (std::int64_t i = 0; i < sg.len; i += kCopyChunk) std::memcpy(dst + i, src + i, kCopyChunk * sizeof(T));
+        }
+      }
+}
+
+// y [N, O, OH, OW] = bias + conv(xp, w), w as [O, CKK]. Work-shares over tiles of output pixels:
+// call inside a parallel region; no barrier at the end.
+template <class T>
+void s1_forward(const S1Conv& s, const T* xp, const T* w, const T* bias, T* y) {
+  const std::int64_t tile = s.tile(), total = s.cols(), ntiles = ceil_div(total, tile), CKK = s.CKK();
+  const std::int64_t OHW = s.OH() * s.OW(), ld = tile + kCopyChunk;
+  std::vector<T> col(CKK * ld), out(s.O * tile);  // per-thread scratch, once per call
+  std::vector<ConvSeg> segs;
+  segs.reserve(tile + 1);
+#pragma omp for schedule(static) nowait
+  for (std::int64_t t = 0; t < ntiles; ++t) {
+    const std::int64_t j0 = t * tile, j1 = std::min(total, j0 + tile), cols = j1 - j0;
+    s1_segments(s, j0, j1, segs);
+    s1_im2col(s, xp, segs, col.data(), ld);
+    gemm_serial(false, false, s.O, cols, CKK, T(1), w, CKK, col.data(), ld, T(0), out.data(), cols);
+    for (std::int64_t o = 0; o < s.O; ++o) {
+      const T b = bias ? bias[o] : T(0);
+      const T* src = out.data() + o * cols;
+      T* dst = y + o * OHW;
+      for (const ConvSeg& sg : segs)
+        for (std::int64_t i = 0; i < sg.len; ++i) dst[sg.y + i] = src[sg.pos + i] + b;
+    }
+  }
+}
+
+// One output channel: y[n] = bias + sum over (c, kh, kw) of w * shifted padded plane, accumulated on
+// the padded-width grid (a run of axpys from L1). Work-shares over images; no barrier at the end.
+template <class T>
+void s1_forward_one(const S1Conv& s, const T* xp, const T* w, const T* bias, T* y) {
+  const std::int64_t OH = s.OH(), OW = s.OW(), L = (OH - 1) * s.Wp + OW, plane = s.Hp * s.Wp;
+  std::vector<T> acc(L);
+#pragma omp for schedule(static) nowait
+  for (std::int64_t n = 0; n < s.N; ++n) {
+    std::fill(acc.begin(), acc.end(), bias ? bias[0] : T(0));
+    T* a = acc.data();
+    for (std::int64_t c = 0; c < s.C; ++c)
+      for (std::int64_t kh = 0; kh < s.KH; ++kh)
+        for (std::int64_t kw = 0; kw < s.KW; ++kw) {
+          const T wv = w[(c * s.KH + kh) * s.KW + kw];
+          const T* src = xp + (n * s.C + c) * plane + kh * s.Wp + kw;
+          for (std::int64_t q = 0; q < L; ++q) a[q] += wv * src[q];
+        }
+    for (std::int64_t oh = 0; oh < OH; ++oh) std::copy(a + oh * s.Wp, a + oh * s.Wp + OW, y + (n * OH + oh) * OW);
+  }
+}
+
+// part[chunk] [O, CKK] = sum over the chunk's tiles of gy_tile [O, cols] * col_tile^T, tiles in
+// order. Work-shares over the chunks; no barrier at the end.
+template <class T>
+void s1_weight_grad(const S1Conv& s, const T* xp, const T* gy, T* part, std::int64_t per_chunk) {
+  const std::int64_t tile = s.tile(), total = s.cols(), ntiles = ceil_div(total, tile), CKK = s.CKK();
+  const std::int64_t OHW = s.OH() * s.OW(), ld = tile + kCopyChunk, chunks = ceil_div(ntiles, per_chunk);
+  std::vector<T> col(CKK * ld), gyt(s.O * tile);
+  std::vector<ConvSeg> segs;
+  segs.reserve(tile + 1);
+#pragma omp for schedule(static) nowait
+  for (std::int64_t ch = 0; ch < chunks; ++ch)
+    for (std::int64_t t = ch * per_chunk; t < std::min(ntiles, (ch + 1) * per_chunk); ++t) {
+      const std::int64_t j0 = t * tile, j1 = std::min(total, j0 + tile), cols = j1 - j0;
+      s1_segments(s, j0, j1, segs);
+      s1_im2col(s, xp, segs, col.data(), ld);
+      for (std::int64_t o = 0; o < s.O; ++o) {
+        const T* src = gy + o * OHW;
+        T* dst = gyt.data() + o * cols;
+        for (const ConvSeg& sg : segs) std::copy(src + sg.y, src + sg.y + sg.len, dst + sg.pos);
+      }
+      gemm_serial(false, true, s.O, CKK, cols, T(1), gyt.data(), cols, col.data(), ld,
+                  t == ch * per_chunk ? T(0) : T(1), part + ch * s.O * CKK, CKK);
+    }
+}
+
+// Dot product in an order fixed by n alone (16 interleaved partial sums, combined pairwise).
+template <class T>
+T fixed_dot(std::int64_t n, const T* a, const T* b) {
+  T p[16] = {};
+  std::int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int j = 0; j < 16; ++j) p[j] += a[i + j] * b[i + j];
+  for (int j = 0; i < n; ++i, ++j) p[j] += a[i] * b[i];
+  for (int h = 8; h >= 1; h /= 2)
+    for (int j = 0; j < h; ++j) p[j] += p[j + h];
+  return p[0];
+}
+
+// One output channel: gw[c][kh][kw] = sum over images of gyl[n] . shifted padded plane, where gyl
+// holds gy on the padded-width grid [N, L] (zeros past OW). Work-shares over the input channels
+// (each owns its weights and sums the images in order); no barrier at the end.
+template <class T>
+void s1_weight_grad_one(const S1Conv& s, const T* xp, const T* gyl, T* gw) {
+  const std::int64_t L = (s.OH() - 1) * s.Wp + s.OW(), plane = s.Hp * s.Wp;
+#pragma omp for schedule(static) nowait
+  for (std::int64_t c = 0; c < s.C; ++c)
+    for (std::int64_t kh = 0; kh < s.KH; ++kh)
+      for (std::int64_t kw = 0; kw < s.KW; ++kw) {
+        T acc = 0;
+        for (std::int64_t n = 0; n < s.N; ++n)
+          acc += fixed_dot(L, gyl + n * L, xp + (n * s.C + c) * plane + kh * s.Wp + kw);
+        gw[(c * s.KH + kh) * s.KW + kw] = acc;
+      }
+}
+
+// Any stride: im2col + GEMM per (image, band of output rows).
+template <class T>
+void conv2d_forward_banded(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y) {
   const std::int64_t OH = g.OH(), OW = g.OW(), CKK = g.C * g.KH * g.KW;
   // Tasks: (image, band of output rows); the band height depends on the geometry only.
   const std::int64_t bands = detail::ceil_div(OH, std::max<std::int64_t>(1, detail::kConvTileCols / OW));
@@ -141,24 +333,10 @@ void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bi
   }
 }
 
-// gy [N,O,OH,OW]; any of gx [N,C,H,W], gw [O,C,KH,KW], gb [O] may be nullptr (not wanted).
-// Outputs are OVERWRITTEN.
+// Any stride: gx and gw per block of input channels, image after image (col2im for gx).
 template <class T>
-void conv2d_backward(const Conv2dGeometry& g, const T* x, const T* w, const T* gy, T* gx, T* gw, T* gb) {
-  g.validate();
+void conv2d_backward_blocked(const Conv2dGeometry& g, const T* x, const T* w, const T* gy, T* gx, T* gw) {
   const std::int64_t OHW = g.OH() * g.OW(), KK = g.KH * g.KW, CKK = g.C * KK;
-  if (gb) {
-#pragma omp parallel for schedule(static) if (g.O > 1)
-    for (std::int64_t o = 0; o < g.O; ++o) {
-      double s = 0;  // fixed order over images and pixels
-      for (std::int64_t n = 0; n < g.N; ++n) {
-        const T* p = gy + (n * g.O + o) * OHW;
-        s += detail::fixed_sum<double>(OHW, [&](std::int64_t i) { return p[i]; });
-      }
-      gb[o] = T(s);
-    }
-  }
-  if (!gx && !gw) return;
   // Tasks: blocks of input channels. A block owns its columns of gw (summed over images in order)
   // and its channels of gx, so tasks never write the same memory.
   const std::int64_t cb = std::clamp<std::int64_t>(detail::kConvBlockRows / KK, 1, g.C);
@@ -197,6 +375,114 @@ void conv2d_backward(const Conv2dGeometry& g, const T* x, const T* w, const T* g
       }
     }
   }
+}
+
+}  // namespace detail
+
+// x [N,C,H,W], w [O,C,KH,KW], bias [O] or nullptr, y [N,O,OH,OW] (overwritten)
+template <class T>
+void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y) {
+  g.validate();
+  if (g.stride != 1 || g.is_pointwise()) {
+    detail::conv2d_forward_banded(g, x, w, bias, y);
+    return;
+  }
+  const std::int64_t p = g.padding;
+  const detail::S1Conv s{g.N, g.C, g.H + 2 * p, g.W + 2 * p, g.KH, g.KW, g.O};
+  const auto xp = detail::padded_buffer<T>(g.N * g.C * s.Hp * s.Wp);
+#pragma omp parallel
+  {
+    detail::pad_planes(g.N * g.C, g.H, g.W, p, p, x, xp.get());
+    if (g.O == 1)
+      detail::s1_forward_one(s, xp.get(), w, bias, y);
+    else
+      detail::s1_forward(s, xp.get(), w, bias, y);
+  }
+}
+
+// gy [N,O,OH,OW]; any of gx [N,C,H,W], gw [O,C,KH,KW], gb [O] may be nullptr (not wanted).
+// Outputs are OVERWRITTEN.
+template <class T>
+void conv2d_backward(const Conv2dGeometry& g, const T* x, const T* w, const T* gy, T* gx, T* gw, T* gb) {
+  g.validate();
+  const std::int64_t OH = g.OH(), OW = g.OW(), OHW = OH * OW, KK = g.KH * g.KW, CKK = g.C * KK;
+  if (gb) {
+#pragma omp parallel for schedule(static) if (g.O > 1)
+    for (std::int64_t o = 0; o < g.O; ++o) {
+      double s = 0;  // fixed order over images and pixels
+      for (std::int64_t n = 0; n < g.N; ++n) {
+        const T* p = gy + (n * g.O + o) * OHW;
+        s += detail::fixed_sum<double>(OHW, [&](std::int64_t i) { return p[i]; });
+      }
+      gb[o] = T(s);
+    }
+  }
+  if (!gx && !gw) return;
+  if (g.stride != 1 || g.is_pointwise()) {
+    detail::conv2d_backward_blocked(g, x, w, gy, gx, gw);
+    return;
+  }
+  const std::int64_t p = g.padding;
+  // gx = stride-1 convolution of gy padded by K-1-p with wt[c][o][kh][kw] = w[o][c][KH-1-kh][KW-1-kw].
+  const bool flip = gx && p <= g.KH - 1 && p <= g.KW - 1;
+  const std::int64_t ph = g.KH - 1 - p, pw = g.KW - 1 - p;
+  const detail::S1Conv sx{g.N, g.C, g.H + 2 * p, g.W + 2 * p, g.KH, g.KW, g.O};
+  const detail::S1Conv sg{g.N, g.O, OH + 2 * ph, OW + 2 * pw, g.KH, g.KW, g.C};
+  std::unique_ptr<T[]> xp, gyp, part;
+  std::vector<T> wt;
+  const std::int64_t L = (OH - 1) * sx.Wp + OW;  // one output channel: gy on the padded-width grid
+  const std::int64_t ntiles = detail::ceil_div(sx.cols(), sx.tile());
+  const std::int64_t per_chunk = detail::ceil_div(ntiles, detail::kGradChunks);
+  const std::int64_t chunks = detail::ceil_div(ntiles, per_chunk);
+  if (gw) {
+    xp = detail::padded_buffer<T>(g.N * g.C * sx.Hp * sx.Wp);
+    part = detail::padded_buffer<T>(g.O == 1 ? g.N * L : chunks * g.O * CKK);
+  }
+  if (flip) {
+    gyp = detail::padded_buffer<T>(g.N * g.O * sg.Hp * sg.Wp);
+    wt.resize(g.O * CKK);
+    for (std::int64_t c = 0; c < g.C; ++c)
+      for (std::int64_t o = 0; o < g.O; ++o)
+        for (std::int64_t kh = 0; kh < g.KH; ++kh)
+          for (std::int64_t kw = 0; kw < g.KW; ++kw)
+            wt[((c * g.O + o) * g.KH + kh) * g.KW + kw] =
+                w[((o * g.C + c) * g.KH + g.KH - 1 - kh) * g.KW + g.KW - 1 - kw];
+  }
+#pragma omp parallel
+  {
+    if (gw) {
+      detail::pad_planes(g.N * g.C, g.H, g.W, p, p, x, xp.get());
+      if (g.O == 1) {
+        T* gyl = part.get();
+#pragma omp for schedule(static)
+        for (std::int64_t n = 0; n < g.N; ++n) {
+          T* d = gyl + n * L;
+          std::fill(d, d + L, T(0));
+          for (std::int64_t oh = 0; oh < OH; ++oh)
+            std::copy(gy + (n * OH + oh) * OW, gy + (n * OH + oh + 1) * OW, d + oh * sx.Wp);
+        }
+      }
+    }
+    if (flip) detail::pad_planes(g.N * g.O, OH, OW, ph, pw, gy, gyp.get());
+    if (flip) detail::s1_forward(sg, gyp.get(), wt.data(), static_cast<const T*>(nullptr), gx);
+    if (gw) {
+      if (g.O == 1) {
+        detail::s1_weight_grad_one(sx, xp.get(), part.get(), gw);
+      } else {
+        detail::s1_weight_grad(sx, xp.get(), gy, part.get(), per_chunk);
+#pragma omp barrier
+        const std::int64_t n = g.O * CKK;
+        const T* pt = part.get();
+#pragma omp for schedule(static)
+        for (std::int64_t i = 0; i < n; ++i) {
+          T acc = pt[i];
+          for (std::int64_t ch = 1; ch < chunks; ++ch) acc += pt[ch * n + i];
+          gw[i] = acc;
+        }
+      }
+    }
+  }
+  if (gx && !flip) detail::conv2d_backward_blocked(g, x, w, gy, gx, static_cast<T*>(nullptr));
 }
 
 }  // namespace diffuse::kernels
