@@ -91,11 +91,12 @@ int main(int argc, char** argv) try {
   std::printf("BasicUNet parameters: %lld\n", static_cast<long long>(net.num_parameters()));
   optim::Adam opt(net.parameters(), {.lr = 1e-3});
   data::DataLoader loader(train, {.batch_size = 128, .shuffle = true}, gen);
-  std::vector<float> losses;
+  std::vector<double> losses;
   for (int epoch = 0; epoch < args.epochs; ++epoch) {
     const auto start = std::chrono::steady_clock::now();
     double epoch_loss = 0;
     std::int64_t batches = 0;
+    training::ProgressBar progress(loader.size(), {.desc = "epoch " + std::to_string(epoch)});  // terminals only
     for (auto& batch : loader) {
       Tensor<float> noise_amount = gen.rand<float>({batch.size()});
       Tensor<float> noisy = models::corrupt(batch.images, noise_amount, gen);
@@ -106,13 +107,16 @@ int main(int argc, char** argv) try {
       losses.push_back(loss.item());
       epoch_loss += loss.item();
       ++batches;
+      progress.update(1, loss.item());
     }
+    progress.close();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::printf("Finished epoch %d. Average loss for this epoch: %.6f (%.1f s, %.0f images/s)\n", epoch,
                 epoch_loss / static_cast<double>(batches), seconds, static_cast<double>(train.size()) / seconds);
     std::fflush(stdout);
   }
   io::save_safetensors(args.out / "basic_unet.safetensors", net.state_dict());
+  io::loss_plot(losses, {.log_y = true}).save(args.out / "loss.svg");
 
   // ---- Predictions on test images at increasing corruption ----
   {
@@ -135,7 +139,7 @@ int main(int argc, char** argv) try {
     auto [xs, preds] = sample(net, 64, 40, gen);
     io::save_image(clamp(xs.back(), 0.f, 1.f), args.out / "sampling_40_steps.png", {.nrow = 8});
   }
-  std::printf("Wrote %s/{input_and_corrupted,predictions,sampling_5_steps,sampling_40_steps}.png and basic_unet.safetensors\n",
+  std::printf("Wrote %s/{input_and_corrupted,predictions,sampling_5_steps,sampling_40_steps}.png, loss.svg and basic_unet.safetensors\n",
               args.out.string().c_str());
   return 0;
 } catch (const std::exception& e) {
