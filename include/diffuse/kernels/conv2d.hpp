@@ -123,7 +123,7 @@ struct S1Conv {
   // Columns per tile: a multiple of 48 (Eigen's float panel height with AVX-512) chosen so the
   // im2col tile stays near 256 Ki elements (it is written, then packed, from L2).
   std::int64_t tile() const { return std::clamp<std::int64_t>(kS1ColBudget / CKK() / 48 * 48, 48, 1536); }
-  static constexpr std::int64_t kS1ColBudget = std::int64_t(1) << 17;
+  static constexpr std::int64_t kS1ColBudget = std::int64_t(1) << 19;
 };
 
 // im2col copies rows in whole chunks of this many elements (reading and writing a little past the
