@@ -201,7 +201,7 @@ std::vector<k::Conv2dGeometry> conv_cases() {
       {1, 2, 3, 3, 2, 3, 3, 1, 0},   // output 1x1
       {1, 2, 20, 19, 2, 3, 3, 1, 1}, // forward splits the image into bands of rows
       {1, 2, 30, 20, 2, 1, 1, 1, 0}, // pointwise, in bands
-      {3, 20, 12, 14, 2, 5, 5, 1, 2}, // stride 1: two tiles, the second starts inside an image
+      {3, 20, 12, 14, 2, 5, 5, 1, 2}, // stride 1: three images in one tile
       {2, 3, 6, 7, 1, 5, 5, 1, 2},   // one output channel (direct path)
       {3, 1, 6, 6, 4, 5, 5, 1, 2},   // one input channel
       {2, 2, 4, 3, 3, 3, 3, 1, 3},   // padding > kernel - 1: input gradient by col2im
@@ -251,6 +251,35 @@ TEST_CASE("conv2d backward matches finite differences", "[kernels][conv2d]") {
     CHECK(gx2 == gx);
     CHECK(gw2 == gw);
     CHECK(gb2 == gb);
+  }
+}
+
+TEST_CASE("conv2d on geometries with several tiles: forward matches the direct sum, backward is its adjoint",
+          "[kernels][conv2d]") {
+  // Too large for finite differences in every entry; the convolution is linear in x and in w, so
+  // <gx, dx> = <conv(dx, w), gy> and <gw, dw> = <conv(x, dw), gy> for any dx, dw (bias off).
+  for (const k::Conv2dGeometry& g : {k::Conv2dGeometry{2, 64, 12, 13, 3, 5, 5, 1, 2},  // 2 tiles, 1 mid-image
+                                     k::Conv2dGeometry{20, 64, 7, 6, 4, 5, 5, 1, 2},   // 3 tiles of 7x6 images
+                                     k::Conv2dGeometry{3, 32, 28, 28, 1, 5, 5, 1, 2}}) {  // one output channel
+    INFO("N=" << g.N << " C=" << g.C << " H=" << g.H << " W=" << g.W << " O=" << g.O);
+    const Vec x = randn(g.N * g.C * g.H * g.W, 1), w = randn(g.O * g.C * g.KH * g.KW, 2), b = randn(g.O, 3);
+    const Vec gy = randn(g.N * g.O * g.OH() * g.OW(), 4), dx = randn(x.size(), 5), dw = randn(w.size(), 6);
+    Vec y(gy.size());
+    k::conv2d_forward(g, x.data(), w.data(), b.data(), y.data());
+    CHECK_CLOSE(y, ref_conv(g, x, w, b.data()), 1e-10);
+    Vec gx(x.size(), 7.0), gw(w.size(), 7.0), gb(b.size(), 7.0);
+    k::conv2d_backward(g, x.data(), w.data(), gy.data(), gx.data(), gw.data(), gb.data());
+    k::conv2d_forward<double>(g, dx.data(), w.data(), nullptr, y.data());
+    CHECK(dot(gx, dx) == Approx(dot(y, gy)).epsilon(1e-10));
+    k::conv2d_forward<double>(g, x.data(), dw.data(), nullptr, y.data());
+    CHECK(dot(gw, dw) == Approx(dot(y, gy)).epsilon(1e-10));
+    // and entry by entry for a few weights: gw[i] = <conv(x, e_i), gy>
+    for (int64_t i : {int64_t(0), int64_t(w.size() / 2 + 3), int64_t(w.size() - 1)}) {
+      Vec e(w.size(), 0.0);
+      e[i] = 1.0;
+      k::conv2d_forward<double>(g, x.data(), e.data(), nullptr, y.data());
+      CHECK(gw[i] == Approx(dot(y, gy)).epsilon(1e-10));
+    }
   }
 }
 
@@ -474,10 +503,11 @@ TEST_CASE("kernel results are bitwise identical with 1, 2 and 3 threads", "[kern
     auto add = [&](int64_t n) -> float* { return r.emplace_back(n).data(); };
     k::conv2d_forward(g, x.data(), w.data(), b.data(), add(gy.size()));
     k::conv2d_backward(g, x.data(), w.data(), gy.data(), add(x.size()), add(w.size()), add(b.size()));
-    // stride-1 paths: tiles across images and gradient chunks (C*KK = 1600: 144-pixel tiles over
-    // 5 x 42 pixels), one output channel (direct), padding > K-1, and stride 2
-    for (const k::Conv2dGeometry& h : {k::Conv2dGeometry{5, 64, 7, 6, 8, 5, 5, 1, 2}, k::Conv2dGeometry{9, 64, 7, 6, 1, 5, 5, 1, 2},
-                                       k::Conv2dGeometry{4, 5, 9, 8, 6, 3, 3, 1, 3}, k::Conv2dGeometry{3, 6, 9, 8, 5, 3, 3, 2, 1}}) {
+    // stride-1 paths: tiles across images and gradient chunks (C*KK = 1600: 288-pixel tiles over
+    // 20 x 42 pixels), one output channel (direct), padding > K-1, and stride 2
+    using G = k::Conv2dGeometry;
+    for (const G& h : {G{20, 64, 7, 6, 8, 5, 5, 1, 2}, G{9, 64, 7, 6, 1, 5, 5, 1, 2}, G{4, 5, 9, 8, 6, 3, 3, 1, 3},
+                       G{3, 6, 9, 8, 5, 3, 3, 2, 1}}) {
       const auto hx = randn<float>(h.N * h.C * h.H * h.W, 12), hw = randn<float>(h.O * h.C * h.KH * h.KW, 13),
                  hb = randn<float>(h.O, 14), hgy = randn<float>(h.N * h.O * h.OH() * h.OW(), 15);
       k::conv2d_forward(h, hx.data(), hw.data(), hb.data(), add(hgy.size()));

@@ -29,13 +29,15 @@ struct Conv2dGeometry {
 
   // Throws diffuse::Error naming the values when the geometry is impossible.
   void validate() const {
-    detail::check_positive("conv2d", {{"N", N}, {"C", C}, {"H", H}, {"W", W}, {"O", O}, {"KH", KH}, {"KW", KW},
-                                      {"stride", stride}});
+    detail::check_positive(
+        "conv2d",
+        {{"N", N}, {"C", C}, {"H", H}, {"W", W}, {"O", O}, {"KH", KH}, {"KW", KW}, {"stride", stride}});
     detail::check_nonnegative("conv2d", {{"padding", padding}});
     if (H + 2 * padding < KH || W + 2 * padding < KW)
-      throw Error("conv2d: kernel " + std::to_string(KH) + "x" + std::to_string(KW) + " larger than padded input " +
-                  std::to_string(H + 2 * padding) + "x" + std::to_string(W + 2 * padding) + " (H=" +
-                  std::to_string(H) + ", W=" + std::to_string(W) + ", padding=" + std::to_string(padding) + ")");
+      throw Error("conv2d: kernel " + std::to_string(KH) + "x" + std::to_string(KW) +
+                  " larger than padded input " + std::to_string(H + 2 * padding) + "x" +
+                  std::to_string(W + 2 * padding) + " (H=" + std::to_string(H) + ", W=" + std::to_string(W) +
+                  ", padding=" + std::to_string(padding) + ")");
   }
   // A 1x1, stride-1, unpadded convolution is a plain GEMM on the input: no im2col needed.
   bool is_pointwise() const { return KH == 1 && KW == 1 && stride == 1 && padding == 0; }
@@ -44,8 +46,8 @@ struct Conv2dGeometry {
 namespace detail {
 
 // Output columns ow in [lo, hi) read an input column inside [0, W) for kernel column kw.
-inline void valid_range(std::int64_t OW, std::int64_t W, std::int64_t stride, std::int64_t pad, std::int64_t k,
-                        std::int64_t& lo, std::int64_t& hi) {
+inline void valid_range(std::int64_t OW, std::int64_t W, std::int64_t stride, std::int64_t pad,
+                        std::int64_t k, std::int64_t& lo, std::int64_t& hi) {
   // iw = ow*stride - pad + k must satisfy 0 <= iw < W
   lo = pad - k > 0 ? ceil_div(pad - k, stride) : 0;
   hi = W - 1 + pad - k >= 0 ? (W - 1 + pad - k) / stride + 1 : 0;
@@ -121,7 +123,7 @@ struct S1Conv {
   std::int64_t CKK() const { return C * KH * KW; }
   std::int64_t cols() const { return N * OH() * OW(); }  // output pixels of the whole batch
   // Columns per tile: a multiple of 48 (Eigen's float panel height with AVX-512) chosen so the
-  // im2col tile stays near 256 Ki elements (it is written, then packed, from L2).
+  // im2col tile stays near 512 Ki elements (measured best on the BasicUNet layers among 128-1024 Ki).
   std::int64_t tile() const { return std::clamp<std::int64_t>(kS1ColBudget / CKK() / 48 * 48, 48, 1536); }
   static constexpr std::int64_t kS1ColBudget = std::int64_t(1) << 19;
 };
@@ -151,19 +153,34 @@ inline void s1_segments(const S1Conv& s, std::int64_t j0, std::int64_t j1, std::
   }
 }
 
-// Uninitialised buffer of n elements plus zeroed slack.
-template <class T>
-std::unique_ptr<T[]> padded_buffer(std::int64_t n) {
-  std::unique_ptr<T[]> b(new T[n + kPadSlack]);
-  std::fill(b.get() + n, b.get() + n + kPadSlack, T(0));
+// Scratch of at least n elements (uninitialised), owned by the calling thread and kept between calls,
+// so repeated convolutions neither page-fault fresh memory nor zero-fill it. Each Slot is one buffer;
+// a thread must not use a slot twice at the same time.
+template <class T, int Slot>
+T* thread_scratch(std::int64_t n) {
+  thread_local std::unique_ptr<T[]> buf;
+  thread_local std::int64_t cap = 0;
+  if (cap < n) {
+    buf.reset();
+    buf.reset(new T[n]);
+    cap = n;
+  }
+  return buf.get();
+}
+
+// thread_scratch of n elements followed by kPadSlack zeros.
+template <class T, int Slot>
+T* padded_buffer(std::int64_t n) {
+  T* b = thread_scratch<T, Slot>(n + kPadSlack);
+  std::fill(b + n, b + n + kPadSlack, T(0));
   return b;
 }
 
 // xp[i] = planes x[i] [H, W] with ph zero rows above and below and pw zero columns left and right.
 // Work-shares over the planes: call inside a parallel region (ends with a barrier).
 template <class T>
-void pad_planes(std::int64_t planes, std::int64_t H, std::int64_t W, std::int64_t ph, std::int64_t pw, const T* x,
-                T* xp) {
+void pad_planes(std::int64_t planes, std::int64_t H, std::int64_t W, std::int64_t ph, std::int64_t pw,
+                const T* x, T* xp) {
   const std::int64_t Hp = H + 2 * ph, Wp = W + 2 * pw;
 #pragma omp for schedule(static)
   for (std::int64_t i = 0; i < planes; ++i) {
@@ -192,7 +209,8 @@ void s1_im2col(const S1Conv& s, const T* xp, const std::vector<ConvSeg>& segs, T
         for (const ConvSeg& sg : segs) {
           const T* src = base + sg.x;
           T* dst = row + sg.pos;
-          for (std::int64_t i = 0; i < sg.len; i += kCopyChunk) std::memcpy(dst + i, src + i, kCopyChunk * sizeof(T));
+          for (std::int64_t i = 0; i < sg.len; i += kCopyChunk)
+            std::memcpy(dst + i, src + i, kCopyChunk * sizeof(T));
         }
       }
 }
@@ -203,18 +221,19 @@ template <class T>
 void s1_forward(const S1Conv& s, const T* xp, const T* w, const T* bias, T* y) {
   const std::int64_t tile = s.tile(), total = s.cols(), ntiles = ceil_div(total, tile), CKK = s.CKK();
   const std::int64_t OHW = s.OH() * s.OW(), ld = tile + kCopyChunk;
-  std::vector<T> col(CKK * ld), out(s.O * tile);  // per-thread scratch, once per call
+  T* col = thread_scratch<T, 3>(CKK * ld);
+  T* out = thread_scratch<T, 4>(s.O * tile);
   std::vector<ConvSeg> segs;
   segs.reserve(tile + 1);
 #pragma omp for schedule(static) nowait
   for (std::int64_t t = 0; t < ntiles; ++t) {
     const std::int64_t j0 = t * tile, j1 = std::min(total, j0 + tile), cols = j1 - j0;
     s1_segments(s, j0, j1, segs);
-    s1_im2col(s, xp, segs, col.data(), ld);
-    gemm_serial(false, false, s.O, cols, CKK, T(1), w, CKK, col.data(), ld, T(0), out.data(), cols);
+    s1_im2col(s, xp, segs, col, ld);
+    gemm_serial(false, false, s.O, cols, CKK, T(1), w, CKK, col, ld, T(0), out, cols);
     for (std::int64_t o = 0; o < s.O; ++o) {
       const T b = bias ? bias[o] : T(0);
-      const T* src = out.data() + o * cols;
+      const T* src = out + o * cols;
       T* dst = y + o * OHW;
       for (const ConvSeg& sg : segs)
         for (std::int64_t i = 0; i < sg.len; ++i) dst[sg.y + i] = src[sg.pos + i] + b;
@@ -222,11 +241,30 @@ void s1_forward(const S1Conv& s, const T* xp, const T* w, const T* bias, T* y) {
   }
 }
 
+// acc[0, n) += sum over t < TAPS of w[t] * b[t, n + t), in 64-byte vectors (n a multiple of 16).
+template <int TAPS, class T>
+void shifted_axpys(std::int64_t n, const T* w, const T* b, T* acc) {
+  typedef T vec __attribute__((vector_size(64)));
+  constexpr int lanes = 64 / sizeof(T);
+  for (std::int64_t i = 0; i < n; i += lanes) {
+    vec a;
+    std::memcpy(&a, acc + i, sizeof(vec));
+    for (int t = 0; t < TAPS; ++t) {
+      vec bv;
+      std::memcpy(&bv, b + i + t, sizeof(vec));
+      a += w[t] * bv;
+    }
+    std::memcpy(acc + i, &a, sizeof(vec));
+  }
+}
+
 // One output channel: y[n] = bias + sum over (c, kh, kw) of w * shifted padded plane, accumulated on
-// the padded-width grid (a run of axpys from L1). Work-shares over images; no barrier at the end.
+// the padded-width grid (rounded up to whole 16-element blocks) in L1, each kernel row's taps at once.
+// Work-shares over images; no barrier at the end.
 template <class T>
 void s1_forward_one(const S1Conv& s, const T* xp, const T* w, const T* bias, T* y) {
-  const std::int64_t OH = s.OH(), OW = s.OW(), L = (OH - 1) * s.Wp + OW, plane = s.Hp * s.Wp;
+  const std::int64_t OH = s.OH(), OW = s.OW(), L = ceil_div((OH - 1) * s.Wp + OW, 16) * 16,
+                     plane = s.Hp * s.Wp;
   std::vector<T> acc(L);
 #pragma omp for schedule(static) nowait
   for (std::int64_t n = 0; n < s.N; ++n) {
@@ -234,68 +272,130 @@ void s1_forward_one(const S1Conv& s, const T* xp, const T* w, const T* bias, T* 
     T* a = acc.data();
     for (std::int64_t c = 0; c < s.C; ++c)
       for (std::int64_t kh = 0; kh < s.KH; ++kh)
-        for (std::int64_t kw = 0; kw < s.KW; ++kw) {
-          const T wv = w[(c * s.KH + kh) * s.KW + kw];
+        for (std::int64_t kw = 0; kw < s.KW; kw += 4) {
+          const T* wr = w + (c * s.KH + kh) * s.KW + kw;
           const T* src = xp + (n * s.C + c) * plane + kh * s.Wp + kw;
-          for (std::int64_t q = 0; q < L; ++q) a[q] += wv * src[q];
+          if (s.KW - kw == 5) {  // the 5x5 kernels of the course's UNet in one pass
+            shifted_axpys<5>(L, wr, src, a);
+            break;
+          }
+          switch (std::min<std::int64_t>(4, s.KW - kw)) {
+            case 1:
+              shifted_axpys<1>(L, wr, src, a);
+              break;
+            case 2:
+              shifted_axpys<2>(L, wr, src, a);
+              break;
+            case 3:
+              shifted_axpys<3>(L, wr, src, a);
+              break;
+            default:
+              shifted_axpys<4>(L, wr, src, a);
+              break;
+          }
         }
-    for (std::int64_t oh = 0; oh < OH; ++oh) std::copy(a + oh * s.Wp, a + oh * s.Wp + OW, y + (n * OH + oh) * OW);
+    for (std::int64_t oh = 0; oh < OH; ++oh)
+      std::copy(a + oh * s.Wp, a + oh * s.Wp + OW, y + (n * OH + oh) * OW);
   }
 }
 
-// part[chunk] [O, CKK] = sum over the chunk's tiles of gy_tile [O, cols] * col_tile^T, tiles in
-// order. Work-shares over the chunks; no barrier at the end.
+// part[chunk] [CKK, O] = sum over the chunk's tiles of col_tile * gy_tile^T, tiles in order; chunk
+// ch holds tiles [ch * ntiles / chunks, (ch + 1) * ntiles / chunks). Work-shares over the chunks; no barrier
+// at the end.
 template <class T>
-void s1_weight_grad(const S1Conv& s, const T* xp, const T* gy, T* part, std::int64_t per_chunk) {
+void s1_weight_grad(const S1Conv& s, const T* xp, const T* gy, T* part, std::int64_t chunks) {
   const std::int64_t tile = s.tile(), total = s.cols(), ntiles = ceil_div(total, tile), CKK = s.CKK();
-  const std::int64_t OHW = s.OH() * s.OW(), ld = tile + kCopyChunk, chunks = ceil_div(ntiles, per_chunk);
-  std::vector<T> col(CKK * ld), gyt(s.O * tile);
+  const std::int64_t OHW = s.OH() * s.OW(), ld = tile + kCopyChunk;
+  T* col = thread_scratch<T, 5>(CKK * ld);
+  T* gyt = thread_scratch<T, 6>(s.O * tile);
   std::vector<ConvSeg> segs;
   segs.reserve(tile + 1);
 #pragma omp for schedule(static) nowait
   for (std::int64_t ch = 0; ch < chunks; ++ch)
-    for (std::int64_t t = ch * per_chunk; t < std::min(ntiles, (ch + 1) * per_chunk); ++t) {
+    for (std::int64_t t = ch * ntiles / chunks; t < (ch + 1) * ntiles / chunks; ++t) {
       const std::int64_t j0 = t * tile, j1 = std::min(total, j0 + tile), cols = j1 - j0;
       s1_segments(s, j0, j1, segs);
-      s1_im2col(s, xp, segs, col.data(), ld);
+      s1_im2col(s, xp, segs, col, ld);
       for (std::int64_t o = 0; o < s.O; ++o) {
         const T* src = gy + o * OHW;
-        T* dst = gyt.data() + o * cols;
+        T* dst = gyt + o * cols;
         for (const ConvSeg& sg : segs) std::copy(src + sg.y, src + sg.y + sg.len, dst + sg.pos);
       }
-      gemm_serial(false, true, s.O, CKK, cols, T(1), gyt.data(), cols, col.data(), ld,
-                  t == ch * per_chunk ? T(0) : T(1), part + ch * s.O * CKK, CKK);
+      // part^T [CKK, O] (+)= col [CKK, cols] * gy_tile^T
+      gemm_serial(false, true, CKK, s.O, cols, T(1), col, ld, gyt, cols,
+                  t == ch * ntiles / chunks ? T(0) : T(1), part + ch * s.O * CKK, s.O);
     }
 }
 
-// Dot product in an order fixed by n alone (16 interleaved partial sums, combined pairwise).
+// TAPS dot products of a with b + 0, b + 1, ..., b + TAPS - 1 at once (a is loaded once for all),
+// each in an order fixed by n alone: 64-byte vectors of partial sums, lanes combined pairwise.
+// n is a multiple of 16.
+template <int TAPS, class T>
+void shifted_dots(std::int64_t n, const T* a, const T* b, T* out) {
+  constexpr int lanes = 64 / sizeof(T);
+  typedef T vec __attribute__((vector_size(64)));
+  vec p[TAPS];
+  for (int t = 0; t < TAPS; ++t) p[t] = vec{};
+  for (std::int64_t i = 0; i < n; i += lanes) {
+    vec av;
+    std::memcpy(&av, a + i, sizeof(vec));
+    for (int t = 0; t < TAPS; ++t) {
+      vec bv;
+      std::memcpy(&bv, b + i + t, sizeof(vec));
+      p[t] += av * bv;
+    }
+  }
+  for (int t = 0; t < TAPS; ++t) {
+    T l[lanes];
+    std::memcpy(l, &p[t], sizeof(vec));
+    for (int h = lanes / 2; h >= 1; h /= 2)
+      for (int j = 0; j < h; ++j) l[j] += l[j + h];
+    out[t] = l[0];
+  }
+}
+
 template <class T>
-T fixed_dot(std::int64_t n, const T* a, const T* b) {
-  T p[16] = {};
-  std::int64_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (int j = 0; j < 16; ++j) p[j] += a[i + j] * b[i + j];
-  for (int j = 0; i < n; ++i, ++j) p[j] += a[i] * b[i];
-  for (int h = 8; h >= 1; h /= 2)
-    for (int j = 0; j < h; ++j) p[j] += p[j + h];
-  return p[0];
+void shifted_dots(std::int64_t n, int taps, const T* a, const T* b, T* out) {
+  switch (taps) {
+    case 1:
+      return shifted_dots<1>(n, a, b, out);
+    case 2:
+      return shifted_dots<2>(n, a, b, out);
+    case 3:
+      return shifted_dots<3>(n, a, b, out);
+    case 4:
+      return shifted_dots<4>(n, a, b, out);
+    case 5:
+      return shifted_dots<5>(n, a, b, out);
+    case 6:
+      return shifted_dots<6>(n, a, b, out);
+    case 7:
+      return shifted_dots<7>(n, a, b, out);
+    default:
+      return shifted_dots<8>(n, a, b, out);
+  }
 }
 
 // One output channel: gw[c][kh][kw] = sum over images of gyl[n] . shifted padded plane, where gyl
-// holds gy on the padded-width grid [N, L] (zeros past OW). Work-shares over the input channels
-// (each owns its weights and sums the images in order); no barrier at the end.
+// holds gy on the padded-width grid [N, L16] (zeros past OW and past the last row, L16 a multiple of
+// 16). Work-shares over the input channels (each owns its weights and sums the images in order);
+// no barrier at the end.
 template <class T>
-void s1_weight_grad_one(const S1Conv& s, const T* xp, const T* gyl, T* gw) {
-  const std::int64_t L = (s.OH() - 1) * s.Wp + s.OW(), plane = s.Hp * s.Wp;
+void s1_weight_grad_one(const S1Conv& s, const T* xp, const T* gyl, std::int64_t L16, T* gw) {
+  const std::int64_t plane = s.Hp * s.Wp, KK = s.KH * s.KW;
+  std::vector<T> acc(KK), dots(8);
 #pragma omp for schedule(static) nowait
-  for (std::int64_t c = 0; c < s.C; ++c)
-    for (std::int64_t kh = 0; kh < s.KH; ++kh)
-      for (std::int64_t kw = 0; kw < s.KW; ++kw) {
-        T acc = 0;
-        for (std::int64_t n = 0; n < s.N; ++n)
-          acc += fixed_dot(L, gyl + n * L, xp + (n * s.C + c) * plane + kh * s.Wp + kw);
-        gw[(c * s.KH + kh) * s.KW + kw] = acc;
-      }
+  for (std::int64_t c = 0; c < s.C; ++c) {
+    std::fill(acc.begin(), acc.end(), T(0));
+    for (std::int64_t n = 0; n < s.N; ++n)
+      for (std::int64_t kh = 0; kh < s.KH; ++kh)
+        for (std::int64_t kw0 = 0; kw0 < s.KW; kw0 += 8) {
+          const int taps = int(std::min<std::int64_t>(8, s.KW - kw0));
+          shifted_dots(L16, taps, gyl + n * L16, xp + (n * s.C + c) * plane + kh * s.Wp + kw0, dots.data());
+          for (int t = 0; t < taps; ++t) acc[kh * s.KW + kw0 + t] += dots[t];
+        }
+    std::copy(acc.begin(), acc.end(), gw + c * KK);
+  }
 }
 
 // Any stride: im2col + GEMM per (image, band of output rows).
@@ -351,7 +451,7 @@ void conv2d_backward_blocked(const Conv2dGeometry& g, const T* x, const T* w, co
       for (std::int64_t n = 0; n < g.N; ++n) {
         const T* xn = x + n * g.C * g.H * g.W;
         const T* gyn = gy + n * g.O * OHW;
-        if (gw) {  // gw[:, block] (+)= gy_n [O, OHW] * col_n[block]^T
+        if (gw) {                      // gw[:, block] (+)= gy_n [O, OHW] * col_n[block]^T
           const T* b = xn + c0 * OHW;  // pointwise: the input itself is the column matrix
           if (!pointwise) {
             detail::im2col(g, xn, c0, c1, 0, g.OH(), col.data(), OHW);
@@ -366,8 +466,8 @@ void conv2d_backward_blocked(const Conv2dGeometry& g, const T* x, const T* w, co
             detail::gemm_serial(true, false, rows, OHW, g.O, T(1), w + c0 * KK, CKK, gyn, OHW, T(0),
                                 gxn + c0 * OHW, OHW);
           } else {
-            detail::gemm_serial(true, false, rows, OHW, g.O, T(1), w + c0 * KK, CKK, gyn, OHW, T(0), gcol.data(),
-                                OHW);
+            detail::gemm_serial(true, false, rows, OHW, g.O, T(1), w + c0 * KK, CKK, gyn, OHW, T(0),
+                                gcol.data(), OHW);
             std::fill(gxn + c0 * g.H * g.W, gxn + c1 * g.H * g.W, T(0));
             detail::col2im(g, gcol.data(), c0, c1, gxn);
           }
@@ -389,14 +489,14 @@ void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bi
   }
   const std::int64_t p = g.padding;
   const detail::S1Conv s{g.N, g.C, g.H + 2 * p, g.W + 2 * p, g.KH, g.KW, g.O};
-  const auto xp = detail::padded_buffer<T>(g.N * g.C * s.Hp * s.Wp);
+  T* xp = detail::padded_buffer<T, 0>(g.N * g.C * s.Hp * s.Wp);
 #pragma omp parallel
   {
-    detail::pad_planes(g.N * g.C, g.H, g.W, p, p, x, xp.get());
+    detail::pad_planes(g.N * g.C, g.H, g.W, p, p, x, xp);
     if (g.O == 1)
-      detail::s1_forward_one(s, xp.get(), w, bias, y);
+      detail::s1_forward_one(s, xp, w, bias, y);
     else
-      detail::s1_forward(s, xp.get(), w, bias, y);
+      detail::s1_forward(s, xp, w, bias, y);
   }
 }
 
@@ -428,18 +528,18 @@ void conv2d_backward(const Conv2dGeometry& g, const T* x, const T* w, const T* g
   const std::int64_t ph = g.KH - 1 - p, pw = g.KW - 1 - p;
   const detail::S1Conv sx{g.N, g.C, g.H + 2 * p, g.W + 2 * p, g.KH, g.KW, g.O};
   const detail::S1Conv sg{g.N, g.O, OH + 2 * ph, OW + 2 * pw, g.KH, g.KW, g.C};
-  std::unique_ptr<T[]> xp, gyp, part;
+  T *xp = nullptr, *gyp = nullptr, *part = nullptr;
   std::vector<T> wt;
-  const std::int64_t L = (OH - 1) * sx.Wp + OW;  // one output channel: gy on the padded-width grid
+  // One output channel: gy on the padded-width grid, rounded up to whole blocks of 16.
+  const std::int64_t L = detail::ceil_div((OH - 1) * sx.Wp + OW, 16) * 16;
   const std::int64_t ntiles = detail::ceil_div(sx.cols(), sx.tile());
-  const std::int64_t per_chunk = detail::ceil_div(ntiles, detail::kGradChunks);
-  const std::int64_t chunks = detail::ceil_div(ntiles, per_chunk);
+  const std::int64_t chunks = std::min(ntiles, detail::kGradChunks);
   if (gw) {
-    xp = detail::padded_buffer<T>(g.N * g.C * sx.Hp * sx.Wp);
-    part = detail::padded_buffer<T>(g.O == 1 ? g.N * L : chunks * g.O * CKK);
+    xp = detail::padded_buffer<T, 0>(g.N * g.C * sx.Hp * sx.Wp);
+    part = detail::padded_buffer<T, 2>(g.O == 1 ? g.N * L : chunks * g.O * CKK);
   }
   if (flip) {
-    gyp = detail::padded_buffer<T>(g.N * g.O * sg.Hp * sg.Wp);
+    gyp = detail::padded_buffer<T, 1>(g.N * g.O * sg.Hp * sg.Wp);
     wt.resize(g.O * CKK);
     for (std::int64_t c = 0; c < g.C; ++c)
       for (std::int64_t o = 0; o < g.O; ++o)
@@ -451,9 +551,9 @@ void conv2d_backward(const Conv2dGeometry& g, const T* x, const T* w, const T* g
 #pragma omp parallel
   {
     if (gw) {
-      detail::pad_planes(g.N * g.C, g.H, g.W, p, p, x, xp.get());
+      detail::pad_planes(g.N * g.C, g.H, g.W, p, p, x, xp);
       if (g.O == 1) {
-        T* gyl = part.get();
+        T* gyl = part;
 #pragma omp for schedule(static)
         for (std::int64_t n = 0; n < g.N; ++n) {
           T* d = gyl + n * L;
@@ -463,22 +563,23 @@ void conv2d_backward(const Conv2dGeometry& g, const T* x, const T* w, const T* g
         }
       }
     }
-    if (flip) detail::pad_planes(g.N * g.O, OH, OW, ph, pw, gy, gyp.get());
-    if (flip) detail::s1_forward(sg, gyp.get(), wt.data(), static_cast<const T*>(nullptr), gx);
+    if (flip) detail::pad_planes(g.N * g.O, OH, OW, ph, pw, gy, gyp);
+    if (flip) detail::s1_forward(sg, gyp, wt.data(), static_cast<const T*>(nullptr), gx);
     if (gw) {
       if (g.O == 1) {
-        detail::s1_weight_grad_one(sx, xp.get(), part.get(), gw);
+        detail::s1_weight_grad_one(sx, xp, part, L, gw);
       } else {
-        detail::s1_weight_grad(sx, xp.get(), gy, part.get(), per_chunk);
+        detail::s1_weight_grad(sx, xp, gy, part, chunks);
 #pragma omp barrier
         const std::int64_t n = g.O * CKK;
-        const T* pt = part.get();
+        const T* pt = part;
 #pragma omp for schedule(static)
-        for (std::int64_t i = 0; i < n; ++i) {
-          T acc = pt[i];
-          for (std::int64_t ch = 1; ch < chunks; ++ch) acc += pt[ch * n + i];
-          gw[i] = acc;
-        }
+        for (std::int64_t r = 0; r < CKK; ++r)  // gw[o][r] = sum over chunks in order of part[ch][r][o]
+          for (std::int64_t o = 0; o < g.O; ++o) {
+            T acc = pt[r * g.O + o];
+            for (std::int64_t ch = 1; ch < chunks; ++ch) acc += pt[ch * n + r * g.O + o];
+            gw[o * CKK + r] = acc;
+          }
       }
     }
   }
