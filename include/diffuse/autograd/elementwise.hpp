@@ -8,6 +8,7 @@
 #include "diffuse/autograd/function.hpp"
 #include "diffuse/autograd/views.hpp"
 #include "diffuse/core/interop.hpp"
+#include "diffuse/kernels/activation.hpp"
 
 namespace diffuse {
 
@@ -230,15 +231,16 @@ Tensor<T> relu(const Tensor<T>& x) {
   return detail::unary(
       x, "relu", [](T v) { return v > 0 ? v : T(0); }, [](T v, T) { return v > 0 ? T(1) : T(0); });
 }
-// x * sigmoid(x), with the derivative fused: s * (1 + x * (1 - s)).
+// x * sigmoid(x), forward and fused backward in vectorised kernels.
 template <class T>
 Tensor<T> silu(const Tensor<T>& x) {
-  return detail::unary(
-      x, "silu", [](T v) { return v / (T(1) + std::exp(-v)); },
-      [](T v, T) {
-        const T s = T(1) / (T(1) + std::exp(-v));
-        return s * (T(1) + v * (T(1) - s));
-      });
+  Tensor<T> y = Tensor<T>::empty(x.shape());
+  kernels::silu_forward<T>(x.numel(), x.data(), y.data());
+  return detail::record(y, {&x}, "silu", [x](const Tensor<T>& g) {
+    Tensor<T> gx = Tensor<T>::empty(x.shape());
+    kernels::silu_backward<T>(x.numel(), x.data(), g.data(), gx.data());
+    return std::vector<Tensor<T>>{gx};
+  });
 }
 // Gradient flows where the value was inside [lo, hi] (like torch.clamp).
 template <class T>
