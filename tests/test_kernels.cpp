@@ -10,6 +10,8 @@
 #include <random>
 #include <vector>
 
+#include "diffuse/core/generator.hpp"
+#include "diffuse/kernels/activation.hpp"
 #include "diffuse/kernels/attention.hpp"
 #include "diffuse/kernels/conv2d.hpp"
 #include "diffuse/kernels/gemm.hpp"
@@ -535,5 +537,35 @@ TEST_CASE("kernel results are bitwise identical with 1, 2 and 3 threads", "[kern
     INFO("output " << i);
     CHECK(std::memcmp(one[i].data(), two[i].data(), one[i].size() * sizeof(float)) == 0);
     CHECK(std::memcmp(one[i].data(), three[i].data(), one[i].size() * sizeof(float)) == 0);
+  }
+}
+
+TEST_CASE("silu kernels: exact formula, independent of alignment and thread count") {
+  const std::int64_t n = 40000 + 7;  // several chunks and a ragged tail
+  std::vector<float> buf(n + 3), gy(n), y1(n), y2(n), g1(n), g2(n);
+  diffuse::Generator gen(5);
+  auto r = gen.randn<float>({n + 3});
+  std::copy(r.begin(), r.end(), buf.begin());
+  auto rg = gen.randn<float>({n});
+  std::copy(rg.begin(), rg.end(), gy.begin());
+  const float* x = buf.data() + 1;  // unaligned on purpose
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  diffuse::kernels::silu_forward<float>(n, x, y1.data());
+  diffuse::kernels::silu_backward<float>(n, x, gy.data(), g1.data());
+  omp_set_num_threads(2);
+  diffuse::kernels::silu_forward<float>(n, x, y2.data());
+  diffuse::kernels::silu_backward<float>(n, x, gy.data(), g2.data());
+  omp_set_num_threads(saved);
+  CHECK(y1 == y2);
+  CHECK(g1 == g2);
+  // an aligned copy of the same values gives the same bits
+  std::vector<float> xa(x, x + n), y3(n);
+  diffuse::kernels::silu_forward<float>(n, xa.data(), y3.data());
+  CHECK(y1 == y3);
+  for (std::int64_t i = 0; i < n; i += 997) {
+    const double xi = x[i], s = 1 / (1 + std::exp(-xi));
+    CHECK(y1[i] == Approx(xi * s).margin(1e-6));
+    CHECK(g1[i] == Approx(gy[i] * s * (1 + xi * (1 - s))).margin(1e-5));
   }
 }

@@ -38,10 +38,15 @@ void for_each_block16(std::int64_t n, F&& block) {
 template <class T>
 void silu_forward(std::int64_t n, const T* x, T* y) {
   using Block = Eigen::Array<T, 16, 1>;
+  auto f = [](const Block& v) -> Block { return v / (T(1) + (-v).exp()); };
   detail::for_each_block16(n, [&](std::int64_t i, std::int64_t m) {
-    Block v = Block::Zero();  // a full local block: the same packet code for every element
+    if (m == 16) {  // fixed-size maps: packet code only, whatever the alignment
+      Eigen::Map<Block>(y + i) = f(Eigen::Map<const Block>(x + i));
+      return;
+    }
+    Block v = Block::Zero();  // the tail, padded to a full block: the same packet code
     for (std::int64_t j = 0; j < m; ++j) v[j] = x[i + j];
-    const Block out = v / (T(1) + (-v).exp());
+    const Block out = f(v);
     for (std::int64_t j = 0; j < m; ++j) y[i + j] = out[j];
   });
 }
@@ -50,11 +55,18 @@ void silu_forward(std::int64_t n, const T* x, T* y) {
 template <class T>
 void silu_backward(std::int64_t n, const T* x, const T* gy, T* gx) {
   using Block = Eigen::Array<T, 16, 1>;
+  auto f = [](const Block& v, const Block& g) -> Block {
+    const Block s = T(1) / (T(1) + (-v).exp());
+    return g * s * (T(1) + v * (T(1) - s));
+  };
   detail::for_each_block16(n, [&](std::int64_t i, std::int64_t m) {
+    if (m == 16) {
+      Eigen::Map<Block>(gx + i) = f(Eigen::Map<const Block>(x + i), Eigen::Map<const Block>(gy + i));
+      return;
+    }
     Block v = Block::Zero(), g = Block::Zero();
     for (std::int64_t j = 0; j < m; ++j) v[j] = x[i + j], g[j] = gy[i + j];
-    const Block s = T(1) / (T(1) + (-v).exp());
-    const Block out = g * s * (T(1) + v * (T(1) - s));
+    const Block out = f(v, g);
     for (std::int64_t j = 0; j < m; ++j) gx[i + j] = out[j];
   });
 }
