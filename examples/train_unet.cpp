@@ -88,7 +88,9 @@ int main(int argc, char** argv) try {
   // ## Checkpoints: resume exactly where a previous run stopped
   training::CheckpointManager checkpoints(args.out / "checkpoints", {.checkpoints_total_limit = 2});
   training::TrainingState<float> state{.model = &unet, .optimizer = &opt, .lr_scheduler = &lr_schedule,
-                                       .ema = &ema, .generators = {{"train", &gen}}, .data_loader = &epochs};
+                                       .ema = &ema, .data_loader = &epochs};
+  // Every Generator the run draws from: ours, and the default one that dropout layers use.
+  state.generators = {{"train", &gen}, {"default", &default_generator()}};
   if (!args.resume.empty() && checkpoints.resume(args.resume, state))
     std::printf("resumed from step %lld\n", static_cast<long long>(state.global_step));
 

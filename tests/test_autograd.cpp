@@ -185,4 +185,9 @@ TEST_CASE("errors name the shapes") {
   CHECK_THROWS_WITH(F::mse_loss(TD({2, 3}), TD({3, 2})), Catch::Contains("[2, 3]"));
   CHECK_THROWS_WITH(TD({2, 2}, {1, 2, 3}), Catch::Contains("3 values"));
   CHECK_THROWS_WITH(TD({2, 2})[5], Catch::Contains("out of range"));
+  CHECK_THROWS_WITH(matmul(TD({2, 0}), TD({0, 3})), Catch::Contains("empty"));
+  CHECK_THROWS_WITH(linear(TD({2, 0}), TD({3, 0})), Catch::Contains("empty"));
+  Generator g(1);
+  CHECK_THROWS_WITH(F::dropout(TD({2}), std::nan(""), true, g), Catch::Contains("[0, 1]"));
+  CHECK_THROWS_WITH(F::dropout(TD({2}), 1.5, true, g), Catch::Contains("[0, 1]"));
 }

@@ -5,6 +5,8 @@
 #include "diffuse/autograd/views.hpp"
 #include "diffuse/core/generator.hpp"
 
+#include <cmath>
+#include <limits>
 #include <sstream>
 
 using namespace diffuse;
@@ -101,4 +103,17 @@ TEST_CASE("Generator: distributions") {
   std::sort(perm.begin(), perm.end());
   for (int i = 0; i < 50; ++i) CHECK(perm[i] == i);
   CHECK_THROWS_WITH(g.randint_list(5, 5, 1), Catch::Contains("empty range"));
+}
+
+TEST_CASE("absurd sizes are refused, not allocated") {
+  CHECK_THROWS_WITH(Tensor<float>::zeros({std::int64_t{1} << 62}), Catch::Contains("cannot allocate"));
+  CHECK_THROWS_WITH(Tensor<float>::empty({std::int64_t{1} << 32, std::int64_t{1} << 32, 2}),
+                    Catch::Contains("too many elements"));
+  CHECK(Tensor<float>::empty({0, std::int64_t{1} << 62, 8}).numel() == 0);  // empty, whatever the other extents
+  CHECK_THROWS_AS(Tensor<double>::arange(0, std::numeric_limits<double>::infinity()), Error);
+  CHECK_THROWS_AS(Tensor<double>::arange(0, std::nan("")), Error);
+  CHECK_THROWS_WITH(Generator(0).randint_list(0, 5, -1), Catch::Contains("negative"));
+  // the full int64 range is a valid range
+  for (auto v : Generator(0).randint_list(std::numeric_limits<std::int64_t>::min(), std::numeric_limits<std::int64_t>::max(), 100))
+    CHECK(v < std::numeric_limits<std::int64_t>::max());
 }

@@ -79,6 +79,20 @@ TEST_CASE("sampling is reproducible, works with other schedulers, reports progre
   CHECK_THROWS_WITH(pipe({.batch_size = 0}, a), Catch::Contains("batch_size"));
 }
 
+TEST_CASE("sampling runs the model in eval mode: dropout off, the seed decides everything") {
+  Generator init(8);
+  auto config = tiny_config();
+  config.dropout = 0.5;
+  models::UNet2DModel<float> unet(config, init);
+  REQUIRE(unet.is_training());
+  auto scheduler = schedulers::make_scheduler<float>("DDIMScheduler", {{"num_train_timesteps", 1000}});
+  pipelines::DDPMPipeline<float> pipe(unet, *scheduler);
+  Generator a(3), b(3);
+  CHECK(pipe({.batch_size = 1, .num_inference_steps = 3}, a).to_vector() ==
+        pipe({.batch_size = 1, .num_inference_steps = 3}, b).to_vector());
+  CHECK(unet.is_training());  // the mode is given back
+}
+
 TEST_CASE("save_pretrained writes diffusers' layout and from_pretrained reads it back") {
   Generator init(5);
   models::UNet2DModel<float> unet(tiny_config(), init);
@@ -97,6 +111,12 @@ TEST_CASE("save_pretrained writes diffusers' layout and from_pretrained reads it
 
   auto loaded = pipelines::DDPMPipeline<float>::from_pretrained(dir);
   CHECK(loaded.scheduler().class_name() == "DDIMScheduler");
+  CHECK_FALSE(loaded.unet().is_training());  // from_pretrained leaves the model in eval mode, like diffusers
+  io::json bad_index = index;
+  bad_index["_class_name"] = 3;
+  io::write_json(dir / "model_index.json", bad_index);
+  CHECK_THROWS_WITH(pipelines::DDPMPipeline<float>::from_pretrained(dir), Catch::Contains("\"_class_name\" must be a string"));
+  io::write_json(dir / "model_index.json", index);
   Generator a(6), b(6);
   CHECK(pipe({.batch_size = 2, .num_inference_steps = 5}, a).to_vector() ==
         loaded({.batch_size = 2, .num_inference_steps = 5}, b).to_vector());

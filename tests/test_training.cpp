@@ -565,6 +565,11 @@ TEST_CASE("checkpoints: pruning, latest, interrupted saves") {
   fs::copy(dir / "checkpoint-6", dir / "checkpoint-9", fs::copy_options::recursive);
   fs::resize_file(dir / "checkpoint-9" / "optimizer.safetensors", 100);
   CHECK(m.latest()->filename() == "checkpoint-6");
+  // a re-save of step 6 stopped between moving the old folder aside and renaming the new one in:
+  // the old folder is put back
+  fs::rename(dir / "checkpoint-6", dir / "checkpoint-6.old-abcd");
+  CHECK(m.latest()->filename() == "checkpoint-6");
+  CHECK_FALSE(fs::exists(dir / "checkpoint-6.old-abcd"));
   // resuming from "latest" continues from step 6
   Generator init(7);
   Net net(init);

@@ -17,6 +17,8 @@ Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
   if (b.size(-2) != K) throw mismatch();
   Shape out_shape(a.shape().begin(), a.shape().end() - 1);
   out_shape.push_back(N);
+  if (M == 0 || N == 0 || K == 0)
+    throw Error("matmul: shapes " + to_string(a.shape()) + " and " + to_string(b.shape()) + " have an empty matrix axis");
   Tensor<T> out = Tensor<T>::empty(out_shape);
   if (b.dim() == 2) {
     // Fold leading axes of a into rows: one GEMM.
@@ -71,6 +73,8 @@ Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
   if (weight.dim() != 2 || x.dim() < 1 || x.size(-1) != weight.size(1))
     throw Error("linear: input of shape " + to_string(x.shape()) + " does not fit weight of shape " +
                 to_string(weight.shape()) + " (expected last input extent = weight.shape[1])");
+  if (weight.numel() == 0)
+    throw Error("linear: weight of shape " + to_string(weight.shape()) + " is empty");
   const std::int64_t in = weight.size(1), outf = weight.size(0), rows = x.numel() / in;
   if (bias.defined() && (bias.dim() != 1 || bias.size(0) != outf))
     throw Error("linear: bias of shape " + to_string(bias.shape()) + " for " + std::to_string(outf) + " outputs");

@@ -85,15 +85,18 @@ class Generator {
   std::vector<std::int64_t> randint_list(std::int64_t low, std::int64_t high, std::int64_t n) {
     if (high <= low)
       throw Error("randint: empty range [" + std::to_string(low) + ", " + std::to_string(high) + ")");
-    const std::uint64_t range = static_cast<std::uint64_t>(high - low);
+    if (n < 0) throw Error("randint: negative count " + std::to_string(n));
+    const std::uint64_t range = static_cast<std::uint64_t>(high) - static_cast<std::uint64_t>(low);
     std::vector<std::int64_t> out(static_cast<std::size_t>(n));
-    fill_blocks(n, [&](std::int64_t block, const std::array<std::uint32_t, 4>& r) {
-      for (int k = 0; k < 4; ++k) {
-        const std::int64_t i = block * 4 + k;
+    // Two draws per Philox block, each from its own 64 random bits, scaled to the range
+    // (bias below 2^-32 for any realistic range).
+    fill_blocks((n + 1) / 2 * 4, [&](std::int64_t block, const std::array<std::uint32_t, 4>& r) {
+      for (int k = 0; k < 2; ++k) {
+        const std::int64_t i = block * 2 + k;
         if (i >= n) break;
-        // 64 random bits scaled to the range: bias below 2^-32 for any realistic range.
-        const std::uint64_t bits = (static_cast<std::uint64_t>(r[k]) << 32) | r[(k + 1) % 4];
-        out[i] = low + static_cast<std::int64_t>(static_cast<unsigned __int128>(bits) * range >> 64);
+        const std::uint64_t bits = (static_cast<std::uint64_t>(r[2 * k]) << 32) | r[2 * k + 1];
+        const auto scaled = static_cast<std::uint64_t>(static_cast<unsigned __int128>(bits) * range >> 64);
+        out[i] = static_cast<std::int64_t>(static_cast<std::uint64_t>(low) + scaled);
       }
     });
     return out;

@@ -21,10 +21,13 @@ inline std::string to_string(const Shape& s) {
 
 inline std::int64_t numel_of(const Shape& s) {
   std::int64_t n = 1;
+  bool overflow = false;
   for (auto d : s) {
     if (d < 0) throw Error("negative extent in shape " + to_string(s));
-    n *= d;
+    overflow = overflow || __builtin_mul_overflow(n, d, &n);
   }
+  // (Once a zero extent has made the product 0, later extents cannot overflow it.)
+  if (overflow) throw Error("shape " + to_string(s) + " has too many elements");
   return n;
 }
 

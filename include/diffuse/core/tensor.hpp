@@ -32,6 +32,8 @@ namespace detail {
 template <class T>
 struct Storage {
   explicit Storage(std::int64_t n) : size(n) {
+    if (n < 0 || static_cast<std::uint64_t>(n) > (std::uint64_t(1) << 62) / sizeof(T))
+      throw Error("cannot allocate a tensor of " + std::to_string(n) + " elements");
     std::size_t bytes = ((static_cast<std::size_t>(std::max<std::int64_t>(n, 1)) * sizeof(T) + 63) / 64) * 64;
     ptr = static_cast<T*>(std::aligned_alloc(64, bytes));
     if (!ptr) throw std::bad_alloc();
@@ -116,7 +118,10 @@ class Tensor {
   // Values start, start + step, ... below stop (like torch.arange).
   static Tensor arange(T start, T stop, T step = T(1)) {
     if (step == T(0)) throw Error("arange: step must not be zero");
-    auto n = static_cast<std::int64_t>(std::ceil((static_cast<double>(stop) - start) / step));
+    const double count = std::ceil((static_cast<double>(stop) - start) / step);
+    if (!std::isfinite(count) || count > 1e15)
+      throw Error("arange: start, stop and step must be finite and give a reasonable count");
+    auto n = static_cast<std::int64_t>(count);
     Tensor t = empty({std::max<std::int64_t>(n, 0)});
     for (std::int64_t i = 0; i < t.numel(); ++i) t.data()[i] = static_cast<T>(start + static_cast<double>(step) * i);
     return t;

@@ -345,7 +345,8 @@ class UNet2DModel : public nn::Module<T> {
   }
 
   // Loads a diffusers folder: config.json and diffusion_pytorch_model.safetensors (F32, F16, BF16
-  // or F64 weights). Strict: missing and unexpected weights are errors naming them.
+  // or F64 weights). Strict: missing and unexpected weights are errors naming them. The model is
+  // in eval mode, as diffusers leaves it; call train() to fine-tune.
   static UNet2DModel from_pretrained(const std::filesystem::path& dir) { return UNet2DModel(PretrainedTag{}, dir); }
 
   // Writes config.json and diffusion_pytorch_model.safetensors (dtype "F32" by default, as diffusers
@@ -397,6 +398,7 @@ class UNet2DModel : public nn::Module<T> {
     } catch (const Error& e) {
       throw Error("'" + weights_path.string() + "': " + e.what());
     }
+    this->eval();  // as diffusers' from_pretrained: a loaded model is for inference until train()
   }
 
   static UNetBlockOptions block_options(const Config& c, std::int64_t temb, std::int64_t groups, std::int64_t channels) {

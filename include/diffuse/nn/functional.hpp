@@ -162,10 +162,8 @@ Tensor<T> avg_pool2x(const Tensor<T>& x) {
 // Zeroes each element with probability p and scales the rest by 1/(1-p) when training.
 template <class T>
 Tensor<T> dropout(const Tensor<T>& x, double p, bool training, Generator& gen) {
-  if (p < 0 || p >= 1) {
-    if (p == 1 && training) return diffuse::mul_scalar(x, T(0));
-    if (p < 0 || p > 1) throw Error("dropout: probability must be in [0, 1], got " + std::to_string(p));
-  }
+  if (!(p >= 0 && p <= 1)) throw Error("dropout: probability must be in [0, 1], got " + std::to_string(p));
+  if (p == 1 && training) return diffuse::mul_scalar(x, T(0));
   if (!training || p == 0) return x;
   Tensor<T> mask = gen.rand<T>(x.shape());
   const T keep_scale = static_cast<T>(1.0 / (1.0 - p));

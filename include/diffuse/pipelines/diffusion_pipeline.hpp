@@ -54,6 +54,13 @@ class DiffusionPipeline {
                   std::to_string(options.batch_size) + ", " + std::to_string(h) + ", " + std::to_string(w) +
                   "; the UNet config has no sample_size to default to)");
     NoGradGuard no_grad;
+    // Sampling is inference: dropout off (the previous mode is restored afterwards).
+    struct EvalMode {
+      UNet& m;
+      bool was_training;
+      ~EvalMode() { m.train(was_training); }
+    } eval_mode{*unet_, unet_->is_training()};
+    unet_->eval();
     scheduler_->set_timesteps(options.num_inference_steps);
     Tensor<T> image = gen.randn<T>({options.batch_size, config.in_channels, h, w});
     if (const double sigma = scheduler_->init_noise_sigma(); sigma != 1.0) image = image * static_cast<T>(sigma);
@@ -92,8 +99,14 @@ class DiffusionPipeline {
     // new UNet(prvalue) constructs in place: a Module is neither copied nor moved.
     std::shared_ptr<UNet> unet(new UNet(UNet::from_pretrained(dir / "unet")));
     std::shared_ptr<Scheduler> scheduler = schedulers::load_scheduler<T>(dir / "scheduler");
-    return DiffusionPipeline(std::move(unet), std::move(scheduler),
-                             index.value("_class_name", std::string("DDPMPipeline")));
+    std::string class_name = "DDPMPipeline";
+    if (index.contains("_class_name")) {
+      if (!index["_class_name"].is_string())
+        throw FileError("'" + index_path.string() + "': \"_class_name\" must be a string, got " +
+                        index["_class_name"].dump());
+      class_name = index["_class_name"].get<std::string>();
+    }
+    return DiffusionPipeline(std::move(unet), std::move(scheduler), class_name);
   }
 
   UNet& unet() const { return *unet_; }

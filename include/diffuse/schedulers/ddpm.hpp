@@ -157,6 +157,7 @@ class DDPMScheduler : public Scheduler<T> {
     Shape half = x.shape();
     half[1] = c;
     Tensor<T> a = Tensor<T>::empty(half), b = Tensor<T>::empty(half);
+    if (x.numel() == 0) return {a, b};
     const std::int64_t batch = x.size(0), inner = x.numel() / (batch * 2 * c);
     for (std::int64_t i = 0; i < batch; ++i)
       for (std::int64_t k = 0; k < c * inner; ++k) {

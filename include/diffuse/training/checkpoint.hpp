@@ -422,6 +422,7 @@ class CheckpointManager {
     std::vector<std::pair<std::int64_t, fs::path>> out;
     std::error_code ec;
     if (!fs::is_directory(dir_, ec)) return out;
+    recover_moved_aside();
     const std::string head = options_.prefix + "-";
     for (auto& entry : fs::directory_iterator(dir_, ec)) {
       const std::string name = entry.path().filename().string();
@@ -435,6 +436,24 @@ class CheckpointManager {
     }
     std::sort(out.begin(), out.end());
     return out;
+  }
+  // A save that replaces a folder of the same step moves the old one to "<name>.old-*" first; if
+  // it stopped before the new folder took its place, put the old one back (else it is stale).
+  void recover_moved_aside() const {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    std::vector<fs::path> aside;
+    for (auto& entry : fs::directory_iterator(dir_, ec)) {
+      const std::string name = entry.path().filename().string();
+      if (name.rfind(options_.prefix + "-", 0) == 0 && name.find(".old-") != std::string::npos)
+        aside.push_back(entry.path());
+    }
+    for (auto& p : aside) {
+      const std::string name = p.filename().string();
+      const fs::path original = p.parent_path() / name.substr(0, name.find(".old-"));
+      if (!fs::exists(original, ec)) fs::rename(p, original, ec);
+      else diffuse::detail::checkpoint_remove_all_quietly(p);
+    }
   }
   // "<prefix>-<digits>.tmp-*" folders of saves that never finished.
   void remove_leftovers() const {
