@@ -60,10 +60,7 @@ class EulerDiscreteScheduler : public SigmaScheduler<T> {
     this->init_sigma_schedule(detail::make_betas(cls, config_.beta_schedule, config_.num_train_timesteps,
                                                  config_.beta_start, config_.beta_end, config_.trained_betas),
                               config_.timestep_spacing);
-    // before set_timesteps: every training timestep
-    this->sigmas_.assign(this->train_sigmas_.rbegin(), this->train_sigmas_.rend());
-    this->sigmas_.push_back(0.0f);
-    for (std::int64_t t = config_.num_train_timesteps - 1; t >= 0; --t) this->timesteps_.push_back(static_cast<double>(t));
+    this->use_all_training_timesteps();
   }
   static EulerDiscreteScheduler from_config(const json& j) {
     return EulerDiscreteScheduler(detail::config_from_json<Config>(j, kClassName));

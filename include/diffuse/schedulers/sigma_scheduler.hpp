@@ -92,6 +92,15 @@ class SigmaScheduler : public Scheduler<T> {
     for (float s : train_sigmas_) log_sigmas_.push_back(std::log(s));
   }
 
+  // Before set_timesteps, Euler-type schedulers hold every training timestep (diffusers' constructors).
+  void use_all_training_timesteps() {
+    this->sigmas_.assign(train_sigmas_.rbegin(), train_sigmas_.rend());
+    this->sigmas_.push_back(0.0f);
+    this->timesteps_.clear();
+    for (std::int64_t t = static_cast<std::int64_t>(train_sigmas_.size()) - 1; t >= 0; --t)
+      this->timesteps_.push_back(static_cast<double>(t));
+  }
+
   void init_step_index(double t) {
     std::vector<std::int64_t> idx;
     for (std::size_t i = 0; i < this->timesteps_.size(); ++i)
