@@ -13,6 +13,7 @@
 #include <set>
 #include <string>
 
+#include "temp_dir.hpp"
 #include "diffuse/data/dataloader.hpp"
 #include "diffuse/data/fashion_mnist.hpp"  // before dataloader.hpp on purpose: data::detail must not hide diffuse::detail
 #include "diffuse/data/idx.hpp"
@@ -23,26 +24,10 @@
 
 using namespace diffuse;
 namespace fs = std::filesystem;
+using diffuse::testing::TempDir;
+using diffuse::testing::write_bytes;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("diffuse_test_data_" + std::to_string(std::random_device{}()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path / name; }
-};
-
-void write_plain(const fs::path& p, const std::string& bytes) {
-  std::ofstream out(p, std::ios::binary);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
 
 void write_gz(const fs::path& p, const std::string& bytes) {
   gzFile f = gzopen(p.c_str(), "wb");
@@ -84,13 +69,13 @@ TEST_CASE("read_idx reads plain and gzipped files") {
   const std::string bytes = idx_bytes(0x08, {2, 2, 3}, "abcdefghijkl");
   for (bool gz : {false, true}) {
     const auto p = dir / (gz ? "x.gz" : "x");
-    gz ? write_gz(p, bytes) : write_plain(p, bytes);
+    gz ? write_gz(p, bytes) : write_bytes(p, bytes);
     auto a = data::read_idx(p);
     CHECK(a.shape == std::vector<std::int64_t>{2, 2, 3});
     CHECK(std::string(a.data.begin(), a.data.end()) == "abcdefghijkl");
   }
   // Zero-sized dimension: an empty but valid array.
-  write_plain(dir / "empty", idx_bytes(0x08, {0, 28, 28}, ""));
+  write_bytes(dir / "empty", idx_bytes(0x08, {0, 28, 28}, ""));
   CHECK(data::read_idx(dir / "empty").data.empty());
 }
 
@@ -115,7 +100,7 @@ TEST_CASE("read_idx: broken files throw FileError naming file and problem") {
     for (bool gz : {false, true}) {
       DYNAMIC_SECTION(c.name << (gz ? " (gzipped)" : "")) {
         const auto p = dir / (c.name + (gz ? ".gz" : ""));
-        gz ? write_gz(p, c.bytes) : write_plain(p, c.bytes);
+        gz ? write_gz(p, c.bytes) : write_bytes(p, c.bytes);
         CHECK_THROWS_AS(data::read_idx(p), FileError);
         CHECK_THROWS_WITH(data::read_idx(p), Catch::Contains(p.string()) && Catch::Contains(c.expect));
       }
@@ -128,7 +113,7 @@ TEST_CASE("read_idx: broken files throw FileError naming file and problem") {
       b.assign(std::istreambuf_iterator<char>(in), {});
     }
     for (std::size_t i = 12; i < b.size() - 8; ++i) b[i] = char(b[i] ^ 0x5a);
-    write_plain(dir / "c.gz", b);
+    write_bytes(dir / "c.gz", b);
     CHECK_THROWS_AS(data::read_idx(dir / "c.gz"), FileError);
   }
   SECTION("missing file, with the package hint for the default folder") {
@@ -146,7 +131,7 @@ TEST_CASE("MNIST-style folders: counts must match, labels must be classes") {
   std::string pixels(3 * 2 * 2, '\0');
   for (std::size_t i = 0; i < pixels.size(); ++i) pixels[i] = char(i * 20);
   write_gz(dir / "train-images-idx3-ubyte.gz", idx_bytes(0x08, {3, 2, 2}, pixels));
-  write_plain(dir / "train-labels-idx1-ubyte", idx_bytes(0x08, {3}, std::string("\x07\x00\x09", 3)));
+  write_bytes(dir / "train-labels-idx1-ubyte", idx_bytes(0x08, {3}, std::string("\x07\x00\x09", 3)));
   auto m = data::MNIST::train(dir.path);
   CHECK(m.size() == 3);
   CHECK(m.sample_shape() == Shape{1, 2, 2});
@@ -160,12 +145,12 @@ TEST_CASE("MNIST-style folders: counts must match, labels must be classes") {
   CHECK(all.shape() == Shape{3, 1, 2, 2});
   CHECK(all.data()[11] == 220 / 255.0f);
 
-  write_plain(dir / "t10k-images-idx3-ubyte", idx_bytes(0x08, {3, 2, 2}, pixels));
-  write_plain(dir / "t10k-labels-idx1-ubyte", idx_bytes(0x08, {2}, "\x01\x02"));
+  write_bytes(dir / "t10k-images-idx3-ubyte", idx_bytes(0x08, {3, 2, 2}, pixels));
+  write_bytes(dir / "t10k-labels-idx1-ubyte", idx_bytes(0x08, {2}, "\x01\x02"));
   CHECK_THROWS_WITH(data::MNIST::test(dir.path), Catch::Contains("3 images") && Catch::Contains("2 labels"));
-  write_plain(dir / "t10k-labels-idx1-ubyte", idx_bytes(0x08, {3}, "\x01\x02\x0a"));
+  write_bytes(dir / "t10k-labels-idx1-ubyte", idx_bytes(0x08, {3}, "\x01\x02\x0a"));
   CHECK_THROWS_WITH(data::MNIST::test(dir.path), Catch::Contains("label 10 of sample 2"));
-  write_plain(dir / "t10k-labels-idx1-ubyte", idx_bytes(0x08, {3, 1}, "\x01\x02\x03"));
+  write_bytes(dir / "t10k-labels-idx1-ubyte", idx_bytes(0x08, {3, 1}, "\x01\x02\x03"));
   CHECK_THROWS_WITH(data::MNIST::test(dir.path), Catch::Contains("should hold labels [N]"));
 }
 
@@ -322,7 +307,7 @@ TEST_CASE("ImageFolder: subfolders are classes, images resized, errors name the 
   io::write_png(dir / "dog" / "a.png", Tensor<float>::full({3, 4, 4}, 1.0f));
   io::write_png(dir / "cat" / "b.png", Tensor<float>::full({1, 8, 6}, 0.0f));  // gray, other size
   io::write_png(dir / "cat" / "c.png", Tensor<float>::full({3, 4, 4}, 0.2f));
-  write_plain(dir / "cat" / "notes.txt", "not an image");
+  write_bytes(dir / "cat" / "notes.txt", "not an image");
 
   data::ImageFolder f(dir.path, {.size = 4, .channels = 3});
   REQUIRE(f.size() == 3);
@@ -339,7 +324,7 @@ TEST_CASE("ImageFolder: subfolders are classes, images resized, errors name the 
   CHECK((*loader.begin()).images.shape() == Shape{2, 3, 4, 4});
 
   CHECK_THROWS_WITH(data::ImageFolder(dir.path), Catch::Contains("c.png") && Catch::Contains("is 4x4 but earlier images are 6x8"));
-  write_plain(dir / "dog" / "broken.png", "garbage");
+  write_bytes(dir / "dog" / "broken.png", "garbage");
   CHECK_THROWS_WITH(data::ImageFolder(dir.path, {.size = 4, .on_bad_file = data::OnBadFile::error}),
                     Catch::Contains("broken.png"));
   data::ImageFolder skipping(dir.path, {.size = 4});  // the default: skip it, and say so

@@ -10,6 +10,7 @@
 #include <random>
 #include <string>
 
+#include "temp_dir.hpp"
 #include "diffuse/autograd/views.hpp"
 #include "diffuse/io/atomic_file.hpp"
 #include "diffuse/io/figure.hpp"
@@ -22,27 +23,10 @@
 
 using namespace diffuse;
 namespace fs = std::filesystem;
+using diffuse::testing::TempDir;
+using diffuse::testing::write_bytes;
 
 namespace {
-
-// A fresh folder under the system temp dir, removed at the end of the test.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("diffuse_test_io_" + std::to_string(std::random_device{}()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path / name; }
-};
-
-void write_bytes(const fs::path& p, const std::string& bytes) {
-  std::ofstream out(p, std::ios::binary);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
 
 std::string u64le(std::uint64_t v) {
   std::string s(8, '\0');

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "temp_dir.hpp"
 #include "diffuse/autograd/reduce.hpp"
 #include "diffuse/io/json.hpp"
 #include "diffuse/io/plots.hpp"
@@ -23,22 +24,11 @@
 
 using namespace diffuse;
 namespace fs = std::filesystem;
+using diffuse::testing::TempDir;
+using diffuse::testing::write_bytes;
 using Catch::Contains;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("diffuse_test_pictures_" + std::to_string(std::random_device{}()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path / name; }
-};
 
 std::string read_text(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);

@@ -12,6 +12,7 @@
 #include <string>
 #include <thread>
 
+#include "temp_dir.hpp"
 #include "diffuse/data/dataloader.hpp"
 #include "diffuse/data/fashion_mnist.hpp"
 #include "diffuse/data/image_folder.hpp"
@@ -22,27 +23,11 @@
 
 using namespace diffuse;
 namespace fs = std::filesystem;
+using diffuse::testing::TempDir;
+using diffuse::testing::write_bytes;
 using Catch::Contains;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("diffuse_test_transforms_" + std::to_string(std::random_device{}()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path / name; }
-};
-
-void write_bytes(const fs::path& p, const std::string& bytes) {
-  std::ofstream out(p, std::ios::binary);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
 
 // [C,H,W] with value c*100 + y*10 + x, to see where every pixel went.
 Tensor<float> coded(std::int64_t c, std::int64_t h, std::int64_t w) {
