@@ -1,5 +1,5 @@
 // Where the diffusers reference fixtures are, for the conformance tests: the folder named by
-// $DIFFUSE_DIFFUSERS_FIXTURES, else the build's default (../shared/fixtures/diffusers).
+// $DIFFUSE_DIFFUSERS_FIXTURES, else the copy kept in the repository (tests/fixtures/diffusers).
 #pragma once
 #include <cstdlib>
 #include <filesystem>

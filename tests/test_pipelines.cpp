@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <vector>
 
 #include "diffuse/pipelines/diffusion_pipeline.hpp"
 
@@ -135,5 +136,84 @@ TEST_CASE("from_pretrained names what is wrong with a folder") {
   std::ofstream(dir / "model_index.json")
       << R"({"unet": ["diffusers", "UNet2DModel"], "scheduler": ["diffusers", "DDPMScheduler"]})";
   CHECK_THROWS_WITH(pipelines::DDPMPipeline<float>::from_pretrained(dir), Catch::Contains("config.json"));
+  // A latent pipeline's extra parts are named.
+  std::ofstream(dir / "model_index.json") << R"({"unet": ["diffusers", "UNet2DModel"], "scheduler": ["diffusers",
+      "DDIMScheduler"], "vqvae": ["diffusers", "VQModel"]})";
+  CHECK_THROWS_WITH(pipelines::DDPMPipeline<float>::from_pretrained(dir), Catch::Contains("vqvae") && Catch::Contains("VQModel"));
+  // A missing scheduler config is named by its real path.
+  Generator init(0);
+  models::UNet2DModel<float> unet(tiny_config(), init);
+  unet.save_pretrained(dir / "unet");
+  std::ofstream(dir / "model_index.json")
+      << R"({"unet": ["diffusers", "UNet2DModel"], "scheduler": ["diffusers", "DDPMScheduler"]})";
+  try {
+    pipelines::DDPMPipeline<float>::from_pretrained(dir);
+    FAIL("no error for a folder without a scheduler");
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    CHECK_THAT(msg, Catch::Contains((dir / "scheduler" / "scheduler_config.json").string()) ||
+                        Catch::Contains((dir / "scheduler_config.json").string()));
+    CHECK_THAT(msg, !Catch::Contains("scheduler/scheduler/"));
+  }
+  fs::remove_all(dir);
+}
+
+TEST_CASE("class-conditional sampling: class_labels reach the UNet, bad labels are named") {
+  auto config = tiny_config();
+  config.num_class_embeds = 3;
+  Generator init(4);
+  models::UNet2DModel<float> unet(config, init);
+  auto scheduler = schedulers::make_scheduler<float>("DDIMScheduler", {{"num_train_timesteps", 1000}});
+  pipelines::DDPMPipeline<float> pipe(unet, *scheduler);
+  auto sample = [&](std::vector<std::int64_t> labels) {
+    Generator gen(9);
+    return pipe({.batch_size = 2, .num_inference_steps = 3, .class_labels = std::move(labels)}, gen).to_vector();
+  };
+  const auto a = sample({0}), b = sample({2}), same = sample({0, 0}), mixed = sample({0, 2});
+  CHECK(a == same);  // one label is repeated for the batch
+  CHECK(a != b);     // the label changes the images
+  const std::size_t half = a.size() / 2;
+  CHECK(std::equal(mixed.begin(), mixed.begin() + half, a.begin()));   // image 0 has class 0
+  CHECK(std::equal(mixed.begin() + half, mixed.end(), b.begin() + half));  // image 1 has class 2
+  Generator gen(0);
+  CHECK_THROWS_WITH(pipe({.batch_size = 2, .num_inference_steps = 1}, gen), Catch::Contains("class_labels"));
+  CHECK_THROWS_WITH(pipe({.batch_size = 2, .num_inference_steps = 1, .class_labels = {3}}, gen),
+                    Catch::Contains("class label 3") && Catch::Contains("num_class_embeds"));
+  CHECK_THROWS_WITH(pipe({.batch_size = 2, .num_inference_steps = 1, .class_labels = {0, 1, 2}}, gen),
+                    Catch::Contains("3 class_labels"));
+  models::UNet2DModel<float> plain(tiny_config(), init);
+  pipelines::DDPMPipeline<float> plain_pipe(plain, *scheduler);
+  CHECK_THROWS_WITH(plain_pipe({.batch_size = 1, .num_inference_steps = 1, .class_labels = {0}}, gen),
+                    Catch::Contains("not class-conditional"));
+}
+
+TEST_CASE("given initial noise replaces the generator's draw; eta reaches DDIM") {
+  Generator init(5);
+  models::UNet2DModel<float> unet(tiny_config(), init);
+  auto scheduler = schedulers::make_scheduler<float>("DDIMScheduler", {{"num_train_timesteps", 1000}});
+  pipelines::DDPMPipeline<float> pipe(unet, *scheduler);
+  Generator g1(3), g2(3), unused(99);
+  const Tensor<float> noise = g1.randn<float>({2, 1, 8, 8});
+  const auto drawn = pipe({.batch_size = 2, .num_inference_steps = 4}, g2).to_vector();
+  const auto given = pipe({.batch_size = 2, .num_inference_steps = 4, .noise = noise}, unused).to_vector();
+  CHECK(drawn == given);
+  Generator g3(3);
+  const auto stochastic =
+      pipe({.batch_size = 2, .num_inference_steps = 4, .step_kwargs = {{"eta", 1.0}}}, g3).to_vector();
+  CHECK(stochastic != drawn);
+  CHECK_THROWS_WITH(pipe({.batch_size = 3, .num_inference_steps = 1, .noise = noise}, unused),
+                    Catch::Contains("initial noise"));
+}
+
+TEST_CASE("a pipeline folder with PyTorch .bin weights loads") {
+  const fs::path dir = scratch("bin");
+  fs::create_directories(dir / "unet");
+  for (const char* f : {"config.json", "diffusion_pytorch_model.bin"})
+    fs::copy_file(fs::path(DIFFUSE_TORCH_FIXTURES) / "unet_fourier_bin" / f, dir / "unet" / f);
+  schedulers::save_scheduler(*schedulers::make_scheduler<float>("DDPMScheduler", io::json::object()), dir / "scheduler");
+  std::ofstream(dir / "model_index.json")
+      << R"({"_class_name": "DDPMPipeline", "unet": ["diffusers", "UNet2DModel"], "scheduler": ["diffusers", "DDPMScheduler"]})";
+  auto pipe = pipelines::DDPMPipeline<float>::from_pretrained(dir);
+  CHECK(pipe.unet().num_parameters() > 0);
   fs::remove_all(dir);
 }

@@ -266,6 +266,33 @@ TEST_CASE("Karras sigmas") {
   for (double t : dpm.timesteps()) CHECK(t == std::round(t));
 }
 
+TEST_CASE("Karras timesteps of Euler and Heun are diffusers' (float32 log-sigmas, NumPy's casting)") {
+  // tests/reference/karras_timesteps.py: diffusers 0.21's set_timesteps written out in NumPy.
+  const std::vector<double> sd_betas = {999.000000000000, 913.147204369307, 811.944699168205, 689.368458449841,
+                                        537.353491485119, 353.689981162548, 171.466441154480, 53.046108633280,
+                                        8.657402932644,   0.000000000000};
+  const std::vector<double> ddpm_betas = {999.000000000000, 936.922128260136, 863.829667031765, 775.134303450584,
+                                          662.638871312141, 510.707016050816, 300.990254461765, 102.165226504207,
+                                          18.309189736843,  0.000000000000};
+  HeunDiscreteScheduler<double> heun({.use_karras_sigmas = true});  // betas 0.00085 .. 0.012
+  heun.set_timesteps(10);
+  EulerDiscreteScheduler<double> euler({.beta_start = 0.0001, .beta_end = 0.02, .use_karras_sigmas = true});
+  euler.set_timesteps(10);
+  // Heun repeats every timestep but the first.
+  std::vector<double> heun_unique{heun.timesteps().front()};
+  for (std::size_t i = 1; i < heun.timesteps().size(); i += 2) heun_unique.push_back(heun.timesteps()[i]);
+  REQUIRE(heun_unique.size() == sd_betas.size());
+  REQUIRE(euler.timesteps().size() == ddpm_betas.size());
+  // The first is exactly 999 (float32 distances, as diffusers computes them). The rest agree to
+  // NumPy's own float32 log, which is not correctly rounded and differs between CPUs (<= 2e-5).
+  CHECK(heun_unique[0] == 999.0);
+  CHECK(euler.timesteps()[0] == 999.0);
+  for (std::size_t i = 0; i < sd_betas.size(); ++i) {
+    CHECK(heun_unique[i] == Approx(sd_betas[i]).margin(2e-5));
+    CHECK(euler.timesteps()[i] == Approx(ddpm_betas[i]).margin(2e-5));
+  }
+}
+
 TEST_CASE("add_noise and get_velocity are consistent with the schedule") {
   Generator gen(1);
   const auto x0 = gen.randn<double>({3, 2, 4}), eps = gen.randn<double>({3, 2, 4});

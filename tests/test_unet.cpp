@@ -17,6 +17,7 @@
 
 using namespace diffuse;
 namespace fs = std::filesystem;
+using models::UNet2DConfig;
 using models::UNet2DModel;
 
 namespace {
@@ -136,7 +137,6 @@ TEST_CASE("UNet2DModel config JSON round trip and diffusers' keys") {
   c.mid_block_scale_factor = 1.5;
   c.downsample_padding = 0;
   c.act_fn = "mish";
-  c.attn_norm_num_groups = 2;
   c.norm_eps = 1e-6;
   c.class_embed_type = "timestep";
   const auto j = c.to_json();
@@ -145,7 +145,7 @@ TEST_CASE("UNet2DModel config JSON round trip and diffusers' keys") {
   CHECK(j["block_out_channels"] == io::json::array({8, 16}));
   CHECK(j["num_class_embeds"].is_null());
   CHECK(j["class_embed_type"] == "timestep");
-  CHECK(j.size() == 27);  // 25 config keys + _class_name + _diffusers_version
+  CHECK(j.size() == 26);  // 24 config keys of diffusers 0.21 + _class_name + _diffusers_version
   const auto back = UNet2DModel<double>::Config::from_json(j);
   CHECK(back.to_json() == j);
 
@@ -164,6 +164,42 @@ TEST_CASE("UNet2DModel config JSON round trip and diffusers' keys") {
                     Catch::Contains("layers_per_block") && Catch::Contains("integer"));
   CHECK_THROWS_WITH(UNet2DModel<float>::Config::from_json(io::json::parse(R"({"_class_name": "VQModel"})")),
                     Catch::Contains("VQModel"));
+}
+
+TEST_CASE("UNet2DModel writes only keys diffusers 0.21 accepts, and refuses what it would run differently") {
+  // config_keys.json: the keyword arguments of diffusers 0.21.4's UNet2DModel.__init__.
+  const auto keys = io::read_json(fs::path(DIFFUSE_FIXTURES_DEFAULT) / "config_keys.json").at("UNet2DModel");
+  for (const auto& config : {tiny_config(), UNet2DConfig{}}) {
+    const auto j = config.to_json();
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      INFO("key " << it.key());
+      CHECK((it.key()[0] == '_' || keys.contains(it.key())));
+    }
+    for (auto it = keys.begin(); it != keys.end(); ++it) CHECK(j.contains(it.key()));
+  }
+  auto c = tiny_config();
+  c.attn_norm_num_groups = 2;  // diffusers 0.21 ignores the key and normalises attention with norm_num_groups
+  CHECK_THROWS_WITH(c.to_json(), Catch::Contains("attn_norm_num_groups"));
+  c.attn_norm_num_groups = c.norm_num_groups;  // what 0.21 does anyway: fine, and not written
+  CHECK(!c.to_json().contains("attn_norm_num_groups"));
+  c.attn_norm_num_groups.reset();
+  c.norm_num_groups.reset();  // diffusers 0.21 fails on null
+  CHECK_THROWS_WITH(c.to_json(), Catch::Contains("norm_num_groups"));
+  // Newer diffusers' folders carry "attn_norm_num_groups": null; it is read.
+  CHECK_NOTHROW(UNet2DConfig::from_json(io::json::parse(R"({"attn_norm_num_groups": null})")));
+}
+
+TEST_CASE("sample_size may be [height, width], as in diffusers") {
+  auto c = UNet2DConfig::from_json(io::json::parse(R"({"sample_size": [16, 24]})"));
+  REQUIRE(c.sample_size);
+  CHECK(c.sample_size->height == 16);
+  CHECK(c.sample_size->width == 24);
+  CHECK(c.to_json()["sample_size"] == io::json::array({16, 24}));
+  CHECK(UNet2DConfig::from_json(io::json::parse(R"({"sample_size": [8, 8]})")).to_json()["sample_size"] == 8);
+  CHECK_THROWS_WITH(UNet2DConfig::from_json(io::json::parse(R"({"sample_size": [1, 2, 3]})")),
+                    Catch::Contains("sample_size"));
+  CHECK_THROWS_WITH(UNet2DConfig::from_json(io::json::parse(R"({"sample_size": [8, "x"]})")),
+                    Catch::Contains("sample_size"));
 }
 
 TEST_CASE("UNet2DModel rejects unsupported configs, naming the value and what is accepted") {

@@ -78,6 +78,7 @@
 #include "diffuse/io/image.hpp"
 #include "diffuse/io/json.hpp"
 #include "diffuse/io/npy.hpp"
+#include "diffuse/io/pytorch_bin.hpp"
 #include "diffuse/io/safetensors.hpp"
 #include "diffuse/io/plots.hpp"
 #include "diffuse/io/scatter.hpp"

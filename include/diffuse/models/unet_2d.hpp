@@ -13,14 +13,17 @@
 // order the course notebooks pass them, so designated initializers read the same).
 #pragma once
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "diffuse/io/json.hpp"
+#include "diffuse/io/pytorch_bin.hpp"
 #include "diffuse/io/safetensors.hpp"
 #include "diffuse/models/unet_2d_blocks.hpp"
 #include "diffuse/nn/embeddings.hpp"
@@ -28,8 +31,18 @@
 
 namespace diffuse::models {
 
+// diffusers' sample_size: one number (square images) or [height, width].
+struct SampleSize {
+  std::int64_t height = 0, width = 0;
+  SampleSize(std::int64_t size) : height(size), width(size) {}  // NOLINT: implicit, so `.sample_size = 28` reads as in Python
+  SampleSize(std::int64_t h, std::int64_t w) : height(h), width(w) {}
+  bool square() const { return height == width; }
+  bool operator==(const SampleSize&) const = default;
+  bool operator==(std::int64_t size) const { return height == size && width == size; }
+};
+
 struct UNet2DConfig {
-  std::optional<std::int64_t> sample_size = std::nullopt;  // informational (pipelines use it for the image size)
+  std::optional<SampleSize> sample_size = std::nullopt;  // informational (pipelines use it for the image size)
   std::int64_t in_channels = 3;
   std::int64_t out_channels = 3;
   std::int64_t layers_per_block = 2;
@@ -48,6 +61,8 @@ struct UNet2DConfig {
   std::string act_fn = "silu";
   std::optional<std::int64_t> attention_head_dim = 8;  // null: one head over all channels
   std::optional<std::int64_t> norm_num_groups = 32;    // null: min(block_out_channels[0] / 4, 32)
+  // Newer diffusers' key (read, never written): diffusers 0.21 has no such key and always uses
+  // norm_num_groups, so a model with another value cannot be saved for it.
   std::optional<std::int64_t> attn_norm_num_groups = std::nullopt;
   double norm_eps = 1e-5;
   std::string resnet_time_scale_shift = "default";  // "default" or "scale_shift"
@@ -122,10 +137,26 @@ struct UNetConfigReader {
       return;
     }
     std::int64_t x = 0;
-    if (v.is_array() && v.size() == 2 && v[0] == v[1]) read(v[0], x, key);  // square (h, w) sample_size
-    else if (v.is_array()) bad(v, key, "an integer or null");
-    else read(v, x, key);
+    if (v.is_array()) bad(v, key, "an integer or null");
+    read(v, x, key);
     f = x;
+  }
+  static void read(const nlohmann::json& v, std::optional<models::SampleSize>& f, const char* key) {
+    std::int64_t h = 0, w = 0;
+    if (v.is_null()) {
+      f.reset();
+      return;
+    }
+    if (v.is_array() && v.size() == 2) {
+      read(v[0], h, key);
+      read(v[1], w, key);
+    } else if (v.is_array()) {
+      bad(v, key, "an integer, [height, width] or null");
+    } else {
+      read(v, h, key);
+      w = h;
+    }
+    f = models::SampleSize(h, w);
   }
   static void read(const nlohmann::json& v, double& f, const char* key) {
     if (!v.is_number()) bad(v, key, "a number");
@@ -162,6 +193,7 @@ struct UNetConfigReader {
   }
 };
 
+// Writes the keys diffusers 0.21 accepts (attn_norm_num_groups is not one of them).
 struct UNetConfigWriter {
   nlohmann::json& j;
   template <class V>
@@ -170,7 +202,13 @@ struct UNetConfigWriter {
   }
   template <class V>
   void operator()(const char* key, const std::optional<V>& field) const {
+    if (std::string_view(key) == "attn_norm_num_groups") return;
     j[key] = field ? nlohmann::json(*field) : nlohmann::json(nullptr);
+  }
+  void operator()(const char* key, const std::optional<models::SampleSize>& field) const {
+    if (!field) j[key] = nullptr;
+    else if (field->square()) j[key] = field->height;
+    else j[key] = {field->height, field->width};
   }
 };
 
@@ -185,6 +223,15 @@ inline std::string join_names(std::initializer_list<const char*> names) {
 namespace diffuse::models {
 
 inline nlohmann::json UNet2DConfig::to_json() const {
+  // diffusers 0.21 would compute something else from these (or fail to load them).
+  // (0.21's mid-block attention norm: norm_num_groups with the "default" time scale shift, none otherwise.)
+  if (attn_norm_num_groups && !(attn_norm_num_groups == norm_num_groups && resnet_time_scale_shift == "default"))
+    throw Error("UNet2DModel config: attn_norm_num_groups " + std::to_string(*attn_norm_num_groups) +
+                " cannot be saved for diffusers 0.21, which has no such key and would normalise the mid-block "
+                "attention otherwise (norm_num_groups with resnet_time_scale_shift \"default\", none else)");
+  if (!norm_num_groups)
+    throw Error("UNet2DModel config: norm_num_groups null cannot be saved for diffusers 0.21, which fails to "
+                "load it; set the number of groups");
   nlohmann::json j = nlohmann::json::object();
   j["_class_name"] = diffuse::detail::kUNet2DClassName;
   j["_diffusers_version"] = diffuse::detail::kUNet2DDiffusersVersion;
@@ -345,7 +392,8 @@ class UNet2DModel : public nn::Module<T> {
   }
 
   // Loads a diffusers folder: config.json and diffusion_pytorch_model.safetensors (F32, F16, BF16
-  // or F64 weights). Strict: missing and unexpected weights are errors naming them. The model is
+  // or F64 weights), or diffusion_pytorch_model.bin (torch.save's zip format) when there is no
+  // safetensors file. Strict: missing and unexpected weights are errors naming them. The model is
   // in eval mode, as diffusers leaves it; call train() to fine-tune.
   static UNet2DModel from_pretrained(const std::filesystem::path& dir) { return UNet2DModel(PretrainedTag{}, dir); }
 
@@ -391,8 +439,18 @@ class UNet2DModel : public nn::Module<T> {
   // from `gen` are overwritten by the checkpoint.
   UNet2DModel(PretrainedTag, const std::filesystem::path& dir, Generator gen = Generator(0))
       : UNet2DModel(read_config(dir / "config.json"), gen) {
-    const auto weights_path = dir / "diffusion_pytorch_model.safetensors";
-    auto weights = io::load_safetensors<T>(weights_path);
+    // diffusers prefers safetensors and falls back to PyTorch's .bin (many course-era models).
+    auto weights_path = dir / "diffusion_pytorch_model.safetensors";
+    std::map<std::string, Tensor<T>> weights;
+    if (std::filesystem::exists(weights_path)) {
+      weights = io::load_safetensors<T>(weights_path);
+    } else if (std::filesystem::exists(dir / "diffusion_pytorch_model.bin")) {
+      weights_path = dir / "diffusion_pytorch_model.bin";
+      weights = io::load_pytorch_bin<T>(weights_path);
+    } else {
+      throw FileError("'" + dir.string() + "': no weights (neither diffusion_pytorch_model.safetensors nor " +
+                      "diffusion_pytorch_model.bin)");
+    }
     try {
       this->load_state_dict(weights);
     } catch (const Error& e) {

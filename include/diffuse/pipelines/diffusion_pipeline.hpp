@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "diffuse/io/json.hpp"
 #include "diffuse/models/unet_2d.hpp"
@@ -23,6 +24,15 @@ struct SampleOptions {
   std::int64_t num_inference_steps = 1000;
   std::optional<std::int64_t> height = std::nullopt;  // default: the UNet's sample_size
   std::optional<std::int64_t> width = std::nullopt;   // default: the UNet's sample_size
+  // One class per image for a class-conditional UNet (num_class_embeds); one value is repeated
+  // for the whole batch. Must be empty for an unconditional UNet.
+  std::vector<std::int64_t> class_labels = {};
+  // The starting noise [batch_size, C, H, W] (standard normal; scaled by init_noise_sigma here),
+  // instead of drawing it from the generator.
+  std::optional<Tensor<float>> noise = std::nullopt;
+  // Keyword arguments of every scheduler step, e.g. {"eta": 1.0} for DDIM (diffusers' eta); they
+  // stay set on the scheduler for later calls (empty: the scheduler's own step options).
+  io::json step_kwargs = io::json::object();
   // Called after each denoising step with (step index, number of steps), e.g. for a progress bar.
   std::function<void(std::int64_t, std::int64_t)> on_step = nullptr;
 };
@@ -47,8 +57,8 @@ class DiffusionPipeline {
   // sigma-based schedulers work too). Returns [batch, C, H, W] mapped from [-1, 1] to [0, 1].
   Tensor<T> operator()(const SampleOptions& options, Generator& gen) {
     const auto& config = unet_->config();
-    const std::int64_t size = config.sample_size.value_or(0);
-    const std::int64_t h = options.height.value_or(size), w = options.width.value_or(size);
+    const std::int64_t h = options.height.value_or(config.sample_size ? config.sample_size->height : 0);
+    const std::int64_t w = options.width.value_or(config.sample_size ? config.sample_size->width : 0);
     if (options.batch_size < 1 || h < 1 || w < 1)
       throw Error("DiffusionPipeline: batch_size, height and width must be positive (got " +
                   std::to_string(options.batch_size) + ", " + std::to_string(h) + ", " + std::to_string(w) +
@@ -61,13 +71,25 @@ class DiffusionPipeline {
       ~EvalMode() { m.train(was_training); }
     } eval_mode{*unet_, unet_->is_training()};
     unet_->eval();
+    const Tensor<T> class_labels = labels_for(options);
+    if (!options.step_kwargs.empty()) scheduler_->set_step_kwargs(options.step_kwargs);
     scheduler_->set_timesteps(options.num_inference_steps);
-    Tensor<T> image = gen.randn<T>({options.batch_size, config.in_channels, h, w});
+    const Shape shape{options.batch_size, config.in_channels, h, w};
+    Tensor<T> image;
+    if (options.noise) {
+      if (options.noise->shape() != shape)
+        throw Error("DiffusionPipeline: the initial noise has shape " + to_string(options.noise->shape()) +
+                    ", expected " + to_string(shape));
+      image = Tensor<T>::empty(shape);
+      std::copy(options.noise->begin(), options.noise->end(), image.data());
+    } else {
+      image = gen.randn<T>(shape);
+    }
     if (const double sigma = scheduler_->init_noise_sigma(); sigma != 1.0) image = image * static_cast<T>(sigma);
     const auto timesteps = scheduler_->timesteps();
     for (std::size_t i = 0; i < timesteps.size(); ++i) {
       const double t = timesteps[i];
-      Tensor<T> model_output = (*unet_)(scheduler_->scale_model_input(image, t), t);
+      Tensor<T> model_output = (*unet_)(scheduler_->scale_model_input(image, t), t, class_labels);
       image = scheduler_->step(model_output, t, image, gen).prev_sample;
       if (options.on_step) options.on_step(static_cast<std::int64_t>(i), static_cast<std::int64_t>(timesteps.size()));
     }
@@ -90,15 +112,21 @@ class DiffusionPipeline {
   static DiffusionPipeline from_pretrained(const std::filesystem::path& dir) {
     const auto index_path = dir / "model_index.json";
     const io::json index = io::read_json(index_path);
+    if (!index.is_object()) throw FileError("'" + index_path.string() + "': not a JSON object");
     for (const char* part : {"unet", "scheduler"})
       if (!index.contains(part))
         throw FileError("'" + index_path.string() + "': no \"" + std::string(part) + "\" entry; not a UNet pipeline");
+    // A latent or text-to-image pipeline has more parts (vae, text_encoder, ...): say which.
+    for (auto it = index.begin(); it != index.end(); ++it)
+      if (it.key().rfind('_', 0) != 0 && it.key() != "unet" && it.key() != "scheduler" && !it.value().is_null())
+        throw FileError("'" + index_path.string() + "': component \"" + it.key() + "\" (" + it.value().dump() +
+                        ") is not supported; diffuse loads pipelines made of a UNet2DModel and a scheduler");
     if (index["unet"].is_array() && index["unet"].size() == 2 && index["unet"][1] != "UNet2DModel")
       throw FileError("'" + index_path.string() + "': the unet is a " + index["unet"][1].dump() +
                       ", diffuse loads UNet2DModel");
     // new UNet(prvalue) constructs in place: a Module is neither copied nor moved.
     std::shared_ptr<UNet> unet(new UNet(UNet::from_pretrained(dir / "unet")));
-    std::shared_ptr<Scheduler> scheduler = schedulers::load_scheduler<T>(dir / "scheduler");
+    std::shared_ptr<Scheduler> scheduler = schedulers::load_scheduler<T>(dir / "scheduler" / "scheduler_config.json");
     std::string class_name = "DDPMPipeline";
     if (index.contains("_class_name")) {
       if (!index["_class_name"].is_string())
@@ -110,6 +138,8 @@ class DiffusionPipeline {
   }
 
   UNet& unet() const { return *unet_; }
+  // The number of classes of a class-conditional UNet (num_class_embeds), 0 for an unconditional one.
+  std::int64_t num_classes() const { return unet_->config().num_class_embeds.value_or(0); }
   Scheduler& scheduler() const { return *scheduler_; }
   // Swaps the sampler, e.g. for a DDIM or DPM-Solver++ scheduler made from the same config.
   void set_scheduler(std::shared_ptr<Scheduler> scheduler) {
@@ -119,6 +149,32 @@ class DiffusionPipeline {
   const std::string& class_name() const { return class_name_; }
 
  private:
+  // The class labels of a sampling call as a tensor [batch_size], checked against the UNet.
+  Tensor<T> labels_for(const SampleOptions& o) const {
+    const std::int64_t classes = num_classes();
+    if (classes == 0) {
+      if (!o.class_labels.empty())
+        throw Error("DiffusionPipeline: class_labels given, but the UNet is not class-conditional (no num_class_embeds)");
+      return {};
+    }
+    if (o.class_labels.empty())
+      throw Error("DiffusionPipeline: the UNet is class-conditional (num_class_embeds " + std::to_string(classes) +
+                  "): pass class_labels");
+    const auto n = static_cast<std::int64_t>(o.class_labels.size());
+    if (n != 1 && n != o.batch_size)
+      throw Error("DiffusionPipeline: " + std::to_string(n) + " class_labels for a batch of " +
+                  std::to_string(o.batch_size) + " (give one, or one per image)");
+    Tensor<T> labels = Tensor<T>::empty({o.batch_size});
+    for (std::int64_t i = 0; i < o.batch_size; ++i) {
+      const std::int64_t c = o.class_labels[n == 1 ? 0 : i];
+      if (c < 0 || c >= classes)
+        throw Error("DiffusionPipeline: class label " + std::to_string(c) + " is outside [0, " +
+                    std::to_string(classes) + ") (the UNet's num_class_embeds)");
+      labels.data()[i] = static_cast<T>(c);
+    }
+    return labels;
+  }
+
   std::shared_ptr<UNet> unet_;
   std::shared_ptr<Scheduler> scheduler_;
   std::string class_name_;

@@ -199,18 +199,19 @@ inline std::vector<double> karras_sigmas(double in_first, double in_last, std::i
 }
 
 // diffusers' _sigma_to_t: the (fractional) training timestep of noise level sigma, by linear
-// interpolation in log sigma. log_sigmas are float32 like diffusers'.
+// interpolation in log sigma. As in diffusers under NumPy 1.x, the float64 log sigma meets the
+// float32 log_sigmas array in float32 (value-based casting), so the distances and the weight are
+// float32; only the final (1 - w) * low + w * high is float64.
 inline double sigma_to_t(double sigma, const std::vector<float>& log_sigmas) {
-  const double log_sigma = std::log(sigma);
+  const auto log_sigma = static_cast<float>(std::log(sigma));
   const auto n = static_cast<std::int64_t>(log_sigmas.size());
   std::int64_t low = 0;
   for (std::int64_t i = 0; i < n; ++i)
-    if (log_sigma - log_sigmas[i] >= 0) low = i;
+    if (log_sigma - log_sigmas[i] >= 0.0f) low = i;
   low = std::min(low, n - 2);
   const float lo = log_sigmas[low], hi = log_sigmas[low + 1];
-  double w = (lo - log_sigma) / static_cast<double>(lo - hi);
-  w = std::clamp(w, 0.0, 1.0);
-  return (1 - w) * static_cast<double>(low) + w * static_cast<double>(low + 1);
+  const float w = std::clamp((lo - log_sigma) / (lo - hi), 0.0f, 1.0f);
+  return static_cast<double>(1.0f - w) * static_cast<double>(low) + static_cast<double>(w) * static_cast<double>(low + 1);
 }
 
 // torch.quantile(values, q) with linear interpolation; sorts `v` in place.

@@ -60,11 +60,12 @@ std::unique_ptr<Scheduler<T>> make_scheduler(const json& config) {
 // A scheduler from a scheduler_config.json file, or from a pipeline folder's scheduler/ subfolder.
 template <class T = float>
 std::unique_ptr<Scheduler<T>> load_scheduler(const std::filesystem::path& path) {
+  // A scheduler folder holds scheduler_config.json; a pipeline folder holds scheduler/.
   std::filesystem::path file = path;
-  if (std::filesystem::is_directory(file)) {
-    file = path / "scheduler_config.json";
-    if (!std::filesystem::exists(file)) file = path / "scheduler" / "scheduler_config.json";
-  }
+  if (std::filesystem::is_directory(path))
+    file = std::filesystem::is_directory(path / "scheduler") && !std::filesystem::exists(path / "scheduler_config.json")
+               ? path / "scheduler" / "scheduler_config.json"
+               : path / "scheduler_config.json";
   return make_scheduler<T>(read_config_file(file));
 }
 

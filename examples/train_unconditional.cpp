@@ -1,0 +1,401 @@
+// train_unconditional: the C++ counterpart of diffusers'
+// examples/unconditional_image_generation/train_unconditional.py, with its flag names.
+//
+// Trains a UNet2DModel with the DDPM objective on Fashion-MNIST (the default) or on a folder of
+// images, and leaves a diffusers pipeline folder in --output_dir (model_index.json, unet/,
+// scheduler/, README.md), so Python's DDPMPipeline.from_pretrained(output_dir) loads it.
+// Along the way: sample grids, the loss curve, metrics (CSV and JSON lines), checkpoints in
+// output_dir/checkpoint-STEP/ that --resume_from_checkpoint continues bit for bit.
+//
+// The defaults are this project's recipe for Fashion-MNIST on a 2-core CPU (docs/recipes.md):
+// about 14 minutes of training and a sample grid.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <string>
+
+#include <diffuse/diffuse.hpp>
+
+#include "cli.hpp"
+#include "model_card.hpp"
+#include "samplers.hpp"
+
+using namespace diffuse;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Args {
+  // Data
+  std::string dataset = "fashion-mnist";
+  fs::path train_data_dir;
+  std::int64_t resolution = 28;
+  bool center_crop = false, random_flip = false;
+  // Model
+  fs::path model_config;
+  // Training
+  std::int64_t train_batch_size = 64, eval_batch_size = 64, num_epochs = 100;
+  std::optional<std::int64_t> max_train_steps = 5000;
+  std::int64_t gradient_accumulation_steps = 1;
+  double learning_rate = 1e-3;
+  std::string lr_scheduler = "cosine";
+  std::int64_t lr_warmup_steps = 200;
+  double adam_beta1 = 0.9, adam_beta2 = 0.999, adam_weight_decay = 1e-6, adam_epsilon = 1e-8;
+  double max_grad_norm = 1.0;
+  bool use_ema = true;
+  double ema_inv_gamma = 1.0, ema_power = 0.75, ema_max_decay = 0.999;
+  std::optional<double> snr_gamma;
+  // Noise schedule
+  std::int64_t ddpm_num_steps = 1000;
+  std::string ddpm_beta_schedule = "squaredcos_cap_v2";
+  std::string prediction_type = "epsilon";
+  // Evaluation and saving
+  std::string eval_scheduler = "dpmpp_2m";
+  std::int64_t ddpm_num_inference_steps = 20;
+  std::int64_t save_images_epochs = 1, save_model_epochs = 1;
+  std::optional<std::int64_t> checkpointing_steps = 500, checkpoints_total_limit = 2;
+  std::string resume_from_checkpoint;
+  fs::path output_dir = "ddpm-model";
+  std::int64_t seed = 0;
+  double time_budget = 840;
+};
+
+Args parse_args(int argc, char** argv) {
+  Args a;
+  cli::Parser p("train_unconditional",
+                "Trains a diffusers UNet2DModel to generate images (DDPM objective) and writes a diffusers\n"
+                "pipeline folder. Flags follow diffusers' train_unconditional.py; the defaults are the recipe\n"
+                "for Fashion-MNIST on a 2-core CPU (docs/recipes.md).");
+  p.add("--dataset", a.dataset, "the training data when --train_data_dir is not given: fashion-mnist");
+  p.add("--train_data_dir", a.train_data_dir, "a folder of images (sub-folders are classes) to train on instead");
+  p.add("--resolution", a.resolution, "images are resized to this size (shorter side), then cropped square");
+  p.add("--center_crop", a.center_crop, "crop the center instead of a random square");
+  p.add("--random_flip", a.random_flip, "flip images horizontally at random");
+  p.add("--model_config", a.model_config, "a diffusers UNet2DModel config.json (default: the recipe's model)");
+  p.add("--train_batch_size", a.train_batch_size, "images per training micro-batch");
+  p.add("--eval_batch_size", a.eval_batch_size, "images in each sample grid");
+  p.add("--num_epochs", a.num_epochs, "passes over the data (--max_train_steps stops earlier)");
+  p.add("--max_train_steps", a.max_train_steps, "optimizer steps in all (none: num_epochs decides)");
+  p.add("--gradient_accumulation_steps", a.gradient_accumulation_steps, "micro-batches per optimizer step");
+  p.add("--learning_rate", a.learning_rate, "peak learning rate of AdamW");
+  p.add("--lr_scheduler", a.lr_scheduler,
+        "linear, cosine, cosine_with_restarts, polynomial, constant or constant_with_warmup");
+  p.add("--lr_warmup_steps", a.lr_warmup_steps, "steps of linear warmup");
+  p.add("--adam_beta1", a.adam_beta1, "AdamW beta1");
+  p.add("--adam_beta2", a.adam_beta2, "AdamW beta2");
+  p.add("--adam_weight_decay", a.adam_weight_decay, "AdamW weight decay");
+  p.add("--adam_epsilon", a.adam_epsilon, "AdamW epsilon");
+  p.add("--max_grad_norm", a.max_grad_norm, "clip the gradient norm to this (0: no clipping)");
+  p.add("--use_ema", a.use_ema, "keep an exponential moving average of the weights and save that");
+  p.add("--ema_inv_gamma", a.ema_inv_gamma, "EMA warmup inv_gamma");
+  p.add("--ema_power", a.ema_power, "EMA warmup power");
+  p.add("--ema_max_decay", a.ema_max_decay, "the largest EMA decay");
+  p.add("--snr_gamma", a.snr_gamma, "min-SNR-gamma loss weighting (none: plain MSE)");
+  p.add("--ddpm_num_steps", a.ddpm_num_steps, "training timesteps of the DDPM noise schedule");
+  p.add("--ddpm_beta_schedule", a.ddpm_beta_schedule, "linear, scaled_linear or squaredcos_cap_v2");
+  p.add("--prediction_type", a.prediction_type, "what the UNet predicts: epsilon, v_prediction or sample");
+  p.add("--eval_scheduler", a.eval_scheduler,
+        "sampler of the sample grids: ddpm, ddim, pndm, euler, euler_ancestral, heun, dpmpp_2m, unipc");
+  p.add("--ddpm_num_inference_steps", a.ddpm_num_inference_steps, "denoising steps of the sample grids");
+  p.add("--save_images_epochs", a.save_images_epochs, "write a sample grid every this many epochs (and at the end)");
+  p.add("--save_model_epochs", a.save_model_epochs, "write the pipeline every this many epochs (and at the end)");
+  p.add("--checkpointing_steps", a.checkpointing_steps, "save a resumable checkpoint every this many steps");
+  p.add("--checkpoints_total_limit", a.checkpoints_total_limit, "keep at most this many checkpoints");
+  p.add("--resume_from_checkpoint", a.resume_from_checkpoint, "a checkpoint folder, or 'latest' in --output_dir");
+  p.add("--output_dir", a.output_dir, "where the pipeline, samples, metrics and checkpoints go");
+  p.add("--seed", a.seed, "seed of every random draw");
+  p.add("--time_budget", a.time_budget, "seconds of training; then stop cleanly, save and sample (0: no limit)");
+  p.parse(argc, argv);
+
+  auto positive = [](const char* flag, std::int64_t v) {
+    if (v < 1) throw cli::UsageError(std::string(flag) + " must be at least 1, got " + std::to_string(v));
+  };
+  positive("--resolution", a.resolution);
+  positive("--train_batch_size", a.train_batch_size);
+  positive("--eval_batch_size", a.eval_batch_size);
+  positive("--num_epochs", a.num_epochs);
+  positive("--gradient_accumulation_steps", a.gradient_accumulation_steps);
+  positive("--ddpm_num_steps", a.ddpm_num_steps);
+  positive("--ddpm_num_inference_steps", a.ddpm_num_inference_steps);
+  positive("--save_images_epochs", a.save_images_epochs);
+  positive("--save_model_epochs", a.save_model_epochs);
+  if (a.max_train_steps) positive("--max_train_steps", *a.max_train_steps);
+  if (a.checkpointing_steps) positive("--checkpointing_steps", *a.checkpointing_steps);
+  if (a.checkpoints_total_limit) positive("--checkpoints_total_limit", *a.checkpoints_total_limit);
+  if (a.lr_warmup_steps < 0) throw cli::UsageError("--lr_warmup_steps must not be negative");
+  if (!(a.learning_rate > 0)) throw cli::UsageError("--learning_rate must be positive");
+  if (a.time_budget < 0) throw cli::UsageError("--time_budget must not be negative");
+  if (a.snr_gamma && !(*a.snr_gamma > 0)) throw cli::UsageError("--snr_gamma must be positive");
+  if (a.ddpm_num_inference_steps > a.ddpm_num_steps)
+    throw cli::UsageError("--ddpm_num_inference_steps must not exceed --ddpm_num_steps");
+  cli::check_choice("--dataset", a.dataset, {"fashion-mnist"});
+  cli::check_choice("--lr_scheduler", a.lr_scheduler, optim::schedule_names());
+  cli::check_choice("--ddpm_beta_schedule", a.ddpm_beta_schedule, {"linear", "scaled_linear", "squaredcos_cap_v2"});
+  cli::check_choice("--prediction_type", a.prediction_type, {"epsilon", "v_prediction", "sample"});
+  cli::check_choice("--eval_scheduler", a.eval_scheduler, tools::sampler_names());
+  return a;
+}
+
+// The recipe's model for 28x28 Fashion-MNIST (docs/recipes.md), or the given config.json.
+models::UNet2DConfig model_config(const Args& a, std::int64_t channels) {
+  if (!a.model_config.empty()) {
+    models::UNet2DConfig c = models::UNet2DConfig::from_json(io::read_json(a.model_config));
+    if (c.in_channels != channels || c.out_channels != channels)
+      throw Error("'" + a.model_config.string() + "': in_channels and out_channels must be " +
+                  std::to_string(channels) + " for this data (got " + std::to_string(c.in_channels) + " and " +
+                  std::to_string(c.out_channels) + ")");
+    c.sample_size = a.resolution;
+    return c;
+  }
+  return {.sample_size = a.resolution,
+          .in_channels = channels,
+          .out_channels = channels,
+          .layers_per_block = 2,
+          .block_out_channels = {32, 64, 64},
+          .down_block_types = {"DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"},
+          .up_block_types = {"AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"}};
+}
+
+// Resize + crop + flip + map to [-1, 1], as the diffusers script's torchvision transforms.
+data::Compose augmentations(const Args& a) {
+  std::vector<data::Transform> t{data::Resize(a.resolution)};
+  if (a.center_crop) t.push_back(data::CenterCrop(a.resolution));
+  else t.push_back(data::RandomCrop(a.resolution));
+  if (a.random_flip) t.push_back(data::RandomHorizontalFlip());
+  t.push_back(data::Normalize({0.5}, {0.5}));
+  return data::Compose(std::move(t));
+}
+
+template <class Dataset>
+int train(const Args& a, Dataset& dataset, const std::string& data_description) {
+  using Clock = std::chrono::steady_clock;
+  const auto started = Clock::now();
+  auto seconds = [&] { return std::chrono::duration<double>(Clock::now() - started).count(); };
+  fs::create_directories(a.output_dir);
+  Generator gen(static_cast<std::uint64_t>(a.seed));
+  default_generator().manual_seed(static_cast<std::uint64_t>(a.seed) + 1);  // dropout
+
+  data::DataLoader loader(dataset, {.batch_size = a.train_batch_size, .shuffle = true, .drop_last = true}, gen);
+  if (loader.size() == 0)
+    throw Error("the data set has " + std::to_string(dataset.size()) + " images, fewer than one batch of " +
+                std::to_string(a.train_batch_size));
+  training::ResumableLoader epochs(loader, gen);
+  const std::int64_t channels = dataset.sample_shape()[0];
+
+  models::UNet2DModel<float> unet(model_config(a, channels), gen);
+  unet.train();
+  schedulers::DDPMScheduler<float> noise_scheduler({.num_train_timesteps = a.ddpm_num_steps,
+                                                    .beta_schedule = a.ddpm_beta_schedule,
+                                                    .prediction_type = a.prediction_type});
+  const Tensor<float> alphas_cumprod = noise_scheduler.alphas_cumprod();
+
+  const std::int64_t steps_per_epoch = loader.size() / a.gradient_accumulation_steps;
+  if (steps_per_epoch == 0)
+    throw Error("--gradient_accumulation_steps " + std::to_string(a.gradient_accumulation_steps) +
+                " exceeds the batches in an epoch (" + std::to_string(loader.size()) + ")");
+  const std::int64_t total_steps = a.max_train_steps.value_or(a.num_epochs * steps_per_epoch);
+  optim::AdamW<float> opt(optim::weight_decay_groups(unet, a.adam_weight_decay),
+                          {.lr = a.learning_rate, .beta1 = a.adam_beta1, .beta2 = a.adam_beta2,
+                           .eps = a.adam_epsilon, .weight_decay = a.adam_weight_decay});
+  auto lr_schedule = optim::get_scheduler(a.lr_scheduler, opt,
+                                          {.num_warmup_steps = a.lr_warmup_steps, .num_training_steps = total_steps});
+  std::optional<optim::EMAModel<float>> ema;
+  if (a.use_ema)
+    ema.emplace(unet, optim::EMAOptions{.decay = a.ema_max_decay, .use_ema_warmup = true,
+                                        .inv_gamma = a.ema_inv_gamma, .power = a.ema_power});
+
+  training::CheckpointManager checkpoints(a.output_dir, {.checkpoints_total_limit = a.checkpoints_total_limit});
+  training::TrainingState<float> state{.model = &unet, .optimizer = &opt, .lr_scheduler = &lr_schedule,
+                                       .ema = ema ? &*ema : nullptr, .data_loader = &epochs};
+  state.generators = {{"train", &gen}, {"default", &default_generator()}};
+  if (!a.resume_from_checkpoint.empty()) {
+    if (checkpoints.resume(a.resume_from_checkpoint, state))
+      std::printf("Resumed from step %lld (epoch %lld)\n", static_cast<long long>(state.global_step),
+                  static_cast<long long>(state.epoch));
+    else
+      std::printf("No checkpoint in '%s' to resume from: starting a new run\n", a.output_dir.string().c_str());
+  }
+  const bool resumed = state.global_step > 0;
+
+  std::printf("%s\nUNet2DModel: %lld parameters; %lld steps of %lld images (%lld steps per epoch)\n",
+              data_description.c_str(), static_cast<long long>(unet.num_parameters()),
+              static_cast<long long>(total_steps),
+              static_cast<long long>(a.train_batch_size * a.gradient_accumulation_steps),
+              static_cast<long long>(steps_per_epoch));
+
+  // The pipeline that samples and saves: the UNet (EMA weights swapped in) and the eval sampler.
+  std::shared_ptr<schedulers::Scheduler<float>> sampler =
+      tools::make_sampler<float>(a.eval_scheduler, noise_scheduler.to_json());
+  pipelines::DDPMPipeline<float> pipe(unet, *sampler);
+  fs::create_directories(a.output_dir / "samples");
+  auto with_ema_weights = [&](auto&& fn) {
+    if (ema) {
+      ema->store(unet);
+      ema->copy_to(unet);
+    }
+    fn();
+    if (ema) ema->restore(unet);
+  };
+  auto save_samples = [&](const std::string& tag) {
+    Generator sample_gen(static_cast<std::uint64_t>(a.seed));  // the same noise every time: progress is visible
+    Tensor<float> images;
+    with_ema_weights([&] {
+      images = pipe({.batch_size = a.eval_batch_size, .num_inference_steps = a.ddpm_num_inference_steps}, sample_gen);
+    });
+    const auto nrow = static_cast<std::int64_t>(std::ceil(std::sqrt(static_cast<double>(a.eval_batch_size))));
+    io::save_image(images, a.output_dir / "samples" / (tag + ".png"), {.nrow = nrow});
+    io::save_image(images, a.output_dir / "samples.png", {.nrow = nrow});
+  };
+  tools::ModelCard card{.dataset = data_description,
+                        .resolution = a.resolution,
+                        .batch_size = a.train_batch_size * a.gradient_accumulation_steps,
+                        .learning_rate = a.learning_rate,
+                        .lr_scheduler = a.lr_scheduler,
+                        .use_ema = a.use_ema,
+                        .prediction_type = a.prediction_type,
+                        .beta_schedule = a.ddpm_beta_schedule,
+                        .num_parameters = unet.num_parameters()};
+  auto save_pipeline = [&] {
+    with_ema_weights([&] {
+      // The folder holds the training scheduler (DDPM), as diffusers' script saves it.
+      pipelines::DDPMPipeline<float> out(unet, noise_scheduler);
+      out.save_pretrained(a.output_dir);
+    });
+    card.steps = state.global_step;
+    card.epochs = state.epoch;
+    card.has_samples = fs::exists(a.output_dir / "samples.png");
+    tools::write_model_card(a.output_dir, card);
+  };
+
+  training::MetricsLogger csv(a.output_dir / "metrics.csv", {.append = resumed});
+  training::MetricsLogger jsonl(a.output_dir / "metrics.jsonl", {.append = resumed});
+  std::vector<double> losses;
+  for (const auto& row : training::read_metrics(a.output_dir / "metrics.csv"))
+    if (row.contains("loss") && row.at("loss").is_number() && row.at("step").get<std::int64_t>() <= state.global_step)
+      losses.push_back(row.at("loss").get<double>());
+
+  training::ProgressBar progress(total_steps, {.desc = "train"});
+  progress.update(state.global_step);
+  bool out_of_time = false;
+  double loss_sum = 0;
+  std::int64_t micro = 0, images_seen = 0;
+  const double train_start = seconds();
+  while (state.global_step < total_steps && !out_of_time) {
+    for (auto& batch : epochs) {
+      const Tensor<float>& clean = batch.images;
+      Tensor<float> noise = gen.randn<float>(clean.shape());
+      const auto t = gen.randint_list(0, a.ddpm_num_steps, batch.size());
+      const Tensor<float> timesteps(Shape{batch.size()}, std::vector<float>(t.begin(), t.end()));
+      Tensor<float> noisy = noise_scheduler.add_noise(clean, noise, t);
+      Tensor<float> target = a.prediction_type == "epsilon"        ? noise
+                             : a.prediction_type == "v_prediction" ? noise_scheduler.get_velocity(clean, noise, t)
+                                                                   : clean;
+      Tensor<float> pred = unet(noisy, timesteps);
+      Tensor<float> loss;
+      if (a.snr_gamma) {
+        Tensor<float> w = training::min_snr_weights(alphas_cumprod, timesteps, *a.snr_gamma, a.prediction_type);
+        loss = mean(square(pred - target) * w.reshape({batch.size(), 1, 1, 1}));  // diffusers' per-image weights
+      } else {
+        loss = nn::functional::mse_loss(pred, target);
+      }
+      if (a.gradient_accumulation_steps > 1) loss = loss / static_cast<float>(a.gradient_accumulation_steps);
+      if (micro == 0) opt.zero_grad();
+      loss.backward();
+      loss_sum += loss.item();
+      images_seen += batch.size();
+      if (++micro < a.gradient_accumulation_steps) continue;
+      micro = 0;
+      const double grad_norm =
+          a.max_grad_norm > 0 ? optim::clip_grad_norm_(unet.parameters(), a.max_grad_norm) : 0.0;
+      opt.step();
+      lr_schedule.step();
+      if (ema) ema->step(unet);
+      ++state.global_step;
+      const double elapsed = seconds();
+      nlohmann::ordered_json row = {{"step", state.global_step},
+                                    {"epoch", epochs.epoch()},
+                                    {"loss", loss_sum},
+                                    {"lr", opt.param_groups()[0].lr},
+                                    {"grad_norm", grad_norm},
+                                    {"ema_decay", ema ? ema->cur_decay_value() : 0.0},
+                                    {"images_per_s", images_seen / std::max(elapsed - train_start, 1e-9)},
+                                    {"time", elapsed}};
+      csv.log(row);
+      jsonl.log(row);
+      losses.push_back(loss_sum);
+      progress.update(1, loss_sum);
+      loss_sum = 0;
+      if (a.checkpointing_steps && state.global_step % *a.checkpointing_steps == 0) {
+        state.epoch = epochs.epoch();
+        checkpoints.save(state);
+      }
+      if (a.time_budget > 0 && elapsed >= a.time_budget) {
+        out_of_time = true;
+        break;
+      }
+      if (state.global_step >= total_steps) break;
+    }
+    if (out_of_time || state.global_step >= total_steps) break;
+    // An epoch ended.
+    state.epoch = epochs.epoch();
+    const std::int64_t done = epochs.epoch();
+    if (done % a.save_images_epochs == 0) save_samples("epoch_" + std::to_string(done));
+    if (done % a.save_model_epochs == 0) save_pipeline();
+    io::loss_plot(losses, {.log_y = true}).save(a.output_dir / "loss.svg");
+  }
+  progress.close();
+  state.epoch = epochs.epoch();
+  if (out_of_time)
+    std::printf("Time budget of %.0f s spent after step %lld: stopping\n", a.time_budget,
+                static_cast<long long>(state.global_step));
+  checkpoints.save(state);
+  io::loss_plot(losses, {.log_y = true}).save(a.output_dir / "loss.svg");
+  save_samples("step_" + std::to_string(state.global_step));
+  save_pipeline();
+  std::printf("Trained %lld steps in %.0f s (%.0f images/s); wrote %s/{model_index.json, unet/, scheduler/, "
+              "README.md, samples.png, loss.svg, metrics.csv, metrics.jsonl, checkpoint-%lld/}\n",
+              static_cast<long long>(state.global_step), seconds(),
+              images_seen / std::max(seconds() - train_start, 1e-9), a.output_dir.string().c_str(),
+              static_cast<long long>(state.global_step));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args args;
+  try {
+    args = parse_args(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "train_unconditional: %s\n", e.what());
+    return 2;
+  }
+  try {
+    if (!args.train_data_dir.empty()) {
+      if (!fs::is_directory(args.train_data_dir))
+        throw FileError("--train_data_dir '" + args.train_data_dir.string() + "' is not a folder");
+      data::ImageFolder folder(args.train_data_dir, {.channels = 3});
+      if (folder.size() == 0)
+        throw FileError("--train_data_dir '" + args.train_data_dir.string() + "' holds no readable image (" +
+                        std::to_string(folder.skipped().size()) + " skipped)");
+      if (!folder.skipped().empty()) std::fputs(folder.summary().c_str(), stderr);
+      const std::string what = "image folder '" + args.train_data_dir.string() + "' (" +
+                               std::to_string(folder.size()) + " images)";
+      auto dataset = data::with_transform(std::move(folder), augmentations(args));
+      return train(args, dataset, what);
+    }
+    auto fashion = data::FashionMNIST::train();
+    if (args.resolution == 28 && !args.random_flip) {
+      auto dataset = data::with_transform(std::move(fashion), data::Compose({data::Normalize({0.5}, {0.5})}));
+      return train(args, dataset, "Fashion-MNIST (60,000 training images, 28x28)");
+    }
+    auto dataset = data::with_transform(std::move(fashion), augmentations(args));
+    return train(args, dataset, "Fashion-MNIST (60,000 training images)");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "train_unconditional: %s\n", e.what());
+    return 1;
+  }
+}
