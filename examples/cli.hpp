@@ -17,6 +17,7 @@
 #include <functional>
 #include <optional>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -40,14 +41,21 @@ class Parser {
   void add(const std::string& name, std::int64_t& v, const std::string& help) {
     add_flag(name, std::to_string(v), help, [&v, name](const std::string& s) { v = to_int(name, s); });
   }
+  // Optional values: "none" unsets them.
   void add(const std::string& name, std::optional<std::int64_t>& v, const std::string& help) {
-    add_flag(name, v ? std::to_string(*v) : "none", help, [&v, name](const std::string& s) { v = to_int(name, s); });
+    add_flag(name, v ? std::to_string(*v) : "none", help, [&v, name](const std::string& s) {
+      if (s == "none") v.reset();
+      else v = to_int(name, s);
+    });
   }
   void add(const std::string& name, double& v, const std::string& help) {
     add_flag(name, format(v), help, [&v, name](const std::string& s) { v = to_double(name, s); });
   }
   void add(const std::string& name, std::optional<double>& v, const std::string& help) {
-    add_flag(name, v ? format(*v) : "none", help, [&v, name](const std::string& s) { v = to_double(name, s); });
+    add_flag(name, v ? format(*v) : "none", help, [&v, name](const std::string& s) {
+      if (s == "none") v.reset();
+      else v = to_double(name, s);
+    });
   }
   // A switch: `--flag` alone sets it; `--flag=false` / `--flag=true` are accepted too.
   void add(const std::string& name, bool& v, const std::string& help) {

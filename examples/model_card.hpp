@@ -19,7 +19,7 @@ struct ModelCard {
   std::string lr_scheduler;
   bool use_ema = false;
   std::string prediction_type, beta_schedule;
-  std::int64_t num_parameters = 0, steps = 0, epochs = 0;
+  std::int64_t num_train_timesteps = 1000, num_parameters = 0, steps = 0, epochs = 0;
   bool has_samples = false;
 };
 
@@ -44,7 +44,7 @@ inline std::string model_card_text(const ModelCard& c, const std::string& folder
     << "| batch size | " << c.batch_size << " |\n"
     << "| optimizer | AdamW, learning rate " << c.learning_rate << ", " << c.lr_scheduler << " schedule |\n"
     << "| EMA of the weights | " << (c.use_ema ? "yes (these are the EMA weights)" : "no") << " |\n"
-    << "| noise schedule | DDPM, " << c.beta_schedule << " betas, 1000 training timesteps |\n"
+    << "| noise schedule | DDPM, " << c.beta_schedule << " betas, " << c.num_train_timesteps << " training timesteps |\n"
     << "| prediction type | " << c.prediction_type << " |\n\n";
   if (c.has_samples) s << "## Samples\n\n![samples](samples.png)\n\n";
   s << "## Usage\n\nIn Python, with diffusers:\n\n```python\n"

@@ -87,7 +87,8 @@ int main(int argc, char** argv) {
       if (init->dim() != 4 || init->size(1) != c || init->size(2) != h || init->size(3) != w)
         throw Error("--init_noise '" + args.init_noise.string() + "' has shape " + to_string(init->shape()) +
                     ", expected [N, " + std::to_string(c) + ", " + std::to_string(h) + ", " + std::to_string(w) + "]");
-      args.batch_size = init->size(0);
+      if (init->size(0) < 1) throw Error("--init_noise '" + args.init_noise.string() + "' holds no image");
+      args.batch_size = init->size(0);  // the file decides how many images
     }
 
     fs::create_directories(args.output_dir);

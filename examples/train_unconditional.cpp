@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <sstream>
 #include <string>
 
 #include <diffuse/diffuse.hpp>
@@ -129,6 +130,14 @@ Args parse_args(int argc, char** argv) {
   if (!(a.learning_rate > 0)) throw cli::UsageError("--learning_rate must be positive");
   if (a.time_budget < 0) throw cli::UsageError("--time_budget must not be negative");
   if (a.snr_gamma && !(*a.snr_gamma > 0)) throw cli::UsageError("--snr_gamma must be positive");
+  if (!(a.adam_beta1 >= 0 && a.adam_beta1 < 1)) throw cli::UsageError("--adam_beta1 must be in [0, 1)");
+  if (!(a.adam_beta2 >= 0 && a.adam_beta2 < 1)) throw cli::UsageError("--adam_beta2 must be in [0, 1)");
+  if (!(a.adam_epsilon > 0)) throw cli::UsageError("--adam_epsilon must be positive");
+  if (a.adam_weight_decay < 0) throw cli::UsageError("--adam_weight_decay must not be negative");
+  if (!(a.ema_max_decay >= 0 && a.ema_max_decay <= 1)) throw cli::UsageError("--ema_max_decay must be in [0, 1]");
+  if (!(a.ema_inv_gamma > 0) || !(a.ema_power > 0)) throw cli::UsageError("--ema_inv_gamma and --ema_power must be positive");
+  if (a.max_grad_norm < 0) throw cli::UsageError("--max_grad_norm must not be negative (0: no clipping)");
+  if (a.output_dir.empty()) throw cli::UsageError("--output_dir must not be empty");
   if (a.ddpm_num_inference_steps > a.ddpm_num_steps)
     throw cli::UsageError("--ddpm_num_inference_steps must not exceed --ddpm_num_steps");
   cli::check_choice("--dataset", a.dataset, {"fashion-mnist"});
@@ -148,6 +157,7 @@ models::UNet2DConfig model_config(const Args& a, std::int64_t channels) {
                   std::to_string(channels) + " for this data (got " + std::to_string(c.in_channels) + " and " +
                   std::to_string(c.out_channels) + ")");
     c.sample_size = a.resolution;
+    c.to_json();  // a config diffusers 0.21 cannot load fails now, not at the first save
     return c;
   }
   return {.sample_size = a.resolution,
@@ -167,6 +177,27 @@ data::Compose augmentations(const Args& a) {
   if (a.random_flip) t.push_back(data::RandomHorizontalFlip());
   t.push_back(data::Normalize({0.5}, {0.5}));
   return data::Compose(std::move(t));
+}
+
+// Keeps the lines of a metrics file (CSV with a header, or JSON lines) whose step is at most `step`.
+void keep_rows_up_to(const fs::path& path, std::int64_t step, bool csv) {
+  if (!fs::exists(path)) return;
+  std::string text = io::read_file_bytes(path);
+  if (!text.empty() && text.back() != '\n') text.erase(text.rfind('\n') + 1);  // a torn last line (npos + 1 == 0)
+  std::istringstream in(text);
+  std::string line, kept;
+  for (bool first = true; std::getline(in, line); first = false) {
+    if (line.empty()) continue;
+    std::int64_t row_step = 0;
+    try {
+      row_step = csv ? (first ? -1 : std::stoll(line.substr(0, line.find(','))))
+                     : nlohmann::json::parse(line).at("step").get<std::int64_t>();
+    } catch (const std::exception&) {
+      continue;  // a torn last line
+    }
+    if (row_step <= step) kept += line + "\n";
+  }
+  io::write_file_atomic(path, kept);
 }
 
 template <class Dataset>
@@ -212,7 +243,10 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
                                        .ema = ema ? &*ema : nullptr, .data_loader = &epochs};
   state.generators = {{"train", &gen}, {"default", &default_generator()}};
   if (!a.resume_from_checkpoint.empty()) {
-    if (checkpoints.resume(a.resume_from_checkpoint, state))
+    // As diffusers' script: a checkpoint name is looked up in --output_dir.
+    std::string which = a.resume_from_checkpoint;
+    if (which != "latest" && !fs::exists(which) && fs::exists(a.output_dir / which)) which = (a.output_dir / which).string();
+    if (checkpoints.resume(which, state))
       std::printf("Resumed from step %lld (epoch %lld)\n", static_cast<long long>(state.global_step),
                   static_cast<long long>(state.epoch));
     else
@@ -257,6 +291,7 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
                         .use_ema = a.use_ema,
                         .prediction_type = a.prediction_type,
                         .beta_schedule = a.ddpm_beta_schedule,
+                        .num_train_timesteps = a.ddpm_num_steps,
                         .num_parameters = unet.num_parameters()};
   auto save_pipeline = [&] {
     with_ema_weights([&] {
@@ -270,6 +305,10 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
     tools::write_model_card(a.output_dir, card);
   };
 
+  if (resumed) {  // rows logged after the checkpoint by the interrupted run are logged again
+    keep_rows_up_to(a.output_dir / "metrics.csv", state.global_step, true);
+    keep_rows_up_to(a.output_dir / "metrics.jsonl", state.global_step, false);
+  }
   training::MetricsLogger csv(a.output_dir / "metrics.csv", {.append = resumed});
   training::MetricsLogger jsonl(a.output_dir / "metrics.jsonl", {.append = resumed});
   std::vector<double> losses;
@@ -298,6 +337,9 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
       if (a.snr_gamma) {
         Tensor<float> w = training::min_snr_weights(alphas_cumprod, timesteps, *a.snr_gamma, a.prediction_type);
         loss = mean(square(pred - target) * w.reshape({batch.size(), 1, 1, 1}));  // diffusers' per-image weights
+      } else if (a.prediction_type == "sample") {  // diffusers' script weights x0 errors by the SNR
+        Tensor<float> w = training::compute_snr(alphas_cumprod, timesteps);
+        loss = mean(square(pred - target) * w.reshape({batch.size(), 1, 1, 1}));
       } else {
         loss = nn::functional::mse_loss(pred, target);
       }

@@ -85,7 +85,7 @@ TEST_CASE("Hostile pickles are refused and never run") {
   CHECK_THROWS_WITH(io::load_pytorch_bin<float>(torch_dir / "evil_os_system.bin"),
                     Catch::Contains("posix.system") || Catch::Contains("os.system"));
   CHECK_THROWS_AS(io::load_pytorch_bin<float>(torch_dir / "evil_os_system.bin"), FileError);
-  CHECK_THROWS_WITH(io::load_pytorch_bin<float>(torch_dir / "view_past_storage.bin"), Catch::Contains("past its storage"));
+  CHECK_THROWS_WITH(io::load_pytorch_bin<float>(torch_dir / "view_past_storage.bin"), Catch::Contains("storage of 4"));
   // Other globals, unknown opcodes, stack tricks, nesting and cycles.
   CHECK_THROWS_WITH(unpickle("\x80\x02" "cbuiltins\neval\n" "."), Catch::Contains("builtins.eval"));
   CHECK_THROWS_WITH(unpickle("\x80\x02" "i__main__\nX\n" "."), Catch::Contains("not allowed"));

@@ -237,7 +237,8 @@ inline std::size_t torch_dtype_size(const std::string& d) {
 
 class RestrictedUnpickler {
  public:
-  RestrictedUnpickler(const std::string& bytes, std::string where) : b_(bytes), where_(std::move(where)) {}
+  RestrictedUnpickler(const std::string& bytes, std::string where)
+      : b_(bytes), where_(std::move(where)), recall_budget_(16 * bytes.size() + (1u << 20)) {}
 
   PickleValue load() {
     while (true) {
@@ -451,6 +452,11 @@ class RestrictedUnpickler {
   }
   PickleValue recall(std::uint64_t index) {
     if (index >= memo_.size()) throw fail("memo index " + std::to_string(index) + " was never stored");
+    // Strings are copied: bound what recalling them can cost, so a small pickle cannot ask for terabytes.
+    if (const auto* str = std::get_if<std::string>(&memo_[index].v)) {
+      if (str->size() > recall_budget_) throw fail("the pickle recalls more string data than it could hold");
+      recall_budget_ -= str->size();
+    }
     return memo_[index];
   }
 
@@ -472,7 +478,7 @@ class RestrictedUnpickler {
 
   PickleValue global(const std::string& name) {
     static const char* allowed[] = {"collections.OrderedDict", "torch._utils._rebuild_tensor_v2",
-                                    "torch._utils._rebuild_parameter"};
+                                    "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state"};
     for (const char* a : allowed)
       if (name == a) return PickleValue{PickleGlobal{name}};
     if (!torch_storage_dtype(name).empty()) return PickleValue{PickleGlobal{name}};
@@ -504,7 +510,8 @@ class RestrictedUnpickler {
       if (!a.empty()) throw fail("OrderedDict built from arguments");
       return PickleValue{std::make_shared<PickleDict>()};
     }
-    if (g->name == "torch._utils._rebuild_parameter") {  // (tensor, requires_grad, backward_hooks)
+    if (g->name == "torch._utils._rebuild_parameter" ||
+        g->name == "torch._utils._rebuild_parameter_with_state") {  // (tensor, requires_grad, backward_hooks[, state])
       if (a.empty() || !std::holds_alternative<std::shared_ptr<PickleTensor>>(a[0].v)) throw fail("bad _rebuild_parameter");
       return a[0];
     }
@@ -528,6 +535,7 @@ class RestrictedUnpickler {
   const std::string& b_;
   std::string where_;
   std::size_t pos_ = 0;
+  std::size_t recall_budget_;
   std::vector<PickleValue> stack_, memo_;
 };
 
@@ -557,6 +565,8 @@ Tensor<T> torch_tensor_from_storage(const PickleTensor& t, const std::string& da
         throw fail("stride overflows");
       hi += (shape[d] - 1) * t.stride[d];
     }
+  if (n > t.storage->numel)
+    throw fail("view of " + std::to_string(n) + " elements over a storage of " + std::to_string(t.storage->numel));
   if (n > 0 && (lo < 0 || hi >= t.storage->numel))
     throw fail("view [offset " + std::to_string(t.offset) + ", shape " + to_string(shape) + "] reaches past its storage of " +
                std::to_string(t.storage->numel) + " elements");
@@ -605,6 +615,8 @@ std::map<std::string, Tensor<T>> load_pytorch_bin(const std::filesystem::path& p
     if (slash == std::string::npos) continue;
     const std::string rest = e.name.substr(slash + 1);
     if (rest == "data.pkl") pickle = &e;
+    else if (rest == "byteorder" && zip.read(e, 16) != "little")
+      throw FileError(where + ": written on a big-endian machine; only little-endian files are read");
     else if (rest.rfind("data/", 0) == 0) storages[rest.substr(5)] = &e;
   }
   if (!pickle) throw FileError(where + ": no data.pkl inside (not a torch.save archive)");
@@ -614,6 +626,9 @@ std::map<std::string, Tensor<T>> load_pytorch_bin(const std::filesystem::path& p
   if (!dict) throw FileError(where + ": the pickle holds no dict of tensors");
   std::map<std::string, Tensor<T>> out;
   std::map<std::string, std::string> loaded;  // storage key -> bytes
+  // Many names may point at one tensor; all of them together may not hold more than the file could.
+  std::uint64_t total = 0;
+  const std::uint64_t max_total = 4 * static_cast<std::uint64_t>(bytes.size()) + (1u << 20);
   for (const auto& [k, v] : (*dict)->items) {
     auto* name = std::get_if<std::string>(&k.v);
     auto* tensor = std::get_if<std::shared_ptr<detail::PickleTensor>>(&v.v);
@@ -625,6 +640,13 @@ std::map<std::string, Tensor<T>> load_pytorch_bin(const std::filesystem::path& p
       loaded[key] = zip.read(*it->second, static_cast<std::uint64_t>((*tensor)->storage->numel) *
                                               detail::torch_dtype_size((*tensor)->storage->dtype));
     }
+    std::uint64_t elements = 1;
+    for (auto d : (*tensor)->size) {  // saturating at max_total + 1
+      const auto u = static_cast<std::uint64_t>(std::max<std::int64_t>(d, 0));
+      elements = u != 0 && elements > max_total / u ? max_total + 1 : elements * u;
+    }
+    if ((total += std::min(elements, max_total + 1)) > max_total)
+      throw FileError(where + ": the tensors together hold more values than the file's storages could");
     out[*name] = detail::torch_tensor_from_storage<T>(**tensor, loaded[key], *name, where);
   }
   return out;

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The command-line tools as a person runs them: train_unconditional trains, checkpoints, resumes
+# bit for bit and leaves a diffusers pipeline folder; sample draws from it; image folders train;
+# wrong flags exit 2 with one line naming the flag; missing or bad files exit 1 naming the file.
+# Usage: test_tools.sh BIN_DIR WORK_DIR
+set -uo pipefail
+bin=$1
+work=$2
+rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
+failures=0
+passes=0
+pass() { echo "ok: $1"; passes=$((passes + 1)); }
+fail() { echo "FAILED: $1"; failures=$((failures + 1)); }
+expect() {  # expect DESCRIPTION COMMAND...: the command succeeds
+  local what=$1; shift
+  if "$@" > out.log 2> err.log; then pass "$what"; else fail "$what (exit $?)"; cat out.log err.log; fi
+}
+expect_error() {  # expect_error DESCRIPTION CODE PATTERN COMMAND...: exit CODE, one line on stderr matching PATTERN
+  local what=$1 code=$2 pattern=$3; shift 3
+  "$@" > out.log 2> err.log
+  local rc=$?
+  if [[ $rc -eq $code && $(wc -l < err.log) -eq 1 ]] && grep -q -- "$pattern" err.log; then pass "$what"
+  else fail "$what (exit $rc, wanted $code; stderr: $(cat err.log))"; fi
+}
+
+# A small UNet so that the run takes seconds.
+cat > tiny.json <<'JSON'
+{"_class_name": "UNet2DModel", "in_channels": 1, "out_channels": 1, "block_out_channels": [8, 16],
+ "down_block_types": ["DownBlock2D", "AttnDownBlock2D"], "up_block_types": ["AttnUpBlock2D", "UpBlock2D"],
+ "layers_per_block": 1, "norm_num_groups": 4, "attention_head_dim": 4}
+JSON
+train=("$bin/train_unconditional" --model_config tiny.json --train_batch_size 8 --eval_batch_size 4
+       --ddpm_num_inference_steps 2 --lr_warmup_steps 2 --time_budget 0)
+
+# 1. Four steps straight, and two + resume + two: the same weights, bit for bit.
+expect "train 4 steps" "${train[@]}" --max_train_steps 4 --checkpointing_steps 2 --output_dir straight
+for f in model_index.json unet/config.json unet/diffusion_pytorch_model.safetensors scheduler/scheduler_config.json \
+         README.md samples.png loss.svg metrics.csv metrics.jsonl checkpoint-2 checkpoint-4; do
+  [[ -e straight/$f ]] && pass "wrote $f" || fail "missing straight/$f"
+done
+grep -q "pipeline_tag: unconditional-image-generation" straight/README.md && grep -q "library_name: diffusers" straight/README.md \
+  && pass "model card front matter" || fail "model card front matter"
+expect "train 2 steps" "${train[@]}" --max_train_steps 4 --checkpointing_steps 2 --output_dir resumed
+rm -rf resumed/checkpoint-4 resumed/unet  # as if killed after the checkpoint at step 2
+expect "resume from latest" "${train[@]}" --max_train_steps 4 --checkpointing_steps 2 --output_dir resumed \
+  --resume_from_checkpoint latest
+grep -q "Resumed from step 2" out.log && pass "resumed at step 2" || fail "did not resume at step 2: $(cat out.log)"
+cmp -s straight/unet/diffusion_pytorch_model.safetensors resumed/unet/diffusion_pytorch_model.safetensors \
+  && pass "resume is bit for bit" || fail "resumed weights differ from the straight run"
+[[ $(wc -l < resumed/metrics.csv) -eq 5 ]] && pass "metrics continue after resume" || fail "metrics.csv: $(cat resumed/metrics.csv)"
+
+# 2. sample: files, chunks, every scheduler, initial noise.
+expect "sample 5 images in chunks of 2" "$bin/sample" --pipeline straight --batch_size 5 --chunk_size 2 \
+  --num_inference_steps 3 --output_dir drawn
+for f in grid.png image_0000.png image_0004.png samples.npy; do
+  [[ -e drawn/$f ]] && pass "sample wrote $f" || fail "sample did not write $f"
+done
+[[ $(head -c 128 drawn/samples.npy | grep -ac "(5, 1, 28, 28)") -eq 1 ]] && pass "samples.npy is 5x1x28x28" || fail "samples.npy shape"
+for s in ddpm ddim pndm euler euler_ancestral heun dpmpp_2m unipc; do
+  expect "sample with $s" "$bin/sample" --pipeline straight --scheduler "$s" --batch_size 1 --num_inference_steps 4 --output_dir "s_$s"
+done
+expect "sample with DDIM eta" "$bin/sample" --pipeline straight --scheduler ddim --eta 1 --batch_size 2 --num_inference_steps 2 --output_dir eta
+expect "sample from given noise" "$bin/sample" --pipeline straight --init_noise drawn/samples.npy --num_inference_steps 2 --output_dir from_noise
+[[ -e from_noise/image_0004.png && ! -e from_noise/image_0005.png ]] && pass "init noise sets the batch" || fail "init noise batch"
+
+# 3. An image folder (the PNGs just drawn), resized, flipped, center-cropped.
+mkdir -p folder/a && cp drawn/image_000*.png folder/a/
+sed 's/"in_channels": 1, "out_channels": 1/"in_channels": 3, "out_channels": 3/' tiny.json > tiny_rgb.json
+expect "train on an image folder" "${train[@]}" --model_config tiny_rgb.json --train_data_dir folder --resolution 16 \
+  --random_flip --center_crop --train_batch_size 2 --max_train_steps 2 --output_dir from_folder
+grep -q '"sample_size": 16' from_folder/unet/config.json && grep -q '"in_channels": 3' from_folder/unet/config.json \
+  && pass "image folder model is 3x16x16" || fail "image folder model config"
+
+# 4. Errors: flags exit 2, files exit 1, one line each.
+expect_error "unknown flag" 2 "--bogus" "$bin/train_unconditional" --bogus 1
+expect_error "bad number" 2 "--learning_rate" "$bin/train_unconditional" --learning_rate fast
+expect_error "bad choice" 2 "squaredcos_cap_v2" "$bin/train_unconditional" --ddpm_beta_schedule cosine
+expect_error "missing value" 2 "--output_dir" "$bin/train_unconditional" --output_dir
+expect_error "missing data folder" 1 "no_such_folder" "$bin/train_unconditional" --train_data_dir no_such_folder
+mkdir -p empty_folder
+expect_error "empty image folder" 1 "empty_folder" "$bin/train_unconditional" --train_data_dir empty_folder
+expect_error "bad model config" 1 "nope.json" "$bin/train_unconditional" --model_config nope.json
+expect_error "sample without --pipeline" 2 "--pipeline" "$bin/sample"
+expect_error "unreadable pipeline" 1 "model_index.json" "$bin/sample" --pipeline no_such_pipeline
+expect_error "bad scheduler" 2 "dpmpp_2m" "$bin/sample" --pipeline straight --scheduler dpm
+expect_error "eta for another scheduler" 2 "--eta" "$bin/sample" --pipeline straight --scheduler euler --eta 1
+expect_error "class label for an unconditional model" 1 "not class-conditional" "$bin/sample" --pipeline straight --class_label 3
+"$bin/train_unconditional" --help > help.txt 2>&1 && grep -q -- "--time_budget" help.txt && grep -q "(default: 28)" help.txt \
+  && pass "--help lists flags with defaults" || fail "--help"
+
+echo "$passes passed, $failures failed"
+[[ $failures -eq 0 ]]
