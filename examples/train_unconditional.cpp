@@ -18,6 +18,8 @@
 #include <sstream>
 #include <string>
 
+#include <unistd.h>
+
 #include <diffuse/diffuse.hpp>
 
 #include "cli.hpp"
@@ -320,6 +322,7 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
       losses.push_back(row.at("loss").get<double>());
 
   training::ProgressBar progress(total_steps, {.desc = "train"});
+  const bool on_terminal = isatty(fileno(stderr));
   progress.update(state.global_step);
   bool out_of_time = false;
   double loss_sum = 0;
@@ -372,6 +375,10 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
       jsonl.log(row);
       losses.push_back(loss_sum);
       progress.update(1, loss_sum);
+      if (!on_terminal && (state.global_step % 100 == 0 || state.global_step == 1))  // a log file gets a line now and then
+        std::printf("step %lld/%lld  loss %.4f  lr %.2e  %.0f images/s  %.0f s\n",
+                    static_cast<long long>(state.global_step), static_cast<long long>(total_steps), loss_sum,
+                    opt.param_groups()[0].lr, row["images_per_s"].get<double>(), elapsed);
       loss_sum = 0;
       if (a.checkpointing_steps && state.global_step % *a.checkpointing_steps == 0) {
         state.epoch = epochs.epoch();
@@ -411,6 +418,7 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // lines reach a log file as they are written
   Args args;
   try {
     args = parse_args(argc, argv);
