@@ -40,7 +40,7 @@ inline std::string model_card_text(const ModelCard& c, const std::string& folder
     << ", with the DDPM objective, by `train_unconditional` of the C++ library diffuse.\n\n"
     << "## Training recipe\n\n"
     << "| | |\n| --- | --- |\n"
-    << "| steps | " << c.steps << " (" << c.epochs << " full epochs) |\n"
+    << "| steps | " << c.steps << " (" << c.epochs << (c.epochs == 1 ? " full epoch" : " full epochs") << ") |\n"
     << "| batch size | " << c.batch_size << " |\n"
     << "| optimizer | AdamW, learning rate " << c.learning_rate << ", " << c.lr_scheduler << " schedule |\n"
     << "| EMA of the weights | " << (c.use_ema ? "yes (these are the EMA weights)" : "no") << " |\n"
