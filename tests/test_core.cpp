@@ -117,3 +117,44 @@ TEST_CASE("absurd sizes are refused, not allocated") {
   for (auto v : Generator(0).randint_list(std::numeric_limits<std::int64_t>::min(), std::numeric_limits<std::int64_t>::max(), 100))
     CHECK(v < std::numeric_limits<std::int64_t>::max());
 }
+
+TEST_CASE("caching allocator: a loop's blocks are reused, bounded, and given back") {
+  using diffuse::allocator_stats;
+  diffuse::release_cached_memory();
+  const std::int64_t n = 1 << 18;  // 1 MiB of floats: cached
+  const float* first = nullptr;
+  {
+    Tensor<float> a = Tensor<float>::empty({n});
+    first = a.data();
+  }
+  CHECK(allocator_stats().cached_bytes >= std::size_t(n) * sizeof(float));
+  const auto hits = allocator_stats().hits;
+  {
+    Tensor<float> b = Tensor<float>::full({n}, 2.0f);  // same size: the same block, and its own values
+    CHECK(b.data() == first);
+    CHECK(b.data()[n - 1] == 2.0f);
+    CHECK(allocator_stats().hits == hits + 1);
+  }
+  {
+    Tensor<float> c = Tensor<float>::empty({n / 4});  // less than half the cached block: not that one
+    CHECK(c.data() != first);
+  }
+  {
+    Tensor<float> d = Tensor<float>::empty({n / 2 + 16});  // more than half: shares the cached block
+    CHECK(d.data() == first);
+  }
+  // Many sizes, as in sampling: the cache never holds more than twice the peak in use.
+  for (int round = 0; round < 3; ++round)
+    for (std::int64_t k = 1; k <= 40; ++k) {
+      Tensor<float> t = Tensor<float>::empty({(std::int64_t(1) << 15) * k});
+      const auto s = allocator_stats();
+      CHECK(s.in_use_bytes + s.cached_bytes <= 2 * s.peak_bytes);
+    }
+  // Small tensors bypass the cache.
+  const auto before = allocator_stats();
+  { Tensor<float> small = Tensor<float>::empty({100}); }
+  CHECK(allocator_stats().hits == before.hits);
+  CHECK(allocator_stats().misses == before.misses);
+  diffuse::release_cached_memory();
+  CHECK(allocator_stats().cached_bytes == 0);
+}

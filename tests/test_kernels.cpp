@@ -172,6 +172,24 @@ TEST_CASE("gemm with beta = 0 ignores NaN in C; K = 0 scales C", "[kernels][gemm
   CHECK_THROWS_AS(k::gemm(false, false, 2, 2, 3, 1.0, A.data(), 2, B.data(), 2, 0.0, C.data(), 2), diffuse::Error);
 }
 
+TEST_CASE("flop_counter counts two operations per multiply-add of GEMM and convolution", "[kernels]") {
+  const int64_t M = 30, N = 50, K = 20;
+  const Vec A = randn(M * K, 1), B = randn(K * N, 2);
+  Vec C(M * N);
+  auto before = k::flop_counter().load();
+  k::gemm(false, false, M, N, K, 1.0, A.data(), K, B.data(), N, 0.0, C.data(), N);  // several tiles or one
+  CHECK(k::flop_counter().load() - before == 2 * M * N * K);
+  for (const k::Conv2dGeometry& g : {k::Conv2dGeometry{2, 3, 9, 8, 4, 3, 3, 1, 1},   // im2col + GEMM
+                                     k::Conv2dGeometry{2, 3, 9, 8, 1, 5, 5, 1, 2},   // one output channel
+                                     k::Conv2dGeometry{2, 3, 9, 8, 4, 3, 3, 2, 1}}) { // stride 2
+    const Vec x = randn(g.N * g.C * g.H * g.W, 3), w = randn(g.O * g.C * g.KH * g.KW, 4);
+    Vec y(g.N * g.O * g.OH() * g.OW());
+    before = k::flop_counter().load();
+    k::conv2d_forward<double>(g, x.data(), w.data(), nullptr, y.data());
+    CHECK(k::flop_counter().load() - before == 2 * g.N * g.O * g.OH() * g.OW() * g.C * g.KH * g.KW);
+  }
+}
+
 TEST_CASE("gemm_batched equals one gemm per batch", "[kernels][gemm]") {
   const int64_t count = 5, M = 4, N = 6, K = 3;
   for (bool ta : {false, true})

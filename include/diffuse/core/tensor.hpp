@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "diffuse/autograd/grad_mode.hpp"
+#include "diffuse/core/allocator.hpp"
 #include "diffuse/core/error.hpp"
 #include "diffuse/core/parallel.hpp"
 #include "diffuse/core/shape.hpp"
@@ -28,21 +29,22 @@ class Tensor;
 
 namespace detail {
 
-// 64-byte aligned, uninitialised buffer shared by a tensor and its views.
+// 64-byte aligned, uninitialised buffer shared by a tensor and its views (from the caching allocator).
 template <class T>
 struct Storage {
   explicit Storage(std::int64_t n) : size(n) {
     if (n < 0 || static_cast<std::uint64_t>(n) > (std::uint64_t(1) << 62) / sizeof(T))
       throw Error("cannot allocate a tensor of " + std::to_string(n) + " elements");
-    std::size_t bytes = ((static_cast<std::size_t>(std::max<std::int64_t>(n, 1)) * sizeof(T) + 63) / 64) * 64;
-    ptr = static_cast<T*>(std::aligned_alloc(64, bytes));
+    bytes = ((static_cast<std::size_t>(std::max<std::int64_t>(n, 1)) * sizeof(T) + 63) / 64) * 64;
+    ptr = static_cast<T*>(CachingAllocator::instance().allocate(bytes));  // sets bytes to the block size
     if (!ptr) throw std::bad_alloc();
   }
-  ~Storage() { std::free(ptr); }
+  ~Storage() { CachingAllocator::instance().deallocate(ptr, bytes); }
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
   T* ptr = nullptr;
   std::int64_t size = 0;
+  std::size_t bytes = 0;
 };
 
 template <class T>

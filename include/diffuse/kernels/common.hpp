@@ -3,6 +3,7 @@
 #pragma once
 #include <omp.h>
 
+#include <atomic>
 #include <cstdint>
 #include <initializer_list>
 #include <string>
@@ -10,7 +11,22 @@
 
 #include "diffuse/core/error.hpp"
 
+namespace diffuse::kernels {
+
+// Floating-point operations done by the product kernels (GEMM, convolution), two per multiply-add,
+// since the program started: what the benchmarks divide by time to report GFLOP/s.
+inline std::atomic<std::int64_t>& flop_counter() {
+  static std::atomic<std::int64_t> count{0};
+  return count;
+}
+
+}  // namespace diffuse::kernels
+
 namespace diffuse::kernels::detail {
+
+inline void count_flops(std::int64_t multiply_adds) {
+  flop_counter().fetch_add(2 * multiply_adds, std::memory_order_relaxed);
+}
 
 // Throws unless every size is >= 1; `what` names the kernel, `names` the sizes (comma separated).
 inline void check_positive(const char* what, std::initializer_list<std::pair<const char*, std::int64_t>> sizes) {

@@ -266,6 +266,8 @@ void s1_forward_one(const S1Conv& s, const T* xp, const T* w, const T* bias, T* 
   const std::int64_t OH = s.OH(), OW = s.OW(), L = ceil_div((OH - 1) * s.Wp + OW, 16) * 16,
                      plane = s.Hp * s.Wp;
   std::vector<T> acc(L);
+#pragma omp single nowait
+  count_flops(s.N * OH * OW * s.CKK());
 #pragma omp for schedule(static) nowait
   for (std::int64_t n = 0; n < s.N; ++n) {
     std::fill(acc.begin(), acc.end(), bias ? bias[0] : T(0));
@@ -384,6 +386,8 @@ template <class T>
 void s1_weight_grad_one(const S1Conv& s, const T* xp, const T* gyl, std::int64_t L16, T* gw) {
   const std::int64_t plane = s.Hp * s.Wp, KK = s.KH * s.KW;
   std::vector<T> acc(KK), dots(8);
+#pragma omp single nowait
+  count_flops(s.N * s.OH() * s.OW() * s.CKK());
 #pragma omp for schedule(static) nowait
   for (std::int64_t c = 0; c < s.C; ++c) {
     std::fill(acc.begin(), acc.end(), T(0));

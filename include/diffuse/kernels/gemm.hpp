@@ -37,6 +37,7 @@ void gemm_serial(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std
   else if (beta != T(1))
     c *= beta;
   if (K <= 0 || alpha == T(0)) return;
+  count_flops(M * N * K);
   SerialEigen serial;
   // A stored [M,K] or [K,M]; B stored [K,N] or [N,K].
   CMap<T> a(A, trans_a ? K : M, trans_a ? M : K, Eigen::OuterStride<>(lda));

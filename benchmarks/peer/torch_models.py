@@ -1,18 +1,10 @@
-#!/usr/bin/env python3
-"""PyTorch peer of bench_unet: forward and training-step (forward + backward + Adam) throughput, in
-images/s, of the course notebook's 28x28 UNet2DModel at batch 128, on 2 threads.
-
-Uses diffusers' UNet2DModel when diffusers is installed; otherwise a plain-PyTorch reimplementation of
-the same architecture (same module names, so it also loads diffusers checkpoints) defined below.
-
-  python3 benchmarks/peer_unet.py [--batch 128] [--iters 5] [--threads 2]
-  python3 benchmarks/peer_unet.py --check FIXTURE_DIR CASE   # compare with a conformance fixture
-"""
-import argparse
+"""The course's models in plain PyTorch, for benchmarks/peer/peer_models.py: diffusers' UNet2DModel
+re-implemented with the same module names (so it loads diffusers checkpoints; conformance against
+diffusers' own outputs is checked before timing), the from-scratch BasicUNet of the course notebook, a
+safetensors reader and DPM-Solver++(2M) as diffusers 0.21 runs it by default."""
 import json
 import math
 import struct
-import time
 
 import numpy as np
 import torch
@@ -257,6 +249,60 @@ def course_config():
                 up_block_types=["AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"])
 
 
+class BasicUNet(nn.Module):
+    """The course notebook's from-scratch model, unchanged."""
+
+    def __init__(self, in_channels=1, out_channels=1):
+        super().__init__()
+        self.down_layers = nn.ModuleList([nn.Conv2d(in_channels, 32, 5, padding=2),
+                                          nn.Conv2d(32, 64, 5, padding=2),
+                                          nn.Conv2d(64, 64, 5, padding=2)])
+        self.up_layers = nn.ModuleList([nn.Conv2d(64, 64, 5, padding=2),
+                                        nn.Conv2d(64, 32, 5, padding=2),
+                                        nn.Conv2d(32, out_channels, 5, padding=2)])
+        self.act = nn.SiLU()
+        self.downscale = nn.MaxPool2d(2)
+        self.upscale = nn.Upsample(scale_factor=2)
+
+    def forward(self, x):
+        h = []
+        for i, l in enumerate(self.down_layers):
+            x = self.act(l(x))
+            if i < 2:
+                h.append(x)
+                x = self.downscale(x)
+        for i, l in enumerate(self.up_layers):
+            if i > 0:
+                x = self.upscale(x)
+                x += h.pop()
+            x = self.act(l(x))
+        return x
+
+
+# ---------------------------------------------------------------- DPM-Solver++(2M)
+def dpmpp_2m_sample(model, noise, steps, num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02):
+    """diffusers' DPMSolverMultistepScheduler defaults (linear betas, solver_order 2, dpmsolver++, midpoint,
+    lower_order_final, linspace spacing) driving an epsilon-predicting model."""
+    betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float32)
+    acp = torch.cumprod(1.0 - betas, dim=0)
+    alpha, sigma = acp.sqrt(), (1 - acp).sqrt()
+    lam = alpha.log() - sigma.log()
+    ts = np.linspace(0, num_train_timesteps - 1, steps + 1).round()[::-1][:-1].astype(np.int64).tolist()
+    x, prev_x0, prev_t = noise, None, None
+    for i, t in enumerate(ts):
+        eps = model(x, torch.full((x.shape[0],), t, dtype=torch.int64))
+        x0 = (x - sigma[t] * eps) / alpha[t]
+        s = 0 if i == len(ts) - 1 else ts[i + 1]
+        h = lam[s] - lam[t]
+        first_order = prev_x0 is None or (i == len(ts) - 1 and len(ts) < 15)
+        x = (sigma[s] / sigma[t]) * x - alpha[s] * torch.expm1(-h) * x0
+        if not first_order:
+            r0 = (lam[t] - lam[prev_t]) / h
+            x = x - 0.5 * alpha[s] * torch.expm1(-h) * (x0 - prev_x0) / r0
+        prev_x0, prev_t = x0, t
+    return x
+
+
 # ---------------------------------------------------------------- fixtures (for --check)
 def load_safetensors(path):
     data = open(path, "rb").read()
@@ -272,70 +318,19 @@ def load_safetensors(path):
     return out
 
 
-def check(fixtures, case):
+def load_checked(fixtures, case, make_model):
+    """The fixture UNet `case` with diffusers' weights, built by make_model(config), and the largest
+    relative difference between its float32 output and the one diffusers computed."""
     import os
     cfg = json.load(open(os.path.join(fixtures, "unet_" + case, "config.json")))
     ref = load_safetensors(os.path.join(fixtures, "unet_" + case + ".safetensors"))
     weights = load_safetensors(os.path.join(fixtures, "unet_" + case, "diffusion_pytorch_model.safetensors"))
-    for dtype, tag in ((torch.float32, "f32"), (torch.float64, "f64")):
-        model = PlainUNet2DModel(cfg).to(dtype)
-        model.load_state_dict({k: v.to(dtype) for k, v in weights.items()}, strict=True)
-        x = ref["input"].detach().clone().to(dtype).requires_grad_()
-        t = ref["timesteps"].long() if dtype == torch.float32 else ref["timesteps"]
-        labels = ref["class_labels"].long() if "class_labels" in ref else None
-        out = model(x, t, labels)
-        R = torch.linspace(-1, 1, out.numel(), dtype=dtype).reshape(out.shape)
-        (out * R).sum().backward()
-        rel = lambda a, b: ((a.double() - b).abs().max() / b.abs().max()).item()
-        print(f"{case} {tag}: output {rel(out.detach(), ref['output.' + tag]):.2e} "
-              f"grad_input {rel(x.grad, ref['grad_input.' + tag]):.2e}")
-
-
-# ---------------------------------------------------------------- benchmark
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--iters", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--check", nargs=2, metavar=("FIXTURES", "CASE"))
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    if args.check:
-        check(*args.check)
-        return
-    torch.manual_seed(0)
-    try:
-        from diffusers import UNet2DModel
-        model, impl = UNet2DModel(**course_config()), "diffusers"
-    except ImportError:
-        model, impl = PlainUNet2DModel(course_config()), "plain PyTorch (diffusers not installed)"
-    n = sum(p.numel() for p in model.parameters())
-    x = torch.randn(args.batch, 1, 28, 28)
-    t = torch.randint(0, 1000, (args.batch,))
-    noise = torch.randn_like(x)
-    call = (lambda: model(x, t).sample) if impl == "diffusers" else (lambda: model(x, t))
-
-    def forward():
-        with torch.no_grad():
-            call()
-
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-
-    def train_step():
-        loss = F.mse_loss(call(), noise)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    print(f"torch {torch.__version__}, {impl}, {n:,} parameters, batch {args.batch}, {torch.get_num_threads()} threads")
-    for name, fn in (("forward", forward), ("train step", train_step)):
-        fn()  # warm-up
-        t0 = time.perf_counter()
-        for _ in range(args.iters):
-            fn()
-        dt = (time.perf_counter() - t0) / args.iters
-        print(f"{name:>10}: {dt * 1e3:8.1f} ms/batch  {args.batch / dt:8.1f} images/s")
-
-
-if __name__ == "__main__":
-    main()
+    model = make_model(cfg)
+    model.load_state_dict({k: v.float() for k, v in weights.items()}, strict=True)
+    labels = ref["class_labels"].long() if "class_labels" in ref else None
+    with torch.no_grad():
+        out = model(ref["input"].float(), ref["timesteps"].long(), labels)
+    out = getattr(out, "sample", out)
+    expected = ref["output.f32"].double()
+    rel = ((out.double() - expected).abs().max() / expected.abs().max()).item()
+    return model, cfg, rel
