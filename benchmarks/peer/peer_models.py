@@ -57,18 +57,11 @@ def unet_impl():
         return tm.PlainUNet2DModel, "plain-torch"
 
 
-def peak_rss_mb():
+def status_mb(key):
+    """A memory line of /proc/self/status (VmHWM: peak resident, VmRSS: resident now), in MB."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
-                return float(line.split()[1]) / 1024.0
-    return 0.0
-
-
-def rss_mb():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return float(line.split()[1]) / 1024.0
     return 0.0
 
@@ -107,7 +100,7 @@ def time_denoiser(model, batch, channels, size, min_time, base):
 
     reset_peak_rss()
     train = batch / seconds_per_call(train_step, min_time)
-    peak = peak_rss_mb()
+    peak = status_mb("VmHWM")
     fwd = batch / seconds_per_call(forward, min_time)
     return dict(batch=batch, train_img_per_s=round(train, 2), forward_img_per_s=round(fwd, 2), peak_rss_mb=round(peak, 1),
                 base_rss_mb=round(base, 1))
@@ -123,7 +116,7 @@ class BasicUNetCase(torch.nn.Module):
 
 
 def run_case(name, min_time):
-    base = rss_mb()
+    base = status_mb("VmRSS")
     make, impl = unet_impl()
     torch.manual_seed(0)
     if name == "basic_unet":
@@ -143,7 +136,7 @@ def run_case(name, min_time):
         with torch.no_grad():
             tm.dpmpp_2m_sample(model, noise, 20)
         s = time.perf_counter() - t0
-        r = dict(batch=256, train_img_per_s=None, forward_img_per_s=round(256 / s, 2), peak_rss_mb=round(peak_rss_mb(), 1),
+        r = dict(batch=256, train_img_per_s=None, forward_img_per_s=round(256 / s, 2), peak_rss_mb=round(status_mb("VmHWM"), 1),
                  base_rss_mb=round(base, 1), sample_s=round(s, 3))
     else:
         raise SystemExit(f"peer_models: unknown case {name!r}")
