@@ -8,6 +8,7 @@
 //   diffuse::release_cached_memory();         // give every cached block back now
 //   diffuse::allocator_stats().cached_bytes;  // what the cache holds
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
