@@ -122,14 +122,14 @@ def run_case(name, min_time):
     if name == "basic_unet":
         r = time_denoiser(BasicUNetCase(), 128, 1, 28, min_time, base)
     elif name == "unet_course28":
-        model, _, _ = tm.load_checked(FIXTURES, "course_fmnist28", make)
+        model, _ = tm.load_checked(FIXTURES, "course_fmnist28", make)
         r = time_denoiser(model, 128, 1, 28, min_time, base)
     elif name == "unet_course32":
         r = time_denoiser(make(COURSE32), 16, 3, 32, min_time, base)
     elif name == "unet_main":
         r = time_denoiser(make(MAIN), 64, 1, 28, min_time, base)
     elif name == "sample_dpmpp20":
-        model, _, _ = tm.load_checked(FIXTURES, "course_fmnist28", make)
+        model, _ = tm.load_checked(FIXTURES, "course_fmnist28", make)
         noise = torch.randn(256, 1, 28, 28)
         reset_peak_rss()
         t0 = time.perf_counter()
@@ -159,7 +159,7 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     make, impl = unet_impl()
-    _, _, rel = tm.load_checked(FIXTURES, "course_fmnist28", make)
+    _, rel = tm.load_checked(FIXTURES, "course_fmnist28", make)
     if rel > 1e-4:
         raise SystemExit(f"peer_models: {impl} UNet2DModel does not reproduce diffusers' course_fmnist28 output "
                          f"(relative difference {rel:.2e})")

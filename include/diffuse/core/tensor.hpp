@@ -35,7 +35,7 @@ struct Storage {
   explicit Storage(std::int64_t n) : size(n) {
     if (n < 0 || static_cast<std::uint64_t>(n) > (std::uint64_t(1) << 62) / sizeof(T))
       throw Error("cannot allocate a tensor of " + std::to_string(n) + " elements");
-    bytes = ((static_cast<std::size_t>(std::max<std::int64_t>(n, 1)) * sizeof(T) + 63) / 64) * 64;
+    bytes = static_cast<std::size_t>(std::max<std::int64_t>(n, 1)) * sizeof(T);
     ptr = static_cast<T*>(CachingAllocator::instance().allocate(bytes));  // sets bytes to the block size
     if (!ptr) throw std::bad_alloc();
   }
