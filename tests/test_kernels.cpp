@@ -303,6 +303,59 @@ TEST_CASE("conv2d on geometries with several tiles: forward matches the direct s
   }
 }
 
+namespace {
+// Sets kernels::winograd_enabled() for a scope.
+struct WinogradSwitch {
+  bool saved = k::winograd_enabled().load();
+  explicit WinogradSwitch(bool on) { k::winograd_enabled() = on; }
+  ~WinogradSwitch() { k::winograd_enabled() = saved; }
+};
+
+double max_rel_diff(const Vec& a, const Vec& ref) {
+  double scale = 0;
+  for (double v : ref) scale = std::max(scale, std::abs(v));
+  return max_abs_diff(a, ref) / scale;
+}
+}  // namespace
+
+TEST_CASE("conv2d 5x5 with 16+ channels (Winograd F(4x4,5x5)) matches the direct sum and im2col", "[kernels][conv2d]") {
+  for (const k::Conv2dGeometry& g : {k::Conv2dGeometry{2, 16, 14, 14, 16, 5, 5, 1, 2},  // tiles cross the edge
+                                     k::Conv2dGeometry{3, 20, 7, 9, 17, 5, 5, 1, 2},    // odd sizes
+                                     k::Conv2dGeometry{1, 16, 13, 11, 24, 5, 5, 1, 0},  // no padding
+                                     k::Conv2dGeometry{1, 16, 6, 6, 16, 5, 5, 1, 4},    // input gradient unpadded
+                                     k::Conv2dGeometry{40, 16, 7, 7, 16, 5, 5, 1, 2}}) {  // 160 tiles: 2 blocks
+    INFO("N=" << g.N << " C=" << g.C << " H=" << g.H << " W=" << g.W << " O=" << g.O << " p=" << g.padding);
+    REQUIRE(k::detail::winograd45_applies(g.C, g.O, g.KH, g.KW, g.stride));
+    const Vec x = randn(g.N * g.C * g.H * g.W, 1), w = randn(g.O * g.C * 25, 2), b = randn(g.O, 3);
+    const Vec gy = randn(g.N * g.O * g.OH() * g.OW(), 4), dx = randn(x.size(), 5);
+    const Vec ref = ref_conv(g, x, w, b.data());
+    Vec y(gy.size(), 99.0), gx(x.size(), 7.0), gw(w.size(), 7.0), gb(b.size()), conv_dx(gy.size());
+    k::conv2d_forward(g, x.data(), w.data(), b.data(), y.data());
+    CHECK_CLOSE(y, ref, 1e-10);
+    k::conv2d_backward(g, x.data(), w.data(), gy.data(), gx.data(), gw.data(), gb.data());
+    k::conv2d_forward<double>(g, dx.data(), w.data(), nullptr, conv_dx.data());
+    CHECK(dot(gx, dx) == Approx(dot(conv_dx, gy)).epsilon(1e-10));  // the input gradient is the adjoint
+    Vec gx_im2col(x.size()), gw_im2col(w.size());
+    {
+      WinogradSwitch off(false);
+      k::conv2d_backward(g, x.data(), w.data(), gy.data(), gx_im2col.data(), gw_im2col.data(), static_cast<double*>(nullptr));
+    }
+    CHECK_CLOSE(gx, gx_im2col, 1e-10);
+    CHECK(gw == gw_im2col);  // the weight gradient never takes Winograd
+    // float32: within a few 1e-6 of the output's scale (im2col: about 1e-6), on any thread count
+    std::vector<float> xf(x.begin(), x.end()), wf(w.begin(), w.end()), bf(b.begin(), b.end()), y1(y.size()),
+        y2(y.size());
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    k::conv2d_forward(g, xf.data(), wf.data(), bf.data(), y1.data());
+    omp_set_num_threads(2);
+    k::conv2d_forward(g, xf.data(), wf.data(), bf.data(), y2.data());
+    omp_set_num_threads(saved);
+    CHECK(y1 == y2);
+    CHECK(max_rel_diff(Vec(y1.begin(), y1.end()), ref) < 2e-5);
+  }
+}
+
 TEST_CASE("conv2d rejects impossible geometry", "[kernels][conv2d]") {
   Vec buf(1000);
   k::Conv2dGeometry g{1, 2, 2, 2, 1, 5, 5, 1, 0};  // kernel larger than input
@@ -468,6 +521,9 @@ TEST_CASE("2x2 max and average pooling, odd sizes floor", "[kernels][resample]")
     std::vector<int32_t> am(y.size());
     k::max_pool2x_forward(P, H, W, x.data(), y.data(), am.data());
     k::avg_pool2x_forward(P, H, W, x.data(), ya.data());
+    Vec y_no_argmax(y.size());  // without argmax (no-grad): the same maxima
+    k::max_pool2x_forward(P, H, W, x.data(), y_no_argmax.data(), static_cast<int32_t*>(nullptr));
+    CHECK(y_no_argmax == y);
     for (int64_t p = 0; p < P; ++p)
       for (int64_t i = 0; i < OH; ++i)
         for (int64_t j = 0; j < OW; ++j) {

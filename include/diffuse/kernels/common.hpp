@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <initializer_list>
+#include <memory>
 #include <string>
 #include <utility>
 
@@ -29,13 +30,14 @@ inline void count_flops(std::int64_t multiply_adds) {
 }
 
 // Throws unless every size is >= 1; `what` names the kernel, `names` the sizes (comma separated).
-inline void check_positive(const char* what, std::initializer_list<std::pair<const char*, std::int64_t>> sizes) {
+inline void check_positive(const char* what,
+                           std::initializer_list<std::pair<const char*, std::int64_t>> sizes) {
   for (auto& [name, v] : sizes)
-    if (v < 1)
-      throw Error(std::string(what) + ": " + name + " must be positive, got " + std::to_string(v));
+    if (v < 1) throw Error(std::string(what) + ": " + name + " must be positive, got " + std::to_string(v));
 }
 
-inline void check_nonnegative(const char* what, std::initializer_list<std::pair<const char*, std::int64_t>> sizes) {
+inline void check_nonnegative(const char* what,
+                              std::initializer_list<std::pair<const char*, std::int64_t>> sizes) {
   for (auto& [name, v] : sizes)
     if (v < 0)
       throw Error(std::string(what) + ": " + name + " must be non-negative, got " + std::to_string(v));
@@ -70,5 +72,20 @@ inline Acc fixed_sum(std::int64_t n, F&& f) {
 }
 
 inline std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
+
+// Scratch of at least n elements (uninitialised), owned by the calling thread and kept between calls,
+// so repeated convolutions neither page-fault fresh memory nor zero-fill it. Each Slot is one buffer;
+// a thread must not use a slot twice at the same time.
+template <class T, int Slot>
+T* thread_scratch(std::int64_t n) {
+  thread_local std::unique_ptr<T[]> buf;
+  thread_local std::int64_t cap = 0;
+  if (cap < n) {
+    buf.reset();
+    buf.reset(new T[n]);
+    cap = n;
+  }
+  return buf.get();
+}
 
 }  // namespace diffuse::kernels::detail

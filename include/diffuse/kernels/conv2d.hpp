@@ -5,8 +5,9 @@
 // gradient is the forward convolution of the padded output gradient with the flipped, transposed
 // weights (no col2im); the weight gradient sums fixed chunks of tiles, reduced in a fixed order.
 // One output channel takes a direct path (a GEMV would be memory-bound). Other strides use
-// im2col + GEMM per band of output rows. Every partition depends on the geometry alone, so results
-// do not depend on the number of threads.
+// im2col + GEMM per band of output rows. Stride-1 5x5 convolutions with 16 or more channels on both
+// sides (forward and input gradient) take Winograd's F(4x4, 5x5) instead (kernels/winograd.hpp).
+// Every partition depends on the geometry alone, so results do not depend on the number of threads.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -17,6 +18,7 @@
 
 #include "diffuse/kernels/common.hpp"
 #include "diffuse/kernels/gemm.hpp"
+#include "diffuse/kernels/winograd.hpp"
 
 namespace diffuse::kernels {
 
@@ -153,21 +155,6 @@ inline void s1_segments(const S1Conv& s, std::int64_t j0, std::int64_t j1, std::
   }
 }
 
-// Scratch of at least n elements (uninitialised), owned by the calling thread and kept between calls,
-// so repeated convolutions neither page-fault fresh memory nor zero-fill it. Each Slot is one buffer;
-// a thread must not use a slot twice at the same time.
-template <class T, int Slot>
-T* thread_scratch(std::int64_t n) {
-  thread_local std::unique_ptr<T[]> buf;
-  thread_local std::int64_t cap = 0;
-  if (cap < n) {
-    buf.reset();
-    buf.reset(new T[n]);
-    cap = n;
-  }
-  return buf.get();
-}
-
 // thread_scratch of n elements followed by kPadSlack zeros.
 template <class T, int Slot>
 T* padded_buffer(std::int64_t n) {
@@ -176,24 +163,44 @@ T* padded_buffer(std::int64_t n) {
   return b;
 }
 
-// xp[i] = planes x[i] [H, W] with ph zero rows above and below and pw zero columns left and right.
-// Work-shares over the planes: call inside a parallel region (ends with a barrier).
+// xp[i] [Hp, Wp] = zeros with plane x[i] [H, W] placed at row `top`, column `left` (Hp >= top + H,
+// Wp >= left + W). Work-shares over the planes: call inside a parallel region (ends with a barrier).
 template <class T>
-void pad_planes(std::int64_t planes, std::int64_t H, std::int64_t W, std::int64_t ph, std::int64_t pw,
-                const T* x, T* xp) {
-  const std::int64_t Hp = H + 2 * ph, Wp = W + 2 * pw;
+void place_planes(std::int64_t planes, std::int64_t H, std::int64_t W, std::int64_t top, std::int64_t left,
+                  std::int64_t Hp, std::int64_t Wp, const T* x, T* xp) {
 #pragma omp for schedule(static)
   for (std::int64_t i = 0; i < planes; ++i) {
     T* d = xp + i * Hp * Wp;
     const T* src = x + i * H * W;
-    std::fill(d, d + ph * Wp, T(0));
+    std::fill(d, d + top * Wp, T(0));
     for (std::int64_t h = 0; h < H; ++h) {
-      T* r = d + (ph + h) * Wp;
-      std::fill(r, r + pw, T(0));
-      std::copy(src + h * W, src + h * W + W, r + pw);
-      std::fill(r + pw + W, r + Wp, T(0));
+      T* r = d + (top + h) * Wp;
+      std::fill(r, r + left, T(0));
+      std::copy(src + h * W, src + h * W + W, r + left);
+      std::fill(r + left + W, r + Wp, T(0));
     }
-    std::fill(d + (ph + H) * Wp, d + Hp * Wp, T(0));
+    std::fill(d + (top + H) * Wp, d + Hp * Wp, T(0));
+  }
+}
+
+// xp[i] = planes x[i] [H, W] with ph zero rows above and below and pw zero columns left and right.
+template <class T>
+void pad_planes(std::int64_t planes, std::int64_t H, std::int64_t W, std::int64_t ph, std::int64_t pw,
+                const T* x, T* xp) {
+  place_planes(planes, H, W, ph, pw, H + 2 * ph, W + 2 * pw, x, xp);
+}
+
+// Winograd F(4x4, 5x5) of x [N, C, H, W] padded by pad, weights w [O, C, 5, 5], into y; Slot picks
+// the calling thread's buffer for the padded input. Opens its own parallel region.
+template <class T, int Slot>
+void winograd45_conv(const Winograd45Geometry& wg, const T* x, const T* w, const T* bias, T* y) {
+  T* xw = thread_scratch<T, Slot>(wg.N * wg.C * wg.Hw() * wg.Ww());
+  T* U = thread_scratch<T, 7>(64 * wg.O * wg.C);
+#pragma omp parallel
+  {
+    place_planes(wg.N * wg.C, wg.H, wg.W, wg.pad, wg.pad, wg.Hw(), wg.Ww(), x, xw);
+    winograd45_weights(wg.O, wg.C, w, U);
+    winograd45_forward(wg, xw, U, bias, y);
   }
 }
 
@@ -492,6 +499,10 @@ void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bi
     return;
   }
   const std::int64_t p = g.padding;
+  if (detail::winograd45_applies(g.C, g.O, g.KH, g.KW, g.stride)) {
+    detail::winograd45_conv<T, 0>({g.N, g.C, g.H, g.W, p, g.O}, x, w, bias, y);
+    return;
+  }
   const detail::S1Conv s{g.N, g.C, g.H + 2 * p, g.W + 2 * p, g.KH, g.KW, g.O};
   T* xp = detail::padded_buffer<T, 0>(g.N * g.C * s.Hp * s.Wp);
 #pragma omp parallel
@@ -528,7 +539,9 @@ void conv2d_backward(const Conv2dGeometry& g, const T* x, const T* w, const T* g
   }
   const std::int64_t p = g.padding;
   // gx = stride-1 convolution of gy padded by K-1-p with wt[c][o][kh][kw] = w[o][c][KH-1-kh][KW-1-kw].
-  const bool flip = gx && p <= g.KH - 1 && p <= g.KW - 1;
+  const bool flip_any = gx && p <= g.KH - 1 && p <= g.KW - 1;
+  const bool winograd_gx = flip_any && detail::winograd45_applies(g.O, g.C, g.KH, g.KW, g.stride);
+  const bool flip = flip_any && !winograd_gx;  // through im2col in the parallel region below
   const std::int64_t ph = g.KH - 1 - p, pw = g.KW - 1 - p;
   const detail::S1Conv sx{g.N, g.C, g.H + 2 * p, g.W + 2 * p, g.KH, g.KW, g.O};
   const detail::S1Conv sg{g.N, g.O, OH + 2 * ph, OW + 2 * pw, g.KH, g.KW, g.C};
@@ -542,8 +555,8 @@ void conv2d_backward(const Conv2dGeometry& g, const T* x, const T* w, const T* g
     xp = detail::padded_buffer<T, 0>(g.N * g.C * sx.Hp * sx.Wp);
     part = detail::padded_buffer<T, 2>(g.O == 1 ? g.N * L : chunks * g.O * CKK);
   }
-  if (flip) {
-    gyp = detail::padded_buffer<T, 1>(g.N * g.O * sg.Hp * sg.Wp);
+  if (flip_any) {
+    if (flip) gyp = detail::padded_buffer<T, 1>(g.N * g.O * sg.Hp * sg.Wp);
     wt.resize(g.O * CKK);
     for (std::int64_t c = 0; c < g.C; ++c)
       for (std::int64_t o = 0; o < g.O; ++o)
@@ -552,6 +565,9 @@ void conv2d_backward(const Conv2dGeometry& g, const T* x, const T* w, const T* g
             wt[((c * g.O + o) * g.KH + kh) * g.KW + kw] =
                 w[((o * g.C + c) * g.KH + g.KH - 1 - kh) * g.KW + g.KW - 1 - kw];
   }
+  if (winograd_gx)
+    detail::winograd45_conv<T, 1>({g.N, g.O, OH, OW, ph, g.C}, gy, wt.data(), static_cast<const T*>(nullptr),
+                                  gx);
 #pragma omp parallel
   {
     if (gw) {
@@ -587,7 +603,7 @@ void conv2d_backward(const Conv2dGeometry& g, const T* x, const T* w, const T* g
       }
     }
   }
-  if (gx && !flip) detail::conv2d_backward_blocked(g, x, w, gy, gx, static_cast<T*>(nullptr));
+  if (gx && !flip_any) detail::conv2d_backward_blocked(g, x, w, gy, gx, static_cast<T*>(nullptr));
 }
 
 }  // namespace diffuse::kernels

@@ -26,10 +26,12 @@ using CMap = Eigen::Map<const RowMat<T>, Eigen::Unaligned, Eigen::OuterStride<>>
 template <class T>
 using MMap = Eigen::Map<RowMat<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
 
-// C = alpha op(A) op(B) + beta C on one thread (no checks). beta == 0 never reads C.
+// C = alpha op(A) op(B) + beta C on one thread (no checks), not counted in flop_counter() (for
+// callers that count the work they stand for). beta == 0 never reads C.
 template <class T>
-void gemm_serial(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K, T alpha, const T* A,
-                 std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C, std::int64_t ldc) {
+void gemm_serial_uncounted(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K,
+                           T alpha, const T* A, std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C,
+                           std::int64_t ldc) {
   if (M <= 0 || N <= 0) return;
   MMap<T> c(C, M, N, Eigen::OuterStride<>(ldc));
   if (beta == T(0))
@@ -37,7 +39,6 @@ void gemm_serial(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std
   else if (beta != T(1))
     c *= beta;
   if (K <= 0 || alpha == T(0)) return;
-  count_flops(M * N * K);
   SerialEigen serial;
   // A stored [M,K] or [K,M]; B stored [K,N] or [N,K].
   CMap<T> a(A, trans_a ? K : M, trans_a ? M : K, Eigen::OuterStride<>(lda));
@@ -52,14 +53,23 @@ void gemm_serial(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std
     c.noalias() += alpha * a.transpose() * b.transpose();
 }
 
-inline void check_gemm(const char* what, bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K,
-                       std::int64_t lda, std::int64_t ldb, std::int64_t ldc) {
+// The same, counted.
+template <class T>
+void gemm_serial(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K, T alpha,
+                 const T* A, std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C, std::int64_t ldc) {
+  if (M > 0 && N > 0 && K > 0 && alpha != T(0)) count_flops(M * N * K);
+  gemm_serial_uncounted(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+inline void check_gemm(const char* what, bool trans_a, bool trans_b, std::int64_t M, std::int64_t N,
+                       std::int64_t K, std::int64_t lda, std::int64_t ldb, std::int64_t ldc) {
   check_nonnegative(what, {{"M", M}, {"N", N}, {"K", K}});
   const std::int64_t a_cols = trans_a ? M : K, b_cols = trans_b ? K : N;
   if (lda < a_cols || ldb < b_cols || ldc < N)
-    throw Error(std::string(what) + ": leading dimensions too small (lda=" + std::to_string(lda) + " needs >= " +
-                std::to_string(a_cols) + ", ldb=" + std::to_string(ldb) + " needs >= " + std::to_string(b_cols) +
-                ", ldc=" + std::to_string(ldc) + " needs >= " + std::to_string(N) + ")");
+    throw Error(std::string(what) + ": leading dimensions too small (lda=" + std::to_string(lda) +
+                " needs >= " + std::to_string(a_cols) + ", ldb=" + std::to_string(ldb) +
+                " needs >= " + std::to_string(b_cols) + ", ldc=" + std::to_string(ldc) +
+                " needs >= " + std::to_string(N) + ")");
 }
 
 // Tile sizes of the parallel GEMM: fixed constants, so the partition depends only on the shape.
@@ -76,7 +86,8 @@ void gemm(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64
           std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C, std::int64_t ldc) {
   detail::check_gemm("gemm", trans_a, trans_b, M, N, K, lda, ldb, ldc);
   if (M == 0 || N == 0) return;
-  const std::int64_t tm = detail::ceil_div(M, detail::kGemmTileM), tn = detail::ceil_div(N, detail::kGemmTileN);
+  const std::int64_t tm = detail::ceil_div(M, detail::kGemmTileM),
+                     tn = detail::ceil_div(N, detail::kGemmTileN);
   const std::int64_t tiles = tm * tn;
 #pragma omp parallel for schedule(dynamic, 1) if (tiles > 1)
   for (std::int64_t t = 0; t < tiles; ++t) {
@@ -91,9 +102,10 @@ void gemm(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64
 // Same, but batched: count independent products with the given element strides between batches;
 // parallel over the batch with single-threaded Eigen inside (fixed summation order).
 template <class T>
-void gemm_batched(std::int64_t count, bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K,
-                  T alpha, const T* A, std::int64_t lda, std::int64_t strideA, const T* B, std::int64_t ldb,
-                  std::int64_t strideB, T beta, T* C, std::int64_t ldc, std::int64_t strideC) {
+void gemm_batched(std::int64_t count, bool trans_a, bool trans_b, std::int64_t M, std::int64_t N,
+                  std::int64_t K, T alpha, const T* A, std::int64_t lda, std::int64_t strideA, const T* B,
+                  std::int64_t ldb, std::int64_t strideB, T beta, T* C, std::int64_t ldc,
+                  std::int64_t strideC) {
   detail::check_gemm("gemm_batched", trans_a, trans_b, M, N, K, lda, ldb, ldc);
   detail::check_nonnegative("gemm_batched", {{"count", count}});
   if (count == 1) {  // one product: split it into tiles instead

@@ -46,23 +46,33 @@ void upsample_nearest2x_backward(std::int64_t P, std::int64_t H, std::int64_t W,
     }
 }
 
-// y [P,H/2,W/2]; argmax [P,H/2,W/2] holds the flat input index (i*W + j) of the max within the plane
-// (the first one on ties).
+// y [P,H/2,W/2]; argmax [P,H/2,W/2] (or nullptr: not wanted) holds the flat input index (i*W + j) of
+// the max within the plane (the first one on ties).
 template <class T>
 void max_pool2x_forward(std::int64_t P, std::int64_t H, std::int64_t W, const T* x, T* y, std::int32_t* argmax) {
   detail::check_pool("max_pool2x", P, H, W);
   const std::int64_t OH = H / 2, OW = W / 2;
 #pragma omp parallel for schedule(static) if (P * H * W > (1 << 14))
   for (std::int64_t p = 0; p < P; ++p)
-    for (std::int64_t i = 0; i < OH; ++i)
+    for (std::int64_t i = 0; i < OH; ++i) {
+      const T* r0 = x + (p * H + 2 * i) * W;
+      const T* r1 = r0 + W;
+      T* out = y + (p * OH + i) * OW;
+      if (!argmax) {  // no-grad: branch-free, vectorised; the same order as below, so the same value
+        for (std::int64_t j = 0; j < OW; ++j)
+          out[j] = std::max(std::max(std::max(r0[2 * j], r0[2 * j + 1]), r1[2 * j]), r1[2 * j + 1]);
+        continue;
+      }
+      std::int32_t* arg = argmax + (p * OH + i) * OW;
       for (std::int64_t j = 0; j < OW; ++j) {
         const T* xp = x + p * H * W;
         std::int64_t best = 2 * i * W + 2 * j;
         for (std::int64_t idx : {2 * i * W + 2 * j + 1, (2 * i + 1) * W + 2 * j, (2 * i + 1) * W + 2 * j + 1})
           if (xp[idx] > xp[best]) best = idx;
-        y[(p * OH + i) * OW + j] = xp[best];
-        argmax[(p * OH + i) * OW + j] = static_cast<std::int32_t>(best);
+        out[j] = xp[best];
+        arg[j] = static_cast<std::int32_t>(best);
       }
+    }
 }
 
 // gx [P,H,W] overwritten: gy goes to the max of each window, zero elsewhere.

@@ -135,6 +135,10 @@ Tensor<T> max_pool2x(const Tensor<T>& x) {
   const std::int64_t P = x.size(0) * x.size(1), H = x.size(2), W = x.size(3);
   if (H < 2 || W < 2) throw Error("max_pool2x: input of shape " + to_string(x.shape()) + " is smaller than 2x2");
   Tensor<T> y = Tensor<T>::empty({x.size(0), x.size(1), H / 2, W / 2});
+  if (!detail::any_requires_grad<T>({&x})) {  // nothing will ask where the maxima were
+    kernels::max_pool2x_forward<T>(P, H, W, x.data(), y.data(), static_cast<std::int32_t*>(nullptr));
+    return y;
+  }
   auto argmax = std::make_shared<std::vector<std::int32_t>>(static_cast<std::size_t>(y.numel()));
   kernels::max_pool2x_forward<T>(P, H, W, x.data(), y.data(), argmax->data());
   return detail::record(y, {&x}, "max_pool2x", [s = x.shape(), P, H, W, argmax](const Tensor<T>& g) {
