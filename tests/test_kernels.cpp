@@ -318,15 +318,20 @@ double max_rel_diff(const Vec& a, const Vec& ref) {
 }
 }  // namespace
 
-TEST_CASE("conv2d 5x5 with 16+ channels (Winograd F(4x4,5x5)) matches the direct sum and im2col", "[kernels][conv2d]") {
+TEST_CASE("conv2d 3x3 and 5x5 with 16+ channels (Winograd F(4x4,RxR)) matches the direct sum and im2col",
+          "[kernels][conv2d]") {
   for (const k::Conv2dGeometry& g : {k::Conv2dGeometry{2, 16, 14, 14, 16, 5, 5, 1, 2},  // tiles cross the edge
                                      k::Conv2dGeometry{3, 20, 7, 9, 17, 5, 5, 1, 2},    // odd sizes
                                      k::Conv2dGeometry{1, 16, 13, 11, 24, 5, 5, 1, 0},  // no padding
                                      k::Conv2dGeometry{1, 16, 6, 6, 16, 5, 5, 1, 4},    // input gradient unpadded
-                                     k::Conv2dGeometry{40, 16, 7, 7, 16, 5, 5, 1, 2}}) {  // 160 tiles: 2 blocks
+                                     k::Conv2dGeometry{40, 16, 7, 7, 16, 5, 5, 1, 2},   // 160 tiles: 2 blocks
+                                     k::Conv2dGeometry{2, 16, 14, 14, 16, 3, 3, 1, 1},  // 3x3
+                                     k::Conv2dGeometry{3, 24, 7, 9, 17, 3, 3, 1, 1},
+                                     k::Conv2dGeometry{1, 16, 13, 11, 20, 3, 3, 1, 0},
+                                     k::Conv2dGeometry{40, 16, 7, 7, 16, 3, 3, 1, 1}}) {
     INFO("N=" << g.N << " C=" << g.C << " H=" << g.H << " W=" << g.W << " O=" << g.O << " p=" << g.padding);
-    REQUIRE(k::detail::winograd45_applies(g.C, g.O, g.KH, g.KW, g.stride));
-    const Vec x = randn(g.N * g.C * g.H * g.W, 1), w = randn(g.O * g.C * 25, 2), b = randn(g.O, 3);
+    REQUIRE(k::detail::winograd_applies(g.C, g.O, g.KH, g.KW, g.stride));
+    const Vec x = randn(g.N * g.C * g.H * g.W, 1), w = randn(g.O * g.C * g.KH * g.KW, 2), b = randn(g.O, 3);
     const Vec gy = randn(g.N * g.O * g.OH() * g.OW(), 4), dx = randn(x.size(), 5);
     const Vec ref = ref_conv(g, x, w, b.data());
     Vec y(gy.size(), 99.0), gx(x.size(), 7.0), gw(w.size(), 7.0), gb(b.size()), conv_dx(gy.size());

@@ -5,8 +5,8 @@
 // gradient is the forward convolution of the padded output gradient with the flipped, transposed
 // weights (no col2im); the weight gradient sums fixed chunks of tiles, reduced in a fixed order.
 // One output channel takes a direct path (a GEMV would be memory-bound). Other strides use
-// im2col + GEMM per band of output rows. Stride-1 5x5 convolutions with 16 or more channels on both
-// sides (forward and input gradient) take Winograd's F(4x4, 5x5) instead (kernels/winograd.hpp).
+// im2col + GEMM per band of output rows. Stride-1 3x3 and 5x5 convolutions with 16 or more channels
+// on both sides (forward and input gradient) take Winograd's F(4x4, RxR) instead (kernels/winograd.hpp).
 // Every partition depends on the geometry alone, so results do not depend on the number of threads.
 #pragma once
 #include <algorithm>
@@ -190,17 +190,22 @@ void pad_planes(std::int64_t planes, std::int64_t H, std::int64_t W, std::int64_
   place_planes(planes, H, W, ph, pw, H + 2 * ph, W + 2 * pw, x, xp);
 }
 
-// Winograd F(4x4, 5x5) of x [N, C, H, W] padded by pad, weights w [O, C, 5, 5], into y; Slot picks
+// Winograd F(4x4, RxR) of x [N, C, H, W] padded by pad, weights w [O, C, R, R], into y; Slot picks
 // the calling thread's buffer for the padded input. Opens its own parallel region.
 template <class T, int Slot>
-void winograd45_conv(const Winograd45Geometry& wg, const T* x, const T* w, const T* bias, T* y) {
+void winograd_conv(const WinogradGeometry& wg, const T* x, const T* w, const T* bias, T* y) {
   T* xw = thread_scratch<T, Slot>(wg.N * wg.C * wg.Hw() * wg.Ww());
-  T* U = thread_scratch<T, 7>(64 * wg.O * wg.C);
+  T* U = thread_scratch<T, 7>((wg.R + 3) * (wg.R + 3) * wg.O * wg.C);
 #pragma omp parallel
   {
     place_planes(wg.N * wg.C, wg.H, wg.W, wg.pad, wg.pad, wg.Hw(), wg.Ww(), x, xw);
-    winograd45_weights(wg.O, wg.C, w, U);
-    winograd45_forward(wg, xw, U, bias, y);
+    if (wg.R == 3) {
+      winograd_weights<3>(wg.O, wg.C, w, U);
+      winograd_forward<3>(wg, xw, U, bias, y);
+    } else {
+      winograd_weights<5>(wg.O, wg.C, w, U);
+      winograd_forward<5>(wg, xw, U, bias, y);
+    }
   }
 }
 
@@ -499,8 +504,8 @@ void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bi
     return;
   }
   const std::int64_t p = g.padding;
-  if (detail::winograd45_applies(g.C, g.O, g.KH, g.KW, g.stride)) {
-    detail::winograd45_conv<T, 0>({g.N, g.C, g.H, g.W, p, g.O}, x, w, bias, y);
+  if (detail::winograd_applies(g.C, g.O, g.KH, g.KW, g.stride)) {
+    detail::winograd_conv<T, 0>({g.N, g.C, g.H, g.W, p, g.O, g.KH}, x, w, bias, y);
     return;
   }
   const detail::S1Conv s{g.N, g.C, g.H + 2 * p, g.W + 2 * p, g.KH, g.KW, g.O};
@@ -540,7 +545,7 @@ void conv2d_backward(const Conv2dGeometry& g, const T* x, const T* w, const T* g
   const std::int64_t p = g.padding;
   // gx = stride-1 convolution of gy padded by K-1-p with wt[c][o][kh][kw] = w[o][c][KH-1-kh][KW-1-kw].
   const bool flip_any = gx && p <= g.KH - 1 && p <= g.KW - 1;
-  const bool winograd_gx = flip_any && detail::winograd45_applies(g.O, g.C, g.KH, g.KW, g.stride);
+  const bool winograd_gx = flip_any && detail::winograd_applies(g.O, g.C, g.KH, g.KW, g.stride);
   const bool flip = flip_any && !winograd_gx;  // through im2col in the parallel region below
   const std::int64_t ph = g.KH - 1 - p, pw = g.KW - 1 - p;
   const detail::S1Conv sx{g.N, g.C, g.H + 2 * p, g.W + 2 * p, g.KH, g.KW, g.O};
@@ -566,7 +571,7 @@ void conv2d_backward(const Conv2dGeometry& g, const T* x, const T* w, const T* g
                 w[((o * g.C + c) * g.KH + g.KH - 1 - kh) * g.KW + g.KW - 1 - kw];
   }
   if (winograd_gx)
-    detail::winograd45_conv<T, 1>({g.N, g.O, OH, OW, ph, g.C}, gy, wt.data(), static_cast<const T*>(nullptr),
+    detail::winograd_conv<T, 1>({g.N, g.O, OH, OW, ph, g.C, g.KH}, gy, wt.data(), static_cast<const T*>(nullptr),
                                   gx);
 #pragma omp parallel
   {
