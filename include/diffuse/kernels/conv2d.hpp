@@ -5,8 +5,9 @@
 // gradient is the forward convolution of the padded output gradient with the flipped, transposed
 // weights (no col2im); the weight gradient sums fixed chunks of tiles, reduced in a fixed order.
 // One output channel takes a direct path (a GEMV would be memory-bound). Other strides use
-// im2col + GEMM per band of output rows. Stride-1 3x3 and 5x5 convolutions with 16 or more channels
-// on both sides (forward and input gradient) take Winograd's F(4x4, RxR) instead (kernels/winograd.hpp).
+// im2col + GEMM per band of output rows. float32 stride-1 3x3 and 5x5 convolutions with 16 or more
+// channels on both sides (forward and input gradient) take Winograd's F(4x4, RxR) instead
+// (kernels/winograd.hpp).
 // Every partition depends on the geometry alone, so results do not depend on the number of threads.
 #pragma once
 #include <algorithm>
@@ -504,7 +505,7 @@ void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bi
     return;
   }
   const std::int64_t p = g.padding;
-  if (detail::winograd_applies(g.C, g.O, g.KH, g.KW, g.stride)) {
+  if (detail::winograd_applies<T>(g.C, g.O, g.KH, g.KW, g.stride, detail::winograd_tiles(g.N, g.OH(), g.OW()))) {
     detail::winograd_conv<T, 0>({g.N, g.C, g.H, g.W, p, g.O, g.KH}, x, w, bias, y);
     return;
   }
@@ -545,13 +546,13 @@ void conv2d_backward(const Conv2dGeometry& g, const T* x, const T* w, const T* g
   const std::int64_t p = g.padding;
   // gx = stride-1 convolution of gy padded by K-1-p with wt[c][o][kh][kw] = w[o][c][KH-1-kh][KW-1-kw].
   const bool flip_any = gx && p <= g.KH - 1 && p <= g.KW - 1;
-  const bool winograd_gx = flip_any && detail::winograd_applies(g.O, g.C, g.KH, g.KW, g.stride);
+  const bool winograd_gx = flip_any && detail::winograd_applies<T>(g.O, g.C, g.KH, g.KW, g.stride,
+                                                                detail::winograd_tiles(g.N, g.H, g.W));
   const bool flip = flip_any && !winograd_gx;  // through im2col in the parallel region below
   const std::int64_t ph = g.KH - 1 - p, pw = g.KW - 1 - p;
   const detail::S1Conv sx{g.N, g.C, g.H + 2 * p, g.W + 2 * p, g.KH, g.KW, g.O};
   const detail::S1Conv sg{g.N, g.O, OH + 2 * ph, OW + 2 * pw, g.KH, g.KW, g.C};
-  T *xp = nullptr, *gyp = nullptr, *part = nullptr;
-  std::vector<T> wt;
+  T *xp = nullptr, *gyp = nullptr, *part = nullptr, *wt = nullptr;
   // One output channel: gy on the padded-width grid, rounded up to whole blocks of 16.
   const std::int64_t L = detail::ceil_div((OH - 1) * sx.Wp + OW, 16) * 16;
   const std::int64_t ntiles = detail::ceil_div(sx.cols(), sx.tile());
@@ -562,7 +563,8 @@ void conv2d_backward(const Conv2dGeometry& g, const T* x, const T* w, const T* g
   }
   if (flip_any) {
     if (flip) gyp = detail::padded_buffer<T, 1>(g.N * g.O * sg.Hp * sg.Wp);
-    wt.resize(g.O * CKK);
+    wt = detail::thread_scratch<T, 10>(g.O * CKK);
+#pragma omp parallel for schedule(static) if (g.O * CKK > (1 << 14))
     for (std::int64_t c = 0; c < g.C; ++c)
       for (std::int64_t o = 0; o < g.O; ++o)
         for (std::int64_t kh = 0; kh < g.KH; ++kh)
@@ -571,8 +573,8 @@ void conv2d_backward(const Conv2dGeometry& g, const T* x, const T* w, const T* g
                 w[((o * g.C + c) * g.KH + g.KH - 1 - kh) * g.KW + g.KW - 1 - kw];
   }
   if (winograd_gx)
-    detail::winograd_conv<T, 1>({g.N, g.O, OH, OW, ph, g.C, g.KH}, gy, wt.data(), static_cast<const T*>(nullptr),
-                                  gx);
+    detail::winograd_conv<T, 1>({g.N, g.O, OH, OW, ph, g.C, g.KH}, gy, wt, static_cast<const T*>(nullptr),
+                                gx);
 #pragma omp parallel
   {
     if (gw) {
@@ -589,7 +591,7 @@ void conv2d_backward(const Conv2dGeometry& g, const T* x, const T* w, const T* g
       }
     }
     if (flip) detail::pad_planes(g.N * g.O, OH, OW, ph, pw, gy, gyp);
-    if (flip) detail::s1_forward(sg, gyp, wt.data(), static_cast<const T*>(nullptr), gx);
+    if (flip) detail::s1_forward(sg, gyp, wt, static_cast<const T*>(nullptr), gx);
     if (gw) {
       if (g.O == 1) {
         detail::s1_weight_grad_one(sx, xp, part, L, gw);

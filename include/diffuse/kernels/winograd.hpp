@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <utility>
 
 #include "diffuse/kernels/common.hpp"
@@ -19,8 +20,8 @@
 
 namespace diffuse::kernels {
 
-// Whether stride-1 3x3 and 5x5 convolutions with 16 or more channels on both sides use Winograd
-// (default: yes). Off, they take im2col + GEMM, whose rounding is that of a direct sum (Winograd's
+// Whether float32 stride-1 3x3 and 5x5 convolutions with 16 or more channels on both sides use
+// Winograd (default: yes). Off, they take im2col + GEMM, whose rounding is that of a direct sum (Winograd's
 // float32 results differ from it by a few 1e-6 of the output's scale).
 inline std::atomic<bool>& winograd_enabled() {
   static std::atomic<bool> on{true};
@@ -94,16 +95,30 @@ const WinogradMatrices<T, R>& winograd_matrices() {
   return cast;
 }
 
-// Stride-1 square 3x3 or 5x5 convolutions where the GEMMs are well shaped (measured: below 16
-// channels on either side, im2col or the one-channel path wins).
-inline bool winograd_applies(std::int64_t C, std::int64_t O, std::int64_t KH, std::int64_t KW, std::int64_t stride) {
-  return winograd_enabled().load(std::memory_order_relaxed) && KH == KW && (KH == 3 || KH == 5) && stride == 1 &&
-         C >= 16 && O >= 16;
+// float32, stride-1 square 3x3 or 5x5 convolutions where the GEMMs are well shaped (measured: below
+// 16 channels on either side, im2col or the one-channel path wins) and there are enough tiles of
+// 4x4 outputs in the batch to pay for transforming the weights (measured on the butterfly UNet at
+// batch 16, whose 4x4 level has 16 tiles: im2col wins there). float64 keeps im2col: Winograd's
+// rounding (about 1e-14 of the output's scale instead of 1e-16) would blur the float64 checks
+// against PyTorch that double precision is there for.
+inline constexpr std::int64_t kWinogradMinTiles = 64;
+inline std::int64_t winograd_tiles(std::int64_t N, std::int64_t OH, std::int64_t OW) {
+  return N * ceil_div(OH, 4) * ceil_div(OW, 4);
+}
+template <class T>
+bool winograd_applies(std::int64_t C, std::int64_t O, std::int64_t KH, std::int64_t KW, std::int64_t stride,
+                      std::int64_t tiles) {
+  return std::is_same_v<T, float> && winograd_enabled().load(std::memory_order_relaxed) && KH == KW &&
+         (KH == 3 || KH == 5) && stride == 1 && C >= 16 && O >= 16 && tiles >= kWinogradMinTiles;
 }
 
-// Tiles per block (a multiple of the 16 or 8 lanes the transforms work on): the block's transformed
-// input and products, A^2 x channels x 128 values each, stay within a core's L2.
+// At most this many tiles per block (a multiple of the 16 or 8 lanes the transforms work on): the
+// block's transformed input and products, A^2 x channels x 128 values each, stay within a core's
+// L2. Batches of fewer than 512 tiles take blocks of a quarter of them, so both cores get work.
 inline constexpr std::int64_t kWinogradBlock = 128;
+inline std::int64_t winograd_block(std::int64_t tiles) {
+  return std::clamp<std::int64_t>(ceil_div(ceil_div(tiles, 4), 16) * 16, 16, kWinogradBlock);
+}
 
 // The convolution of an input [N, C, H, W] with padding p by an RxR kernel into [N, O, OH, OW],
 // OH = H + 2p - R + 1, cut into th x tw tiles of 4x4 outputs per image; the padded input plane is
@@ -159,7 +174,8 @@ void winograd_forward(const WinogradGeometry& g, const T* xw, const T* U, const 
   constexpr int L = 64 / sizeof(T), a = R + 3, aa = a * a;
   constexpr std::int64_t B = kWinogradBlock;
   const WinogradMatrices<T, R> mat = winograd_matrices<T, R>();  // a local copy: stores cannot alias it
-  const std::int64_t tiles = g.tiles(), blocks = ceil_div(tiles, B), Ww = g.Ww(), plane = g.Hw() * Ww;
+  const std::int64_t tiles = g.tiles(), bs = winograd_block(tiles), blocks = ceil_div(tiles, bs), Ww = g.Ww(),
+                     plane = g.Hw() * Ww;
   const std::int64_t OH = g.OH(), OW = g.OW(), C = g.C, O = g.O;
   T* V = thread_scratch<T, 8>(aa * C * B);
   T* M = thread_scratch<T, 9>(aa * O * B);
@@ -167,7 +183,8 @@ void winograd_forward(const WinogradGeometry& g, const T* xw, const T* U, const 
   count_flops(g.N * O * OH * OW * C * R * R);  // the direct sum's count: effective GFLOP/s
 #pragma omp for schedule(static) nowait
   for (std::int64_t blk = 0; blk < blocks; ++blk) {
-    const std::int64_t t0 = blk * B, nt = std::min(B, tiles - t0), groups = ceil_div(nt, L), cols = groups * L;
+    const std::int64_t t0 = blk * bs, nt = std::min(bs, tiles - t0), groups = ceil_div(nt, L),
+                       cols = groups * L;
     std::int64_t in_off[B], out_off[B], rows[B], cs[B];  // per tile of the block, computed once
     for (std::int64_t k = 0; k < nt; ++k) {
       const std::int64_t per_image = g.th() * g.tw(), rem = (t0 + k) % per_image, n = (t0 + k) / per_image;
@@ -211,7 +228,8 @@ void winograd_forward(const WinogradGeometry& g, const T* xw, const T* U, const 
       for (std::int64_t grp = 0; grp < groups; ++grp) {
         vec mm[a][a], h[4][a], out[4][4];
         for (int i = 0; i < a; ++i)
-          for (int j = 0; j < a; ++j) std::memcpy(&mm[i][j], M + (o * aa + i * a + j) * B + grp * L, sizeof(vec));
+          for (int j = 0; j < a; ++j)
+            std::memcpy(&mm[i][j], M + (o * aa + i * a + j) * B + grp * L, sizeof(vec));
         for (int i = 0; i < 4; ++i)  // h = A^T m
           for (int j = 0; j < a; ++j) {
             vec acc = mat.AT[i][0] * mm[0][j];
