@@ -3,7 +3,8 @@
 //    "gflops", "gemm_gflops"}
 // train = forward + MSE + backward + AdamW step; forward = one no-grad forward; peak_rss_mb = the
 // process's peak resident memory during the training steps, base_rss_mb = its resident memory before
-// the case built anything; gflops = achieved GFLOP/s of the forward (product kernels' FLOPs / time);
+// the case built anything; gflops = GFLOP/s of the forward (product kernels' FLOPs / time; Winograd
+// convolutions count the direct sum's FLOPs, so this is the effective rate);
 // gemm_gflops = Eigen's own 1024x1024 float GEMM on all threads, in the same run.
 // The case sample_dpmpp20 times 256 images from unet_course28, DPM-Solver++ in 20 steps, and reports
 // them as forward_img_per_s (and sample_s). benchmarks/peer/peer_models.py measures PyTorch the same

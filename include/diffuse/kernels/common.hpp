@@ -15,7 +15,8 @@
 namespace diffuse::kernels {
 
 // Floating-point operations done by the product kernels (GEMM, convolution), two per multiply-add,
-// since the program started: what the benchmarks divide by time to report GFLOP/s.
+// since the program started: what the benchmarks divide by time to report GFLOP/s. A Winograd
+// convolution counts the direct sum's operations (an effective rate, as cuDNN and oneDNN report).
 inline std::atomic<std::int64_t>& flop_counter() {
   static std::atomic<std::int64_t> count{0};
   return count;
