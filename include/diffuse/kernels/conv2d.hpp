@@ -195,7 +195,7 @@ void pad_planes(std::int64_t planes, std::int64_t H, std::int64_t W, std::int64_
 // the calling thread's buffer for the padded input. Opens its own parallel region.
 template <class T, int Slot>
 void winograd_conv(const WinogradGeometry& wg, const T* x, const T* w, const T* bias, T* y) {
-  T* xw = thread_scratch<T, Slot>(wg.N * wg.C * wg.Hw() * wg.Ww());
+  T* xw = thread_scratch<T, Slot>(wg.N * wg.C * wg.Hw() * wg.Ww() + 8);  // + 8: tile rows are read 8 wide
   T* U = thread_scratch<T, 7>((wg.R + 3) * (wg.R + 3) * wg.O * wg.C);
 #pragma omp parallel
   {
@@ -505,7 +505,8 @@ void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bi
     return;
   }
   const std::int64_t p = g.padding;
-  if (detail::winograd_applies<T>(g.C, g.O, g.KH, g.KW, g.stride, detail::winograd_tiles(g.N, g.OH(), g.OW()))) {
+  if (detail::winograd_applies<T>(g.C, g.O, g.KH, g.KW, g.stride,
+                                  detail::winograd_tiles(g.N, g.OH(), g.OW()))) {
     detail::winograd_conv<T, 0>({g.N, g.C, g.H, g.W, p, g.O, g.KH}, x, w, bias, y);
     return;
   }
@@ -547,7 +548,7 @@ void conv2d_backward(const Conv2dGeometry& g, const T* x, const T* w, const T* g
   // gx = stride-1 convolution of gy padded by K-1-p with wt[c][o][kh][kw] = w[o][c][KH-1-kh][KW-1-kw].
   const bool flip_any = gx && p <= g.KH - 1 && p <= g.KW - 1;
   const bool winograd_gx = flip_any && detail::winograd_applies<T>(g.O, g.C, g.KH, g.KW, g.stride,
-                                                                detail::winograd_tiles(g.N, g.H, g.W));
+                                                                   detail::winograd_tiles(g.N, g.H, g.W));
   const bool flip = flip_any && !winograd_gx;  // through im2col in the parallel region below
   const std::int64_t ph = g.KH - 1 - p, pw = g.KW - 1 - p;
   const detail::S1Conv sx{g.N, g.C, g.H + 2 * p, g.W + 2 * p, g.KH, g.KW, g.O};

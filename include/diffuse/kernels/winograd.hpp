@@ -165,6 +165,63 @@ void winograd_weights(std::int64_t O, std::int64_t C, const T* w, T* U) {
     }
 }
 
+// ---- the input gather for float32: 16 tiles per AVX-512 vector ---------------------------------
+// d[i][j][l] = src_l[i * Ww + j] for the 16 tiles l of a group and i, j < A <= 8: per input row, one
+// 8-float load per tile, then a 16 x 8 transpose in three rounds of two-source shuffles (24 shuffles
+// instead of 128 scalar inserts). Reads up to 8 - A floats past each tile row.
+typedef float f32x16 __attribute__((vector_size(64)));
+typedef float f32x8 __attribute__((vector_size(32)));
+
+template <class Index, std::size_t... K>
+inline f32x16 shuffle16(f32x16 a, f32x16 b, std::index_sequence<K...>) {
+  return __builtin_shufflevector(a, b, Index::idx(K)...);
+}
+// Round 1: [tiles 4q..4q+3] x [columns 4G..4G+3], k = column * 4 + tile, from the two vectors that hold
+// tiles (4q, 4q+1) and (4q+2, 4q+3), eight columns each.
+template <int G>
+struct GatherRound1 {
+  static constexpr int idx(std::size_t k) { return int((k % 4) / 2 * 16 + (k % 2) * 8 + 4 * G + k / 4); }
+};
+// Round 2: [tiles 8h..8h+7] x [columns 2S, 2S+1 of the group], k = column * 8 + tile.
+template <int S>
+struct GatherRound2 {
+  static constexpr int idx(std::size_t k) { return int((k % 8) / 4 * 16 + (2 * S + k / 8) * 4 + k % 4); }
+};
+// Round 3: one column of all 16 tiles.
+template <int CL>
+struct GatherRound3 {
+  static constexpr int idx(std::size_t k) { return int(k / 8 * 16 + CL * 8 + k % 8); }
+};
+
+template <int A>
+inline void gather_tiles_f32(const float* base, const std::int64_t* off, std::int64_t Ww, f32x16 (&d)[A][A]) {
+  static_assert(A <= 8);
+  constexpr auto seq = std::make_index_sequence<16>{};
+  for (int i = 0; i < A; ++i) {
+    f32x16 z[8], u[4][2], w[2][2][2];
+    for (int p = 0; p < 8; ++p) {
+      f32x8 lo, hi;
+      std::memcpy(&lo, base + off[2 * p] + i * Ww, sizeof(lo));
+      std::memcpy(&hi, base + off[2 * p + 1] + i * Ww, sizeof(hi));
+      z[p] = __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    }
+    for (int q = 0; q < 4; ++q) {
+      u[q][0] = shuffle16<GatherRound1<0>>(z[2 * q], z[2 * q + 1], seq);
+      if constexpr (A > 4) u[q][1] = shuffle16<GatherRound1<1>>(z[2 * q], z[2 * q + 1], seq);
+    }
+    for (int h = 0; h < 2; ++h) {
+      w[h][0][0] = shuffle16<GatherRound2<0>>(u[2 * h][0], u[2 * h + 1][0], seq);
+      if constexpr (A > 2) w[h][0][1] = shuffle16<GatherRound2<1>>(u[2 * h][0], u[2 * h + 1][0], seq);
+      if constexpr (A > 4) w[h][1][0] = shuffle16<GatherRound2<0>>(u[2 * h][1], u[2 * h + 1][1], seq);
+      if constexpr (A > 6) w[h][1][1] = shuffle16<GatherRound2<1>>(u[2 * h][1], u[2 * h + 1][1], seq);
+    }
+    for (int c = 0; c < A; ++c) {
+      const f32x16 &a = w[0][c / 4][c % 4 / 2], &b = w[1][c / 4][c % 4 / 2];
+      d[i][c] = c % 2 ? shuffle16<GatherRound3<1>>(a, b, seq) : shuffle16<GatherRound3<0>>(a, b, seq);
+    }
+  }
+}
+
 // y [N, O, OH, OW] = bias + conv(xw, w), xw the padded input [N, C, Hw, Ww], U from
 // winograd_weights. Work-shares over blocks of tiles: call inside a parallel region; no barrier at
 // the end.
@@ -194,19 +251,20 @@ void winograd_forward(const WinogradGeometry& g, const T* xw, const T* U, const 
       rows[k] = std::min<std::int64_t>(4, OH - 4 * ty);
       cs[k] = std::min<std::int64_t>(4, OW - 4 * tx);
     }
+    // Lanes past the last tile read tile 0 again: their products are computed and never stored.
+    std::int64_t gather_off[B];
+    for (std::int64_t k = 0; k < ceil_div(nt, L) * L; ++k) gather_off[k] = in_off[k < nt ? k : 0];
     for (std::int64_t c = 0; c < C; ++c)
       for (std::int64_t grp = 0; grp < groups; ++grp) {
         vec d[a][a], h[a][a];
-        for (int l = 0; l < L; ++l) {
-          const std::int64_t k = grp * L + l;
-          if (k >= nt) {
+        if constexpr (std::is_same_v<T, float>) {
+          gather_tiles_f32<a>(xw + c * plane, gather_off + grp * L, Ww, d);
+        } else {
+          for (int l = 0; l < L; ++l) {
+            const T* src = xw + gather_off[grp * L + l] + c * plane;
             for (int i = 0; i < a; ++i)
-              for (int j = 0; j < a; ++j) d[i][j][l] = T(0);
-            continue;
+              for (int j = 0; j < a; ++j) d[i][j][l] = src[i * Ww + j];
           }
-          const T* src = xw + in_off[k] + c * plane;
-          for (int i = 0; i < a; ++i)
-            for (int j = 0; j < a; ++j) d[i][j][l] = src[i * Ww + j];
         }
         for (int i = 0; i < a; ++i)  // h = B^T d
           for (int j = 0; j < a; ++j) {
