@@ -140,7 +140,7 @@ template <int R, class T>
 void winograd_weights(std::int64_t O, std::int64_t C, const T* w, T* U) {
   typedef double vec __attribute__((vector_size(64)));
   constexpr int L = 8, a = R + 3;
-  const WinogradMatrices<double, R> mat = make_winograd<R>();
+  const WinogradMatrices<double, R> mat = winograd_matrices<double, R>();  // built once; a local copy
   const std::int64_t OC = O * C;
 #pragma omp for schedule(static)
   for (std::int64_t o = 0; o < O; ++o)
