@@ -131,7 +131,7 @@ struct WinogradGeometry {
   std::int64_t tw() const { return ceil_div(OW(), 4); }
   std::int64_t Hw() const { return 4 * th() + R - 1; }
   std::int64_t Ww() const { return 4 * tw() + R - 1; }
-  std::int64_t tiles() const { return N * th() * tw(); }
+  std::int64_t tiles() const { return winograd_tiles(N, OH(), OW()); }
 };
 
 // U [A^2][O][C] = G w[o][c] G^T (computed in double), w [O, C, R, R]. Eight channels at a time, one
@@ -242,7 +242,9 @@ void winograd_forward(const WinogradGeometry& g, const T* xw, const T* U, const 
   for (std::int64_t blk = 0; blk < blocks; ++blk) {
     const std::int64_t t0 = blk * bs, nt = std::min(bs, tiles - t0), groups = ceil_div(nt, L),
                        cols = groups * L;
-    std::int64_t in_off[B], out_off[B], rows[B], cs[B];  // per tile of the block, computed once
+    // Per tile of the block, computed once; lanes past the last tile read tile 0 again (their products
+    // are computed and never stored).
+    std::int64_t in_off[B], out_off[B], rows[B], cs[B];
     for (std::int64_t k = 0; k < nt; ++k) {
       const std::int64_t per_image = g.th() * g.tw(), rem = (t0 + k) % per_image, n = (t0 + k) / per_image;
       const std::int64_t ty = rem / g.tw(), tx = rem % g.tw();
@@ -251,17 +253,15 @@ void winograd_forward(const WinogradGeometry& g, const T* xw, const T* U, const 
       rows[k] = std::min<std::int64_t>(4, OH - 4 * ty);
       cs[k] = std::min<std::int64_t>(4, OW - 4 * tx);
     }
-    // Lanes past the last tile read tile 0 again: their products are computed and never stored.
-    std::int64_t gather_off[B];
-    for (std::int64_t k = 0; k < ceil_div(nt, L) * L; ++k) gather_off[k] = in_off[k < nt ? k : 0];
+    std::fill(in_off + nt, in_off + cols, in_off[0]);
     for (std::int64_t c = 0; c < C; ++c)
       for (std::int64_t grp = 0; grp < groups; ++grp) {
         vec d[a][a], h[a][a];
         if constexpr (std::is_same_v<T, float>) {
-          gather_tiles_f32<a>(xw + c * plane, gather_off + grp * L, Ww, d);
+          gather_tiles_f32<a>(xw + c * plane, in_off + grp * L, Ww, d);
         } else {
           for (int l = 0; l < L; ++l) {
-            const T* src = xw + gather_off[grp * L + l] + c * plane;
+            const T* src = xw + in_off[grp * L + l] + c * plane;
             for (int i = 0; i < a; ++i)
               for (int j = 0; j < a; ++j) d[i][j][l] = src[i * Ww + j];
           }
