@@ -3,6 +3,7 @@
 // the number of OpenMP threads.
 #include <omp.h>
 
+#include <array>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
@@ -279,7 +280,7 @@ TEST_CASE("conv2d on geometries with several tiles: forward matches the direct s
   // Too large for finite differences in every entry; the convolution is linear in x and in w, so
   // <gx, dx> = <conv(dx, w), gy> and <gw, dw> = <conv(x, dw), gy> for any dx, dw (bias off).
   for (const k::Conv2dGeometry& g : {k::Conv2dGeometry{2, 64, 12, 13, 3, 5, 5, 1, 2},  // 2 tiles, 1 mid-image
-                                     k::Conv2dGeometry{20, 64, 7, 6, 4, 5, 5, 1, 2},   // 3 tiles of 7x6 images
+                                     k::Conv2dGeometry{20, 64, 7, 6, 4, 5, 5, 1, 2},   // 4 tiles of 7x6 images
                                      k::Conv2dGeometry{3, 32, 28, 28, 1, 5, 5, 1, 2}}) {  // one output channel
     INFO("N=" << g.N << " C=" << g.C << " H=" << g.H << " W=" << g.W << " O=" << g.O);
     const Vec x = randn(g.N * g.C * g.H * g.W, 1), w = randn(g.O * g.C * g.KH * g.KW, 2), b = randn(g.O, 3);
@@ -300,6 +301,24 @@ TEST_CASE("conv2d on geometries with several tiles: forward matches the direct s
       k::conv2d_forward<double>(g, x.data(), e.data(), nullptr, y.data());
       CHECK(gw[i] == Approx(dot(y, gy)).epsilon(1e-10));
     }
+  }
+}
+
+TEST_CASE("stride-1 convolution tiles split the work evenly between two threads", "[kernels][conv2d]") {
+  // The static schedule gives each of two threads half of the tiles; tiles are equal up to the last,
+  // even in number, and a multiple of the weight gradient's chunks when there are more of them
+  // (a 4x4 layer of 256 pixels was once split 192 + 64).
+  for (const auto& [N, C, H, K] : {std::array<int64_t, 4>{16, 256, 4, 3}, {16, 512, 4, 3}, {16, 256, 8, 3},
+                                   {16, 64, 32, 3}, {128, 1, 28, 5}, {128, 32, 14, 5}, {1, 8, 3, 3}}) {
+    const k::detail::S1Conv s{N, C, H + K - 1, H + K - 1, K, K, 64};
+    const int64_t tile = s.tile(), tiles = (s.cols() + tile - 1) / tile, last = s.cols() - (tiles - 1) * tile;
+    INFO("N=" << N << " C=" << C << " H=" << H << " tile=" << tile << " tiles=" << tiles);
+    CHECK(tile % 16 == 0);
+    CHECK((tiles % 2 == 0 || s.cols() <= 16));
+    CHECK((tiles <= k::detail::kGradChunks || tiles % k::detail::kGradChunks == 0));
+    const int64_t first_half = (tiles + 1) / 2 * tile, second_half = s.cols() - first_half;
+    if (tiles > 1) CHECK(second_half >= 0.9 * first_half);
+    CHECK(last > 0);
   }
 }
 

@@ -118,6 +118,9 @@ inline constexpr std::int64_t kConvBlockRows = 144;
 
 // ---- stride-1 path ------------------------------------------------------------------------------
 
+// Weight-gradient partial sums: the tiles are split into at most this many fixed chunks.
+inline constexpr std::int64_t kGradChunks = 8;
+
 // A stride-1 convolution of an already zero-padded input [N, C, Hp, Wp] with weights [O, C, KH, KW].
 struct S1Conv {
   std::int64_t N, C, Hp, Wp, KH, KW, O;
@@ -125,9 +128,17 @@ struct S1Conv {
   std::int64_t OW() const { return Wp - KW + 1; }
   std::int64_t CKK() const { return C * KH * KW; }
   std::int64_t cols() const { return N * OH() * OW(); }  // output pixels of the whole batch
-  // Columns per tile: a multiple of 48 (Eigen's float panel height with AVX-512) chosen so the
-  // im2col tile stays near 512 Ki elements (measured best on the BasicUNet layers among 128-1024 Ki).
-  std::int64_t tile() const { return std::clamp<std::int64_t>(kS1ColBudget / CKK() / 48 * 48, 48, 1536); }
+  // Columns per tile. At most a multiple of 48 (Eigen's float panel height with AVX-512) that keeps
+  // the im2col tile near 512 Ki elements (measured best on the BasicUNet layers among 128-1024 Ki);
+  // then the tiles are made equal (multiples of 16) and even in number (a multiple of kGradChunks past
+  // it), so two threads, and the weight gradient's chunks, get the same work: a 4x4 layer of
+  // 256 pixels was split 192 + 64 and ran at two thirds of both cores.
+  std::int64_t tile() const {
+    const std::int64_t cap = std::clamp<std::int64_t>(kS1ColBudget / CKK() / 48 * 48, 48, 1536);
+    std::int64_t n = (cols() + cap - 1) / cap;
+    n = n <= kGradChunks ? n + (n & 1) : (n + kGradChunks - 1) / kGradChunks * kGradChunks;
+    return std::max<std::int64_t>(16, ((cols() + n - 1) / n + 15) / 16 * 16);
+  }
   static constexpr std::int64_t kS1ColBudget = std::int64_t(1) << 19;
 };
 
@@ -136,8 +147,6 @@ struct S1Conv {
 inline constexpr std::int64_t kCopyChunk = 8;
 // Elements of zeroed slack after every padded buffer, so chunked copies may read past its end.
 inline constexpr std::int64_t kPadSlack = 16;
-// Weight-gradient partial sums: the tiles are split into at most this many fixed chunks.
-inline constexpr std::int64_t kGradChunks = 8;
 
 // A run of output pixels on one output row of one image: x = offset of its first input pixel in the
 // padded batch (channel 0, kernel tap 0), y = offset of its first output in [N, O, OH, OW] (channel
@@ -456,8 +465,10 @@ void conv2d_backward_blocked(const Conv2dGeometry& g, const T* x, const T* w, co
   const std::int64_t OHW = g.OH() * g.OW(), KK = g.KH * g.KW, CKK = g.C * KK;
   // Tasks: blocks of input channels. A block owns its columns of gw (summed over images in order)
   // and its channels of gx, so tasks never write the same memory.
-  const std::int64_t cb = std::clamp<std::int64_t>(detail::kConvBlockRows / KK, 1, g.C);
-  const std::int64_t blocks = detail::ceil_div(g.C, cb);
+  // An even number of equal blocks (a 1x1 convolution of 192 channels was 144 + 48).
+  std::int64_t even = detail::ceil_div(g.C, std::clamp<std::int64_t>(detail::kConvBlockRows / KK, 1, g.C));
+  if (even > 1) even += even & 1;
+  const std::int64_t cb = detail::ceil_div(g.C, even), blocks = detail::ceil_div(g.C, cb);
   const bool pointwise = g.is_pointwise();
 #pragma omp parallel if (blocks > 1)
   {
