@@ -24,7 +24,7 @@
 #include <string>
 #include <vector>
 
-#include "diffuse/autograd/backward.hpp"
+#include "diffuse/core/tensor.hpp"
 #include "diffuse/models/basic_unet.hpp"
 #include "diffuse/models/unet_2d.hpp"
 #include "diffuse/nn/functional.hpp"

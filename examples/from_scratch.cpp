@@ -82,7 +82,7 @@ int main(int argc, char** argv) try {
               static_cast<long long>(test.size()));
   Tensor<float> x = first_images(train, 8);
   Tensor<float> amount = Tensor<float>::linspace(0, 1, 8);  // left: clean, right: pure noise
-  io::Figure corruption;
+  viz::Figure corruption;
   corruption.add(x).add(models::corrupt(x, amount, gen));
   corruption.save(args.out / "input_and_corrupted.png");
 
@@ -116,14 +116,14 @@ int main(int argc, char** argv) try {
     std::fflush(stdout);
   }
   io::save_safetensors(args.out / "basic_unet.safetensors", net.state_dict());
-  io::loss_plot(losses, {.log_y = true}).save(args.out / "loss.svg");
+  viz::loss_plot(losses, {.log_y = true}).save(args.out / "loss.svg");
 
   // ---- Predictions on test images at increasing corruption ----
   {
     NoGradGuard no_grad;
     Tensor<float> clean = first_images(test, 8);
     Tensor<float> noisy = models::corrupt(clean, amount, gen);
-    io::Figure fig;
+    viz::Figure fig;
     fig.add(clean).add(noisy).add(clamp(net(noisy), 0.f, 1.f));
     fig.save(args.out / "predictions.png");
   }
@@ -131,13 +131,13 @@ int main(int argc, char** argv) try {
   // ---- Sampling ----
   {
     auto [xs, preds] = sample(net, 8, 5, gen);
-    io::Figure fig;  // one row per step: the input x at that step, then the model's prediction
+    viz::Figure fig;  // one row per step: the input x at that step, then the model's prediction
     for (std::size_t i = 0; i < preds.size(); ++i) fig.add(concat(std::vector{clamp(xs[i], 0.f, 1.f), clamp(preds[i], 0.f, 1.f)}, 0), {.nrow = 16});
     fig.save(args.out / "sampling_5_steps.png");
   }
   {
     auto [xs, preds] = sample(net, 64, 40, gen);
-    io::save_image(clamp(xs.back(), 0.f, 1.f), args.out / "sampling_40_steps.png", {.nrow = 8});
+    viz::save_image(clamp(xs.back(), 0.f, 1.f), args.out / "sampling_40_steps.png", {.nrow = 8});
   }
   std::printf("Wrote %s/{input_and_corrupted,predictions,sampling_5_steps,sampling_40_steps}.png, loss.svg and basic_unet.safetensors\n",
               args.out.string().c_str());

@@ -34,10 +34,10 @@ int main(int argc, char** argv) try {
 
   // ## Define the scheduler: how much noise to add at each of 1000 timesteps
   schedulers::DDPMScheduler<float> noise_scheduler({.num_train_timesteps = 1000, .beta_schedule = "squaredcos_cap_v2"});
-  io::schedule_plot(noise_scheduler, "squaredcos_cap_v2").save(out / "noise_schedule.svg");
+  viz::schedule_plot(noise_scheduler, "squaredcos_cap_v2").save(out / "noise_schedule.svg");
   auto first = *train_dataloader.begin();
   Tensor<float> xb = first.images.slice(0, 8);
-  io::save_image(io::noise_strip(noise_scheduler, xb, {0, 50, 100, 200, 400, 600, 800, 999}, gen),
+  viz::save_image(viz::noise_strip(noise_scheduler, xb, {0, 50, 100, 200, 400, 600, 800, 999}, gen),
                  out / "noisy_images.png", {.nrow = 8, .value_range = {{-1.0, 1.0}}});
 
   // ## Define the model: the notebook's UNet2DModel (1,707,009 parameters)
@@ -72,12 +72,12 @@ int main(int argc, char** argv) try {
     }
   }
   progress.close();
-  io::loss_plot(losses, {.log_y = true}).save(out / "loss.svg");
+  viz::loss_plot(losses, {.log_y = true}).save(out / "loss.svg");
 
   // ## Generate images, option 1: create a pipeline
   pipelines::DDPMPipeline<float> image_pipe(model, noise_scheduler);
   Tensor<float> pipeline_output = image_pipe({.batch_size = 16, .num_inference_steps = 1000}, gen);
-  io::save_image(pipeline_output, out / "pipeline_samples.png", {.nrow = 4});
+  viz::save_image(pipeline_output, out / "pipeline_samples.png", {.nrow = 4});
 
   // ## Generate images, option 2: write the sampling loop
   {
@@ -89,7 +89,7 @@ int main(int argc, char** argv) try {
       Tensor<float> residual = model(sample, t);  // the predicted noise
       sample = noise_scheduler.step(residual, t, sample, gen).prev_sample;
     }
-    io::save_image(sample, out / "loop_samples.png", {.nrow = 4, .value_range = {{-1.0, 1.0}}});
+    viz::save_image(sample, out / "loop_samples.png", {.nrow = 4, .value_range = {{-1.0, 1.0}}});
   }
 
   // ## Save the pipeline: it loads in Python with DDPMPipeline.from_pretrained

@@ -58,7 +58,7 @@ inline std::string model_card_text(const ModelCard& c, const std::string& folder
        "auto pipe = diffuse::pipelines::DiffusionPipeline<float>::from_pretrained(\"" << folder_name << "\");\n"
        "diffuse::Generator gen(0);\n"
        "auto images = pipe({.batch_size = 16, .num_inference_steps = 1000}, gen);  // [16, C, H, W] in [0, 1]\n"
-       "diffuse::io::save_image(images, \"samples.png\", {.nrow = 4});\n```\n\n"
+       "diffuse::viz::save_image(images, \"samples.png\", {.nrow = 4});\n```\n\n"
        "or from the command line: `sample --pipeline " << folder_name
     << " --scheduler dpmpp_2m --num_inference_steps 20 --batch_size 64`.\n";
   return s.str();

@@ -20,9 +20,9 @@
 #include <vector>
 
 #include <diffuse/data/fashion_mnist.hpp>
-#include <diffuse/io/grid.hpp>
-#include <diffuse/io/plots.hpp>
-#include <diffuse/io/strips.hpp>
+#include <diffuse/viz/grid.hpp>
+#include <diffuse/viz/plots.hpp>
+#include <diffuse/viz/strips.hpp>
 #include <diffuse/schedulers/ddpm.hpp>
 #include <diffuse/training/metrics.hpp>
 
@@ -74,7 +74,7 @@ int main(int argc, char** argv) try {
   for (const auto& [name, s] : schedules) {
     Generator g(args.seed);  // the same noise for every schedule, so only the schedule differs
     const auto path = args.out / ("noise_strip_" + name + ".png");
-    io::write_png(path, io::noise_strip(*s, x, timesteps, g));
+    io::write_png(path, viz::noise_strip(*s, x, timesteps, g));
     std::printf("wrote %s  (columns: t = 0, 50, 100, 200, 300, 500, 700, 999)\n", path.c_str());
   }
 
@@ -82,18 +82,18 @@ int main(int argc, char** argv) try {
   std::vector<double> amounts;
   for (int k = 0; k <= 10; ++k) amounts.push_back(k / 10.0);
   const auto corrupt_path = args.out / "corruption_strip.png";
-  io::write_png(corrupt_path, io::corruption_strip(x01, amounts, gen));
+  io::write_png(corrupt_path, viz::corruption_strip(x01, amounts, gen));
   std::printf("wrote %s  (columns: amount = 0, 0.1, ..., 1)\n", corrupt_path.c_str());
 
   // ---- 3. The schedules as curves ----
   std::vector<std::pair<std::string, const schedulers::Scheduler<float>*>> all;
   for (const auto& [name, s] : schedules) {
     const auto path = args.out / ("schedule_" + name + ".svg");
-    io::schedule_plot(*s, name).save(path);
+    viz::schedule_plot(*s, name).save(path);
     std::printf("wrote %s\n", path.c_str());
     all.emplace_back(name, s.get());
   }
-  io::schedule_plot(all, "Beta schedules: signal (solid) and noise (dashed)").save(args.out / "schedules.svg");
+  viz::schedule_plot(all, "Beta schedules: signal (solid) and noise (dashed)").save(args.out / "schedules.svg");
   std::printf("wrote %s\n", (args.out / "schedules.svg").c_str());
 
   // ---- 4. A training run's loss, if given ----
@@ -102,8 +102,8 @@ int main(int argc, char** argv) try {
     for (const auto& row : training::read_metrics(args.metrics))
       if (row.contains("loss") && row["loss"].is_number()) losses.push_back(row["loss"].get<double>());
     if (losses.empty()) throw Error("'" + args.metrics.string() + "' has no numeric \"loss\" column");
-    io::loss_plot(losses).save(args.out / "loss.svg");
-    io::loss_plot(losses, {.log_y = true}).save(args.out / "loss_log.svg");
+    viz::loss_plot(losses).save(args.out / "loss.svg");
+    viz::loss_plot(losses, {.log_y = true}).save(args.out / "loss_log.svg");
     std::printf("wrote %s and loss_log.svg (%zu steps)\n", (args.out / "loss.svg").c_str(), losses.size());
   }
   return 0;

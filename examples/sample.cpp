@@ -114,7 +114,7 @@ int main(int argc, char** argv) {
     progress.close();
     io::save_npy(args.output_dir / "samples.npy", all);
     const auto nrow = static_cast<std::int64_t>(std::ceil(std::sqrt(static_cast<double>(n))));
-    io::save_image(all, args.output_dir / "grid.png", {.nrow = nrow, .value_range = {{-1.0, 1.0}}});
+    viz::save_image(all, args.output_dir / "grid.png", {.nrow = nrow, .value_range = {{-1.0, 1.0}}});
     std::printf("Wrote %lld images (%s, %lld steps) to %s/{grid.png, image_XXXX.png, samples.npy}\n",
                 static_cast<long long>(n), args.scheduler.c_str(), static_cast<long long>(args.num_inference_steps),
                 args.output_dir.string().c_str());

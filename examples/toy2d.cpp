@@ -12,10 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "diffuse/autograd/backward.hpp"
+#include "diffuse/core/tensor.hpp"
 #include "diffuse/autograd/elementwise.hpp"
-#include "diffuse/autograd/grad_mode.hpp"
-#include "diffuse/io/scatter.hpp"
+#include "diffuse/core/grad_mode.hpp"
+#include "diffuse/viz/scatter.hpp"
 #include "diffuse/nn/functional.hpp"
 #include "diffuse/nn/linear.hpp"
 #include "diffuse/models/mlp_denoiser.hpp"
@@ -64,7 +64,7 @@ int main(int argc, char** argv) {
 
   // ## Sampling: the same model with every scheduler (they share the training config)
   const auto data = sample_data(1000, gen);
-  io::ScatterPlot({.xmin = -2.5, .xmax = 2.5, .ymin = -2.5, .ymax = 2.5}).add(data, {0.3f, 0.3f, 0.3f}).save(out_dir / "data.png");
+  viz::ScatterPlot({.xmin = -2.5, .xmax = 2.5, .ymin = -2.5, .ymax = 2.5}).add(data, {0.3f, 0.3f, 0.3f}).save(out_dir / "data.png");
   const std::vector<std::pair<std::string, std::int64_t>> samplers{
       {"DDPMScheduler", kTrainSteps},          {"DDIMScheduler", 20},
       {"PNDMScheduler", 20},                    {"EulerDiscreteScheduler", 20},
@@ -79,7 +79,7 @@ int main(int argc, char** argv) {
     for (double t : scheduler->timesteps())
       x = scheduler->step(model(scheduler->scale_model_input(x, t), t), t, x, gen).prev_sample;
     const auto file = out_dir / (name + ".png");
-    io::ScatterPlot({.xmin = -2.5, .xmax = 2.5, .ymin = -2.5, .ymax = 2.5})
+    viz::ScatterPlot({.xmin = -2.5, .xmax = 2.5, .ymin = -2.5, .ymax = 2.5})
         .add(data, {0.8f, 0.8f, 0.8f})
         .add(x)
         .save(file);

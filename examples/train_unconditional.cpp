@@ -41,7 +41,7 @@ struct Args {
   fs::path model_config;
   // Training
   std::int64_t train_batch_size = 64, eval_batch_size = 64, num_epochs = 100;
-  std::optional<std::int64_t> max_train_steps = 1150;  // planned; at ~75 images/s the 840 s budget ends it near 950
+  std::optional<std::int64_t> max_train_steps = 1150;  // planned; ~790 s at 94 images/s (docs/recipes.md)
   std::int64_t gradient_accumulation_steps = 1;
   double learning_rate = 2e-3;
   std::string lr_scheduler = "cosine";
@@ -285,8 +285,8 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
       images = pipe({.batch_size = a.eval_batch_size, .num_inference_steps = a.ddpm_num_inference_steps}, sample_gen);
     });
     const auto nrow = static_cast<std::int64_t>(std::ceil(std::sqrt(static_cast<double>(a.eval_batch_size))));
-    io::save_image(images, a.output_dir / "samples" / (tag + ".png"), {.nrow = nrow});
-    io::save_image(images, a.output_dir / "samples.png", {.nrow = nrow});
+    viz::save_image(images, a.output_dir / "samples" / (tag + ".png"), {.nrow = nrow});
+    viz::save_image(images, a.output_dir / "samples.png", {.nrow = nrow});
   };
   tools::ModelCard card{.dataset = data_description,
                         .resolution = a.resolution,
@@ -396,7 +396,7 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
     const std::int64_t done = epochs.epoch();
     if (done % a.save_images_epochs == 0) save_samples("epoch_" + std::to_string(done));
     if (done % a.save_model_epochs == 0) save_pipeline();
-    io::loss_plot(losses, {.log_y = true}).save(a.output_dir / "loss.svg");
+    viz::loss_plot(losses, {.log_y = true}).save(a.output_dir / "loss.svg");
   }
   progress.close();
   state.epoch = epochs.epoch();
@@ -404,7 +404,7 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
     std::printf("Time budget of %.0f s spent after step %lld: stopping\n", a.time_budget,
                 static_cast<long long>(state.global_step));
   checkpoints.save(state);
-  io::loss_plot(losses, {.log_y = true}).save(a.output_dir / "loss.svg");
+  viz::loss_plot(losses, {.log_y = true}).save(a.output_dir / "loss.svg");
   save_samples("step_" + std::to_string(state.global_step));
   save_pipeline();
   std::printf("Trained %lld steps in %.0f s (%.0f images/s); wrote %s/{model_index.json, unet/, scheduler/, "

@@ -1,8 +1,7 @@
 // Tensor basics, views, Generator.
 #include <catch2/catch.hpp>
 
-#include "diffuse/autograd/backward.hpp"
-#include "diffuse/autograd/views.hpp"
+#include "diffuse/core/tensor.hpp"
 #include "diffuse/core/generator.hpp"
 
 #include <cmath>

@@ -3,7 +3,7 @@
 // two cores), so it carries the ctest label `slow`: `ctest --preset slow`.
 #include <catch2/catch.hpp>
 
-#include "diffuse/autograd/backward.hpp"
+#include "diffuse/core/tensor.hpp"
 #include "diffuse/data/dataloader.hpp"
 #include "diffuse/data/fashion_mnist.hpp"
 #include "diffuse/models/basic_unet.hpp"

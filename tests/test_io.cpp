@@ -11,10 +11,10 @@
 #include <string>
 
 #include "temp_dir.hpp"
-#include "diffuse/autograd/views.hpp"
+#include "diffuse/core/tensor.hpp"
 #include "diffuse/io/atomic_file.hpp"
-#include "diffuse/io/figure.hpp"
-#include "diffuse/io/grid.hpp"
+#include "diffuse/viz/figure.hpp"
+#include "diffuse/viz/grid.hpp"
 #include "diffuse/io/half.hpp"
 #include "diffuse/io/image.hpp"
 #include "diffuse/io/json.hpp"
@@ -487,7 +487,7 @@ TEST_CASE("make_grid lays out images like torchvision") {
   for (std::int64_t k = 0; k < n; ++k)
     for (std::int64_t y = 0; y < h; ++y)
       for (std::int64_t x = 0; x < w; ++x) batch.at({k, 0, y, x}) = static_cast<float>(10 * k + 3 * y + x);
-  auto g = io::make_grid(batch, {.nrow = 2, .padding = 1, .pad_value = 0.5});
+  auto g = viz::make_grid(batch, {.nrow = 2, .padding = 1, .pad_value = 0.5});
   // 3 rows of cells 3 high (+1 final pad) and 2 columns 4 wide (+1): [3, 10, 9].
   REQUIRE(g.shape() == Shape{3, 10, 9});
   for (std::int64_t ch = 0; ch < 3; ++ch) {
@@ -505,21 +505,21 @@ TEST_CASE("make_grid lays out images like torchvision") {
   }
   // RGB stays RGB; one image comes back unpadded.
   Tensor<float> one({1, 3, 2, 2}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11});
-  auto g1 = io::make_grid(one);
+  auto g1 = viz::make_grid(one);
   CHECK(g1.shape() == Shape{3, 2, 2});
   CHECK(g1.to_vector() == one.to_vector());
   // nrow larger than the batch: a single row.
-  CHECK(io::make_grid(Tensor<float>({3, 3, 4, 4}), {.nrow = 8, .padding = 2}).shape() == Shape{3, 8, 20});
-  CHECK_THROWS_AS(io::make_grid(Tensor<float>({0, 3, 4, 4})), Error);
-  CHECK_THROWS_AS(io::make_grid(batch, {.nrow = 0}), Error);
+  CHECK(viz::make_grid(Tensor<float>({3, 3, 4, 4}), {.nrow = 8, .padding = 2}).shape() == Shape{3, 8, 20});
+  CHECK_THROWS_AS(viz::make_grid(Tensor<float>({0, 3, 4, 4})), Error);
+  CHECK_THROWS_AS(viz::make_grid(batch, {.nrow = 0}), Error);
 }
 
 TEST_CASE("make_grid normalisation: value_range and min/max") {
   Tensor<float> b({2, 1, 1, 2}, {-1.0f, 0.0f, 1.0f, 3.0f});
-  auto g = io::make_grid(b, {.nrow = 2, .padding = 0, .value_range = std::make_pair(-1.0, 1.0)});
+  auto g = viz::make_grid(b, {.nrow = 2, .padding = 0, .value_range = std::make_pair(-1.0, 1.0)});
   CHECK(g.shape() == Shape{3, 1, 4});
   CHECK(g[0].to_vector() == std::vector<float>{0.0f, 0.5f, 1.0f, 1.0f});  // 3 is clamped
-  auto m = io::make_grid(b, {.nrow = 2, .padding = 0, .normalize = true});
+  auto m = viz::make_grid(b, {.nrow = 2, .padding = 0, .normalize = true});
   CHECK(m[2].to_vector() == std::vector<float>{0.0f, 0.25f, 0.5f, 1.0f});
   CHECK(b.data()[3] == 3.0f);  // the input is untouched
 }
@@ -527,12 +527,12 @@ TEST_CASE("make_grid normalisation: value_range and min/max") {
 TEST_CASE("save_image grids a batch and keeps a single image as is") {
   TempDir dir;
   Tensor<float> batch({4, 1, 3, 3}, std::vector<float>(36, 1.0f));
-  io::save_image(batch, dir / "grid.png", {.nrow = 2});
+  viz::save_image(batch, dir / "grid.png", {.nrow = 2});
   auto g = io::read_image(dir / "grid.png");
   CHECK(g.shape() == Shape{3, 12, 12});  // 2 * (3 + 2) + 2
   CHECK(g.at({0, 0, 0}) == 0.0f);
   CHECK(g.at({0, 2, 2}) == 1.0f);
-  io::save_image(Tensor<float>({1, 3, 3}, std::vector<float>(9, -1.0f)), dir / "one.png",
+  viz::save_image(Tensor<float>({1, 3, 3}, std::vector<float>(9, -1.0f)), dir / "one.png",
                  {.value_range = std::make_pair(-1.0, 1.0)});
   auto o = io::read_image(dir / "one.png");
   CHECK(o.shape() == Shape{1, 3, 3});
@@ -541,7 +541,7 @@ TEST_CASE("save_image grids a batch and keeps a single image as is") {
 
 TEST_CASE("Figure stacks panels with a gap") {
   TempDir dir;
-  io::Figure fig(3, 1.0);
+  viz::Figure fig(3, 1.0);
   fig.add(Tensor<float>({1, 2, 4}, std::vector<float>(8, 0.0f)));  // gray panel 2x4
   fig.add(Tensor<float>({2, 3, 2, 2}, std::vector<float>(24, 0.25f)),
           {.nrow = 2, .padding = 1});  // grid 3x4x7
@@ -554,5 +554,5 @@ TEST_CASE("Figure stacks panels with a gap") {
   CHECK(img.at({2, 6, 1}) == 0.25f);  // first grid image
   fig.save(dir / "fig.png");
   CHECK(io::read_image(dir / "fig.png").shape() == Shape{3, 9, 7});
-  CHECK_THROWS_AS(io::Figure().image(), Error);
+  CHECK_THROWS_AS(viz::Figure().image(), Error);
 }

@@ -1,7 +1,7 @@
 // Modules, optimizers against PyTorch's numbers, and the from-scratch notebook's BasicUNet.
 #include <catch2/catch.hpp>
 
-#include "diffuse/autograd/backward.hpp"
+#include "diffuse/core/tensor.hpp"
 #include "diffuse/autograd/gradcheck.hpp"
 #include "diffuse/models/basic_unet.hpp"
 #include "diffuse/nn/group_norm.hpp"

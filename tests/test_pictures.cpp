@@ -15,9 +15,9 @@
 #include "temp_dir.hpp"
 #include "diffuse/autograd/reduce.hpp"
 #include "diffuse/io/json.hpp"
-#include "diffuse/io/plots.hpp"
-#include "diffuse/io/strips.hpp"
-#include "diffuse/io/svg_plot.hpp"
+#include "diffuse/viz/plots.hpp"
+#include "diffuse/viz/strips.hpp"
+#include "diffuse/viz/svg_plot.hpp"
 #include "diffuse/schedulers/ddpm.hpp"
 #include "diffuse/training/metrics.hpp"
 #include "diffuse/training/progress.hpp"
@@ -98,7 +98,7 @@ TEST_CASE("noise_strip: columns follow add_noise at the given timesteps; t = 0 i
   Tensor<float> images = g.rand<float>({2, 1, 6, 6}) * 2.0f - 1.0f;  // in [-1,1]
   const std::vector<std::int64_t> ts{0, 250, 999};
   Generator gs(5);
-  auto strip = io::noise_strip(ddpm, images, ts, gs);
+  auto strip = viz::noise_strip(ddpm, images, ts, gs);
   // 2 rows x 3 columns of 6x6 with 2 pixels of padding, gray -> RGB.
   REQUIRE(strip.shape() == Shape{3, 2 * 8 + 2, 3 * 8 + 2});
   // The noise is the first draw of a generator seeded 5; rebuild column k of row n.
@@ -115,17 +115,17 @@ TEST_CASE("noise_strip: columns follow add_noise at the given timesteps; t = 0 i
           REQUIRE(strip.at({1, 2 + n * 8 + y, 2 + std::int64_t(k) * 8 + x}) == Approx(shown).margin(1e-5));
         }
     }
-  CHECK_THROWS_WITH(io::noise_strip(ddpm, images, {}, g), Contains("no timesteps"));
-  CHECK_THROWS_WITH(io::noise_strip(ddpm, images, {1000}, g), Contains("1000"));
-  CHECK_THROWS_WITH(io::noise_strip(ddpm, Tensor<float>::zeros({4, 4}), {0}, g), Contains("[N,C,H,W]"));
+  CHECK_THROWS_WITH(viz::noise_strip(ddpm, images, {}, g), Contains("no timesteps"));
+  CHECK_THROWS_WITH(viz::noise_strip(ddpm, images, {1000}, g), Contains("1000"));
+  CHECK_THROWS_WITH(viz::noise_strip(ddpm, Tensor<float>::zeros({4, 4}), {0}, g), Contains("[N,C,H,W]"));
   // One image [C,H,W] is a one-row strip.
-  CHECK(io::noise_strip(ddpm, images[0], ts, g).shape() == Shape{3, 8 + 2, 3 * 8 + 2});
+  CHECK(viz::noise_strip(ddpm, images[0], ts, g).shape() == Shape{3, 8 + 2, 3 * 8 + 2});
 }
 
 TEST_CASE("corruption_strip: amount 0 keeps the image, amount 1 is pure uniform noise") {
   Generator g(1);
   Tensor<float> images = Tensor<float>::full({1, 1, 16, 16}, 0.25f);
-  auto strip = io::corruption_strip(images, {0.0, 0.5, 1.0}, g);
+  auto strip = viz::corruption_strip(images, {0.0, 0.5, 1.0}, g);
   REQUIRE(strip.shape() == Shape{3, 18 + 2, 3 * 18 + 2});
   double mean1 = 0;
   for (std::int64_t y = 0; y < 16; ++y)
@@ -136,50 +136,50 @@ TEST_CASE("corruption_strip: amount 0 keeps the image, amount 1 is pure uniform 
       mean1 += strip.at({0, 2 + y, 2 + 36 + x}) / 256.0;
     }
   CHECK(mean1 == Approx(0.5).margin(0.08));
-  CHECK_THROWS_WITH(io::corruption_strip(images, {1.5}, g), Contains("not in [0, 1]"));
+  CHECK_THROWS_WITH(viz::corruption_strip(images, {1.5}, g), Contains("not in [0, 1]"));
 }
 
 // ---------------------------------------------------------------- ticks and smoothing
 
 TEST_CASE("nice_ticks and log_ticks: 1-2-5 steps enclosing the range") {
-  CHECK(io::nice_ticks(0, 1) == std::vector<double>{0, 0.2, 0.4, 0.6, 0.8, 1.0});
-  auto t = io::nice_ticks(0, 999);
+  CHECK(viz::nice_ticks(0, 1) == std::vector<double>{0, 0.2, 0.4, 0.6, 0.8, 1.0});
+  auto t = viz::nice_ticks(0, 999);
   CHECK(t.front() == 0);
   CHECK(t.back() == 1000);
   CHECK(t[1] == 200);
-  auto u = io::nice_ticks(0.0123, 0.0871);
+  auto u = viz::nice_ticks(0.0123, 0.0871);
   CHECK(u.front() <= 0.0123);
   CHECK(u.back() >= 0.0871);
   const double step = u[1] - u[0];
   CHECK(step == Approx(0.02).epsilon(1e-9));  // 1-2-5 step for ~6 ticks over 0.075
   CHECK(u == std::vector<double>{0.0, 0.02, 0.04, 0.06, 0.08, 0.1});
-  CHECK(io::nice_ticks(5, 5).size() >= 2);  // a flat line still gets an axis
+  CHECK(viz::nice_ticks(5, 5).size() >= 2);  // a flat line still gets an axis
 
-  CHECK(io::log_ticks(0.001, 1.0) == std::vector<double>{0.001, 0.01, 0.1, 1.0});
-  auto l = io::log_ticks(0.03, 0.4);  // under a decade: 1-2-5 subdivisions
+  CHECK(viz::log_ticks(0.001, 1.0) == std::vector<double>{0.001, 0.01, 0.1, 1.0});
+  auto l = viz::log_ticks(0.03, 0.4);  // under a decade: 1-2-5 subdivisions
   CHECK(l.front() <= 0.03);
   CHECK(l.back() >= 0.4);
   CHECK(std::find_if(l.begin(), l.end(), [](double v) { return std::abs(v - 0.2) < 1e-12; }) != l.end());
-  CHECK_THROWS_WITH(io::log_ticks(0, 1), Contains("positive"));
+  CHECK_THROWS_WITH(viz::log_ticks(0, 1), Contains("positive"));
 }
 
 TEST_CASE("ema: bias-corrected exponential moving average") {
-  auto s = io::ema({4, 4, 4, 4}, 0.9);
+  auto s = viz::ema({4, 4, 4, 4}, 0.9);
   for (double v : s) CHECK(v == Approx(4));  // no warm-up bias
-  auto r = io::ema({0, 10}, 0.5);
+  auto r = viz::ema({0, 10}, 0.5);
   CHECK(r[0] == 0);
   CHECK(r[1] == Approx((0.5 * 0.5 * 0 + 0.5 * 10) / 0.75));
-  auto n = io::ema({NAN, 2, NAN, 4}, 0.0);
+  auto n = viz::ema({NAN, 2, NAN, 4}, 0.0);
   CHECK(std::isnan(n[0]));
   CHECK(n[2] == 2);
   CHECK(n[3] == 4);
-  CHECK_THROWS_WITH(io::ema({1}, 1.0), Contains("smoothing"));
+  CHECK_THROWS_WITH(viz::ema({1}, 1.0), Contains("smoothing"));
 }
 
 // ---------------------------------------------------------------- SVG plots
 
 TEST_CASE("SvgPlot: well-formed SVG with one polyline per unbroken run, ticks, labels and legend") {
-  io::SvgPlot plot({.title = "Loss <&> curve", .xlabel = "step", .ylabel = "loss"});
+  viz::SvgPlot plot({.title = "Loss <&> curve", .xlabel = "step", .ylabel = "loss"});
   plot.add_line({0, 1, 2, 3, 4}, {1.0, 0.8, NAN, 0.5, 0.4}, {.label = "raw"});  // the NaN splits it in two
   plot.add_line({0.9, 0.7, 0.6}, {.label = "smooth", .dashed = true});
   const std::string svg = plot.svg();
@@ -197,7 +197,7 @@ TEST_CASE("SvgPlot: well-formed SVG with one polyline per unbroken run, ticks, l
   CHECK_THAT(svg, Contains(">raw</text>") && Contains(">smooth</text>"));
 
   // Log axis: decade ticks; non-positive values are left out.
-  io::SvgPlot lg({.ylabel = "loss", .log_y = true});
+  viz::SvgPlot lg({.ylabel = "loss", .log_y = true});
   lg.add_line({1.0, 0.1, 0.0, 0.01, 0.001});
   const std::string ls = lg.svg();
   CHECK(xml_problem(ls).empty());
@@ -207,30 +207,30 @@ TEST_CASE("SvgPlot: well-formed SVG with one polyline per unbroken run, ticks, l
   // A long series is thinned to a few points per pixel column but keeps its extremes.
   std::vector<double> many(100000);
   for (std::size_t i = 0; i < many.size(); ++i) many[i] = i == 77777 ? 50.0 : std::sin(i * 0.001);
-  const std::string big = io::SvgPlot().add_line(many).svg();
+  const std::string big = viz::SvgPlot().add_line(many).svg();
   CHECK(big.size() < 200000);
   CHECK(std::stod(texts_of_class(big, "ytick").back()) >= 50);  // the spike is kept
 
   TempDir dir;
   plot.save(dir / "plot.svg");
   CHECK(read_text(dir / "plot.svg") == svg);
-  CHECK_THROWS_WITH(io::SvgPlot().add_line({1, 2}, {1}, {.label = "bad"}), Contains("bad") && Contains("2 x values"));
-  CHECK_THROWS_WITH(io::SvgPlot({.width = 10}), Contains("size"));
+  CHECK_THROWS_WITH(viz::SvgPlot().add_line({1, 2}, {1}, {.label = "bad"}), Contains("bad") && Contains("2 x values"));
+  CHECK_THROWS_WITH(viz::SvgPlot({.width = 10}), Contains("size"));
 }
 
 TEST_CASE("loss_plot and schedule_plot: the expected curves") {
   std::vector<double> losses;
   for (int i = 0; i < 300; ++i) losses.push_back(1.0 / (1 + i * 0.05) + 0.05 * std::sin(i));
-  const std::string lin = io::loss_plot(losses).svg();
+  const std::string lin = viz::loss_plot(losses).svg();
   CHECK(xml_problem(lin).empty());
   CHECK(count(lin, "<polyline") == 2);
   CHECK_THAT(lin, Contains(">raw</text>") && Contains(">EMA 0.98</text>"));
-  const std::string lg = io::loss_plot(losses, {.log_y = true}).svg();
+  const std::string lg = viz::loss_plot(losses, {.log_y = true}).svg();
   CHECK_THAT(lg, Contains("loss (log scale)"));
   CHECK(texts_of_class(lg, "ytick").front() == "0.01");  // min loss ~0.016 -> 2-5 subdivided decade
 
   schedulers::DDPMScheduler<float> lin_s({.beta_schedule = "linear"}), cos_s({.beta_schedule = "squaredcos_cap_v2"});
-  const std::string one = io::schedule_plot(lin_s, "linear").svg();
+  const std::string one = viz::schedule_plot(lin_s, "linear").svg();
   CHECK(xml_problem(one).empty());
   CHECK(count(one, "<polyline") == 2);
   CHECK_THAT(one, Contains("Noise schedule: linear") && Contains(">sqrt(alphas_cumprod)</text>") &&
@@ -238,7 +238,7 @@ TEST_CASE("loss_plot and schedule_plot: the expected curves") {
   CHECK(texts_of_class(one, "xtick").back() == "1000");
   CHECK(texts_of_class(one, "ytick").front() == "0.0");
   CHECK(texts_of_class(one, "ytick").back() == "1.0");
-  const std::string both = io::schedule_plot<float>({{"linear", &lin_s}, {"cosine", &cos_s}}).svg();
+  const std::string both = viz::schedule_plot<float>({{"linear", &lin_s}, {"cosine", &cos_s}}).svg();
   CHECK(count(both, "<polyline") == 4);
   CHECK_THAT(both, Contains(">cosine: sqrt(1 - alphas_cumprod)</text>"));
 }

@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <numbers>
 
+#include "capture_warnings.hpp"
+#include "temp_dir.hpp"
 #include "diffuse/schedulers/factory.hpp"
 
 using namespace diffuse;
@@ -29,7 +31,7 @@ TEST_CASE("every scheduler's config survives a JSON round trip") {
     const json j = s->to_json();
     CHECK(j.at("_class_name") == name);
     CHECK(j.contains("num_train_timesteps"));
-    auto back = make_scheduler<double>(parse_config(dump_config(j)));
+    auto back = make_scheduler<double>(io::parse_json(io::dump_json(j)));
     CHECK(back->class_name() == name);
     CHECK(back->to_json() == j);
   }
@@ -44,7 +46,7 @@ TEST_CASE("non-default values round-trip and reach the schedule") {
   c.clip_sample = false;
   c.timestep_spacing = "trailing";
   DDPMScheduler<float> s(c);
-  auto r = DDPMScheduler<float>::from_config(parse_config(dump_config(s.to_json())));
+  auto r = DDPMScheduler<float>::from_config(io::parse_json(io::dump_json(s.to_json())));
   CHECK(r.config().num_train_timesteps == 200);
   CHECK(r.config().beta_schedule == "squaredcos_cap_v2");
   CHECK(r.config().variance_type == "fixed_large");
@@ -63,15 +65,15 @@ TEST_CASE("non-default values round-trip and reach the schedule") {
 
 TEST_CASE("DPM-Solver's -Infinity is written and read as Python's json does") {
   DPMSolverMultistepScheduler<float> s;
-  const std::string text = dump_config(s.to_json());
+  const std::string text = io::dump_json(s.to_json());
   CHECK_THAT(text, Contains("\"lambda_min_clipped\": -Infinity"));
   CHECK_THAT(text, Contains("\"variance_type\": null"));
-  const json j = parse_config(text);
+  const json j = io::parse_json(text);
   CHECK(std::isinf(j["lambda_min_clipped"].get<double>()));
   CHECK(j["lambda_min_clipped"].get<double>() < 0);
   // a string containing the word is left alone
-  CHECK(parse_config(R"({"a": "NaN and Infinity"})")["a"] == "NaN and Infinity");
-  CHECK_THROWS_AS(parse_config("{not json"), Error);
+  CHECK(io::parse_json(R"({"a": "NaN and Infinity"})")["a"] == "NaN and Infinity");
+  CHECK_THROWS_AS(io::parse_json("{not json"), Error);
 }
 
 TEST_CASE("scheduler configs save to and load from a folder") {
@@ -110,8 +112,17 @@ TEST_CASE("from_config between schedulers follows diffusers") {
   // the factory with an explicit class converts, the same schedule results
   auto dpm = make_scheduler<double>("DPMSolverMultistepScheduler", ddpm);
   CHECK(dpm->alphas_cumprod().data()[500] == Approx(euler.alphas_cumprod().data()[500]).epsilon(1e-7));
-  // unknown keys of any kind are ignored
-  CHECK_NOTHROW(DDIMScheduler<float>::from_config({{"some_future_key", 3}, {"eta", 0.5}}));
+  // keys of other schedulers pass quietly; others are ignored with a warning (as diffusers does)
+  {
+    CaptureWarnings w;
+    CHECK_NOTHROW(DDIMScheduler<float>::from_config(ddpm));
+    CHECK_NOTHROW(DDIMScheduler<float>::from_config({{"use_karras_sigmas", true}, {"solver_order", 2}}));
+    CHECK(w.messages().empty());
+    CHECK_NOTHROW(DDIMScheduler<float>::from_config({{"some_future_key", 3}, {"eta", 0.5}}));
+    REQUIRE(w.messages().size() == 1);
+    CHECK_THAT(w.messages()[0], Contains("\"some_future_key\": 3") && Contains("\"eta\": 0.5") &&
+                                    Contains("DDIMScheduler") && Contains("will be ignored"));
+  }
   // deis and bh2 are mapped onto DPM-Solver's own names like diffusers does
   auto mapped = DPMSolverMultistepScheduler<float>::from_config({{"algorithm_type", "deis"}, {"solver_type", "bh2"}});
   CHECK(mapped.config().algorithm_type == "dpmsolver++");
@@ -362,4 +373,27 @@ TEST_CASE("stochastic steps are reproducible from the seed and use the given noi
   const double at = ac.data()[500], ap = ac.data()[400];
   const double sigma = std::sqrt((1 - ap) / (1 - at) * (1 - at / ap));
   CHECK(b.data()[0] - a.data()[0] == Approx(sigma).epsilon(1e-5));
+}
+
+TEST_CASE("a misspelled config key warns, naming the key and the file; strict mode refuses it") {
+  const diffuse::testing::TempDir dir("diffuse_sched_keys");
+  io::write_json(dir.path / "scheduler_config.json",
+                 {{"_class_name", "DDPMScheduler"}, {"beta_schedul", "squaredcos_cap_v2"}, {"_diffusers_version", "0.21.4"}});
+  {
+    CaptureWarnings w;
+    const auto s = load_scheduler<float>(dir.path);
+    REQUIRE(w.messages().size() == 1);
+    CHECK_THAT(w.messages()[0], Contains("beta_schedul") && Contains("DDPMScheduler") &&
+                                    Contains((dir.path / "scheduler_config.json").string()));
+    CHECK(s->to_json()["beta_schedule"] == "linear");  // ignored, as diffusers ignores it
+  }
+  const auto saved = io::unknown_config_keys().exchange(io::UnknownConfigKeys::error);
+  CHECK_THROWS_WITH(load_scheduler<float>(dir.path), Contains("beta_schedul") && Contains("strict"));
+  io::unknown_config_keys() = saved;
+}
+
+TEST_CASE("config integers out of range are errors, not undefined conversions") {
+  for (const char* text : {R"({"num_train_timesteps": 1e300})", R"({"num_train_timesteps": -1e19})",
+                           R"({"num_train_timesteps": 18446744073709551615})", R"({"num_train_timesteps": 2.5})"})
+    CHECK_THROWS_WITH(DDPMScheduler<float>::from_config(io::parse_json(text)), Contains("integer"));
 }

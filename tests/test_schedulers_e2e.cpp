@@ -9,9 +9,9 @@
 #include <memory>
 #include <vector>
 
-#include "diffuse/autograd/backward.hpp"
+#include "diffuse/core/tensor.hpp"
 #include "diffuse/autograd/elementwise.hpp"
-#include "diffuse/autograd/grad_mode.hpp"
+#include "diffuse/core/grad_mode.hpp"
 #include "diffuse/nn/functional.hpp"
 #include "diffuse/nn/linear.hpp"
 #include "diffuse/models/mlp_denoiser.hpp"

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "diffuse/autograd/backward.hpp"
+#include "diffuse/core/tensor.hpp"
 #include "diffuse/autograd/elementwise.hpp"
 #include "diffuse/autograd/reduce.hpp"
 #include "diffuse/data/dataloader.hpp"

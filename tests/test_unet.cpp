@@ -6,8 +6,9 @@
 #include <chrono>
 #include <filesystem>
 
+#include "capture_warnings.hpp"
 #include "diffuse/autograd/activations.hpp"
-#include "diffuse/autograd/backward.hpp"
+#include "diffuse/core/tensor.hpp"
 #include "diffuse/autograd/channel_ops.hpp"
 #include "diffuse/autograd/gradcheck.hpp"
 #include "diffuse/autograd/reduce.hpp"
@@ -149,7 +150,9 @@ TEST_CASE("UNet2DModel config JSON round trip and diffusers' keys") {
   const auto back = UNet2DModel<double>::Config::from_json(j);
   CHECK(back.to_json() == j);
 
-  // A config.json as diffusers writes it; unknown and private keys are ignored, defaults fill the rest.
+  // A config.json as diffusers writes it; private keys are skipped, unknown ones ignored with a
+  // warning, defaults fill the rest.
+  CaptureWarnings warnings;
   const auto parsed = UNet2DModel<float>::Config::from_json(io::json::parse(R"({
     "_class_name": "UNet2DModel", "_diffusers_version": "0.21.4", "_name_or_path": "x",
     "sample_size": 28, "in_channels": 1, "out_channels": 1, "block_out_channels": [32, 64, 64],
@@ -160,6 +163,14 @@ TEST_CASE("UNet2DModel config JSON round trip and diffusers' keys") {
   CHECK(!parsed.attention_head_dim);
   CHECK(parsed.layers_per_block == 2);
   CHECK(parsed.norm_num_groups == 32);
+  REQUIRE(warnings.messages().size() == 1);
+  CHECK_THAT(warnings.messages()[0], Catch::Contains("\"some_future_key\": 3") && Catch::Contains("UNet2DModel"));
+  // newer diffusers' num_train_timesteps changes nothing here: quiet
+  CHECK_NOTHROW(UNet2DConfig::from_json(io::json::parse(R"({"num_train_timesteps": null})")));
+  CHECK(warnings.messages().size() == 1);
+  CHECK_THROWS_WITH(UNet2DConfig::from_json(io::json::parse(R"({"in_channels": 1e300})")), Catch::Contains("in_channels"));
+  CHECK_THROWS_WITH(UNet2DConfig::from_json(io::json::parse(R"({"block_out_channels": [8, 1e300]})")),
+                    Catch::Contains("block_out_channels"));
   CHECK_THROWS_WITH(UNet2DModel<float>::Config::from_json(io::json::parse(R"({"layers_per_block": "two"})")),
                     Catch::Contains("layers_per_block") && Catch::Contains("integer"));
   CHECK_THROWS_WITH(UNet2DModel<float>::Config::from_json(io::json::parse(R"({"_class_name": "VQModel"})")),

@@ -10,7 +10,7 @@
 #include <filesystem>
 
 #include "fixtures.hpp"
-#include "diffuse/autograd/backward.hpp"
+#include "diffuse/core/tensor.hpp"
 #include "diffuse/autograd/reduce.hpp"
 #include "diffuse/io/json.hpp"
 #include "diffuse/io/safetensors.hpp"

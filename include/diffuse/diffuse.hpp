@@ -2,24 +2,26 @@
 // include single headers instead to keep compile times down.
 #pragma once
 
-// core: tensors, random numbers, threads
+// core: tensors (with the autograd graph), random numbers, threads, errors and warnings
+#include "diffuse/core/allocator.hpp"
+#include "diffuse/core/autograd_graph.hpp"
 #include "diffuse/core/error.hpp"
 #include "diffuse/core/generator.hpp"
+#include "diffuse/core/grad_mode.hpp"
 #include "diffuse/core/interop.hpp"
 #include "diffuse/core/parallel.hpp"
 #include "diffuse/core/shape.hpp"
 #include "diffuse/core/tensor.hpp"
+#include "diffuse/core/warning.hpp"
 
 // autograd: differentiable tensor operations
 #include "diffuse/autograd/activations.hpp"
-#include "diffuse/autograd/backward.hpp"
 #include "diffuse/autograd/channel_ops.hpp"
 #include "diffuse/autograd/elementwise.hpp"
 #include "diffuse/autograd/gradcheck.hpp"
 #include "diffuse/autograd/linalg.hpp"
 #include "diffuse/autograd/reduce.hpp"
 #include "diffuse/autograd/shape_ops.hpp"
-#include "diffuse/autograd/views.hpp"
 
 // nn: layers and functional ops
 #include "diffuse/nn/activation.hpp"
@@ -73,14 +75,17 @@
 #include "diffuse/data/transformed_dataset.hpp"
 #include "diffuse/data/transforms.hpp"
 #include "diffuse/io/atomic_file.hpp"
-#include "diffuse/io/figure.hpp"
-#include "diffuse/io/grid.hpp"
+#include "diffuse/io/config.hpp"
 #include "diffuse/io/image.hpp"
 #include "diffuse/io/json.hpp"
 #include "diffuse/io/npy.hpp"
 #include "diffuse/io/pytorch_bin.hpp"
 #include "diffuse/io/safetensors.hpp"
-#include "diffuse/io/plots.hpp"
-#include "diffuse/io/scatter.hpp"
-#include "diffuse/io/strips.hpp"
-#include "diffuse/io/svg_plot.hpp"
+
+// viz: image grids, noise strips, plots and figures
+#include "diffuse/viz/figure.hpp"
+#include "diffuse/viz/grid.hpp"
+#include "diffuse/viz/plots.hpp"
+#include "diffuse/viz/scatter.hpp"
+#include "diffuse/viz/strips.hpp"
+#include "diffuse/viz/svg_plot.hpp"

@@ -3,7 +3,7 @@
 // (x * (1 + scale[:, :, None, None]) + shift[:, :, None, None], diffusers' "scale_shift" norm).
 // x is [N, C, ...]; the per-channel tensors are [N, C] (or [N, 2C] for scale_shift).
 #pragma once
-#include "diffuse/autograd/function.hpp"
+#include "diffuse/core/tensor.hpp"
 #include "diffuse/kernels/common.hpp"
 
 namespace diffuse {

@@ -5,8 +5,7 @@
 #pragma once
 #include <cmath>
 
-#include "diffuse/autograd/function.hpp"
-#include "diffuse/autograd/views.hpp"
+#include "diffuse/core/tensor.hpp"
 #include "diffuse/core/interop.hpp"
 #include "diffuse/kernels/activation.hpp"
 

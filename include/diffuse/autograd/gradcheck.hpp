@@ -4,7 +4,7 @@
 #include <functional>
 #include <sstream>
 
-#include "diffuse/autograd/backward.hpp"
+#include "diffuse/core/tensor.hpp"
 
 namespace diffuse {
 

@@ -1,7 +1,7 @@
 // Differentiable matrix products (matmul, bmm, linear). Every product runs through
 // kernels::gemm (Eigen).
 #pragma once
-#include "diffuse/autograd/function.hpp"
+#include "diffuse/core/tensor.hpp"
 #include "diffuse/kernels/gemm.hpp"
 
 namespace diffuse {

@@ -16,9 +16,9 @@
 #include <type_traits>
 #include <vector>
 
-#include "diffuse/autograd/grad_mode.hpp"
 #include "diffuse/core/allocator.hpp"
 #include "diffuse/core/error.hpp"
+#include "diffuse/core/grad_mode.hpp"
 #include "diffuse/core/parallel.hpp"
 #include "diffuse/core/shape.hpp"
 
@@ -235,11 +235,11 @@ class Tensor {
   const std::shared_ptr<detail::Node<T>>& grad_fn() const { return checked().grad_fn; }
 
   // Back-propagates from this scalar (or with an explicit output gradient). Defined in
-  // autograd/backward.hpp.
+  // core/autograd_graph.hpp.
   void backward() const;
   void backward(const Tensor& grad_output) const;
 
-  // ---- views sharing storage (differentiable; defined in autograd/views.hpp) ----
+  // ---- views sharing storage (differentiable; defined in core/autograd_graph.hpp) ----
   Tensor reshape(const Shape& shape) const;
   Tensor view(const Shape& shape) const { return reshape(shape); }
   Tensor flatten() const { return reshape({numel()}); }
@@ -312,3 +312,6 @@ std::ostream& operator<<(std::ostream& os, const Tensor<T>& t) {
 }
 
 }  // namespace diffuse
+
+// The members that record and run the graph (reshape, slice, select, backward, ...).
+#include "diffuse/core/autograd_graph.hpp"

@@ -21,7 +21,6 @@
 
 #include <stb_image_resize.h>
 
-#include "diffuse/autograd/views.hpp"
 #include "diffuse/core/error.hpp"
 #include "diffuse/core/generator.hpp"
 #include "diffuse/core/shape.hpp"

@@ -22,6 +22,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "diffuse/io/config.hpp"
 #include "diffuse/io/json.hpp"
 #include "diffuse/io/pytorch_bin.hpp"
 #include "diffuse/io/safetensors.hpp"
@@ -112,105 +113,6 @@ struct UNet2DConfig {
 namespace diffuse::detail {
 
 inline constexpr const char* kUNet2DClassName = "UNet2DModel";
-inline constexpr const char* kUNet2DDiffusersVersion = "0.21.4";
-
-struct UNetConfigReader {
-  const nlohmann::json& j;
-  template <class V>
-  void operator()(const char* key, V& field) const {
-    if (j.contains(key)) read(j[key], field, key);
-  }
-
- private:
-  [[noreturn]] static void bad(const nlohmann::json& v, const char* key, const char* expected) {
-    throw Error("UNet2DModel config: key '" + std::string(key) + "' must be " + expected + ", got " + v.dump());
-  }
-  static void read(const nlohmann::json& v, std::int64_t& f, const char* key) {
-    if (v.is_number_integer()) f = v.get<std::int64_t>();
-    else if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>() && std::abs(v.get<double>()) < 1e15)
-      f = static_cast<std::int64_t>(v.get<double>());
-    else bad(v, key, "an integer");
-  }
-  static void read(const nlohmann::json& v, std::optional<std::int64_t>& f, const char* key) {
-    if (v.is_null()) {
-      f.reset();
-      return;
-    }
-    std::int64_t x = 0;
-    if (v.is_array()) bad(v, key, "an integer or null");
-    read(v, x, key);
-    f = x;
-  }
-  static void read(const nlohmann::json& v, std::optional<models::SampleSize>& f, const char* key) {
-    std::int64_t h = 0, w = 0;
-    if (v.is_null()) {
-      f.reset();
-      return;
-    }
-    if (v.is_array() && v.size() == 2) {
-      read(v[0], h, key);
-      read(v[1], w, key);
-    } else if (v.is_array()) {
-      bad(v, key, "an integer, [height, width] or null");
-    } else {
-      read(v, h, key);
-      w = h;
-    }
-    f = models::SampleSize(h, w);
-  }
-  static void read(const nlohmann::json& v, double& f, const char* key) {
-    if (!v.is_number()) bad(v, key, "a number");
-    f = v.get<double>();
-  }
-  static void read(const nlohmann::json& v, bool& f, const char* key) {
-    if (!v.is_boolean()) bad(v, key, "true or false");
-    f = v.get<bool>();
-  }
-  static void read(const nlohmann::json& v, std::string& f, const char* key) {
-    if (!v.is_string()) bad(v, key, "a string");
-    f = v.get<std::string>();
-  }
-  static void read(const nlohmann::json& v, std::optional<std::string>& f, const char* key) {
-    if (v.is_null()) f.reset();
-    else if (v.is_string()) f = v.get<std::string>();
-    else bad(v, key, "a string or null");
-  }
-  static void read(const nlohmann::json& v, std::vector<std::int64_t>& f, const char* key) {
-    if (!v.is_array()) bad(v, key, "a list of integers");
-    f.clear();
-    for (const auto& e : v) {
-      if (!e.is_number_integer()) bad(v, key, "a list of integers");
-      f.push_back(e.get<std::int64_t>());
-    }
-  }
-  static void read(const nlohmann::json& v, std::vector<std::string>& f, const char* key) {
-    if (!v.is_array()) bad(v, key, "a list of strings");
-    f.clear();
-    for (const auto& e : v) {
-      if (!e.is_string()) bad(v, key, "a list of strings");
-      f.push_back(e.get<std::string>());
-    }
-  }
-};
-
-// Writes the keys diffusers 0.21 accepts (attn_norm_num_groups is not one of them).
-struct UNetConfigWriter {
-  nlohmann::json& j;
-  template <class V>
-  void operator()(const char* key, const V& field) const {
-    j[key] = field;
-  }
-  template <class V>
-  void operator()(const char* key, const std::optional<V>& field) const {
-    if (std::string_view(key) == "attn_norm_num_groups") return;
-    j[key] = field ? nlohmann::json(*field) : nlohmann::json(nullptr);
-  }
-  void operator()(const char* key, const std::optional<models::SampleSize>& field) const {
-    if (!field) j[key] = nullptr;
-    else if (field->square()) j[key] = field->height;
-    else j[key] = {field->height, field->width};
-  }
-};
 
 inline std::string join_names(std::initializer_list<const char*> names) {
   std::string s;
@@ -222,6 +124,34 @@ inline std::string join_names(std::initializer_list<const char*> names) {
 
 namespace diffuse::models {
 
+// sample_size in config.json: an integer, [height, width] or null (found by io's config reader).
+inline void read_config_value(const nlohmann::json& v, std::optional<SampleSize>& f) {
+  if (v.is_null()) {
+    f.reset();
+    return;
+  }
+  std::int64_t h = 0, w = 0;
+  try {
+    if (v.is_array() && v.size() == 2) {
+      io::read_config_value(v[0], h);
+      io::read_config_value(v[1], w);
+    } else if (v.is_array()) {
+      throw io::ConfigTypeError{};
+    } else {
+      io::read_config_value(v, h);
+      w = h;
+    }
+  } catch (const io::ConfigTypeError&) {
+    throw io::ConfigTypeError{"an integer, [height, width] or null"};
+  }
+  f = SampleSize(h, w);
+}
+inline nlohmann::json to_config_value(const std::optional<SampleSize>& f) {
+  if (!f) return nullptr;
+  if (f->square()) return f->height;
+  return {f->height, f->width};
+}
+
 inline nlohmann::json UNet2DConfig::to_json() const {
   // diffusers 0.21 would compute something else from these (or fail to load them).
   // (0.21's mid-block attention norm: norm_num_groups with the "default" time scale shift, none otherwise.)
@@ -232,20 +162,18 @@ inline nlohmann::json UNet2DConfig::to_json() const {
   if (!norm_num_groups)
     throw Error("UNet2DModel config: norm_num_groups null cannot be saved for diffusers 0.21, which fails to "
                 "load it; set the number of groups");
-  nlohmann::json j = nlohmann::json::object();
-  j["_class_name"] = diffuse::detail::kUNet2DClassName;
-  j["_diffusers_version"] = diffuse::detail::kUNet2DDiffusersVersion;
-  visit(*this, diffuse::detail::UNetConfigWriter{j});
+  nlohmann::json j = io::config_to_json(*this, diffuse::detail::kUNet2DClassName);
+  j.erase("attn_norm_num_groups");  // read from newer diffusers' folders; 0.21 does not accept it
   return j;
 }
 
 inline UNet2DConfig UNet2DConfig::from_json(const nlohmann::json& j) {
-  if (!j.is_object()) throw Error("UNet2DModel config: expected a JSON object, got " + j.dump());
+  if (!j.is_object()) throw Error("UNet2DModel config: expected a JSON object, got " + io::describe_json(j));
   if (j.contains("_class_name") && j["_class_name"] != diffuse::detail::kUNet2DClassName)
-    throw Error("UNet2DModel config: _class_name is " + j["_class_name"].dump() + ", not \"UNet2DModel\"");
-  UNet2DConfig c;
-  visit(c, diffuse::detail::UNetConfigReader{j});
-  return c;
+    throw Error("UNet2DModel config: _class_name is " + io::describe_json(j["_class_name"]) + ", not \"UNet2DModel\"");
+  // Newer diffusers' UNet2DModel also takes num_train_timesteps (for a "learned" time embedding,
+  // which is refused here anyway): it passes quietly.
+  return io::config_from_json<UNet2DConfig>(j, "UNet2DModel", {"num_train_timesteps"});
 }
 
 template <class T = float>
@@ -425,6 +353,7 @@ class UNet2DModel : public nn::Module<T> {
 
   static Config read_config(const std::filesystem::path& path) {
     try {
+      const io::ConfigSource source(path.string());
       Config c = Config::from_json(io::read_json(path));
       check_config(c);
       return c;

@@ -8,7 +8,7 @@
 #include <cmath>
 #include <numbers>
 
-#include "diffuse/autograd/function.hpp"
+#include "diffuse/core/tensor.hpp"
 #include "diffuse/core/generator.hpp"
 #include "diffuse/nn/module.hpp"
 

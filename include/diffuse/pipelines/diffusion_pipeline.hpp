@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "diffuse/io/config.hpp"
 #include "diffuse/io/json.hpp"
 #include "diffuse/models/unet_2d.hpp"
 #include "diffuse/schedulers/factory.hpp"
@@ -102,7 +103,7 @@ class DiffusionPipeline {
     unet_->save_pretrained(dir / "unet");
     schedulers::save_scheduler(*scheduler_, dir / "scheduler");
     io::json index = {{"_class_name", class_name_},
-                      {"_diffusers_version", "0.21.4"},
+                      {"_diffusers_version", io::kDiffusersVersion},
                       {"scheduler", {"diffusers", scheduler_->class_name()}},
                       {"unet", {"diffusers", "UNet2DModel"}}};
     io::write_json(dir / "model_index.json", index);
@@ -119,10 +120,10 @@ class DiffusionPipeline {
     // A latent or text-to-image pipeline has more parts (vae, text_encoder, ...): say which.
     for (auto it = index.begin(); it != index.end(); ++it)
       if (it.key().rfind('_', 0) != 0 && it.key() != "unet" && it.key() != "scheduler" && !it.value().is_null())
-        throw FileError("'" + index_path.string() + "': component \"" + it.key() + "\" (" + it.value().dump() +
+        throw FileError("'" + index_path.string() + "': component \"" + it.key() + "\" (" + io::describe_json(it.value()) +
                         ") is not supported; diffuse loads pipelines made of a UNet2DModel and a scheduler");
     if (index["unet"].is_array() && index["unet"].size() == 2 && index["unet"][1] != "UNet2DModel")
-      throw FileError("'" + index_path.string() + "': the unet is a " + index["unet"][1].dump() +
+      throw FileError("'" + index_path.string() + "': the unet is a " + io::describe_json(index["unet"][1]) +
                       ", diffuse loads UNet2DModel");
     // new UNet(prvalue) constructs in place: a Module is neither copied nor moved.
     std::shared_ptr<UNet> unet(new UNet(UNet::from_pretrained(dir / "unet")));

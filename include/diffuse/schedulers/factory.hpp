@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "diffuse/io/config.hpp"
+#include "diffuse/io/json.hpp"
 #include "diffuse/schedulers/ddim.hpp"
 #include "diffuse/schedulers/ddpm.hpp"
 #include "diffuse/schedulers/dpm_solver_multistep.hpp"
@@ -66,14 +68,15 @@ std::unique_ptr<Scheduler<T>> load_scheduler(const std::filesystem::path& path) 
     file = std::filesystem::is_directory(path / "scheduler") && !std::filesystem::exists(path / "scheduler_config.json")
                ? path / "scheduler" / "scheduler_config.json"
                : path / "scheduler_config.json";
-  return make_scheduler<T>(read_config_file(file));
+  const io::ConfigSource source(file.string());
+  return make_scheduler<T>(io::read_json(file));
 }
 
 // Writes the scheduler's scheduler_config.json into `dir` (created if needed).
 template <class T>
 void save_scheduler(const Scheduler<T>& scheduler, const std::filesystem::path& dir) {
   std::filesystem::create_directories(dir);
-  write_config_file(dir / "scheduler_config.json", scheduler.to_json());
+  io::write_json(dir / "scheduler_config.json", scheduler.to_json());
 }
 
 }  // namespace diffuse::schedulers

@@ -1,6 +1,6 @@
 // MetricsLogger: one row of metrics per step, appended to a CSV file or a JSON-lines file and
 // flushed line by line, so a crash loses at most the line being written and never the earlier
-// ones (NaN and infinities written as Python's json does). read_metrics() reads either format back (e.g. to plot the loss with io::loss_plot).
+// ones (NaN and infinities written as Python's json does). read_metrics() reads either format back (e.g. to plot the loss with viz::loss_plot).
 //   training::MetricsLogger log("run/metrics.csv");                 // format from the extension
 //   log.log({{"step", step}, {"epoch", epoch}, {"loss", loss.item()}, {"lr", lr}});
 // CSV: the first row's keys become the header; later rows may leave columns out (empty cells)

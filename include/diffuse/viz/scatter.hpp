@@ -1,7 +1,7 @@
 // ScatterPlot: draws 2-D point sets (tensors of shape [N, 2]) as coloured dots on a white
 // canvas with a frame and axes through the origin, and saves it as a PNG; used to look at the
 // samples of 2-D toy diffusion models.
-//   io::ScatterPlot plot({.xmin = -2, .xmax = 2, .ymin = -2, .ymax = 2});
+//   viz::ScatterPlot plot({.xmin = -2, .xmax = 2, .ymin = -2, .ymax = 2});
 //   plot.add(data, {0.7, 0.7, 0.7}).add(samples, {0.12, 0.47, 0.71});
 //   plot.save("samples.png");
 #pragma once
@@ -15,7 +15,7 @@
 #include "diffuse/core/tensor.hpp"
 #include "diffuse/io/image.hpp"
 
-namespace diffuse::io {
+namespace diffuse::viz {
 
 struct ScatterOptions {
   std::int64_t width = 400;
@@ -69,7 +69,7 @@ class ScatterPlot {
 
   // The picture as an image tensor [3, H, W] with values in [0, 1].
   const Tensor<float>& image() const { return image_; }
-  void save(const std::filesystem::path& path) const { write_png(path, image_); }
+  void save(const std::filesystem::path& path) const { io::write_png(path, image_); }
 
  private:
   double px(double x) const { return (x - o_.xmin) / (o_.xmax - o_.xmin) * static_cast<double>(o_.width - 1); }
@@ -83,4 +83,4 @@ class ScatterPlot {
   Tensor<float> image_;
 };
 
-}  // namespace diffuse::io
+}  // namespace diffuse::viz

@@ -1,6 +1,6 @@
 // Figure: stacks images (or grids of batches) vertically with a small gap and saves the result
 // as one PNG, e.g. an "input row" above a "corrupted row" in the examples.
-//   io::Figure fig;
+//   viz::Figure fig;
 //   fig.add(x).add(noisy);          // batches [N,C,H,W] are gridded with make_grid
 //   fig.save("corruption.png");
 #pragma once
@@ -11,10 +11,10 @@
 
 #include "diffuse/core/error.hpp"
 #include "diffuse/core/tensor.hpp"
-#include "diffuse/io/grid.hpp"
+#include "diffuse/viz/grid.hpp"
 #include "diffuse/io/image.hpp"
 
-namespace diffuse::io {
+namespace diffuse::viz {
 
 class Figure {
  public:
@@ -29,7 +29,7 @@ class Figure {
   Figure& add(const Tensor<T>& images, const GridOptions& opts = {}) {
     Tensor<T> img = images.defined() && images.dim() == 4 ? make_grid(images, opts)
                                                           : detail::normalize_for_grid(images, opts);
-    const auto [c, h, w] = detail::image_dims(img, "Figure::add");
+    const auto [c, h, w] = io::detail::image_dims(img, "Figure::add");
     if (c != 1 && c != 3) throw Error("Figure::add: panels need 1 or 3 channels, got " + std::to_string(c));
     Tensor<float> p = Tensor<float>::empty({c, h, w});
     std::copy(img.begin(), img.end(), p.begin());
@@ -59,7 +59,7 @@ class Figure {
   }
 
   // Saves the figure (PNG or JPEG by extension). Atomic.
-  void save(const std::filesystem::path& path) const { write_image(path, image()); }
+  void save(const std::filesystem::path& path) const { io::write_image(path, image()); }
 
  private:
   std::int64_t gap_;
@@ -67,4 +67,4 @@ class Figure {
   std::vector<Tensor<float>> panels_;
 };
 
-}  // namespace diffuse::io
+}  // namespace diffuse::viz

@@ -1,8 +1,8 @@
-// The course's plots as SVG (through io::SvgPlot): training-loss curves (raw and smoothed by an
+// The course's plots as SVG (through viz::SvgPlot): training-loss curves (raw and smoothed by an
 // exponential moving average, linear or log y axis) and noise schedules (sqrt(alphas_cumprod),
 // the signal's share, and sqrt(1 - alphas_cumprod), the noise's, per training timestep).
-//   io::loss_plot(losses, {.log_y = true}).save("loss.svg");
-//   io::schedule_plot({{"linear", &linear}, {"squaredcos_cap_v2", &cosine}}).save("schedules.svg");
+//   viz::loss_plot(losses, {.log_y = true}).save("loss.svg");
+//   viz::schedule_plot({{"linear", &linear}, {"squaredcos_cap_v2", &cosine}}).save("schedules.svg");
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -11,10 +11,10 @@
 #include <vector>
 
 #include "diffuse/core/error.hpp"
-#include "diffuse/io/svg_plot.hpp"
+#include "diffuse/viz/svg_plot.hpp"
 #include "diffuse/schedulers/scheduler.hpp"
 
-namespace diffuse::io {
+namespace diffuse::viz {
 
 // Exponential moving average with bias correction (TensorBoard's smoothing): s_i =
 // (sum_k w^(i-k) (1-w) v_k) / (1 - w^(i+1)), so the curve starts at the first value.
@@ -83,4 +83,4 @@ SvgPlot schedule_plot(const schedulers::Scheduler<T>& scheduler, const std::stri
   return schedule_plot<T>({{name, &scheduler}}, "Noise schedule: " + name);
 }
 
-}  // namespace diffuse::io
+}  // namespace diffuse::viz

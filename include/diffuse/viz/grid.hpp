@@ -12,7 +12,7 @@
 #include "diffuse/core/tensor.hpp"
 #include "diffuse/io/image.hpp"
 
-namespace diffuse::io {
+namespace diffuse::viz {
 
 struct GridOptions {
   std::int64_t nrow = 8;     // images per row
@@ -96,9 +96,9 @@ template <class T>
 void save_image(const Tensor<T>& images, const std::filesystem::path& path, const GridOptions& opts = {}) {
   if (!images.defined()) throw Error("save_image('" + path.string() + "'): the tensor is undefined");
   if (images.dim() == 4 && images.size(0) > 1)
-    write_image(path, make_grid(images, opts));
+    io::write_image(path, make_grid(images, opts));
   else
-    write_image(path, detail::normalize_for_grid(images, opts));
+    io::write_image(path, detail::normalize_for_grid(images, opts));
 }
 
-}  // namespace diffuse::io
+}  // namespace diffuse::viz

@@ -1,7 +1,7 @@
 // SvgPlot: line plots written as self-contained SVG files (no fonts or scripts to fetch), with
 // axes, "nice" ticks (1, 2, 5 x 10^k), tick labels, axis labels, a title and a legend; the y axis
 // may be logarithmic. Points that are not finite (or not positive on a log axis) break the line.
-//   io::SvgPlot plot({.title = "Training loss", .xlabel = "step", .ylabel = "loss", .log_y = true});
+//   viz::SvgPlot plot({.title = "Training loss", .xlabel = "step", .ylabel = "loss", .log_y = true});
 //   plot.add_line(losses, {.label = "loss"});             // x = 0, 1, 2, ...
 //   plot.add_line(xs, ys, {.label = "EMA", .color = "#d62728"});
 //   plot.save("loss.svg");
@@ -19,7 +19,7 @@
 #include "diffuse/core/error.hpp"
 #include "diffuse/io/atomic_file.hpp"
 
-namespace diffuse::io {
+namespace diffuse::viz {
 
 struct PlotOptions {
   std::string title = {};
@@ -291,7 +291,7 @@ class SvgPlot {
   }
 
   // Writes the SVG file atomically.
-  void save(const std::filesystem::path& path) const { write_file_atomic(path, svg()); }
+  void save(const std::filesystem::path& path) const { io::write_file_atomic(path, svg()); }
 
  private:
   struct Series {
@@ -360,4 +360,4 @@ class SvgPlot {
   std::vector<Series> series_;
 };
 
-}  // namespace diffuse::io
+}  // namespace diffuse::viz

@@ -1,7 +1,7 @@
 // The course's noising figures as image grids: a strip of scheduler.add_noise at several
 // timesteps, and a strip of the from-scratch notebook's corrupt() at several amounts. Row n
-// shows image n; column k the k-th timestep (or amount). Save with io::save_image/write_png.
-//   auto strip = io::noise_strip(scheduler, images /*[N,C,H,W] in [-1,1]*/, {0, 50, 100, 200, 400, 999}, gen);
+// shows image n; column k the k-th timestep (or amount). Save with viz::save_image/write_png.
+//   auto strip = viz::noise_strip(scheduler, images /*[N,C,H,W] in [-1,1]*/, {0, 50, 100, 200, 400, 999}, gen);
 //   io::write_png("noise_strip.png", strip);
 #pragma once
 #include <cstdint>
@@ -11,11 +11,11 @@
 #include "diffuse/core/error.hpp"
 #include "diffuse/core/generator.hpp"
 #include "diffuse/core/tensor.hpp"
-#include "diffuse/io/grid.hpp"
+#include "diffuse/viz/grid.hpp"
 #include "diffuse/models/basic_unet.hpp"
 #include "diffuse/schedulers/scheduler.hpp"
 
-namespace diffuse::io {
+namespace diffuse::viz {
 
 namespace detail {
 // images [N,C,H,W] or one image [C,H,W] -> [N,C,H,W].
@@ -76,4 +76,4 @@ Tensor<T> corruption_strip(const Tensor<T>& images, const std::vector<double>& a
   return make_grid(noisy, opts);
 }
 
-}  // namespace diffuse::io
+}  // namespace diffuse::viz
