@@ -95,6 +95,8 @@ TEST_CASE("read_idx: broken files throw FileError naming file and problem") {
       {"truncated_data", idx_bytes(0x08, {2, 4}, "abcde"), "expected 8 bytes for the shape, got 5"},
       {"absurd", idx_bytes(0x08, {0xffffffffu, 0xffffffffu, 0xffffffffu}, "ab"), "absurd dimensions"},
       {"trailing", idx_bytes(0x08, {2}, "abc"), "more data than the header"},
+      // 4 GiB described (a small gzip file can expand to that): refused from the header.
+      {"too_large", idx_bytes(0x08, {65536, 65536}, "ab"), "more than the limit of 1073741824"},
   };
   for (const auto& c : cases)
     for (bool gz : {false, true}) {
@@ -105,6 +107,14 @@ TEST_CASE("read_idx: broken files throw FileError naming file and problem") {
         CHECK_THROWS_WITH(data::read_idx(p), Catch::Contains(p.string()) && Catch::Contains(c.expect));
       }
     }
+  SECTION("the size limit is adjustable") {
+    write_bytes(dir / "small", idx_bytes(0x08, {2, 4}, "abcdefgh"));
+    const auto saved = data::max_idx_bytes().exchange(7);
+    CHECK_THROWS_WITH(data::read_idx(dir / "small"), Catch::Contains("max_idx_bytes"));
+    data::max_idx_bytes() = 8;
+    CHECK(data::read_idx(dir / "small").data.size() == 8);
+    data::max_idx_bytes() = saved;
+  }
   SECTION("corrupt gzip stream") {
     write_gz(dir / "c.gz", idx_bytes(0x08, {4096}, std::string(4096, 'x')));
     std::string b;

@@ -178,6 +178,7 @@ TEST_CASE("safetensors: every broken or hostile file throws FileError naming fil
       {"max", u64le(~std::uint64_t(0)) + "{}", "absurdly large"},
       {"invalid_json", st("{not json}", ""), "not valid JSON"},
       {"not_object", st("[1,2]", ""), "not a JSON object"},
+      {"deep", st(std::string(100000, '[') + std::string(100000, ']'), ""), "nested more than 256"},
       {"entry_not_object", st(R"({"w":3})", ""), "'w': entry is not an object"},
       {"missing_dtype", st(R"({"w":{"shape":[2],"data_offsets":[0,8]}})", ok_data),
        "'w': missing or non-string 'dtype'"},
@@ -298,6 +299,17 @@ TEST_CASE("JSON files: pretty, sorted, atomic; clear errors") {
                     Catch::Contains("bad.json") && Catch::Contains("invalid JSON"));
   CHECK_THROWS_WITH(io::read_json(dir / "missing.json"),
                     Catch::Contains("missing.json") && Catch::Contains("does not exist"));
+
+  // Nested 100,000 deep (200 KB) once overflowed the stack when a value was dumped, copied or, with
+  // Python's NaN in the file, walked; now refused at parsing. Brackets inside strings do not count.
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  write_bytes(dir / "deep.json", "{\"a\": NaN, \"b\": " + deep + "}");
+  CHECK_THROWS_WITH(io::read_json(dir / "deep.json"), Catch::Contains("deep.json") && Catch::Contains("nested"));
+  CHECK_THROWS_WITH(io::parse_json(deep), Catch::Contains("nested more than 256"));
+  const std::string ok = std::string(256, '[') + std::string(256, ']');
+  CHECK(io::parse_json(ok).is_array());
+  CHECK(io::parse_json(ok).dump() == ok);
+  CHECK(io::parse_json("{\"s\": \"" + std::string(1000, '[') + "\\\"\"}")["s"].get<std::string>().size() == 1001);
 }
 
 // ---------------------------------------------------------------- npy
@@ -476,6 +488,47 @@ TEST_CASE("image errors name the file and the reason") {
   CHECK_THROWS_WITH(io::write_image(dir / "x.gif", Tensor<float>({3, 2, 2})),
                     Catch::Contains("unknown image format"));
   CHECK_THROWS_AS(io::write_png(dir / "nodir" / "x.png", Tensor<float>({3, 2, 2})), FileError);
+}
+
+TEST_CASE("hostile images are refused before stb decodes them") {
+  TempDir dir;
+  // A 35-byte RLE TGA named .png once "decoded" into 4 x 29,545 x 8,293 (41 s, 4.7 GB): only PNG
+  // and JPEG are decoded, by their first bytes.
+  std::string tga(18, '\0');
+  tga[2] = 10;                                  // RLE true-colour
+  tga[12] = char(0x69), tga[13] = char(0x73);   // width 29,545
+  tga[14] = char(0x65), tga[15] = char(0x20);   // height 8,293
+  tga[16] = 32;
+  write_bytes(dir / "tga.png", tga + std::string(17, '\xff'));
+  CHECK_THROWS_WITH(io::read_image(dir / "tga.png"), Catch::Contains("tga.png") && Catch::Contains("not a PNG or JPEG"));
+
+  // A PNG header declaring 10,000 x 10,000 pixels (10^8, 1.1x the default limit): refused from the
+  // header, nothing allocated.
+  auto be32 = [](std::uint32_t v) {
+    return std::string{char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
+  };
+  const std::string ihdr = be32(13) + "IHDR" + be32(10000) + be32(10000) + std::string("\x08\x00\x00\x00\x00", 5) +
+                           be32(0);
+  write_bytes(dir / "huge.png", std::string("\x89PNG\r\n\x1a\n", 8) + ihdr + be32(0) + "IEND" + be32(0));
+  CHECK_THROWS_WITH(io::read_image(dir / "huge.png"),
+                    Catch::Contains("huge.png") && Catch::Contains("10000x10000") && Catch::Contains("max_image_pixels"));
+  // The limit is adjustable.
+  io::write_png(dir / "ok.png", Tensor<float>({3, 8, 8}));
+  const auto saved = io::max_image_pixels().exchange(63);
+  CHECK_THROWS_WITH(io::read_image(dir / "ok.png"), Catch::Contains("8x8"));
+  io::max_image_pixels() = 64;
+  CHECK(io::read_image(dir / "ok.png").shape() == Shape{3, 8, 8});
+  io::max_image_pixels() = saved;
+
+  // A JPEG whose Huffman table declares 17 x 16 = 272 codes (stb 2.27 writes past its 257-entry
+  // table on it): refused before stb sees it. A real JPEG still reads.
+  std::string dht = std::string("\x00", 1) + std::string(16, char(17)) + std::string(272, '\x01');
+  const std::size_t len = dht.size() + 2;
+  write_bytes(dir / "dht.jpg", std::string("\xff\xd8\xff\xc4", 4) + char(len >> 8) + char(len & 0xff) + dht +
+                                   std::string("\xff\xd9", 2));
+  CHECK_THROWS_WITH(io::read_image(dir / "dht.jpg"), Catch::Contains("dht.jpg") && Catch::Contains("272 codes"));
+  io::write_jpeg(dir / "ok.jpg", Tensor<float>::full({3, 16, 16}, 0.5f));
+  CHECK(io::read_image(dir / "ok.jpg").shape() == Shape{3, 16, 16});
 }
 
 // ---------------------------------------------------------------- grids

@@ -78,6 +78,9 @@ TEST_CASE("sampling is reproducible, works with other schedulers, reports progre
     CHECK(calls == static_cast<std::int64_t>(pipe.scheduler().timesteps().size()));
   }
   CHECK_THROWS_WITH(pipe({.batch_size = 0}, a), Catch::Contains("batch_size"));
+  // A damaged config's sample_size 1e5 asks for 1e10 pixels: an Error, not std::bad_alloc.
+  CHECK_THROWS_WITH(pipe({.batch_size = 1, .num_inference_steps = 1, .height = 100000, .width = 100000}, a),
+                    Catch::Contains("100000x100000") && Catch::Contains("max_image_pixels"));
 }
 
 TEST_CASE("sampling runs the model in eval mode: dropout off, the seed decides everything") {

@@ -396,4 +396,10 @@ TEST_CASE("config integers out of range are errors, not undefined conversions") 
   for (const char* text : {R"({"num_train_timesteps": 1e300})", R"({"num_train_timesteps": -1e19})",
                            R"({"num_train_timesteps": 18446744073709551615})", R"({"num_train_timesteps": 2.5})"})
     CHECK_THROWS_WITH(DDPMScheduler<float>::from_config(io::parse_json(text)), Contains("integer"));
+  // In range but absurd: refused before allocating (was std::bad_alloc in all eight schedulers).
+  for (const char* cls : {"DDPMScheduler", "DDIMScheduler", "PNDMScheduler", "EulerDiscreteScheduler",
+                          "EulerAncestralDiscreteScheduler", "HeunDiscreteScheduler", "DPMSolverMultistepScheduler",
+                          "UniPCMultistepScheduler"})
+    CHECK_THROWS_WITH(make_scheduler<float>(cls, {{"num_train_timesteps", 1000000000000}}),
+                      Contains(cls) && Contains("num_train_timesteps") && Contains("limit"));
 }

@@ -342,10 +342,12 @@ TEST_CASE("ImageFolder: corrupt, empty, zero-size and unreadable files are skipp
   io::write_jpeg(dir / "a" / "photo.JPG", Tensor<float>::full({3, 6, 6}, 0.2f));
   write_bytes(dir / "a" / "corrupt.png", std::string("\x89PNG\r\n\x1a\n garbage", 17));
   write_bytes(dir / "a" / "empty.jpg", "");
-  // A BMP header declaring a 0x4 image.
+  // A BMP header declaring a 0x4 image, named .png: refused by its first bytes. A real .bmp is not
+  // an image here (PNG and JPEG only): ignored like README.txt.
   std::string bmp = "BM" + std::string(52, '\0');
   bmp[10] = 54, bmp[14] = 40, bmp[22] = 4, bmp[26] = 1, bmp[28] = 24;
-  write_bytes(dir / "a" / "zero.bmp", bmp);
+  write_bytes(dir / "a" / "zero.png", bmp);
+  write_bytes(dir / "a" / "other.bmp", bmp);
   write_bytes(dir / "a" / "README.txt", "hello");
 
   data::ImageFolder f(dir.path, {.size = 4, .channels = 3});
@@ -355,9 +357,9 @@ TEST_CASE("ImageFolder: corrupt, empty, zero-size and unreadable files are skipp
   for (const auto& s : f.skipped()) reasons += s.path.filename().string() + ": " + s.reason + "\n";
   INFO(reasons);
   CHECK_THAT(reasons, Contains("corrupt.png: ") && Contains("empty.jpg: ") && Contains("empty (0 bytes)") &&
-                          Contains("zero.bmp: "));
+                          Contains("zero.png: ") && Contains("not a PNG or JPEG"));
   CHECK(f.converted_count() == 1);  // the gray PNG, replicated to RGB
-  CHECK(f.ignored_count() == 1);    // README.txt
+  CHECK(f.ignored_count() == 2);    // README.txt, other.bmp
   CHECK(f.get(0).image.at({2, 3, 3}) == 1.0f);  // a/deeper/gray.png sorts first
   const std::string summary = f.summary();
   CHECK_THAT(summary, Contains("3 images") && Contains("3 skipped") && Contains("1 converted to RGB") &&

@@ -213,6 +213,19 @@ TEST_CASE("sample_size may be [height, width], as in diffusers") {
                     Catch::Contains("sample_size"));
 }
 
+TEST_CASE("UNet2DModel refuses configs too large to build before allocating anything") {
+  // Each of these once ended in std::bad_alloc (or, for layers_per_block, 5 GB and a minute of building).
+  for (const char* text : {R"({"block_out_channels": [100000, 100000], "down_block_types": ["DownBlock2D", "DownBlock2D"],
+                              "up_block_types": ["UpBlock2D", "UpBlock2D"]})",
+                           R"({"in_channels": 1000000000000})", R"({"num_class_embeds": 1000000000000})",
+                           R"({"layers_per_block": 10000000})"}) {
+    INFO(text);
+    const auto c = UNet2DConfig::from_json(io::json::parse(text));
+    CHECK_THROWS_WITH(UNet2DModel<float>(c), Catch::Contains("parameters") && Catch::Contains("2^32"));
+  }
+  // (The estimate for diffusers' default UNet2DModel, 114 M parameters, is 8.3e8: far below the limit.)
+}
+
 TEST_CASE("UNet2DModel rejects unsupported configs, naming the value and what is accepted") {
   auto c = tiny_config();
   c.down_block_types[1] = "CrossAttnDownBlock2D";

@@ -6,6 +6,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -22,9 +23,17 @@ struct IdxArray {
   std::vector<std::uint8_t> data;  // row-major, shape's product bytes
 };
 
+// The most bytes of data an IDX file may describe; larger headers are refused before anything is
+// allocated or decompressed (a 4 MB gzip file may expand to 4 GiB). Default 1 GiB: EMNIST's
+// largest file holds 547 MB, Fashion-MNIST's 47 MB. Raise it to read larger sets.
+inline std::atomic<std::uint64_t>& max_idx_bytes() {
+  static std::atomic<std::uint64_t> limit{std::uint64_t(1) << 30};
+  return limit;
+}
+
 namespace detail {
 
-// Refuse headers describing more than this many elements (16 GiB): a corrupt file, not data.
+// Refuse headers describing more than this many elements (16 GiB) before multiplying further.
 inline constexpr std::uint64_t kIdxMaxElements = std::uint64_t(1) << 34;
 
 // A hint for a missing file in the packaged Fashion-MNIST folder.
@@ -133,6 +142,13 @@ inline IdxArray read_idx(const std::filesystem::path& path) {
     numel *= n;
   }
 
+  if (numel > max_idx_bytes().load()) {
+    std::string dims;
+    for (auto v : out.shape) dims += (dims.empty() ? "" : " x ") + std::to_string(v);
+    throw FileError(where + ": the header describes " + dims + " = " + std::to_string(numel) +
+                    " bytes, more than the limit of " + std::to_string(max_idx_bytes().load()) +
+                    " (data::max_idx_bytes())");
+  }
   // Read in chunks so a lying header cannot make us allocate more than the file holds.
   const std::size_t expected = static_cast<std::size_t>(numel);
   std::size_t have = 0;

@@ -73,8 +73,7 @@ class ImageFolder : public ImageDataset {
   static bool is_image(const std::filesystem::path& p) {
     std::string ext = p.extension().string();
     std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char ch) { return std::tolower(ch); });
-    for (const char* e : {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tga", ".psd", ".hdr", ".pic", ".pnm", ".ppm",
-                          ".pgm"})
+    for (const char* e : {".png", ".jpg", ".jpeg"})  // what io::read_image decodes
       if (ext == e) return true;
     return false;
   }
@@ -183,7 +182,7 @@ class ImageFolder : public ImageDataset {
       }
     }
     if (files.empty())
-      throw FileError("ImageFolder: no images (.png, .jpg, .bmp, .tga, ...) under '" + root.string() + "'" +
+      throw FileError("ImageFolder: no images (.png, .jpg, .jpeg) under '" + root.string() + "'" +
                       (out.ignored ? " (" + std::to_string(out.ignored) + " other files ignored)" : std::string()));
 
     // Decode in parallel; decisions (skip, error, sizes) are taken in file order afterwards.

@@ -1,9 +1,15 @@
-// Reading and writing images (PNG, JPEG, and whatever stb_image decodes: BMP, GIF, TGA, ...).
-// Tensors are [C,H,W] (or [H,W] for grayscale) with values in [0,1], like torchvision's
-// ToTensor; writing clamps to [0,1] and rounds to 8 bits as torchvision.utils.save_image does.
+// Reading and writing images: PNG and JPEG. Tensors are [C,H,W] (or [H,W] for grayscale) with
+// values in [0,1], like torchvision's ToTensor; writing clamps to [0,1] and rounds to 8 bits as
+// torchvision.utils.save_image does.
+// Reading is guarded against hostile files before stb_image sees them: the format is decided by
+// the file's first bytes and only PNG and JPEG are decoded (stb guesses the format from the bytes,
+// so a 35-byte RLE TGA named .png "decoded" into a 4.7 GB image); the pixel count is read from
+// the header and refused above max_image_pixels(); JPEG Huffman tables (DHT) declaring more than
+// 256 codes are refused (Debian's stb_image 2.27 writes past a buffer on them).
 #pragma once
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cctype>
 #include <climits>
 #include <cmath>
@@ -28,20 +34,88 @@ struct ImageU8 {
   int file_channels = 0;             // the channel count stored in the file (before any conversion)
 };
 
+// The most pixels (width x height) an image may have to be decoded; larger ones are refused
+// before any pixel memory is allocated. Default: PIL's Image.MAX_IMAGE_PIXELS (89,478,485, about
+// 9459 x 9459); set it to read larger images.
+inline std::atomic<std::int64_t>& max_image_pixels() {
+  static std::atomic<std::int64_t> limit{89478485};
+  return limit;
+}
+
+namespace detail {
+
+enum class ImageFormat { png, jpeg, other };
+
+inline ImageFormat image_format(const std::string& bytes) {
+  if (bytes.rfind("\x89PNG\r\n\x1a\n", 0) == 0) return ImageFormat::png;
+  if (bytes.size() >= 3 && bytes.compare(0, 3, "\xff\xd8\xff") == 0) return ImageFormat::jpeg;
+  return ImageFormat::other;
+}
+
+// Walks a JPEG's marker segments (and over entropy-coded data after each SOS) and refuses a DHT
+// table that declares more than 256 codes. Anything else malformed is left to stb to report.
+inline void check_jpeg_huffman_tables(const std::string& b, const std::string& what) {
+  const std::size_t n = b.size();
+  auto byte = [&](std::size_t i) { return static_cast<unsigned char>(b[i]); };
+  std::size_t i = 2;  // after SOI
+  while (i + 1 < n) {
+    if (byte(i) != 0xFF) return;  // not at a marker: malformed, stb will say so
+    const unsigned char marker = byte(i + 1);
+    if (marker == 0xFF) {  // fill byte
+      ++i;
+      continue;
+    }
+    i += 2;
+    if (marker == 0xD9) return;                                                   // EOI
+    if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8)) continue;           // no length
+    if (i + 1 >= n) return;
+    const std::size_t len = (std::size_t(byte(i)) << 8) | byte(i + 1);
+    if (len < 2 || i + len > n) return;
+    if (marker == 0xC4) {  // DHT: tables of [class/id, 16 counts, symbols]
+      for (std::size_t p = i + 2; p + 17 <= i + len;) {
+        std::size_t codes = 0;
+        for (int k = 1; k <= 16; ++k) codes += byte(p + k);
+        if (codes > 256)
+          throw FileError("cannot decode image '" + what + "': corrupt JPEG (a Huffman table declares " +
+                          std::to_string(codes) + " codes; at most 256 exist)");
+        p += 17 + codes;
+      }
+    }
+    i += len;
+    if (marker == 0xDA)  // SOS: skip the entropy-coded data up to the next marker
+      while (i + 1 < n && !(byte(i) == 0xFF && byte(i + 1) != 0 && !(byte(i + 1) >= 0xD0 && byte(i + 1) <= 0xD7))) ++i;
+  }
+}
+
+}  // namespace detail
+
 // Decodes an image file to 8-bit pixels; `channels` as in read_image. FileError naming the
-// file and stb's reason when the file is missing or cannot be decoded.
+// file and the reason when the file is missing, is not a PNG or JPEG, is larger than
+// max_image_pixels() or cannot be decoded.
 inline ImageU8 read_image_u8(const std::filesystem::path& path, int channels = 0) {
   if (channels < 0 || channels > 4)
     throw Error("read_image('" + path.string() + "'): channels must be 0..4, got " +
                 std::to_string(channels));
   const std::string bytes = read_file_bytes(path);
-  if (bytes.empty()) throw FileError("cannot decode image '" + path.string() + "': the file is empty (0 bytes)");
-  if (bytes.size() > static_cast<std::size_t>(INT_MAX))
-    throw FileError("cannot decode image '" + path.string() + "': file is larger than 2 GB");
+  const std::string fail = "cannot decode image '" + path.string() + "': ";
+  if (bytes.empty()) throw FileError(fail + "the file is empty (0 bytes)");
+  if (bytes.size() > static_cast<std::size_t>(INT_MAX)) throw FileError(fail + "file is larger than 2 GB");
+  const detail::ImageFormat format = detail::image_format(bytes);
+  if (format == detail::ImageFormat::other)
+    throw FileError(fail + "not a PNG or JPEG file (by its first bytes); diffuse reads PNG and JPEG only");
+  if (format == detail::ImageFormat::jpeg) detail::check_jpeg_huffman_tables(bytes, path.string());
+  const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
+  int w = 0, h = 0, c = 0;
+  if (!stbi_info_from_memory(data, static_cast<int>(bytes.size()), &w, &h, &c)) {
+    const char* why = stbi_failure_reason();
+    throw FileError(fail + (why ? why : "unreadable header"));
+  }
+  if (static_cast<std::int64_t>(w) * h > max_image_pixels().load())
+    throw FileError(fail + std::to_string(w) + "x" + std::to_string(h) + " pixels is more than the limit of " +
+                    std::to_string(max_image_pixels().load()) + " (io::max_image_pixels())");
   ImageU8 img;
   int file_channels = 0;
-  unsigned char* pixels = stbi_load_from_memory(reinterpret_cast<const unsigned char*>(bytes.data()),
-                                                static_cast<int>(bytes.size()), &img.width, &img.height,
+  unsigned char* pixels = stbi_load_from_memory(data, static_cast<int>(bytes.size()), &img.width, &img.height,
                                                 &file_channels, channels);
   if (!pixels) {
     const char* why = stbi_failure_reason();

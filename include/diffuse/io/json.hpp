@@ -5,6 +5,7 @@
 #pragma once
 #include <cmath>
 #include <filesystem>
+#include <iterator>
 #include <limits>
 #include <string>
 
@@ -80,10 +81,43 @@ inline void tag_non_finite(json& j) {
 }
 }  // namespace detail
 
+// Arrays and objects nested deeper than this are refused before parsing: nlohmann's parser is
+// iterative, but dumping, copying and walking a value recurse, and a 200 KB file nested 100,000
+// deep overflowed the stack. diffusers' files nest 3 deep.
+inline constexpr int kMaxJsonDepth = 256;
+
+// Throws Error if [begin, end) nests arrays/objects deeper than kMaxJsonDepth (brackets inside
+// strings do not count).
+template <class It>
+void check_json_depth(It begin, It end) {
+  int depth = 0;
+  bool in_string = false;
+  for (It it = begin; it != end; ++it) {
+    const char c = static_cast<char>(*it);
+    if (in_string) {
+      if (c == '\\') {
+        if (++it == end) break;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth)
+        throw Error("JSON nested more than " + std::to_string(kMaxJsonDepth) + " levels deep (at byte " +
+                    std::to_string(std::distance(begin, it)) + "); refusing it");
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+}
+
 // Parses JSON text, accepting Python's NaN, Infinity and -Infinity; Error with the parser's
-// position and reason otherwise. J: json or nlohmann::ordered_json.
+// position and reason otherwise, or if it nests deeper than kMaxJsonDepth. J: json or
+// nlohmann::ordered_json.
 template <class J = json>
 J parse_json(const std::string& text) {
+  check_json_depth(text.begin(), text.end());
   const bool python = text.find("NaN") != std::string::npos || text.find("Infinity") != std::string::npos;
   J j;
   try {

@@ -21,6 +21,7 @@
 #include "diffuse/core/tensor.hpp"
 #include "diffuse/io/atomic_file.hpp"
 #include "diffuse/io/half.hpp"
+#include "diffuse/io/json.hpp"
 
 namespace diffuse::io {
 
@@ -78,6 +79,11 @@ inline SafetensorsFile parse_safetensors(const std::filesystem::path& path) {
   const std::uint64_t data_size = file_size - f.data_start;
 
   json header;
+  try {
+    check_json_depth(f.bytes.begin() + 8, f.bytes.begin() + static_cast<std::ptrdiff_t>(f.data_start));
+  } catch (const Error& e) {
+    throw fail(std::string("header: ") + e.what());
+  }
   try {
     header = json::parse(f.bytes.begin() + 8, f.bytes.begin() + static_cast<std::ptrdiff_t>(f.data_start));
   } catch (const json::exception& e) {

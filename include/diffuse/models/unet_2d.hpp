@@ -12,6 +12,8 @@
 // Config fields are the keys of diffusers' config.json with diffusers' defaults (declared in the
 // order the course notebooks pass them, so designated initializers read the same).
 #pragma once
+#include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -438,6 +440,25 @@ class UNet2DModel : public nn::Module<T> {
     if (c.num_class_embeds && *c.num_class_embeds < 1)
       throw fail("num_class_embeds must be positive, got " + std::to_string(*c.num_class_embeds));
     if (c.block_out_channels.size() > 30) throw fail("too many blocks");
+    // Sizes are checked before anything is allocated: a hostile config.json ("block_out_channels":
+    // [100000, 100000], "in_channels": 1e12, "layers_per_block": 1e7) must be an Error here, not
+    // std::bad_alloc or minutes of building. The estimate counts every block's convolutions at the
+    // larger of its channel counts, so it is above the true count (at most ~2x).
+    const long double temb = 4.0L * c.block_out_channels[0];
+    long double params = temb * (c.block_out_channels[0] + temb) +
+                         9.0L * c.block_out_channels[0] * (c.in_channels + c.out_channels) +
+                         (c.num_class_embeds ? static_cast<long double>(*c.num_class_embeds) * temb : 0.0L);
+    for (std::size_t i = 0; i < c.block_out_channels.size(); ++i) {
+      const long double ch = std::max(c.block_out_channels[i], c.block_out_channels[i ? i - 1 : 0]);
+      params += (3.0L * c.layers_per_block + 4) * (2 * 27.0L * ch * ch + temb * ch);
+    }
+    constexpr long double kMaxParameters = 4294967296.0L;  // 2^32: 16 GiB of float32
+    if (params > kMaxParameters) {
+      char about[32];
+      std::snprintf(about, sizeof about, "%.3g", static_cast<double>(params));
+      throw fail("the config describes about " + std::string(about) + " parameters (block_out_channels, layers_per_block, in/out_channels, num_class_embeds), more than "
+                 "the limit of 2^32; is config.json damaged?");
+    }
   }
 
   Config config_;

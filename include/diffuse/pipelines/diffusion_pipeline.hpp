@@ -9,11 +9,13 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <new>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "diffuse/io/config.hpp"
+#include "diffuse/io/image.hpp"
 #include "diffuse/io/json.hpp"
 #include "diffuse/models/unet_2d.hpp"
 #include "diffuse/schedulers/factory.hpp"
@@ -56,6 +58,8 @@ class DiffusionPipeline {
   // Denoises Gaussian noise into images: for each timestep, the model predicts and the scheduler
   // steps (diffusers' DDPMPipeline loop, with init_noise_sigma and scale_model_input so that
   // sigma-based schedulers work too). Returns [batch, C, H, W] mapped from [-1, 1] to [0, 1].
+  // Images larger than io::max_image_pixels() are refused (a damaged config's sample_size 1e5 would
+  // ask for 1e10 pixels), and running out of memory is an Error that says what was being sampled.
   Tensor<T> operator()(const SampleOptions& options, Generator& gen) {
     const auto& config = unet_->config();
     const std::int64_t h = options.height.value_or(config.sample_size ? config.sample_size->height : 0);
@@ -64,37 +68,16 @@ class DiffusionPipeline {
       throw Error("DiffusionPipeline: batch_size, height and width must be positive (got " +
                   std::to_string(options.batch_size) + ", " + std::to_string(h) + ", " + std::to_string(w) +
                   "; the UNet config has no sample_size to default to)");
-    NoGradGuard no_grad;
-    // Sampling is inference: dropout off (the previous mode is restored afterwards).
-    struct EvalMode {
-      UNet& m;
-      bool was_training;
-      ~EvalMode() { m.train(was_training); }
-    } eval_mode{*unet_, unet_->is_training()};
-    unet_->eval();
-    const Tensor<T> class_labels = labels_for(options);
-    if (!options.step_kwargs.empty()) scheduler_->set_step_kwargs(options.step_kwargs);
-    scheduler_->set_timesteps(options.num_inference_steps);
-    const Shape shape{options.batch_size, config.in_channels, h, w};
-    Tensor<T> image;
-    if (options.noise) {
-      if (options.noise->shape() != shape)
-        throw Error("DiffusionPipeline: the initial noise has shape " + to_string(options.noise->shape()) +
-                    ", expected " + to_string(shape));
-      image = Tensor<T>::empty(shape);
-      std::copy(options.noise->begin(), options.noise->end(), image.data());
-    } else {
-      image = gen.randn<T>(shape);
+    if (h > io::max_image_pixels().load() / w)
+      throw Error("DiffusionPipeline: " + std::to_string(h) + "x" + std::to_string(w) +
+                  " images are more pixels than the limit of " + std::to_string(io::max_image_pixels().load()) +
+                  " (io::max_image_pixels())");
+    try {
+      return sample(options, gen, h, w);
+    } catch (const std::bad_alloc&) {
+      throw Error("DiffusionPipeline: out of memory sampling " + std::to_string(options.batch_size) + " images of " +
+                  std::to_string(h) + "x" + std::to_string(w) + "; sample fewer at a time");
     }
-    if (const double sigma = scheduler_->init_noise_sigma(); sigma != 1.0) image = image * static_cast<T>(sigma);
-    const auto timesteps = scheduler_->timesteps();
-    for (std::size_t i = 0; i < timesteps.size(); ++i) {
-      const double t = timesteps[i];
-      Tensor<T> model_output = (*unet_)(scheduler_->scale_model_input(image, t), t, class_labels);
-      image = scheduler_->step(model_output, t, image, gen).prev_sample;
-      if (options.on_step) options.on_step(static_cast<std::int64_t>(i), static_cast<std::int64_t>(timesteps.size()));
-    }
-    return clamp(image * T(0.5) + T(0.5), T(0), T(1));
   }
 
   // Writes model_index.json, unet/ (config.json, diffusion_pytorch_model.safetensors) and
@@ -150,6 +133,41 @@ class DiffusionPipeline {
   const std::string& class_name() const { return class_name_; }
 
  private:
+  Tensor<T> sample(const SampleOptions& options, Generator& gen, std::int64_t h, std::int64_t w) {
+    const auto& config = unet_->config();
+    NoGradGuard no_grad;
+    // Sampling is inference: dropout off (the previous mode is restored afterwards).
+    struct EvalMode {
+      UNet& m;
+      bool was_training;
+      ~EvalMode() { m.train(was_training); }
+    } eval_mode{*unet_, unet_->is_training()};
+    unet_->eval();
+    const Tensor<T> class_labels = labels_for(options);
+    if (!options.step_kwargs.empty()) scheduler_->set_step_kwargs(options.step_kwargs);
+    scheduler_->set_timesteps(options.num_inference_steps);
+    const Shape shape{options.batch_size, config.in_channels, h, w};
+    Tensor<T> image;
+    if (options.noise) {
+      if (options.noise->shape() != shape)
+        throw Error("DiffusionPipeline: the initial noise has shape " + to_string(options.noise->shape()) +
+                    ", expected " + to_string(shape));
+      image = Tensor<T>::empty(shape);
+      std::copy(options.noise->begin(), options.noise->end(), image.data());
+    } else {
+      image = gen.randn<T>(shape);
+    }
+    if (const double sigma = scheduler_->init_noise_sigma(); sigma != 1.0) image = image * static_cast<T>(sigma);
+    const auto timesteps = scheduler_->timesteps();
+    for (std::size_t i = 0; i < timesteps.size(); ++i) {
+      const double t = timesteps[i];
+      Tensor<T> model_output = (*unet_)(scheduler_->scale_model_input(image, t), t, class_labels);
+      image = scheduler_->step(model_output, t, image, gen).prev_sample;
+      if (options.on_step) options.on_step(static_cast<std::int64_t>(i), static_cast<std::int64_t>(timesteps.size()));
+    }
+    return clamp(image * T(0.5) + T(0.5), T(0), T(1));
+  }
+
   // The class labels of a sampling call as a tensor [batch_size], checked against the UNet.
   Tensor<T> labels_for(const SampleOptions& o) const {
     const std::int64_t classes = num_classes();

@@ -92,6 +92,12 @@ inline void check_one_of(const std::string& cls, const std::string& key, const s
 inline std::vector<float> make_betas(const std::string& cls, const std::string& schedule, std::int64_t n,
                                      double beta_start, double beta_end, const std::vector<double>& trained,
                                      bool allow_exp = false) {
+  // Checked before anything is allocated: "num_train_timesteps": 1e12 in a hostile config must be
+  // an Error, not std::bad_alloc. diffusers' models use 1000; 10 million is far beyond any.
+  constexpr std::int64_t kMaxTrainTimesteps = 10'000'000;
+  if (n > kMaxTrainTimesteps)
+    throw Error(cls + ": num_train_timesteps " + std::to_string(n) + " is more than the limit of " +
+                std::to_string(kMaxTrainTimesteps));
   if (!trained.empty()) {
     std::vector<float> b(trained.begin(), trained.end());
     if (static_cast<std::int64_t>(b.size()) != n)
