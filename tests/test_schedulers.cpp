@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <limits>
 #include <filesystem>
 #include <numbers>
 
@@ -402,4 +403,22 @@ TEST_CASE("config integers out of range are errors, not undefined conversions") 
                           "UniPCMultistepScheduler"})
     CHECK_THROWS_WITH(make_scheduler<float>(cls, {{"num_train_timesteps", 1000000000000}}),
                       Contains(cls) && Contains("num_train_timesteps") && Contains("limit"));
+}
+
+TEST_CASE("betas outside (0, 1) are refused by every scheduler (they gave NaN samples)") {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  for (const char* cls : {"DDPMScheduler", "DDIMScheduler", "PNDMScheduler", "EulerDiscreteScheduler",
+                          "EulerAncestralDiscreteScheduler", "HeunDiscreteScheduler", "DPMSolverMultistepScheduler",
+                          "UniPCMultistepScheduler"}) {
+    INFO(cls);
+    CHECK_THROWS_WITH(make_scheduler<float>(cls, {{"beta_end", 2.0}}), Contains("(0, 1)") && Contains("beta_end 2"));
+    CHECK_THROWS_WITH(make_scheduler<float>(cls, {{"beta_start", -1.0}}), Contains("(0, 1)"));
+    CHECK_THROWS_WITH(make_scheduler<float>(cls, {{"beta_schedule", "scaled_linear"}, {"beta_end", 1.5}}),
+                      Contains("(0, 1)"));
+    CHECK_THROWS_WITH(make_scheduler<float>(cls, {{"num_train_timesteps", 3}, {"trained_betas", {0.1, nan, 0.2}}}),
+                      Contains("trained_betas") && Contains("(0, 1)"));
+    CHECK_THROWS_WITH(make_scheduler<float>(cls, {{"num_train_timesteps", 2}, {"trained_betas", {0.1, 1.0}}}),
+                      Contains("trained_betas"));
+    CHECK_NOTHROW(make_scheduler<float>(cls, {{"num_train_timesteps", 2}, {"trained_betas", {0.1, 0.2}}}));
+  }
 }

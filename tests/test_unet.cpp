@@ -223,6 +223,13 @@ TEST_CASE("UNet2DModel refuses configs too large to build before allocating anyt
     const auto c = UNet2DConfig::from_json(io::json::parse(text));
     CHECK_THROWS_WITH(UNet2DModel<float>(c), Catch::Contains("parameters") && Catch::Contains("2^32"));
   }
+  // Values that built a model computing NaN (norm_eps -1) or nothing (dropout 1.5).
+  auto c = tiny_config();
+  c.norm_eps = -1;
+  CHECK_THROWS_WITH(UNet2DModel<float>(c), Catch::Contains("norm_eps"));
+  c = tiny_config();
+  c.dropout = 1.5;
+  CHECK_THROWS_WITH(UNet2DModel<float>(c), Catch::Contains("dropout"));
   // (The estimate for diffusers' default UNet2DModel, 114 M parameters, is 8.3e8: far below the limit.)
 }
 

@@ -13,6 +13,7 @@
 // order the course notebooks pass them, so designated initializers read the same).
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -440,6 +441,9 @@ class UNet2DModel : public nn::Module<T> {
     if (c.num_class_embeds && *c.num_class_embeds < 1)
       throw fail("num_class_embeds must be positive, got " + std::to_string(*c.num_class_embeds));
     if (c.block_out_channels.size() > 30) throw fail("too many blocks");
+    if (!(c.norm_eps > 0 && std::isfinite(c.norm_eps)))
+      throw fail("norm_eps must be positive and finite, got " + std::to_string(c.norm_eps));
+    if (!(c.dropout >= 0 && c.dropout < 1)) throw fail("dropout must lie in [0, 1), got " + std::to_string(c.dropout));
     // Sizes are checked before anything is allocated: a hostile config.json ("block_out_channels":
     // [100000, 100000], "in_channels": 1e12, "layers_per_block": 1e7) must be an Error here, not
     // std::bad_alloc or minutes of building. The estimate counts every block's convolutions at the

@@ -87,11 +87,10 @@ inline void check_one_of(const std::string& cls, const std::string& key, const s
   throw Error(cls + ": unknown " + key + " '" + value + "'; accepted: " + list);
 }
 
-// The betas of a schedule in float32, as diffusers builds them. `trained` (when non-empty)
-// overrides the named schedule.
-inline std::vector<float> make_betas(const std::string& cls, const std::string& schedule, std::int64_t n,
-                                     double beta_start, double beta_end, const std::vector<double>& trained,
-                                     bool allow_exp = false) {
+// make_betas without the range check of the result.
+inline std::vector<float> make_betas_unchecked(const std::string& cls, const std::string& schedule, std::int64_t n,
+                                               double beta_start, double beta_end, const std::vector<double>& trained,
+                                               bool allow_exp) {
   // Checked before anything is allocated: "num_train_timesteps": 1e12 in a hostile config must be
   // an Error, not std::bad_alloc. diffusers' models use 1000; 10 million is far beyond any.
   constexpr std::int64_t kMaxTrainTimesteps = 10'000'000;
@@ -122,6 +121,23 @@ inline std::vector<float> make_betas(const std::string& cls, const std::string& 
   const float range = static_cast<float>(beta_end - beta_start), start = static_cast<float>(beta_start);
   for (auto& v : x) v = (1.0f / (1.0f + std::exp(-v))) * range + start;
   return x;
+}
+
+// The betas of a schedule in float32, as diffusers builds them. `trained` (when non-empty)
+// overrides the named schedule. Every beta must lie in (0, 1): beta_end 2.0, beta_start -1 or a
+// NaN in trained_betas gave NaN samples in every scheduler; they are errors instead.
+inline std::vector<float> make_betas(const std::string& cls, const std::string& schedule, std::int64_t n,
+                                     double beta_start, double beta_end, const std::vector<double>& trained,
+                                     bool allow_exp = false) {
+  std::vector<float> b = make_betas_unchecked(cls, schedule, n, beta_start, beta_end, trained, allow_exp);
+  for (std::size_t i = 0; i < b.size(); ++i)
+    if (!(b[i] > 0.0f && b[i] < 1.0f))
+      throw Error(cls + ": beta " + std::to_string(i) + " of the " +
+                  (trained.empty() ? "\"" + schedule + "\" schedule (beta_start " + std::to_string(beta_start) +
+                                         ", beta_end " + std::to_string(beta_end) + ")"
+                                   : std::string("trained_betas")) +
+                  " is " + std::to_string(b[i]) + "; every beta must lie in (0, 1)");
+  return b;
 }
 
 // torch.cumprod over float32 on the CPU: the product is carried in double and stored as float.
