@@ -1,4 +1,4 @@
-# Layers point one way (../shared/DESIGN.md): a header may include its own folder and the folders
+# Layers point one way (the project design): a header may include its own folder and the folders
 # below it, never one above it or beside it at the same level. Bottom to top:
 #   core -> io (formats), kernels -> autograd -> nn -> models, schedulers
 #        -> pipelines, optim, data -> viz, training, distributed
