@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <limits>
 
 #include "capture_warnings.hpp"
 #include "diffuse/autograd/activations.hpp"
@@ -327,8 +328,22 @@ TEST_CASE("UNet2DModel save_pretrained / from_pretrained, strict checkpoint keys
     return n;
   }());
 
-  // a checkpoint with a missing and an unexpected weight: both named
+  // a weight holding NaN or infinity (every output would be non-finite): refused, naming it, unless asked
   auto weights = io::load_safetensors<float>(dir / "diffusion_pytorch_model.safetensors");
+  for (const float bad : {std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::infinity()}) {
+    auto broken = weights;  // the tensors share storage: replace the one to break by a copy
+    auto& w = broken.at("down_blocks.1.resnets.0.conv2.weight");
+    w = w.clone();
+    w.data()[5] = bad;
+    io::save_safetensors(dir / "diffusion_pytorch_model.safetensors", broken);
+    CHECK_THROWS_WITH(UNet2DModel<float>::from_pretrained(dir),
+                      Catch::Contains("down_blocks.1.resnets.0.conv2.weight") && Catch::Contains("index 5") &&
+                          Catch::Contains("check_finite"));
+    CHECK_NOTHROW(UNet2DModel<float>::from_pretrained(dir, {.check_finite = false}));
+  }
+  io::save_safetensors(dir / "diffusion_pytorch_model.safetensors", weights);
+
+  // a checkpoint with a missing and an unexpected weight: both named
   weights.erase("mid_block.attentions.0.to_q.bias");
   weights.emplace("mid_block.attentions.0.query.bias", Tensor<float>({16}));
   io::save_safetensors(dir / "diffusion_pytorch_model.safetensors", weights);

@@ -127,6 +127,11 @@ inline std::string join_names(std::initializer_list<const char*> names) {
 
 namespace diffuse::models {
 
+// How from_pretrained loads a folder.
+struct PretrainedOptions {
+  bool check_finite = true;  // refuse weights holding NaN or infinity, naming the first such tensor
+};
+
 // sample_size in config.json: an integer, [height, width] or null (found by io's config reader).
 inline void read_config_value(const nlohmann::json& v, std::optional<SampleSize>& f) {
   if (v.is_null()) {
@@ -326,7 +331,11 @@ class UNet2DModel : public nn::Module<T> {
   // or F64 weights), or diffusion_pytorch_model.bin (torch.save's zip format) when there is no
   // safetensors file. Strict: missing and unexpected weights are errors naming them. The model is
   // in eval mode, as diffusers leaves it; call train() to fine-tune.
-  static UNet2DModel from_pretrained(const std::filesystem::path& dir) { return UNet2DModel(PretrainedTag{}, dir); }
+  // Every weight is checked to be finite (a NaN or infinity makes every output non-finite); the
+  // first bad tensor is named. PretrainedOptions{.check_finite = false} skips the check.
+  static UNet2DModel from_pretrained(const std::filesystem::path& dir, PretrainedOptions options = {}) {
+    return UNet2DModel(PretrainedTag{}, dir, options);
+  }
 
   // Writes config.json and diffusion_pytorch_model.safetensors (dtype "F32" by default, as diffusers
   // does) into `dir`, creating it if needed. Each file is written to a temporary name and renamed.
@@ -369,7 +378,7 @@ class UNet2DModel : public nn::Module<T> {
 
   // from_pretrained builds the model in place (a Module cannot be moved); the initial values drawn
   // from `gen` are overwritten by the checkpoint.
-  UNet2DModel(PretrainedTag, const std::filesystem::path& dir, Generator gen = Generator(0))
+  UNet2DModel(PretrainedTag, const std::filesystem::path& dir, PretrainedOptions options, Generator gen = Generator(0))
       : UNet2DModel(read_config(dir / "config.json"), gen) {
     // diffusers prefers safetensors and falls back to PyTorch's .bin (many course-era models).
     auto weights_path = dir / "diffusion_pytorch_model.safetensors";
@@ -383,6 +392,15 @@ class UNet2DModel : public nn::Module<T> {
       throw FileError("'" + dir.string() + "': no weights (neither diffusion_pytorch_model.safetensors nor " +
                       "diffusion_pytorch_model.bin)");
     }
+    if (options.check_finite)
+      for (const auto& [name, w] : weights) {  // in name order
+        const auto bad = std::find_if(w.begin(), w.end(), [](T v) { return !std::isfinite(v); });
+        if (bad != w.end())
+          throw FileError("'" + weights_path.string() + "': weight '" + name + "' holds " +
+                          std::to_string(static_cast<double>(*bad)) + " at index " +
+                          std::to_string(bad - w.begin()) + "; the file is damaged (PretrainedOptions{.check_finite "
+                          "= false} loads it anyway)");
+      }
     try {
       this->load_state_dict(weights);
     } catch (const Error& e) {

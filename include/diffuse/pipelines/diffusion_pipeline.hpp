@@ -93,7 +93,7 @@ class DiffusionPipeline {
   }
 
   // Loads a diffusers pipeline folder (one with a UNet2DModel and a scheduler).
-  static DiffusionPipeline from_pretrained(const std::filesystem::path& dir) {
+  static DiffusionPipeline from_pretrained(const std::filesystem::path& dir, models::PretrainedOptions options = {}) {
     const auto index_path = dir / "model_index.json";
     const io::json index = io::read_json(index_path);
     if (!index.is_object()) throw FileError("'" + index_path.string() + "': not a JSON object");
@@ -109,7 +109,7 @@ class DiffusionPipeline {
       throw FileError("'" + index_path.string() + "': the unet is a " + io::describe_json(index["unet"][1]) +
                       ", diffuse loads UNet2DModel");
     // new UNet(prvalue) constructs in place: a Module is neither copied nor moved.
-    std::shared_ptr<UNet> unet(new UNet(UNet::from_pretrained(dir / "unet")));
+    std::shared_ptr<UNet> unet(new UNet(UNet::from_pretrained(dir / "unet", options)));
     std::shared_ptr<Scheduler> scheduler = schedulers::load_scheduler<T>(dir / "scheduler" / "scheduler_config.json");
     std::string class_name = "DDPMPipeline";
     if (index.contains("_class_name")) {
