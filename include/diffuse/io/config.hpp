@@ -26,6 +26,7 @@
 
 #include "diffuse/core/error.hpp"
 #include "diffuse/core/warning.hpp"
+#include "diffuse/io/json.hpp"
 
 namespace diffuse::io {
 
@@ -49,35 +50,6 @@ inline std::atomic<UnknownConfigKeys>& unknown_config_keys() {
 struct ConfigTypeError {
   const char* expected;
 };
-
-// A JSON value for a message: at most `max_chars` characters and 8 levels deep (a hostile file
-// must not make an error message huge or recurse without bound).
-inline std::string describe_json(const json& v, std::size_t max_chars = 120) {
-  std::string out;
-  auto put = [&](auto&& self, const json& x, int depth) -> void {
-    if (out.size() > max_chars) return;
-    if (x.is_array() || x.is_object()) {
-      if (depth >= 8) {
-        out += x.is_array() ? "[...]" : "{...}";
-        return;
-      }
-      out += x.is_array() ? '[' : '{';
-      bool first = true;
-      for (auto it = x.begin(); it != x.end() && out.size() <= max_chars; ++it) {
-        if (!first) out += ", ";
-        first = false;
-        if (x.is_object()) out += json(it.key()).dump() + ": ";
-        self(self, *it, depth + 1);
-      }
-      out += x.is_array() ? ']' : '}';
-    } else {
-      out += x.dump();
-    }
-  };
-  put(put, v, 0);
-  if (out.size() > max_chars) out = out.substr(0, max_chars) + "...";
-  return out;
-}
 
 // ---- JSON value -> field (found by argument-dependent lookup, so a model may add its own types) ----
 

@@ -81,6 +81,35 @@ inline void tag_non_finite(json& j) {
 }
 }  // namespace detail
 
+// A JSON value for a message: at most `max_chars` characters and 8 levels deep (a hostile file
+// must not make an error message huge or recurse without bound).
+inline std::string describe_json(const json& v, std::size_t max_chars = 120) {
+  std::string out;
+  auto put = [&](auto&& self, const json& x, int depth) -> void {
+    if (out.size() > max_chars) return;
+    if (x.is_array() || x.is_object()) {
+      if (depth >= 8) {
+        out += x.is_array() ? "[...]" : "{...}";
+        return;
+      }
+      out += x.is_array() ? '[' : '{';
+      bool first = true;
+      for (auto it = x.begin(); it != x.end() && out.size() <= max_chars; ++it) {
+        if (!first) out += ", ";
+        first = false;
+        if (x.is_object()) out += json(it.key()).dump() + ": ";
+        self(self, *it, depth + 1);
+      }
+      out += x.is_array() ? ']' : '}';
+    } else {
+      out += x.dump();
+    }
+  };
+  put(put, v, 0);
+  if (out.size() > max_chars) out = out.substr(0, max_chars) + "...";
+  return out;
+}
+
 // Arrays and objects nested deeper than this are refused before parsing: nlohmann's parser is
 // iterative, but dumping, copying and walking a value recurse, and a 200 KB file nested 100,000
 // deep overflowed the stack. diffusers' files nest 3 deep.

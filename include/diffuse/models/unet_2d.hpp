@@ -138,19 +138,14 @@ inline void read_config_value(const nlohmann::json& v, std::optional<SampleSize>
     f.reset();
     return;
   }
+  constexpr io::ConfigTypeError kExpected{"an integer, [height, width] or null"};
+  if (v.is_array() && v.size() != 2) throw kExpected;
   std::int64_t h = 0, w = 0;
   try {
-    if (v.is_array() && v.size() == 2) {
-      io::read_config_value(v[0], h);
-      io::read_config_value(v[1], w);
-    } else if (v.is_array()) {
-      throw io::ConfigTypeError{};
-    } else {
-      io::read_config_value(v, h);
-      w = h;
-    }
+    io::read_config_value(v.is_array() ? v[0] : v, h);
+    io::read_config_value(v.is_array() ? v[1] : v, w);
   } catch (const io::ConfigTypeError&) {
-    throw io::ConfigTypeError{"an integer, [height, width] or null"};
+    throw kExpected;
   }
   f = SampleSize(h, w);
 }

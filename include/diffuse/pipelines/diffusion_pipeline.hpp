@@ -115,7 +115,7 @@ class DiffusionPipeline {
     if (index.contains("_class_name")) {
       if (!index["_class_name"].is_string())
         throw FileError("'" + index_path.string() + "': \"_class_name\" must be a string, got " +
-                        index["_class_name"].dump());
+                        io::describe_json(index["_class_name"]));
       class_name = index["_class_name"].get<std::string>();
     }
     return DiffusionPipeline(std::move(unet), std::move(scheduler), class_name);

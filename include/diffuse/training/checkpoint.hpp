@@ -106,7 +106,7 @@ inline nlohmann::json checkpoint_read_trainer_state(const std::filesystem::path&
   if (!s.contains("version") || !s["version"].is_number_integer() || s["version"].get<int>() < 1 ||
       s["version"].get<int>() > training::kCheckpointVersion)
     throw FileError(where + "unsupported format version " +
-                    (s.contains("version") ? s["version"].dump() : "(none)") +
+                    (s.contains("version") ? io::describe_json(s["version"]) : "(none)") +
                     " (this library reads version " + std::to_string(training::kCheckpointVersion) + ")");
   if (!s.contains("files") || !s["files"].is_object())
     throw FileError(where + training::kTrainerStateFile + " lists no files");
