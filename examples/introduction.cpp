@@ -59,7 +59,7 @@ int main(int argc, char** argv) try {
     for (auto& batch : train_dataloader) {
       const Tensor<float>& clean_images = batch.images;
       Tensor<float> noise = gen.randn<float>(clean_images.shape());
-      Tensor<float> timesteps = gen.randint<float>(0, 1000, {batch.size()});
+      auto timesteps = gen.randint(0, 1000, batch.size());  // integers, as torch.randint
       Tensor<float> noisy_images = noise_scheduler.add_noise(clean_images, noise, timesteps);
       Tensor<float> noise_pred = model(noisy_images, timesteps);
       Tensor<float> loss = nn::functional::mse_loss(noise_pred, noise);

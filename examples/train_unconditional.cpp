@@ -212,7 +212,6 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
   auto seconds = [&] { return std::chrono::duration<double>(Clock::now() - started).count(); };
   fs::create_directories(a.output_dir);
   Generator gen(static_cast<std::uint64_t>(a.seed));
-  default_generator().manual_seed(static_cast<std::uint64_t>(a.seed) + 1);  // dropout
 
   data::DataLoader loader(dataset, {.batch_size = a.train_batch_size, .shuffle = true, .drop_last = true}, gen);
   if (loader.size() == 0)
@@ -223,6 +222,7 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
 
   models::UNet2DModel<float> unet(model_config(a, channels), gen);
   unet.train();
+  unet.generator().manual_seed(static_cast<std::uint64_t>(a.seed) + 1);  // dropout draws from the model's own
   schedulers::DDPMScheduler<float> noise_scheduler({.num_train_timesteps = a.ddpm_num_steps,
                                                     .beta_schedule = a.ddpm_beta_schedule,
                                                     .prediction_type = a.prediction_type});
@@ -246,7 +246,7 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
   training::CheckpointManager checkpoints(a.output_dir, {.checkpoints_total_limit = a.checkpoints_total_limit});
   training::TrainingState<float> state{.model = &unet, .optimizer = &opt, .lr_scheduler = &lr_schedule,
                                        .ema = ema ? &*ema : nullptr, .data_loader = &epochs};
-  state.generators = {{"train", &gen}, {"default", &default_generator()}};
+  state.generators = {{"train", &gen}, {"dropout", &unet.generator()}};
   if (!a.resume_from_checkpoint.empty()) {
     // As diffusers' script: a checkpoint name is looked up in --output_dir.
     std::string which = a.resume_from_checkpoint;
@@ -333,18 +333,17 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
       const Tensor<float>& clean = batch.images;
       Tensor<float> noise = gen.randn<float>(clean.shape());
       const auto t = gen.randint_list(0, a.ddpm_num_steps, batch.size());
-      const Tensor<float> timesteps(Shape{batch.size()}, std::vector<float>(t.begin(), t.end()));
       Tensor<float> noisy = noise_scheduler.add_noise(clean, noise, t);
       Tensor<float> target = a.prediction_type == "epsilon"        ? noise
                              : a.prediction_type == "v_prediction" ? noise_scheduler.get_velocity(clean, noise, t)
                                                                    : clean;
-      Tensor<float> pred = unet(noisy, timesteps);
+      Tensor<float> pred = unet(noisy, t);
       Tensor<float> loss;
       if (a.snr_gamma) {
-        Tensor<float> w = training::min_snr_weights(alphas_cumprod, timesteps, *a.snr_gamma, a.prediction_type);
+        Tensor<float> w = training::min_snr_weights(alphas_cumprod, t, *a.snr_gamma, a.prediction_type);
         loss = mean(square(pred - target) * w.reshape({batch.size(), 1, 1, 1}));  // diffusers' per-image weights
       } else if (a.prediction_type == "sample") {  // diffusers' script weights x0 errors by the SNR
-        Tensor<float> w = training::compute_snr(alphas_cumprod, timesteps);
+        Tensor<float> w = training::compute_snr(alphas_cumprod, t);
         loss = mean(square(pred - target) * w.reshape({batch.size(), 1, 1, 1}));
       } else {
         loss = nn::functional::mse_loss(pred, target);

@@ -205,6 +205,48 @@ TEST_CASE("parameter groups keep their lr and weight decay under a schedule, as 
   check_close(sched.get_last_lr(), {0.025000000000000012, 0.050000000000000024});
 }
 
+TEST_CASE("an LR schedule keeps no learning rates of its own: optimizer and schedule restore in either order") {
+  auto make = [](Tensor<double>& p, Tensor<double>& q) {
+    p = Tensor<double>({2}, {1.0, -1.0});
+    q = Tensor<double>({1}, {0.5});
+    p.requires_grad_();
+    q.requires_grad_();
+    return optim::AdamW<double>({{.params = {p}}, {.params = {q}, .lr = 0.2}}, {.lr = 0.1});
+  };
+  Tensor<double> p, q;
+  auto opt = make(p, q);
+  auto sched = optim::get_scheduler("linear", opt, {.num_warmup_steps = 1, .num_training_steps = 10});
+  for (int i = 0; i < 4; ++i) {
+    opt.zero_grad();
+    (sum(square(p)) + sum(q)).backward();
+    opt.step();
+    sched.step();
+  }
+  const auto opt_state = opt.state_dict();
+  const auto sched_state = sched.state_dict();
+  CHECK(!sched_state.contains("base_lrs"));
+  const std::vector<double> expected{0.1 * 6 / 9, 0.2 * 6 / 9};  // linear decay at step 4 of 10, warmup 1
+  check_close(sched.get_last_lr(), expected);
+
+  for (bool schedule_first : {true, false}) {
+    Tensor<double> p2, q2;
+    auto opt2 = make(p2, q2);
+    auto sched2 = optim::get_scheduler("linear", opt2, {.num_warmup_steps = 1, .num_training_steps = 10});
+    if (schedule_first) sched2.load_state_dict(sched_state);
+    opt2.load_state_dict(opt_state);
+    if (!schedule_first) sched2.load_state_dict(sched_state);
+    check_close(sched2.get_last_lr(), expected);
+    CHECK(sched2.get_last_lr() == std::vector<double>{opt2.param_groups()[0].lr, opt2.param_groups()[1].lr});
+    sched2.step();
+    check_close(sched2.get_last_lr(), {0.1 * 5 / 9, 0.2 * 5 / 9});
+  }
+  // A state written by earlier versions (with base_lrs) still loads.
+  auto old_state = sched_state;
+  old_state["base_lrs"] = {0.1, 0.2};
+  CHECK_NOTHROW(sched.load_state_dict(old_state));
+  check_close(sched.get_last_lr(), expected);
+}
+
 TEST_CASE("weight_decay_groups exempts biases and norms") {
   Generator init(1);
   Net net(init);

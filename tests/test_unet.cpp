@@ -279,6 +279,13 @@ TEST_CASE("UNet2DModel forward: shapes, timesteps, errors on bad input") {
   Tensor<double> at500 = unet(x, 500.0);
   for (std::int64_t i = 128; i < 256; ++i) CHECK(mixed.data()[i] == Approx(at500.data()[i]).margin(1e-12));
 
+  // the course's spelling: integer timesteps from randint, as torch.randint(0, 1000, (bs,))
+  const std::vector<std::int64_t> ints{7, 500};
+  CHECK(unet(x, ints).to_vector() == mixed.to_vector());
+  CHECK(unet(x, std::vector<std::int64_t>{500}).to_vector() == at500.to_vector());
+  CHECK(gen.randint(0, 1000, 4).size() == 4);
+  CHECK_THROWS_WITH(unet(x, std::vector<std::int64_t>{1, 2, 3}), Catch::Contains("timesteps"));
+
   CHECK_THROWS_WITH(unet(gen.randn<double>({2, 3, 8, 8}), 1.0), Catch::Contains("[N, 2, H, W]"));
   CHECK_THROWS_WITH(unet(gen.randn<double>({2, 2, 7, 8}), 1.0), Catch::Contains("multiples of 2"));
   CHECK_THROWS_WITH(unet(gen.randn<double>({2, 2, 8}), 1.0), Catch::Contains("[N, 2, H, W]"));
@@ -295,6 +302,42 @@ TEST_CASE("UNet2DModel forward: shapes, timesteps, errors on bad input") {
   UNet2DModel<double> ident(c);
   CHECK(ident(x, 1.0, gen.randn<double>({2, 32})).shape() == x.shape());
   CHECK_THROWS_WITH(ident(x, 1.0, gen.randn<double>({2, 31})), Catch::Contains("identity"));
+}
+
+TEST_CASE("dropout draws from the model's generator, or the caller's, never the global one") {
+  auto c = tiny_config();
+  c.dropout = 0.5;
+  Generator data(3);
+  Tensor<double> x = data.randn<double>({2, 2, 8, 8});
+  auto forward = [&](UNet2DModel<double>& m) {
+    NoGradGuard no_grad;
+    return m(x, 10.0).to_vector();
+  };
+  Generator init_a(5), init_b(5);
+  UNet2DModel<double> a(c, init_a), b(c, init_b);  // the same weights
+  const GeneratorState global_before = default_generator().state();
+  CHECK(forward(a) == forward(b));                      // each owns a generator with seed 0
+  CHECK(default_generator().state() == global_before);  // the global one is untouched
+  CHECK(a.generator().state() == b.generator().state());
+  const auto again = forward(a);
+  b.generator().manual_seed(7);
+  CHECK(forward(b) != again);  // the draws come from b's generator
+  // One generator for the whole tree: every ResnetBlock2D draws from it, so it advances once per draw.
+  const GeneratorState before = a.generator().state();
+  forward(a);
+  CHECK(!(a.generator().state() == before));
+  // The caller's generator: a.set_generator(gen) makes a draw from gen, and equal gens give equal outputs.
+  Generator g1(11), g2(11);
+  a.set_generator(g1);
+  b.set_generator(g2);
+  CHECK(forward(a) == forward(b));
+  CHECK(g1.state() == g2.state());
+  CHECK(!(g1.state() == GeneratorState{11, 0}));
+  // eval() turns dropout off: nothing is drawn.
+  a.eval();
+  const GeneratorState g1_before = g1.state();
+  forward(a);
+  CHECK(g1.state() == g1_before);
 }
 
 TEST_CASE("UNet2DModel save_pretrained / from_pretrained, strict checkpoint keys") {

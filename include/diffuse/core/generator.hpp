@@ -74,11 +74,18 @@ class Generator {
     return t;
   }
 
-  // Integers uniform in [low, high) as values of T (timesteps, labels).
-  template <class T = float>
+  // Integers uniform in [low, high) as values of T (gen.randint<float>(0, 10, {4, 4})); without a
+  // T, randint(low, high, n) below gives the integers themselves.
+  template <class T>
   Tensor<T> randint(std::int64_t low, std::int64_t high, const Shape& shape) {
     auto ints = randint_list(low, high, numel_of(shape));
     return Tensor<T>(shape, std::vector<T>(ints.begin(), ints.end()));
+  }
+
+  // n integers uniform in [low, high): timesteps as the course draws them
+  // (torch.randint(0, 1000, (bs,))), taken by the models, add_noise and get_velocity.
+  std::vector<std::int64_t> randint(std::int64_t low, std::int64_t high, std::int64_t n) {
+    return randint_list(low, high, n);
   }
 
   // Integers uniform in [low, high).

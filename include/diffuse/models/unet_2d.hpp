@@ -317,6 +317,15 @@ class UNet2DModel : public nn::Module<T> {
     return x;
   }
 
+  // The same with integer timesteps, one per image (or one for all): what randint gives, as in the
+  // course's model(noisy, timesteps) with timesteps = torch.randint(0, 1000, (bs,)).
+  Tensor<T> operator()(const Tensor<T>& sample, const std::vector<std::int64_t>& timesteps,
+                       const Tensor<T>& class_labels = {}) const {
+    return (*this)(sample, Tensor<T>(Shape{static_cast<std::int64_t>(timesteps.size())},
+                                     std::vector<T>(timesteps.begin(), timesteps.end())),
+                   class_labels);
+  }
+
   // The same with one timestep value for every image.
   Tensor<T> operator()(const Tensor<T>& sample, double timestep, const Tensor<T>& class_labels = {}) const {
     return (*this)(sample, Tensor<T>::from_vector({static_cast<T>(timestep)}), class_labels);

@@ -1,6 +1,7 @@
 // Module: the base of every layer and model. Holds named parameters and submodules so that
 // named_parameters() yields PyTorch/diffusers names ("down_blocks.1.attentions.0.to_q.weight"),
-// and provides train()/eval(), zero_grad() and state_dict()/load_state_dict().
+// and provides train()/eval(), zero_grad() and state_dict()/load_state_dict(). A module tree shares
+// one Generator for what it draws while training (dropout): owned by the module, or the caller's.
 #pragma once
 #include <map>
 #include <memory>
@@ -9,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "diffuse/core/generator.hpp"
 #include "diffuse/core/tensor.hpp"
 
 namespace diffuse::nn {
@@ -105,6 +107,15 @@ class Module {
     for (auto& p : parameters()) p.zero_grad();
   }
 
+  // The generator dropout draws from while training, shared by the whole tree. A module owns one
+  // (seed 0) until set_generator gives it another; seed it with generator().manual_seed(s), or
+  // save generator().state() with a checkpoint.
+  Generator& generator() const { return *generator_; }
+  // Makes this module and its submodules draw from `gen`, which must outlive them (like the
+  // parameters an optimizer holds): the caller's training generator, say, so that one checkpointed
+  // generator decides every draw.
+  void set_generator(Generator& gen) { share_generator(std::shared_ptr<Generator>(std::shared_ptr<Generator>{}, &gen)); }
+
  protected:
   // Registers a parameter (requires_grad is turned on) and returns it.
   Tensor<T> register_parameter(const std::string& name, Tensor<T> value) {
@@ -114,6 +125,7 @@ class Module {
   }
   template <class M>
   std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module) {
+    static_cast<Module<T>&>(*module).share_generator(generator_);
     children_.emplace_back(name, module);
     return module;
   }
@@ -124,9 +136,15 @@ class Module {
     for (auto& [name, child] : children_) child->collect(prefix + name + ".", out);
   }
 
+  void share_generator(const std::shared_ptr<Generator>& gen) {
+    generator_ = gen;
+    for (auto& [name, child] : children_) child->share_generator(gen);
+  }
+
   std::vector<std::pair<std::string, Tensor<T>>> params_;
   std::vector<std::pair<std::string, std::shared_ptr<Module<T>>>> children_;
   bool training_ = true;
+  std::shared_ptr<Generator> generator_ = std::make_shared<Generator>(0);
 };
 
 // An indexed list of submodules named "0", "1", ... (torch.nn.ModuleList).

@@ -92,7 +92,7 @@ class ResnetBlock2D : public Module<T> {
     h = (*norm2)(h);
     if (t.defined() && scale_shift_) h = diffuse::scale_shift(h, t);
     h = apply_activation(act_, h);
-    if (dropout_ > 0) h = functional::dropout(h, dropout_, this->is_training(), default_generator());
+    if (dropout_ > 0) h = functional::dropout(h, dropout_, this->is_training(), this->generator());
     h = (*conv2)(h);
     if (conv_shortcut) input = (*conv_shortcut)(input);
     Tensor<T> out = input + h;

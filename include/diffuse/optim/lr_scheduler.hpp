@@ -112,7 +112,9 @@ inline std::function<double(std::int64_t)> schedule_lambda(const std::string& na
   };
 }
 
-// PyTorch's LambdaLR: lr of group g = initial_lr[g] * lambda(last_epoch).
+// PyTorch's LambdaLR: lr of group g = initial_lr of group g * lambda(last_epoch). The groups hold
+// the only copies of the learning rates (lr, and initial_lr to scale from); the schedule holds the
+// step alone, so an optimizer and its schedule restore in either order.
 template <class T = float>
 class LRScheduler {
  public:
@@ -123,7 +125,6 @@ class LRScheduler {
   LRScheduler(Optimizer<T>& optimizer, Lambda lambda, std::string name = "lambda")
       : optimizer_(&optimizer), lambda_(std::move(lambda)), name_(std::move(name)) {
     if (!lambda_) throw Error("LRScheduler: empty lambda");
-    for (auto& g : optimizer_->param_groups()) base_lrs_.push_back(g.initial_lr);
     step();
   }
 
@@ -136,30 +137,33 @@ class LRScheduler {
   // The step the current learning rates belong to (0 right after construction).
   std::int64_t last_epoch() const { return last_epoch_; }
   double multiplier(std::int64_t step) const { return lambda_(step); }
-  // The learning rates set by the last step, one per group (get_last_lr()).
-  const std::vector<double>& get_last_lr() const { return last_lr_; }
-  const std::vector<double>& base_lrs() const { return base_lrs_; }
+  // The groups' learning rates, one per group (get_last_lr()).
+  std::vector<double> get_last_lr() const {
+    std::vector<double> out;
+    for (const auto& g : optimizer_->param_groups()) out.push_back(g.lr);
+    return out;
+  }
+  // The groups' initial learning rates, which the multiplier scales.
+  std::vector<double> base_lrs() const {
+    std::vector<double> out;
+    for (const auto& g : optimizer_->param_groups()) out.push_back(g.initial_lr);
+    return out;
+  }
   const std::string& name() const { return name_; }
 
-  // The state for checkpoints: name, last_epoch, base_lrs.
-  nlohmann::json state_dict() const {
-    return {{"name", name_}, {"last_epoch", last_epoch_}, {"base_lrs", base_lrs_}};
-  }
-  // Restores a state_dict() of a schedule with the same name over as many groups, and sets the
-  // groups' learning rates for that step.
+  // The state for checkpoints: name and last_epoch (the rates live in the optimizer's state).
+  nlohmann::json state_dict() const { return {{"name", name_}, {"last_epoch", last_epoch_}}; }
+  // Restores a state_dict() of a schedule with the same name and sets the groups' learning rates
+  // for that step. (A "base_lrs" entry, written by earlier versions, is ignored: the optimizer's
+  // state holds the same values as each group's initial_lr.)
   void load_state_dict(const nlohmann::json& s) {
     try {
       const std::string name = s.at("name").get<std::string>();
       if (name != name_)
         throw Error("the state is of schedule '" + name + "', this schedule is '" + name_ + "'");
       const auto epoch = s.at("last_epoch").get<std::int64_t>();
-      const auto base = s.at("base_lrs").get<std::vector<double>>();
-      if (base.size() != base_lrs_.size())
-        throw Error("the state has " + std::to_string(base.size()) + " base learning rates, the optimizer " +
-                    std::to_string(base_lrs_.size()) + " parameter groups");
       if (epoch < 0) throw Error("last_epoch must be non-negative, got " + std::to_string(epoch));
       last_epoch_ = epoch;
-      base_lrs_ = base;
       apply();
     } catch (const nlohmann::json::exception& e) {
       throw Error("LRScheduler::load_state_dict: malformed state: " + std::string(e.what()));
@@ -170,23 +174,14 @@ class LRScheduler {
 
  private:
   void apply() {
-    auto& groups = optimizer_->param_groups();
-    if (groups.size() != base_lrs_.size())
-      throw Error("LRScheduler: the optimizer has " + std::to_string(groups.size()) +
-                  " parameter groups, the schedule " + std::to_string(base_lrs_.size()));
     const double m = lambda_(last_epoch_);
-    last_lr_.clear();
-    for (std::size_t g = 0; g < groups.size(); ++g) {
-      groups[g].lr = base_lrs_[g] * m;
-      last_lr_.push_back(groups[g].lr);
-    }
+    for (auto& g : optimizer_->param_groups()) g.lr = g.initial_lr * m;
   }
 
   Optimizer<T>* optimizer_;
   Lambda lambda_;
   std::string name_;
   std::int64_t last_epoch_ = -1;
-  std::vector<double> base_lrs_, last_lr_;
 };
 
 // diffusers.optimization.get_scheduler: the schedule `name` over `optimizer`. Unknown names

@@ -293,13 +293,13 @@ void load_checkpoint(const std::filesystem::path& dir, TrainingState<T>& state) 
         for (auto& [name, t] : state.model->state_dict()) model_before.emplace(name, t.clone());
         state.model->load_state_dict(model_tensors);
       }
-      if (state.lr_scheduler) {  // first: it sets lrs, which the optimizer's saved ones then confirm
-        sched_before = state.lr_scheduler->state_dict();
-        state.lr_scheduler->load_state_dict(s["lr_scheduler"]);
-      }
       if (state.optimizer) {
         opt_before = state.optimizer->state_dict();
         state.optimizer->load_state_dict({opt_tensors, s["optimizer"]});
+      }
+      if (state.lr_scheduler) {
+        sched_before = state.lr_scheduler->state_dict();
+        state.lr_scheduler->load_state_dict(s["lr_scheduler"]);
       }
       if (state.ema) {
         ema_before.emplace(state.ema->shadow_state(), state.ema->state_json());
@@ -315,8 +315,8 @@ void load_checkpoint(const std::filesystem::path& dir, TrainingState<T>& state) 
       }
     } catch (...) {
       if (!model_before.empty()) state.model->load_state_dict(model_before);
-      if (sched_before) state.lr_scheduler->load_state_dict(*sched_before);
       if (opt_before) state.optimizer->load_state_dict(*opt_before);
+      if (sched_before) state.lr_scheduler->load_state_dict(*sched_before);
       if (ema_before) state.ema->load_state(ema_before->first, ema_before->second);
       for (auto& [name, gs] : gens_before) state.generators[name]->set_state(gs);
       if (pos_before) state.data_loader->set_position(*pos_before);

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "diffuse/core/error.hpp"
 #include "diffuse/core/tensor.hpp"
@@ -25,6 +26,10 @@ std::int64_t snr_timestep_index(const Tensor<T>& alphas_cumprod, T t, const char
     throw Error(std::string(what) + ": timestep " + std::to_string(v) + " is not an integer in [0, " +
                 std::to_string(n) + ")");
   return static_cast<std::int64_t>(v);
+}
+template <class T>
+Tensor<T> timesteps_tensor(const std::vector<std::int64_t>& timesteps) {
+  return Tensor<T>(Shape{static_cast<std::int64_t>(timesteps.size())}, std::vector<T>(timesteps.begin(), timesteps.end()));
 }
 template <class T>
 void snr_check_schedule(const Tensor<T>& alphas_cumprod, const Tensor<T>& timesteps, const char* what) {
@@ -70,6 +75,17 @@ Tensor<T> min_snr_weights(const Tensor<T>& alphas_cumprod, const Tensor<T>& time
                                                                      : clipped);
   }
   return w;
+}
+
+// The same for integer timesteps (what randint gives, as the model and add_noise take them).
+template <class T>
+Tensor<T> compute_snr(const Tensor<T>& alphas_cumprod, const std::vector<std::int64_t>& timesteps) {
+  return compute_snr(alphas_cumprod, diffuse::detail::timesteps_tensor<T>(timesteps));
+}
+template <class T>
+Tensor<T> min_snr_weights(const Tensor<T>& alphas_cumprod, const std::vector<std::int64_t>& timesteps, double gamma,
+                          const std::string& prediction_type = "epsilon") {
+  return min_snr_weights(alphas_cumprod, diffuse::detail::timesteps_tensor<T>(timesteps), gamma, prediction_type);
 }
 
 }  // namespace diffuse::training
