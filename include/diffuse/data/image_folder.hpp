@@ -3,7 +3,7 @@
 // (sorted by name, labels 0, 1, ...); with no subfolders, the root's images form class 0.
 //   data::ImageFolder butterflies("data/butterflies", {.size = 32, .channels = 3});
 //   std::cout << butterflies.summary();   // counts, and every skipped file with its reason
-// Files: PNG, JPEG, BMP, GIF (first frame), TGA, PSD, HDR, PIC, PNM, through stb_image.
+// Files: .png, .jpg and .jpeg (PNG and JPEG by their bytes, through stb_image; other formats are refused).
 // Every image is converted to `channels` (1 gray, 3 RGB, 4 RGBA); converted_count() says how
 // many were stored with another channel count (a grayscale/RGB mix).
 // Bad files (unreadable, corrupt, empty, zero-size) are found while loading, before any epoch:
