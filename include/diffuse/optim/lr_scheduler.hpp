@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "diffuse/core/error.hpp"
+#include "diffuse/io/json.hpp"
 #include "diffuse/optim/optimizer.hpp"
 
 namespace diffuse::optim {
@@ -152,7 +153,7 @@ class LRScheduler {
       const std::string name = s.at("name").get<std::string>();
       if (name != name_)
         throw Error("the state is of schedule '" + name + "', this schedule is '" + name_ + "'");
-      const auto epoch = s.at("last_epoch").get<std::int64_t>();
+      const auto epoch = io::json_integer<std::int64_t>(s.at("last_epoch"), "last_epoch");
       const auto base = s.at("base_lrs").get<std::vector<double>>();
       if (base.size() != base_lrs_.size())
         throw Error("the state has " + std::to_string(base.size()) + " base learning rates, the optimizer " +
