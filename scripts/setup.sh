@@ -9,6 +9,8 @@ packages=(
   nlohmann-json3-dev zlib1g-dev libstb-dev
   catch2 libbenchmark-dev
   dataset-fashion-mnist
+  # the fuzz tests (ctest label fuzz): clang with libFuzzer, ASan/UBSan runtimes and OpenMP
+  clang-16 libfuzzer-16-dev libclang-rt-16-dev libomp-16-dev
 )
 # PyTorch is optional (benchmark peer scripts): DIFFUSE_WITH_TORCH=1 adds it.
 if [[ "${DIFFUSE_WITH_TORCH:-0}" == 1 ]]; then packages+=(python3-torch); fi

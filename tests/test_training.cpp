@@ -721,3 +721,48 @@ TEST_CASE("checkpoints: truncated or foreign folders are refused with a clear er
   CHECK_FALSE(same_bits(net.fc1->weight, before));
   fs::remove_all(dir);
 }
+
+TEST_CASE("checkpoints: counts and seeds that are not integers in range are refused, not converted (issue 11)") {
+  // Found by tests/fuzz/fuzz_checkpoint: get<std::int64_t>() of 1e300 or NaN is undefined behaviour.
+  const fs::path dir = temp_dir("numbers");
+  train_run(dir, 6, 3, false);
+  const fs::path good = dir / "checkpoint-3";
+  Generator init(7), gen(0), data_gen(11);
+  Net net(init);
+  optim::AdamW<float> opt(optim::weight_decay_groups(net, 0.05), {.lr = 2e-2});
+  auto sched = optim::get_scheduler("cosine", opt, {.num_warmup_steps = 2, .num_training_steps = 6});
+  optim::EMAModel<float> ema(net);
+  const Tensor<float> samples = data_gen.randn<float>({10, 4});
+  data::TensorDataset<float> dataset(samples);
+  data::DataLoader loader(dataset, {.batch_size = 3, .shuffle = true}, gen);
+  training::ResumableLoader epochs(loader, gen);
+  training::TrainingState<float> st{.model = &net, .optimizer = &opt, .lr_scheduler = &sched, .ema = &ema,
+                                    .generators = {{"train", &gen}}, .data_loader = &epochs};
+  const Tensor<float> before = net.fc1->weight.clone();
+  int n = 0;
+  auto refused = [&](const std::string& pointer, const std::string& value, const std::string& what) {
+    const fs::path p = dir / ("edited" + std::to_string(n++));
+    fs::copy(good, p, fs::copy_options::recursive);
+    io::json s = io::read_json(p / "trainer_state.json");
+    s[io::json::json_pointer(pointer)] = io::parse_json(value);
+    io::write_json(p / "trainer_state.json", s);
+    INFO(pointer << " = " << value);
+    CHECK_THROWS_WITH(training::load_checkpoint(p, st), Catch::Contains(what));
+    CHECK(same_bits(net.fc1->weight, before));
+    CHECK(st.global_step == 0);
+  };
+  refused("/global_step", "1e300", "global_step must be an integer, got 1e+300");
+  refused("/epoch", "NaN", "epoch must be an integer");
+  refused("/generators/train/seed", "NaN", "generator 'train' seed must be an integer");
+  refused("/generators/train/offset", "-1", "generator 'train' offset is out of range");
+  refused("/data_loader/batch", "1e300", "data-loader batch must be an integer");
+  refused("/data_loader/epoch_start_generator/seed", "Infinity", "data-loader generator seed must be an integer");
+  refused("/lr_scheduler/last_epoch", "-1e300", "last_epoch must be an integer");
+  refused("/ema/optimization_step", "18446744073709551615", "optimization_step is out of range");
+  refused("/ema/update_after_step", "0.5", "update_after_step must be an integer");
+  refused("/optimizer/param_groups/0/num_params", "-2", "num_params is out of range");
+  refused("/optimizer/steps/0", "1e300", "a step count must be an integer");
+  training::load_checkpoint(good, st);
+  CHECK(st.global_step == 3);
+  fs::remove_all(dir);
+}

@@ -5,7 +5,8 @@
 // the file's first bytes and only PNG and JPEG are decoded (stb guesses the format from the bytes,
 // so a 35-byte RLE TGA named .png "decoded" into a 4.7 GB image); the pixel count is read from
 // the header and refused above max_image_pixels(); JPEG Huffman tables (DHT) declaring more than
-// 256 codes are refused (Debian's stb_image 2.27 writes past a buffer on them).
+// 256 codes are refused (Debian's stb_image 2.27 writes past a buffer on them), and so are PNG
+// chunks longer than the rest of the file (stb allocates their declared size first).
 #pragma once
 #include <algorithm>
 #include <array>
@@ -87,6 +88,29 @@ inline void check_jpeg_huffman_tables(const std::string& b, const std::string& w
   }
 }
 
+// Walks a PNG's chunks up to IEND and refuses one whose declared length runs past the end of the
+// file: stb 2.27 allocates an IDAT chunk's declared size (up to 2 GiB) before it notices that the
+// file is shorter (a 230-byte file asked for 1.8 GB; found by tests/fuzz/fuzz_image_folder). stb
+// cannot decode such a file anyway; a file that ends between two chunks is left to stb to report.
+inline void check_png_chunks(const std::string& b, const std::string& what) {
+  std::size_t i = 8;  // after the signature
+  while (i + 8 <= b.size()) {
+    const std::uint64_t len = (std::uint64_t(static_cast<unsigned char>(b[i])) << 24) |
+                              (std::uint64_t(static_cast<unsigned char>(b[i + 1])) << 16) |
+                              (std::uint64_t(static_cast<unsigned char>(b[i + 2])) << 8) |
+                              static_cast<unsigned char>(b[i + 3]);
+    std::string type = b.substr(i + 4, 4);
+    if (type == "IEND") return;
+    for (char& ch : type)
+      if (!std::isalpha(static_cast<unsigned char>(ch))) ch = '?';
+    const std::uint64_t left = b.size() - i - 8;
+    if (len + 4 > left)  // the data and its CRC
+      throw FileError("cannot decode image '" + what + "': corrupt or truncated PNG (chunk '" + type + "' declares " +
+                      std::to_string(len) + " bytes, the file has " + std::to_string(left) + " left)");
+    i += 12 + static_cast<std::size_t>(len);
+  }
+}
+
 }  // namespace detail
 
 // Decodes an image file to 8-bit pixels; `channels` as in read_image. FileError naming the
@@ -104,6 +128,7 @@ inline ImageU8 read_image_u8(const std::filesystem::path& path, int channels = 0
   if (format == detail::ImageFormat::other)
     throw FileError(fail + "not a PNG or JPEG file (by its first bytes); diffuse reads PNG and JPEG only");
   if (format == detail::ImageFormat::jpeg) detail::check_jpeg_huffman_tables(bytes, path.string());
+  if (format == detail::ImageFormat::png) detail::check_png_chunks(bytes, path.string());
   const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
   int w = 0, h = 0, c = 0;
   if (!stbi_info_from_memory(data, static_cast<int>(bytes.size()), &w, &h, &c)) {

@@ -8,6 +8,8 @@
 #include <iterator>
 #include <limits>
 #include <string>
+#include <type_traits>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -108,6 +110,24 @@ inline std::string describe_json(const json& v, std::size_t max_chars = 120) {
   put(put, v, 0);
   if (out.size() > max_chars) out = out.substr(0, max_chars) + "...";
   return out;
+}
+
+// The integer a JSON value from a file holds, as I: a JSON integer within I's range, else an Error
+// naming `what` and the value. (nlohmann's get<I>() converts a float such as 1e300 or NaN with
+// undefined behaviour, and wraps an integer out of I's range.)
+template <class I>
+I json_integer(const json& v, const std::string& what) {
+  static_assert(std::is_integral_v<I> && !std::is_same_v<I, bool>);
+  if (v.is_number_unsigned()) {
+    const auto u = v.get<std::uint64_t>();
+    if (std::in_range<I>(u)) return static_cast<I>(u);
+  } else if (v.is_number_integer()) {
+    const auto s = v.get<std::int64_t>();
+    if (std::in_range<I>(s)) return static_cast<I>(s);
+  } else {
+    throw Error(what + " must be an integer, got " + describe_json(v));
+  }
+  throw Error(what + " is out of range, got " + describe_json(v));
 }
 
 // Arrays and objects nested deeper than this are refused before parsing: nlohmann's parser is

@@ -18,6 +18,7 @@
 
 #include "diffuse/core/parallel.hpp"
 #include "diffuse/core/tensor.hpp"
+#include "diffuse/io/json.hpp"
 #include "diffuse/nn/module.hpp"
 
 namespace diffuse::optim {
@@ -150,11 +151,11 @@ class EMAModel {
     try {
       o = {j.at("decay").get<double>(),
            j.at("min_decay").get<double>(),
-           j.at("update_after_step").get<std::int64_t>(),
+           io::json_integer<std::int64_t>(j.at("update_after_step"), where + "update_after_step"),
            j.at("use_ema_warmup").get<bool>(),
            j.at("inv_gamma").get<double>(),
            j.at("power").get<double>()};
-      step = j.at("optimization_step").get<std::int64_t>();
+      step = io::json_integer<std::int64_t>(j.at("optimization_step"), where + "optimization_step");
       cur = j.value("cur_decay_value", 0.0);
     } catch (const nlohmann::json::exception& e) {
       throw Error(where + "malformed state: " + e.what());

@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "diffuse/core/error.hpp"
+#include "diffuse/io/json.hpp"
 #include "diffuse/optim/optimizer.hpp"
 
 namespace diffuse::optim {
@@ -161,7 +162,7 @@ class LRScheduler {
       const std::string name = s.at("name").get<std::string>();
       if (name != name_)
         throw Error("the state is of schedule '" + name + "', this schedule is '" + name_ + "'");
-      const auto epoch = s.at("last_epoch").get<std::int64_t>();
+      const auto epoch = io::json_integer<std::int64_t>(s.at("last_epoch"), "last_epoch");
       if (epoch < 0) throw Error("last_epoch must be non-negative, got " + std::to_string(epoch));
       last_epoch_ = epoch;
       apply();

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "diffuse/core/tensor.hpp"
+#include "diffuse/io/json.hpp"
 
 namespace diffuse::optim {
 
@@ -145,18 +146,19 @@ class Optimizer {
       if (!groups.is_array() || groups.size() != groups_.size())
         throw Error("the state has " + std::to_string(groups.size()) + " parameter groups, the optimizer " +
                     std::to_string(groups_.size()));
-      for (std::size_t g = 0; g < groups_.size(); ++g)
-        if (groups[g].at("num_params").get<std::size_t>() != groups_[g].params.size())
-          throw Error("parameter group " + std::to_string(g) + " has " +
-                      std::to_string(groups[g].at("num_params").get<std::size_t>()) +
+      for (std::size_t g = 0; g < groups_.size(); ++g) {
+        const auto n = io::json_integer<std::size_t>(groups[g].at("num_params"), "num_params");
+        if (n != groups_[g].params.size())
+          throw Error("parameter group " + std::to_string(g) + " has " + std::to_string(n) +
                       " parameters in the state, " + std::to_string(groups_[g].params.size()) +
                       " in the optimizer");
+      }
       const json& steps = m.at("steps");
       if (!steps.is_array() || steps.size() != state_.size())
         throw Error("the state has step counts for " + std::to_string(steps.size()) +
                     " parameters, the optimizer has " + std::to_string(state_.size()));
       for (auto& st : steps)
-        if (!st.is_number_integer() || st.get<std::int64_t>() < 0)
+        if (io::json_integer<std::int64_t>(st, "a step count") < 0)
           throw Error("a step count is not a non-negative integer");
       const std::vector<Tensor<T>> flat = params();
       std::vector<ParamState> restored(state_.size());

@@ -271,15 +271,16 @@ void load_checkpoint(const std::filesystem::path& dir, TrainingState<T>& state) 
       if (!s.contains("generators") || !s["generators"].contains(name))
         throw Error("holds no state of generator '" + name + "'");
       const json& j = s["generators"][name];
-      gens[name] = {j.at("seed").get<std::uint64_t>(), j.at("offset").get<std::uint64_t>()};
+      gens[name] = {io::json_integer<std::uint64_t>(j.at("seed"), "generator '" + name + "' seed"),
+                    io::json_integer<std::uint64_t>(j.at("offset"), "generator '" + name + "' offset")};
     }
     std::optional<LoaderPosition> position;
     if (state.data_loader) {
       if (!s.contains("data_loader")) throw Error("holds no data-loader position");
       position = LoaderPosition::from_json(s["data_loader"]);
     }
-    const auto global_step = s.at("global_step").get<std::int64_t>();
-    const auto epoch = s.at("epoch").get<std::int64_t>();
+    const auto global_step = io::json_integer<std::int64_t>(s.at("global_step"), "global_step");
+    const auto epoch = io::json_integer<std::int64_t>(s.at("epoch"), "epoch");
 
     // ---- restore, keeping what was there to put back on failure ----
     std::map<std::string, Tensor<T>> model_before;

@@ -18,6 +18,7 @@
 
 #include "diffuse/core/error.hpp"
 #include "diffuse/core/generator.hpp"
+#include "diffuse/io/json.hpp"
 
 namespace diffuse::training {
 
@@ -38,11 +39,12 @@ struct LoaderPosition {
   static LoaderPosition from_json(const nlohmann::json& j) {
     try {
       LoaderPosition p;
-      p.epoch = j.at("epoch").get<std::int64_t>();
-      p.batch = j.at("batch").get<std::int64_t>();
-      p.batches_per_epoch = j.at("batches_per_epoch").get<std::int64_t>();
-      p.epoch_start.seed = j.at("epoch_start_generator").at("seed").get<std::uint64_t>();
-      p.epoch_start.offset = j.at("epoch_start_generator").at("offset").get<std::uint64_t>();
+      p.epoch = io::json_integer<std::int64_t>(j.at("epoch"), "data-loader epoch");
+      p.batch = io::json_integer<std::int64_t>(j.at("batch"), "data-loader batch");
+      p.batches_per_epoch = io::json_integer<std::int64_t>(j.at("batches_per_epoch"), "data-loader batches_per_epoch");
+      const nlohmann::json& g = j.at("epoch_start_generator");
+      p.epoch_start.seed = io::json_integer<std::uint64_t>(g.at("seed"), "data-loader generator seed");
+      p.epoch_start.offset = io::json_integer<std::uint64_t>(g.at("offset"), "data-loader generator offset");
       if (p.epoch < 0 || p.batch < 0 || p.batches_per_epoch < 0) throw Error("negative epoch or batch count");
       return p;
     } catch (const nlohmann::json::exception& e) {
