@@ -305,6 +305,19 @@ TEST_CASE("Karras timesteps of Euler and Heun are diffusers' (float32 log-sigmas
   }
 }
 
+TEST_CASE("Karras sigmas over a single training timestep give timestep 0, without reading out of bounds") {
+  // Found by tests/fuzz/fuzz_scheduler_config: sigma_to_t indexed log_sigmas[-1] when
+  // num_train_timesteps is 1 (the sanitizer build reports the read; here the result was -1 or NaN).
+  for (const char* name : {"EulerDiscreteScheduler", "HeunDiscreteScheduler", "DPMSolverMultistepScheduler",
+                           "UniPCMultistepScheduler"}) {
+    INFO(name);
+    auto s = make_scheduler<float>(name, json{{"num_train_timesteps", 1}, {"use_karras_sigmas", true}});
+    s->set_timesteps(1);
+    REQUIRE_FALSE(s->timesteps().empty());
+    for (double t : s->timesteps()) CHECK(t == 0.0);
+  }
+}
+
 TEST_CASE("add_noise and get_velocity are consistent with the schedule") {
   Generator gen(1);
   const auto x0 = gen.randn<double>({3, 2, 4}), eps = gen.randn<double>({3, 2, 4});

@@ -231,6 +231,13 @@ void seeds() {
     for (int i = 0; i < 8; ++i) big[16 + i] = static_cast<char>(dims[i]);
     put("image", "png_100000x100000.png", big);
     put("image", "empty.png", "");
+    // Found by fuzzing: an IDAT chunk declaring 1.8 GB in a 60-byte file (stb allocated it).
+    {
+      auto be32 = [](std::uint32_t v) { return std::string{char(v >> 24), char(v >> 16), char(v >> 8), char(v)}; };
+      put("image", "png_idat_1.8GB.png", std::string("\x89PNG\r\n\x1a\n", 8) + be32(13) + "IHDR" + be32(5) + be32(6) +
+                                             std::string("\x08\x02\x00\x00\x00", 5) + be32(0) + be32(0x6b1c00c3) +
+                                             "IDAT" + std::string(20, '\x01'));
+    }
   }
   // ---- image folder (archives of folders) ----
   {
@@ -330,6 +337,9 @@ void seeds() {
         R"({"_class_name": "DPMSolverMultistepScheduler", "lambda_min_clipped": -Infinity, "use_karras_sigmas": true, "solver_order": 3})");
     put("scheduler_config", "heun_karras.json", R"({"_class_name": "HeunDiscreteScheduler", "use_karras_sigmas": true, "num_train_timesteps": 20})");
     put("scheduler_config", "steps_offset_huge.json", R"({"_class_name": "DDIMScheduler", "steps_offset": 9000000000000000000, "timestep_spacing": "leading"})");
+    // Found by fuzzing: Karras sigmas over one training timestep read log_sigmas[-1].
+    put("scheduler_config", "unipc_karras_one_timestep.json",
+        R"({"_class_name": "UniPCMultistepScheduler", "use_karras_sigmas": true, "num_train_timesteps": 1})");
     put("scheduler_config", "no_class.json", R"({"num_train_timesteps": 10, "beta_schedule": "squaredcos_cap_v2"})");
     put("scheduler_config", "nested_1000.json", "{\"_class_name\": \"DDPMScheduler\", \"x\": " + nested(1000, "[", "]") + "}");
   }

@@ -224,9 +224,12 @@ inline std::vector<double> karras_sigmas(double in_first, double in_last, std::i
 // interpolation in log sigma. As in diffusers under NumPy 1.x, the float64 log sigma meets the
 // float32 log_sigmas array in float32 (value-based casting), so the distances and the weight are
 // float32; only the final (1 - w) * low + w * high is float64.
+// With a single training timestep there is nothing to interpolate: every sigma is timestep 0
+// (indexing log_sigmas[-1] there was found by tests/fuzz/fuzz_scheduler_config).
 inline double sigma_to_t(double sigma, const std::vector<float>& log_sigmas) {
   const auto log_sigma = static_cast<float>(std::log(sigma));
   const auto n = static_cast<std::int64_t>(log_sigmas.size());
+  if (n < 2) return 0.0;
   std::int64_t low = 0;
   for (std::int64_t i = 0; i < n; ++i)
     if (log_sigma - log_sigmas[i] >= 0.0f) low = i;
