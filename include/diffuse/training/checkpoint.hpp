@@ -270,6 +270,13 @@ void save_checkpoint(const std::filesystem::path& dir, const TrainingState<T>& s
   }
 }
 
+// The checked trainer_state.json of the checkpoint folder `dir` (global_step, epoch, extra, ...),
+// read without loading anything: to look at a checkpoint before resuming from it. FileError
+// naming the folder if it is not a complete checkpoint.
+inline nlohmann::json read_checkpoint_info(const std::filesystem::path& dir) {
+  return diffuse::detail::checkpoint_read_trainer_state(dir);
+}
+
 // Restores `state` from the checkpoint folder `dir` and sets state.global_step / epoch / extra.
 // Every object in `state` must be in the checkpoint with matching names and shapes; all is
 // checked before anything changes, and if restoring still fails midway, the objects are put
