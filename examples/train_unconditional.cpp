@@ -315,11 +315,15 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
       if (extra.is_object() && info.contains("global_step") && info["global_step"].is_number_integer())
         check_resume_settings(extra.value("settings", nlohmann::json()), settings, info["global_step"].get<std::int64_t>());
     }
-    if (checkpoints.resume(which, state))
+    if (checkpoints.resume(which, state)) {
+      // The optimizer's restored learning rate is the saved schedule's; set the one this run's
+      // schedule (perhaps rebuilt) gives at this step. Unchanged flags give the same value.
+      lr_schedule.load_state_dict(lr_schedule.state_dict());
       std::printf("Resumed from step %lld (epoch %lld)\n", static_cast<long long>(state.global_step),
                   static_cast<long long>(state.epoch));
-    else
+    } else {
       std::printf("No checkpoint in '%s' to resume from: starting a new run\n", a.output_dir.string().c_str());
+    }
   }
   const bool resumed = state.global_step > 0;
   state.extra["settings"] = settings;  // this run's, in every checkpoint it saves
