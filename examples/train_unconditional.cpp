@@ -107,7 +107,12 @@ Args parse_args(int argc, char** argv) {
   p.add("--save_model_epochs", a.save_model_epochs, "write the pipeline every this many epochs (and at the end)");
   p.add("--checkpointing_steps", a.checkpointing_steps, "save a resumable checkpoint every this many steps");
   p.add("--checkpoints_total_limit", a.checkpoints_total_limit, "keep at most this many checkpoints");
-  p.add("--resume_from_checkpoint", a.resume_from_checkpoint, "a checkpoint folder, or 'latest' in --output_dir");
+  p.add("--resume_from_checkpoint", a.resume_from_checkpoint,
+        "a checkpoint folder, or 'latest' in --output_dir. Flags that shape the LR schedule may\n"
+        "      differ from the checkpoint's run; each difference is reported. --max_train_steps, --num_epochs,\n"
+        "      --gradient_accumulation_steps and --lr_warmup_steps rebuild the schedule for the new values\n"
+        "      at the saved step; --learning_rate keeps the checkpoint's; another --lr_scheduler or\n"
+        "      --train_batch_size is refused");
   p.add("--output_dir", a.output_dir, "where the pipeline, samples, metrics and checkpoints go");
   p.add("--seed", a.seed, "seed of every random draw");
   p.add("--time_budget", a.time_budget, "seconds of training; then stop cleanly, save and sample (0: no limit)");
@@ -205,6 +210,57 @@ void keep_rows_up_to(const fs::path& path, std::int64_t step, bool csv) {
   io::write_file_atomic(path, kept);
 }
 
+// The flags that shape the LR schedule and the batches, saved in each checkpoint so a resume can
+// tell what changed.
+nlohmann::json run_settings(const Args& a, std::int64_t total_steps) {
+  return {{"total_steps", total_steps},
+          {"max_train_steps", a.max_train_steps ? nlohmann::json(*a.max_train_steps) : nlohmann::json()},
+          {"num_epochs", a.num_epochs},
+          {"gradient_accumulation_steps", a.gradient_accumulation_steps},
+          {"train_batch_size", a.train_batch_size},
+          {"lr_scheduler", a.lr_scheduler},
+          {"lr_warmup_steps", a.lr_warmup_steps},
+          {"learning_rate", a.learning_rate}};
+}
+
+// Says on stderr what a resume does with settings that differ from the checkpoint's run (see the
+// help of --resume_from_checkpoint); throws for the ones it cannot continue with. A checkpoint
+// without saved settings (an older version's) is not compared.
+void check_resume_settings(const nlohmann::json& saved, const nlohmann::json& now, std::int64_t step) {
+  if (!saved.is_object()) return;
+  auto text = [](const nlohmann::json& v) {
+    return v.is_null() ? std::string("none") : v.is_string() ? v.get<std::string>() : io::describe_json(v);
+  };
+  auto differs = [&](const char* key) { return saved.contains(key) && saved[key] != now[key]; };
+  auto difference = [&](const char* key) {
+    return std::string("--") + key + " " + text(now[key]) + " differs from the checkpoint's " + text(saved[key]);
+  };
+  auto say = [](const std::string& line) { std::fprintf(stderr, "train_unconditional: resume: %s\n", line.c_str()); };
+  if (differs("lr_scheduler"))
+    throw Error("resume: " + difference("lr_scheduler") + "; a run cannot change its schedule: resume with --lr_scheduler " +
+                text(saved["lr_scheduler"]));
+  if (differs("train_batch_size"))
+    throw Error("resume: " + difference("train_batch_size") + "; the saved data position counts batches of " +
+                text(saved["train_batch_size"]) + ": resume with --train_batch_size " + text(saved["train_batch_size"]));
+  const std::string total = text(now["total_steps"]);
+  if (differs("max_train_steps"))
+    say(difference("max_train_steps") + "; the LR schedule is rebuilt for " + total + " steps");
+  else if (differs("total_steps"))
+    say("the run now has " + total + " steps (--num_epochs " + text(now["num_epochs"]) + ", --gradient_accumulation_steps " +
+        text(now["gradient_accumulation_steps"]) + "), the checkpoint's " + text(saved["total_steps"]) +
+        "; the LR schedule is rebuilt for " + total + " steps");
+  if (differs("total_steps") && step >= now["total_steps"].get<std::int64_t>())
+    say("the checkpoint is at step " + std::to_string(step) + ", the run is over: nothing left to train");
+  if (differs("lr_warmup_steps"))
+    say(difference("lr_warmup_steps") + "; the LR schedule is rebuilt with " + text(now["lr_warmup_steps"]) +
+        " warmup steps");
+  if (differs("gradient_accumulation_steps"))
+    say(difference("gradient_accumulation_steps") + "; each step from here on accumulates " +
+        text(now["gradient_accumulation_steps"]) + " micro-batches");
+  if (differs("learning_rate"))
+    say(difference("learning_rate") + "; the checkpoint's learning rate is kept (the optimizer state holds it)");
+}
+
 template <class Dataset>
 int train(const Args& a, Dataset& dataset, const std::string& data_description) {
   using Clock = std::chrono::steady_clock;
@@ -247,17 +303,29 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
   training::TrainingState<float> state{.model = &unet, .optimizer = &opt, .lr_scheduler = &lr_schedule,
                                        .ema = ema ? &*ema : nullptr, .data_loader = &epochs};
   state.generators = {{"train", &gen}, {"dropout", &unet.generator()}};
+  const nlohmann::json settings = run_settings(a, total_steps);
   if (!a.resume_from_checkpoint.empty()) {
     // As diffusers' script: a checkpoint name is looked up in --output_dir.
     std::string which = a.resume_from_checkpoint;
     if (which != "latest" && !fs::exists(which) && fs::exists(a.output_dir / which)) which = (a.output_dir / which).string();
-    if (checkpoints.resume(which, state))
+    const std::optional<fs::path> from = which == "latest" ? checkpoints.latest() : fs::path(which);
+    if (from) {
+      const nlohmann::json info = training::read_checkpoint_info(*from);
+      const nlohmann::json extra = info.value("extra", nlohmann::json::object());
+      if (extra.is_object() && info.contains("global_step") && info["global_step"].is_number_integer())
+        check_resume_settings(extra.value("settings", nlohmann::json()), settings, info["global_step"].get<std::int64_t>());
+    }
+    // The schedule restores after the optimizer and sets each group's lr from its restored
+    // initial_lr, so a rebuilt schedule's rate applies from the first step.
+    if (checkpoints.resume(which, state)) {
       std::printf("Resumed from step %lld (epoch %lld)\n", static_cast<long long>(state.global_step),
                   static_cast<long long>(state.epoch));
-    else
+    } else {
       std::printf("No checkpoint in '%s' to resume from: starting a new run\n", a.output_dir.string().c_str());
+    }
   }
   const bool resumed = state.global_step > 0;
+  state.extra["settings"] = settings;  // this run's, in every checkpoint it saves
 
   std::printf("%s\nUNet2DModel: %lld parameters; %lld steps of %lld images (%lld steps per epoch)\n",
               data_description.c_str(), static_cast<long long>(unet.num_parameters()),

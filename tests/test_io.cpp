@@ -282,6 +282,15 @@ TEST_CASE("safetensors files written by Python (the diffusers fixtures) load and
 
 // ---------------------------------------------------------------- JSON
 
+TEST_CASE("fsync_path syncs a file and a folder; a missing path is a FileError naming it") {
+  TempDir dir;
+  write_bytes(dir / "a.bin", "abc");
+  CHECK_NOTHROW(io::fsync_path(dir / "a.bin"));
+  CHECK_NOTHROW(io::fsync_path(dir.path));
+  CHECK_THROWS_AS(io::fsync_path(dir / "missing.bin"), FileError);
+  CHECK_THROWS_WITH(io::fsync_path(dir / "missing.bin"), Catch::Contains("missing.bin"));
+}
+
 TEST_CASE("JSON files: pretty, sorted, atomic; clear errors") {
   TempDir dir;
   io::json j = {{"sample_size", 28}, {"_class_name", "UNet2DModel"}, {"block_out_channels", {32, 64}}};

@@ -47,7 +47,28 @@ expect "resume from latest" "${train[@]}" --max_train_steps 4 --checkpointing_st
 grep -q "Resumed from step 2" out.log && pass "resumed at step 2" || fail "did not resume at step 2: $(cat out.log)"
 cmp -s straight/unet/diffusion_pytorch_model.safetensors resumed/unet/diffusion_pytorch_model.safetensors \
   && pass "resume is bit for bit" || fail "resumed weights differ from the straight run"
-[[ $(wc -l < resumed/metrics.csv) -eq 5 ]] && pass "metrics continue after resume" || fail "metrics.csv: $(cat resumed/metrics.csv)"
+# The rows of steps 3 and 4 the first run logged after the checkpoint are logged once, not twice.
+[[ $(cut -d, -f1 resumed/metrics.csv | tr '\n' ' ') == "step 1 2 3 4 " ]] && pass "metrics.csv continues after resume" \
+  || fail "metrics.csv: $(cat resumed/metrics.csv)"
+[[ $(grep -o '"step":[0-9]*' resumed/metrics.jsonl | tr '\n' ' ') == '"step":1 "step":2 "step":3 "step":4 ' ]] \
+  && pass "metrics.jsonl continues after resume" || fail "metrics.jsonl: $(cat resumed/metrics.jsonl)"
+
+# A resume with other schedule flags says what it does; one it cannot continue is refused.
+cp -r straight longer
+expect "resume for more steps" "${train[@]}" --max_train_steps 6 --checkpointing_steps 2 --output_dir longer \
+  --resume_from_checkpoint latest
+grep -q -- "--max_train_steps 6 differs from the checkpoint's 4; the LR schedule is rebuilt for 6 steps" err.log \
+  && pass "a longer resume says the schedule is rebuilt" || fail "longer resume: $(cat err.log)"
+[[ $(cut -d, -f1 longer/metrics.csv | tr '\n' ' ') == "step 1 2 3 4 5 6 " ]] && pass "the longer run logged steps 5 and 6" \
+  || fail "longer metrics.csv: $(cat longer/metrics.csv)"
+expect "resume with another warmup, fewer steps" "${train[@]}" --max_train_steps 5 --lr_warmup_steps 1 --output_dir longer \
+  --resume_from_checkpoint latest
+grep -q -- "--lr_warmup_steps 1 differs from the checkpoint's 2" err.log && grep -q "nothing left to train" err.log \
+  && pass "another warmup and a finished run are reported" || fail "another warmup: $(cat err.log)"
+expect_error "resume with another schedule" 1 "resume with --lr_scheduler cosine" "${train[@]}" --lr_scheduler linear \
+  --output_dir longer --resume_from_checkpoint latest
+expect_error "resume with another batch size" 1 "resume with --train_batch_size 8" "${train[@]}" --train_batch_size 4 \
+  --output_dir longer --resume_from_checkpoint latest
 
 # 2. sample: files, chunks, every scheduler, initial noise.
 expect "sample 5 images in chunks of 2" "$bin/sample" --pipeline straight --batch_size 5 --chunk_size 2 \

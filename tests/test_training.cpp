@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -15,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "capture_warnings.hpp"
 #include "diffuse/core/tensor.hpp"
 #include "diffuse/autograd/elementwise.hpp"
 #include "diffuse/autograd/reduce.hpp"
@@ -581,6 +583,7 @@ TEST_CASE("checkpoints: training 2N steps equals N, stop, resume, N more, bit fo
 }
 
 TEST_CASE("checkpoints: pruning, latest, interrupted saves") {
+  CaptureWarnings quiet;  // the skipped and removed folders below are reported
   const fs::path dir = temp_dir("prune");
   const fs::path ref_dir = temp_dir("prune_ref");
   const RunResult reference = train_run(ref_dir, 6, -1, false);
@@ -627,6 +630,74 @@ TEST_CASE("checkpoints: pruning, latest, interrupted saves") {
   fs::remove_all(empty);
   CHECK_THROWS_WITH(training::CheckpointManager(dir, {.checkpoints_total_limit = 0}),
                     Catch::Contains("at least 1"));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("checkpoints: what a crash mid-save or mid-prune left is cleaned up, other tools' folders are not") {
+  const fs::path dir = temp_dir("leftovers");
+  train_run(dir, 4, 4, false);  // checkpoint-4
+  const fs::path good = dir / "checkpoint-4";
+  auto copy_as = [&](const std::string& name) {
+    fs::copy(good, dir / name, fs::copy_options::recursive);
+    return dir / name;
+  };
+  // An older version's prune killed midway: a real name, optimizer.safetensors already deleted.
+  fs::remove(copy_as("checkpoint-1") / "optimizer.safetensors");
+  // ... or killed after trainer_state.json went: only part of the files, no state.
+  fs::remove(copy_as("checkpoint-2") / "trainer_state.json");
+  // A newer incomplete one (e.g. a truncated copy) is skipped by "latest", with a warning saying why.
+  fs::resize_file(copy_as("checkpoint-9") / "ema.safetensors", 10);
+  // A prune of this version killed between its rename and its delete, and an unfinished save.
+  fs::create_directories(dir / ".old-checkpoint-3-abcd");
+  std::ofstream(dir / ".old-checkpoint-3-abcd" / "model.safetensors") << "partial";
+  fs::create_directories(dir / "checkpoint-5.tmp-1234");
+  // Not ours: another tool's checkpoint folder, and a newer format version of ours.
+  fs::create_directories(dir / "checkpoint-6");
+  std::ofstream(dir / "checkpoint-6" / "random_states_0.pkl") << "accelerate";
+  const fs::path future = copy_as("checkpoint-7");
+  {
+    io::json s = io::read_json(future / "trainer_state.json");
+    s["version"] = 99;
+    s["files"]["model.safetensors"] = 1;
+    io::write_json(future / "trainer_state.json", s);
+  }
+
+  training::CheckpointManager m(dir, {.checkpoints_total_limit = 2});
+  CHECK(m.list() == std::vector<fs::path>{good});
+  CHECK_FALSE(fs::exists(dir / ".old-checkpoint-3-abcd"));  // listing removes an unfinished prune
+
+  Generator init(7);
+  Net net(init);
+  training::TrainingState<float> st{.model = &net};
+  {
+    CaptureWarnings warnings;
+    REQUIRE(m.resume("latest", st));
+    CHECK(st.global_step == 4);
+    const auto& w = CaptureWarnings::messages();
+    CHECK(std::any_of(w.begin(), w.end(), [](const std::string& s) {
+      return s.find("checkpoint-9") != std::string::npos && s.find("ema.safetensors") != std::string::npos;
+    }));
+  }
+  // The next save removes our incomplete folders, each with a warning, and the unfinished save.
+  st.global_step = 8;
+  {
+    CaptureWarnings warnings;
+    m.save(st);
+    const auto& w = CaptureWarnings::messages();
+    for (const char* name : {"checkpoint-1", "checkpoint-2", "checkpoint-9"})
+      CHECK(std::any_of(w.begin(), w.end(), [&](const std::string& s) { return s.find(name) != std::string::npos; }));
+  }
+  std::vector<std::string> names;
+  for (auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  CHECK(names == std::vector<std::string>{"checkpoint-4", "checkpoint-6", "checkpoint-7", "checkpoint-8"});
+  // Pruning to the limit leaves no broken or hidden folder behind.
+  st.global_step = 10;
+  m.save(st);
+  names.clear();
+  for (auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  CHECK(names == std::vector<std::string>{"checkpoint-10", "checkpoint-6", "checkpoint-7", "checkpoint-8"});
   fs::remove_all(dir);
 }
 

@@ -1,7 +1,9 @@
 // Atomic file writes and whole-file reads. Every writer in diffuse writes to
 // "<path>.tmp-<random>" in the same folder and renames it into place, so a crash or a full
-// disk never leaves a half-written file under the real name.
+// disk never leaves a half-written file under the real name. fsync_path flushes a file or a
+// folder to the disk, for writers that must also survive a power loss (checkpoints).
 #pragma once
+#include <cerrno>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +14,9 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "diffuse/core/error.hpp"
 
@@ -72,6 +77,22 @@ inline void write_file_atomic(const std::filesystem::path& path,
 inline void write_file_atomic(const std::filesystem::path& path, std::string_view bytes) {
   write_file_atomic(
       path, [&](std::ostream& out) { out.write(bytes.data(), static_cast<std::streamsize>(bytes.size())); });
+}
+
+// Flushes the file or folder `path` to the disk (POSIX fsync). A rename is durable only once the
+// renamed files and the folder holding the new name are synced. Throws FileError naming the
+// path; a file system that cannot sync a folder (EINVAL) is not an error.
+inline void fsync_path(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    throw FileError("cannot sync '" + path.string() + "' to disk: " + std::generic_category().message(errno));
+  int rc = 0;
+  do rc = ::fsync(fd);
+  while (rc != 0 && errno == EINTR);
+  const int err = rc != 0 ? errno : 0;
+  ::close(fd);
+  if (err != 0 && err != EINVAL)
+    throw FileError("cannot sync '" + path.string() + "' to disk: " + std::generic_category().message(err));
 }
 
 // Reads a whole file into a string; FileError naming the path if missing or unreadable.

@@ -6,9 +6,10 @@
 //   trainer_state.json      format name and version, global step, epoch, optimizer step counts /
 //                           options / per-group learning rates, LR schedule, EMA counters,
 //                           Generator states, data-loader position, the byte size of every file
-// A folder is written under a temporary name and renamed into place, so an interrupted save
-// never leaves a half-written checkpoint under a real name, and "latest" keeps pointing to the
-// last complete one. Loading checks the format, every file and every name and shape before it
+// A folder is written under a temporary name, synced to disk (fsync) and renamed into place, so
+// an interrupted save (or a power loss) never leaves a half-written checkpoint under a real name,
+// and "latest" keeps pointing to the last complete one. Pruning renames a folder to a hidden
+// ".old-" name before deleting it, for the same reason. Loading checks the format, every file and every name and shape before it
 // changes anything; on any error it throws and the objects are as before.
 //
 //   training::CheckpointManager checkpoints("output", {.checkpoints_total_limit = 3});
@@ -24,6 +25,7 @@
 #include <map>
 #include <optional>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <system_error>
@@ -34,6 +36,8 @@
 
 #include "diffuse/core/error.hpp"
 #include "diffuse/core/generator.hpp"
+#include "diffuse/core/warning.hpp"
+#include "diffuse/io/atomic_file.hpp"
 #include "diffuse/io/json.hpp"
 #include "diffuse/io/safetensors.hpp"
 #include "diffuse/nn/module.hpp"
@@ -122,6 +126,31 @@ inline nlohmann::json checkpoint_read_trainer_state(const std::filesystem::path&
                       " (truncated or replaced?)");
   }
   return s;
+}
+
+// Whether `dir`, not a complete checkpoint, is what an interrupted save or prune of this library
+// left: it holds only checkpoint files (or their temporaries), and its trainer_state.json, if still
+// there, is of this format and a version this library reads. Another tool's "checkpoint-N" (e.g.
+// accelerate's) or a newer format's is not.
+inline bool checkpoint_is_own_leftover(const std::filesystem::path& dir) {
+  namespace fs = std::filesystem;
+  static const std::set<std::string> own = {"model.safetensors", "optimizer.safetensors", "ema.safetensors",
+                                            training::kTrainerStateFile};
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (!it->is_regular_file(ec) || !own.count(name.substr(0, name.find(".tmp-")))) return false;
+  }
+  if (ec) return false;
+  if (!fs::exists(dir / training::kTrainerStateFile, ec)) return true;
+  try {
+    const nlohmann::json s = io::read_json(dir / training::kTrainerStateFile);
+    return s.is_object() && s.value("format", "") == training::kCheckpointFormat && s.contains("version") &&
+           s["version"].is_number_integer() && s["version"].get<int>() >= 1 &&
+           s["version"].get<int>() <= training::kCheckpointVersion;
+  } catch (const std::exception&) {
+    return false;
+  }
 }
 
 template <class T>
@@ -213,6 +242,11 @@ void save_checkpoint(const std::filesystem::path& dir, const TrainingState<T>& s
     s["files"] = json::object();
     for (auto& f : files) s["files"][f] = fs::file_size(tmp / f);
     io::write_json(tmp / kTrainerStateFile, s);  // last: its presence marks a complete folder
+    // On disk before the rename publishes them, so a power loss cannot leave a named folder of
+    // empty files.
+    files.push_back(kTrainerStateFile);
+    for (auto& f : files) io::fsync_path(tmp / f);
+    io::fsync_path(tmp);
 
     // Into place. A previous folder of the same name is moved aside first and removed after.
     fs::path old;
@@ -228,11 +262,19 @@ void save_checkpoint(const std::filesystem::path& dir, const TrainingState<T>& s
       throw FileError("save_checkpoint: cannot rename '" + tmp.string() + "' to '" + target.string() +
                       "': " + ec.message());
     }
+    io::fsync_path(target.has_parent_path() ? target.parent_path() : fs::path("."));  // the rename itself
     if (!old.empty()) diffuse::detail::checkpoint_remove_all_quietly(old);
   } catch (...) {
     diffuse::detail::checkpoint_remove_all_quietly(tmp);
     throw;
   }
+}
+
+// The checked trainer_state.json of the checkpoint folder `dir` (global_step, epoch, extra, ...),
+// read without loading anything: to look at a checkpoint before resuming from it. FileError
+// naming the folder if it is not a complete checkpoint.
+inline nlohmann::json read_checkpoint_info(const std::filesystem::path& dir) {
+  return diffuse::detail::checkpoint_read_trainer_state(dir);
 }
 
 // Restores `state` from the checkpoint folder `dir` and sets state.global_step / epoch / extra.
@@ -343,6 +385,13 @@ struct CheckpointOptions {
 
 // The checkpoints of one training run in `output_dir`: save with pruning, list, find the latest
 // complete one, resume from a path or "latest".
+//
+// What an interrupted run leaves is cleaned up: temporary folders of unfinished saves
+// ("<prefix>-N.tmp-*", on save), folders of unfinished prunes (".old-<prefix>-N-*", on save and
+// list), and "<prefix>-N" folders missing files that this library wrote (an older version's
+// interrupted prune, a truncated copy): never resumable, they are skipped with a warning on a
+// resume from "latest" and removed with a warning by the next save. A "<prefix>-N" folder of
+// another tool or a newer format is never touched.
 class CheckpointManager {
  public:
   explicit CheckpointManager(std::filesystem::path output_dir, CheckpointOptions options = {})
@@ -359,8 +408,8 @@ class CheckpointManager {
     return dir_ / (options_.prefix + "-" + std::to_string(global_step));
   }
 
-  // Saves to "<output_dir>/<prefix>-<global_step>", removes temporary folders left by
-  // interrupted saves, then prunes to checkpoints_total_limit. Returns the folder.
+  // Saves to "<output_dir>/<prefix>-<global_step>", removes what interrupted saves and prunes
+  // left, then prunes to checkpoints_total_limit. Returns the folder.
   template <class T>
   std::filesystem::path save(const TrainingState<T>& state) {
     remove_leftovers();
@@ -373,16 +422,9 @@ class CheckpointManager {
   // Complete checkpoints (trainer_state.json valid, every file of the recorded size), oldest
   // (smallest step) first. Folders being written, or left half-written, are not listed.
   std::vector<std::filesystem::path> list() const {
-    std::vector<std::pair<std::int64_t, std::filesystem::path>> found;
-    for (auto& [step, path] : candidates()) {
-      try {
-        diffuse::detail::checkpoint_read_trainer_state(path);
-        found.emplace_back(step, path);
-      } catch (const Error&) {
-      }
-    }
     std::vector<std::filesystem::path> out;
-    for (auto& [step, path] : found) out.push_back(path);
+    for (auto& c : scan())
+      if (c.problem.empty()) out.push_back(c.path);
     return out;
   }
 
@@ -393,23 +435,37 @@ class CheckpointManager {
     return all.back();
   }
 
-  // Removes the oldest complete checkpoints beyond checkpoints_total_limit.
+  // Removes the incomplete checkpoints this library left (with a warning each) and the oldest
+  // complete ones beyond checkpoints_total_limit. Each folder is renamed to a hidden name before
+  // it is deleted, so a prune cut short never leaves a broken folder under a real name.
   void prune() const {
+    std::vector<std::filesystem::path> complete;
+    for (auto& c : scan()) {
+      if (c.problem.empty()) {
+        complete.push_back(c.path);
+      } else if (diffuse::detail::checkpoint_is_own_leftover(c.path)) {
+        warn("removing incomplete checkpoint '" + c.path.string() + "': " + c.problem +
+             "; an interrupted save or prune left it");
+        retire(c.path);
+      }
+    }
     if (!options_.checkpoints_total_limit) return;
-    auto all = list();
     const auto limit = static_cast<std::size_t>(*options_.checkpoints_total_limit);
-    for (std::size_t i = 0; i + limit < all.size(); ++i)
-      diffuse::detail::checkpoint_remove_all_quietly(all[i]);
+    for (std::size_t i = 0; i + limit < complete.size(); ++i) retire(complete[i]);
   }
 
-  // Loads from a checkpoint folder, or from the newest one with "latest". Returns false (and
-  // changes nothing) for "latest" when there is no checkpoint yet; a given path must exist.
+  // Loads from a checkpoint folder, or from the newest complete one with "latest" (newer folders
+  // that are incomplete are skipped with a warning that says why). Returns false (and changes
+  // nothing) for "latest" when there is no checkpoint yet; a given path must exist.
   template <class T>
   bool resume(const std::string& from, TrainingState<T>& state) const {
     if (from == "latest") {
-      auto p = latest();
-      if (!p) return false;
-      load_checkpoint(*p, state);
+      const auto all = scan();
+      auto chosen = std::find_if(all.rbegin(), all.rend(), [](const Candidate& c) { return c.problem.empty(); });
+      for (auto it = all.rbegin(); it != chosen; ++it)
+        warn("skipping '" + it->path.string() + "': " + it->problem);
+      if (chosen == all.rend()) return false;
+      load_checkpoint(chosen->path, state);
       return true;
     }
     load_checkpoint(std::filesystem::path(from), state);
@@ -417,10 +473,16 @@ class CheckpointManager {
   }
 
  private:
-  // Folders named exactly "<prefix>-<digits>", by step.
-  std::vector<std::pair<std::int64_t, std::filesystem::path>> candidates() const {
+  struct Candidate {
+    std::int64_t step;
+    std::filesystem::path path;
+    std::string problem;  // why it is not a complete checkpoint; empty if it is
+  };
+
+  // Folders named exactly "<prefix>-<digits>", by step, each checked.
+  std::vector<Candidate> scan() const {
     namespace fs = std::filesystem;
-    std::vector<std::pair<std::int64_t, fs::path>> out;
+    std::vector<Candidate> out;
     std::error_code ec;
     if (!fs::is_directory(dir_, ec)) return out;
     recover_moved_aside();
@@ -433,21 +495,32 @@ class CheckpointManager {
           !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
         continue;
       if (!entry.is_directory(ec)) continue;
-      out.emplace_back(std::stoll(digits), entry.path());
+      out.push_back({std::stoll(digits), entry.path(), ""});
     }
-    std::sort(out.begin(), out.end());
+    std::sort(out.begin(), out.end(), [](const Candidate& a, const Candidate& b) { return a.step < b.step; });
+    for (auto& c : out) {
+      try {
+        diffuse::detail::checkpoint_read_trainer_state(c.path);
+      } catch (const Error& e) {
+        c.problem = e.what();
+        if (c.problem.rfind("checkpoint '", 0) == 0) c.problem = c.problem.substr(c.problem.find("': ") + 3);
+      }
+    }
     return out;
   }
   // A save that replaces a folder of the same step moves the old one to "<name>.old-*" first; if
   // it stopped before the new folder took its place, put the old one back (else it is stale).
+  // A prune renames a folder to ".old-<name>-*" before deleting it: what is left of one goes.
   void recover_moved_aside() const {
     namespace fs = std::filesystem;
     std::error_code ec;
-    std::vector<fs::path> aside;
+    std::vector<fs::path> aside, pruned;
     for (auto& entry : fs::directory_iterator(dir_, ec)) {
       const std::string name = entry.path().filename().string();
       if (name.rfind(options_.prefix + "-", 0) == 0 && name.find(".old-") != std::string::npos)
         aside.push_back(entry.path());
+      else if (name.rfind(".old-" + options_.prefix + "-", 0) == 0)
+        pruned.push_back(entry.path());
     }
     for (auto& p : aside) {
       const std::string name = p.filename().string();
@@ -455,6 +528,7 @@ class CheckpointManager {
       if (!fs::exists(original, ec)) fs::rename(p, original, ec);
       else diffuse::detail::checkpoint_remove_all_quietly(p);
     }
+    for (auto& p : pruned) diffuse::detail::checkpoint_remove_all_quietly(p);
   }
   // "<prefix>-<digits>.tmp-*" folders of saves that never finished.
   void remove_leftovers() const {
@@ -468,6 +542,18 @@ class CheckpointManager {
         stale.push_back(entry.path());
     }
     for (auto& p : stale) diffuse::detail::checkpoint_remove_all_quietly(p);
+  }
+  // Renames `p` to ".old-<name>-<random>", then deletes it.
+  static void retire(const std::filesystem::path& p) {
+    const std::filesystem::path hidden =
+        p.parent_path() / (".old-" + p.filename().string() + "-" + diffuse::detail::checkpoint_random_suffix());
+    std::error_code ec;
+    std::filesystem::rename(p, hidden, ec);
+    if (ec) {
+      warn("cannot remove checkpoint '" + p.string() + "': " + ec.message());
+      return;
+    }
+    diffuse::detail::checkpoint_remove_all_quietly(hidden);
   }
 
   std::filesystem::path dir_;
