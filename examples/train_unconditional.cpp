@@ -160,7 +160,7 @@ models::UNet2DConfig model_config(const Args& a, std::int64_t channels) {
   if (!a.model_config.empty()) {
     models::UNet2DConfig c = models::UNet2DConfig::from_json(io::read_json(a.model_config));
     if (c.in_channels != channels || c.out_channels != channels)
-      throw Error("'" + a.model_config.string() + "': in_channels and out_channels must be " +
+      throw Error("in_channels and out_channels must be " +
                   std::to_string(channels) + " for this data (got " + std::to_string(c.in_channels) + " and " +
                   std::to_string(c.out_channels) + ")");
     c.sample_size = a.resolution;
@@ -177,6 +177,19 @@ models::UNet2DConfig model_config(const Args& a, std::int64_t channels) {
           .down_block_types = {"DownBlock2D", "DownBlock2D", "DownBlock2D"},
           .up_block_types = {"UpBlock2D", "UpBlock2D", "UpBlock2D"},
           .add_attention = false};
+}
+
+// The run's UNet. An error from a value of --model_config (a key, or a module it sizes such as
+// GroupNorm) names the file.
+models::UNet2DModel<float> make_unet(const Args& a, std::int64_t channels, Generator& gen) {
+  try {
+    return models::UNet2DModel<float>(model_config(a, channels), gen);
+  } catch (const FileError&) {
+    throw;  // reading the file failed: the message names it
+  } catch (const Error&) {
+    if (a.model_config.empty()) throw;
+    rethrow_with_prefix("'" + a.model_config.string() + "': ");
+  }
 }
 
 // Resize + crop + flip + map to [-1, 1], as the diffusers script's torchvision transforms.
@@ -276,7 +289,7 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
   training::ResumableLoader epochs(loader, gen);
   const std::int64_t channels = dataset.sample_shape()[0];
 
-  models::UNet2DModel<float> unet(model_config(a, channels), gen);
+  models::UNet2DModel<float> unet = make_unet(a, channels, gen);
   unet.train();
   unet.generator().manual_seed(static_cast<std::uint64_t>(a.seed) + 1);  // dropout draws from the model's own
   schedulers::DDPMScheduler<float> noise_scheduler({.num_train_timesteps = a.ddpm_num_steps,

@@ -101,6 +101,9 @@ expect_error "missing data folder" 1 "no_such_folder" "$bin/train_unconditional"
 mkdir -p empty_folder
 expect_error "empty image folder" 1 "empty_folder" "$bin/train_unconditional" --train_data_dir empty_folder
 expect_error "bad model config" 1 "nope.json" "$bin/train_unconditional" --model_config nope.json
+sed 's/"norm_num_groups": 4/"norm_num_groups": 32/' tiny.json > groups.json
+expect_error "a module error names the model config" 1 "'groups.json': GroupNorm: 8 channels" "$bin/train_unconditional" \
+  --model_config groups.json
 expect_error "sample without --pipeline" 2 "--pipeline" "$bin/sample"
 expect_error "unreadable pipeline" 1 "model_index.json" "$bin/sample" --pipeline no_such_pipeline
 expect_error "bad scheduler" 2 "dpmpp_2m" "$bin/sample" --pipeline straight --scheduler dpm

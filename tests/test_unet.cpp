@@ -408,6 +408,34 @@ TEST_CASE("UNet2DModel save_pretrained / from_pretrained, strict checkpoint keys
   CHECK_THROWS_AS(UNet2DModel<float>::from_pretrained(dir), FileError);
 }
 
+TEST_CASE("from_pretrained: an error of a module sized by config.json names the file and keeps its type") {
+  auto c = tiny_config();
+  c.down_block_types = {"DownBlock2D", "DownBlock2D"};
+  c.up_block_types = {"UpBlock2D", "UpBlock2D"};
+  const fs::path dir = temp_dir("module_errors");
+  UNet2DModel<float>(c).save_pretrained(dir);
+  const std::string file = (dir / "config.json").string();
+  auto refused = [&](io::json j, const std::string& module_message) {
+    io::write_json(dir / "config.json", j);
+    try {
+      UNet2DModel<float>::from_pretrained(dir);
+      FAIL("from_pretrained accepted " << j.dump());
+    } catch (const FileError& e) {
+      FAIL("a config value's error became a FileError: " << e.what());
+    } catch (const Error& e) {
+      CHECK_THAT(e.what(), Catch::StartsWith("'" + file + "': ") && Catch::Contains(module_message));
+    }
+  };
+  auto j = c.to_json();
+  j["block_out_channels"] = {30, 30};  // GroupNorm: 30 channels in 32 groups
+  j["norm_num_groups"] = 32;
+  refused(j, "GroupNorm: 30 channels cannot be split into 32 groups");
+  j = c.to_json();
+  j["downsample_padding"] = -1;
+  refused(j, "Downsample2D: padding must be non-negative, got -1");
+  fs::remove_all(dir);
+}
+
 TEST_CASE("embeddings: sinusoidal timesteps, Fourier projection, class lookup") {
   // get_timestep_embedding(t, 6, flip, shift): freq_i = exp(-ln(1e4) * i / (3 - shift))
   Tensor<double> t = Tensor<double>::from_vector({0, 10});

@@ -17,4 +17,17 @@ class FileError : public Error {
   using Error::Error;
 };
 
+// Inside a catch block: throws the exception being handled again with `prefix` before its
+// message and of the same type (Error or FileError), e.g. to name the file a failing value came
+// from. Any other exception is rethrown unchanged.
+[[noreturn]] inline void rethrow_with_prefix(const std::string& prefix) {
+  try {
+    throw;
+  } catch (const FileError& e) {
+    throw FileError(prefix + e.what());
+  } catch (const Error& e) {
+    throw Error(prefix + e.what());
+  }
+}
+
 }  // namespace diffuse

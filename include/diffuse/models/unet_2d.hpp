@@ -366,6 +366,15 @@ class UNet2DModel : public nn::Module<T> {
 
  private:
   struct PretrainedTag {};
+  struct ConfigFileTag {};
+
+  // Builds the model of a config read from `file`: an Error of a module the config sizes
+  // (GroupNorm's groups, Downsample2D's padding) names the file, as the config's own errors do.
+  UNet2DModel(ConfigFileTag, const Config& config, const std::filesystem::path& file, Generator& gen) try
+      : UNet2DModel(config, gen) {
+  } catch (const Error&) {
+    rethrow_with_prefix("'" + file.string() + "': ");
+  }
 
   static Config read_config(const std::filesystem::path& path) {
     try {
@@ -383,7 +392,7 @@ class UNet2DModel : public nn::Module<T> {
   // from_pretrained builds the model in place (a Module cannot be moved); the initial values drawn
   // from `gen` are overwritten by the checkpoint.
   UNet2DModel(PretrainedTag, const std::filesystem::path& dir, PretrainedOptions options, Generator gen = Generator(0))
-      : UNet2DModel(read_config(dir / "config.json"), gen) {
+      : UNet2DModel(ConfigFileTag{}, read_config(dir / "config.json"), dir / "config.json", gen) {
     // diffusers prefers safetensors and falls back to PyTorch's .bin (many course-era models).
     auto weights_path = dir / "diffusion_pytorch_model.safetensors";
     std::map<std::string, Tensor<T>> weights;
