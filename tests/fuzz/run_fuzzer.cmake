@@ -1,5 +1,5 @@
 # ctest fuzz_<name>: runs a fuzzer once over the large regression inputs (if any), then fuzzes
-# for SECONDS over the committed seeds (new inputs go to WORK, emptied first; a crash, leak,
+# for SECONDS over the committed seeds (SECONDS 0: runs each seed once and stops) (new inputs go to WORK, emptied first; a crash, leak,
 # timeout or out-of-memory input is written to ARTIFACTS and fails the test).
 #   cmake -DFUZZER=... -DSEEDS=... -DLARGE=... -DWORK=... -DARTIFACTS=... -DSECONDS=30 -P run_fuzzer.cmake
 set(limits -rss_limit_mb=2048 -timeout=10)
@@ -17,7 +17,13 @@ if(IS_DIRECTORY ${LARGE})
     endif()
   endif()
 endif()
-execute_process(COMMAND ${FUZZER} ${limits} -max_total_time=${SECONDS} -print_final_stats=1
+if(SECONDS EQUAL 0)
+  # Replay only: every committed seed and regression input once, the same on every run.
+  set(how -runs=0)
+else()
+  set(how -max_total_time=${SECONDS})
+endif()
+execute_process(COMMAND ${FUZZER} ${limits} ${how} -print_final_stats=1
                         -artifact_prefix=${ARTIFACTS}/ ${WORK} ${SEEDS}
                 RESULT_VARIABLE result)
 if(result)
