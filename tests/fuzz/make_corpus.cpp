@@ -340,6 +340,10 @@ void seeds() {
     // Found by fuzzing: Karras sigmas over one training timestep read log_sigmas[-1].
     put("scheduler_config", "unipc_karras_one_timestep.json",
         R"({"_class_name": "UniPCMultistepScheduler", "use_karras_sigmas": true, "num_train_timesteps": 1})");
+    // Found by fuzzing: 9,999,999 training timesteps took 30 s to build under ASan (now over the
+    // limit); the limit itself, in the slowest scheduler, must build within the fuzzers' timeout.
+    put("scheduler_config", "dpm_timesteps_9999999.json", R"({"_class_name": "DPMSolverMultistepScheduler", "num_train_timesteps": 9999999})");
+    put("scheduler_config", "heun_timesteps_1000000.json", R"({"_class_name": "HeunDiscreteScheduler", "num_train_timesteps": 1000000})");
     put("scheduler_config", "no_class.json", R"({"num_train_timesteps": 10, "beta_schedule": "squaredcos_cap_v2"})");
     put("scheduler_config", "nested_1000.json", "{\"_class_name\": \"DDPMScheduler\", \"x\": " + nested(1000, "[", "]") + "}");
   }
