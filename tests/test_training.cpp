@@ -746,6 +746,13 @@ TEST_CASE("checkpoints: truncated or foreign folders are refused with a clear er
     io::write_json(p / "trainer_state.json", s);
   }
   refused(p, "unsupported format version 99");
+  p = copy_of("future_wrapping");  // 2^32 + 1: read as an int, it used to wrap to version 1
+  {
+    io::json s = io::read_json(p / "trainer_state.json");
+    s["version"] = 4294967297;
+    io::write_json(p / "trainer_state.json", s);
+  }
+  refused(p, "unsupported format version 4294967297");
   p = copy_of("truncated");
   fs::resize_file(p / "model.safetensors", fs::file_size(p / "model.safetensors") - 7);
   refused(p, "'model.safetensors' is");

@@ -90,6 +90,15 @@ inline void checkpoint_remove_all_quietly(const std::filesystem::path& p) {
   std::filesystem::remove_all(p, ec);
 }
 
+// Whether trainer_state.json `s` holds a "version" this library reads: an integer in
+// [1, kCheckpointVersion], compared without a conversion that could wrap (2^32 + 1 is not 1).
+inline bool checkpoint_version_is_readable(const nlohmann::json& s) {
+  if (!s.contains("version")) return false;
+  const nlohmann::json& v = s["version"];
+  if (v.is_number_unsigned()) return v.get<std::uint64_t>() >= 1 && v.get<std::uint64_t>() <= training::kCheckpointVersion;
+  return v.is_number_integer() && v.get<std::int64_t>() >= 1 && v.get<std::int64_t>() <= training::kCheckpointVersion;
+}
+
 // Reads and checks trainer_state.json and the sizes of the files it lists. Throws FileError
 // naming the checkpoint and the problem.
 inline nlohmann::json checkpoint_read_trainer_state(const std::filesystem::path& dir) {
@@ -107,8 +116,7 @@ inline nlohmann::json checkpoint_read_trainer_state(const std::filesystem::path&
   if (s["format"].get<std::string>() != training::kCheckpointFormat)
     throw FileError(where + "format '" + s["format"].get<std::string>() + "' is not '" +
                     training::kCheckpointFormat + "'");
-  if (!s.contains("version") || !s["version"].is_number_integer() || s["version"].get<int>() < 1 ||
-      s["version"].get<int>() > training::kCheckpointVersion)
+  if (!checkpoint_version_is_readable(s))
     throw FileError(where + "unsupported format version " +
                     (s.contains("version") ? io::describe_json(s["version"]) : "(none)") +
                     " (this library reads version " + std::to_string(training::kCheckpointVersion) + ")");
@@ -145,9 +153,8 @@ inline bool checkpoint_is_own_leftover(const std::filesystem::path& dir) {
   if (!fs::exists(dir / training::kTrainerStateFile, ec)) return true;
   try {
     const nlohmann::json s = io::read_json(dir / training::kTrainerStateFile);
-    return s.is_object() && s.value("format", "") == training::kCheckpointFormat && s.contains("version") &&
-           s["version"].is_number_integer() && s["version"].get<int>() >= 1 &&
-           s["version"].get<int>() <= training::kCheckpointVersion;
+    return s.is_object() && s.value("format", "") == training::kCheckpointFormat &&
+           checkpoint_version_is_readable(s);
   } catch (const std::exception&) {
     return false;
   }
