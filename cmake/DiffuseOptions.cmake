@@ -18,5 +18,6 @@ target_compile_options(diffuse_options INTERFACE
   # it locally, for users who build them with their own flags.
   -Wno-maybe-uninitialized
   $<$<CONFIG:Release>:-O3 -march=native>
-  $<$<CONFIG:RelWithDebInfo>:-O2 -march=native>)
+  # RelWithDebInfo keeps its level from CMAKE_CXX_FLAGS_RELWITHDEBINFO (the sanitize preset sets it).
+  $<$<CONFIG:RelWithDebInfo>:-march=native>)
 target_compile_definitions(diffuse_options INTERFACE $<$<CONFIG:Release>:NDEBUG>)
