@@ -79,8 +79,8 @@ BENCHMARK(BM_Conv2dBackward)->Unit(benchmark::kMillisecond)->UseRealTime();
 // The six 5x5 convolutions (padding 2) of the course's BasicUNet at batch 128, by layer index:
 // down 1->32 @28, 32->64 @14, 64->64 @7; up 64->64 @7, 64->32 @14, 32->1 @28.
 const k::Conv2dGeometry kUNetConv[6] = {
-    {128, 1, 28, 28, 32, 5, 5, 1, 2},  {128, 32, 14, 14, 64, 5, 5, 1, 2}, {128, 64, 7, 7, 64, 5, 5, 1, 2},
-    {128, 64, 7, 7, 64, 5, 5, 1, 2},   {128, 64, 14, 14, 32, 5, 5, 1, 2}, {128, 32, 28, 28, 1, 5, 5, 1, 2},
+    {128, 1, 28, 28, 32, 5, 5, 1, 2}, {128, 32, 14, 14, 64, 5, 5, 1, 2}, {128, 64, 7, 7, 64, 5, 5, 1, 2},
+    {128, 64, 7, 7, 64, 5, 5, 1, 2},  {128, 64, 14, 14, 32, 5, 5, 1, 2}, {128, 32, 28, 28, 1, 5, 5, 1, 2},
 };
 
 void BM_BasicUNetConvForward(benchmark::State& state) {
@@ -121,8 +121,8 @@ void BM_GroupNormForward(benchmark::State& state) {
   auto x = randn(n, 1), gamma = randn(kGnC, 2), beta = randn(kGnC, 3);
   std::vector<float> y(n), mean(kGnN * kGnG), rstd(kGnN * kGnG);
   for (auto _ : state) {
-    k::group_norm_forward(kGnN, kGnC, kGnHW, kGnG, 1e-5f, x.data(), gamma.data(), beta.data(), y.data(), mean.data(),
-                          rstd.data());
+    k::group_norm_forward(kGnN, kGnC, kGnHW, kGnG, 1e-5f, x.data(), gamma.data(), beta.data(), y.data(),
+                          mean.data(), rstd.data());
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
@@ -134,11 +134,11 @@ void BM_GroupNormBackward(benchmark::State& state) {
   const int64_t n = kGnN * kGnC * kGnHW;
   auto x = randn(n, 1), gamma = randn(kGnC, 2), beta = randn(kGnC, 3), gy = randn(n, 4);
   std::vector<float> y(n), mean(kGnN * kGnG), rstd(kGnN * kGnG), gx(n), gg(kGnC), gb(kGnC);
-  k::group_norm_forward(kGnN, kGnC, kGnHW, kGnG, 1e-5f, x.data(), gamma.data(), beta.data(), y.data(), mean.data(),
-                        rstd.data());
+  k::group_norm_forward(kGnN, kGnC, kGnHW, kGnG, 1e-5f, x.data(), gamma.data(), beta.data(), y.data(),
+                        mean.data(), rstd.data());
   for (auto _ : state) {
-    k::group_norm_backward(kGnN, kGnC, kGnHW, kGnG, x.data(), gamma.data(), mean.data(), rstd.data(), gy.data(),
-                           gx.data(), gg.data(), gb.data());
+    k::group_norm_backward(kGnN, kGnC, kGnHW, kGnG, x.data(), gamma.data(), mean.data(), rstd.data(),
+                           gy.data(), gx.data(), gg.data(), gb.data());
     benchmark::DoNotOptimize(gx.data());
     benchmark::ClobberMemory();
   }
@@ -167,7 +167,8 @@ void BM_AttentionBackward(benchmark::State& state) {
   auto q = randn(kAtB * kAtL * kAtD, 1), kk = randn(kAtB * kAtL * kAtD, 2), v = randn(kAtB * kAtL * kAtD, 3);
   auto go = randn(q.size(), 4);
   std::vector<float> out(q.size()), probs(kAtB * kAtL * kAtL), gq(q.size()), gk(q.size()), gv(q.size());
-  k::attention_forward(kAtB, kAtL, kAtL, kAtD, kAtD, 0.088f, q.data(), kk.data(), v.data(), out.data(), probs.data());
+  k::attention_forward(kAtB, kAtL, kAtL, kAtD, kAtD, 0.088f, q.data(), kk.data(), v.data(), out.data(),
+                       probs.data());
   for (auto _ : state) {
     k::attention_backward(kAtB, kAtL, kAtL, kAtD, kAtD, 0.088f, q.data(), kk.data(), v.data(), probs.data(),
                           go.data(), gq.data(), gk.data(), gv.data());

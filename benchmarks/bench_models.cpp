@@ -115,20 +115,29 @@ struct BasicUNetCase {
 };
 
 models::UNet2DConfig course28() {
-  return {.sample_size = 28, .in_channels = 1, .out_channels = 1, .layers_per_block = 2,
+  return {.sample_size = 28,
+          .in_channels = 1,
+          .out_channels = 1,
+          .layers_per_block = 2,
           .block_out_channels = {32, 64, 64},
           .down_block_types = {"DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"},
           .up_block_types = {"AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"}};
 }
 models::UNet2DConfig course32() {
-  return {.sample_size = 32, .in_channels = 3, .out_channels = 3, .layers_per_block = 2,
+  return {.sample_size = 32,
+          .in_channels = 3,
+          .out_channels = 3,
+          .layers_per_block = 2,
           .block_out_channels = {64, 128, 128, 256},
           .down_block_types = {"DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"},
           .up_block_types = {"AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"}};
 }
 // train_unconditional's default model (examples/train_unconditional.cpp) at its default batch, 64.
 models::UNet2DConfig main_job() {
-  return {.sample_size = 28, .in_channels = 1, .out_channels = 1, .layers_per_block = 2,
+  return {.sample_size = 28,
+          .in_channels = 1,
+          .out_channels = 1,
+          .layers_per_block = 2,
           .block_out_channels = {32, 64, 64},
           .down_block_types = {"DownBlock2D", "DownBlock2D", "DownBlock2D"},
           .up_block_types = {"UpBlock2D", "UpBlock2D", "UpBlock2D"},
@@ -201,8 +210,8 @@ int main(int argc, char** argv) {
     // is its own; a fork would inherit OpenMP's threads in a state the child cannot use.
     for (const auto& [name, run] : cases()) {
       if (!only.empty() && std::find(only.begin(), only.end(), name) == only.end()) continue;
-      const std::string cmd = "'" + std::filesystem::read_symlink("/proc/self/exe").string() + "' --case " + name +
-                              " --min_time " + std::to_string(min_time);
+      const std::string cmd = "'" + std::filesystem::read_symlink("/proc/self/exe").string() + "' --case " +
+                              name + " --min_time " + std::to_string(min_time);
       std::fflush(stdout);
       if (std::system(cmd.c_str()) != 0) {
         std::fprintf(stderr, "bench_models: case %s failed\n", name.c_str());
@@ -220,8 +229,8 @@ int main(int argc, char** argv) {
       "{\"case\": \"%s\", \"impl\": \"diffuse\", \"batch\": %lld, \"threads\": %d, \"train_img_per_s\": %s, "
       "\"forward_img_per_s\": %.2f, \"peak_rss_mb\": %.1f, \"base_rss_mb\": %.1f, \"gflops\": %s, "
       "\"gemm_gflops\": %.2f",
-      name.c_str(), static_cast<long long>(r.batch), num_threads(), number(r.train).c_str(), r.forward, r.peak_rss,
-      r.base_rss, number(r.gflops).c_str(), gemm);
+      name.c_str(), static_cast<long long>(r.batch), num_threads(), number(r.train).c_str(), r.forward,
+      r.peak_rss, r.base_rss, number(r.gflops).c_str(), gemm);
   if (r.sample_s > 0) std::printf(", \"sample_s\": %.3f", r.sample_s);
   std::printf("}\n");
   return 0;

@@ -44,8 +44,10 @@ class Parser {
   // Optional values: "none" unsets them.
   void add(const std::string& name, std::optional<std::int64_t>& v, const std::string& help) {
     add_flag(name, v ? std::to_string(*v) : "none", help, [&v, name](const std::string& s) {
-      if (s == "none") v.reset();
-      else v = to_int(name, s);
+      if (s == "none")
+        v.reset();
+      else
+        v = to_int(name, s);
     });
   }
   void add(const std::string& name, double& v, const std::string& help) {
@@ -53,13 +55,16 @@ class Parser {
   }
   void add(const std::string& name, std::optional<double>& v, const std::string& help) {
     add_flag(name, v ? format(*v) : "none", help, [&v, name](const std::string& s) {
-      if (s == "none") v.reset();
-      else v = to_double(name, s);
+      if (s == "none")
+        v.reset();
+      else
+        v = to_double(name, s);
     });
   }
   // A switch: `--flag` alone sets it; `--flag=false` / `--flag=true` are accepted too.
   void add(const std::string& name, bool& v, const std::string& help) {
-    flags_.push_back({name, v ? "on" : "off", help, [&v, name](const std::string& s) { v = to_bool(name, s); }, true});
+    flags_.push_back(
+        {name, v ? "on" : "off", help, [&v, name](const std::string& s) { v = to_bool(name, s); }, true});
   }
 
   // Reads argv; `--flag value` and `--flag=value` both work. Prints help and exits 0 on --help.
@@ -78,9 +83,12 @@ class Parser {
       const Flag* f = find(arg);
       if (!f) throw UsageError("unknown argument '" + arg + "' (see --help)");
       if (!value) {
-        if (f->is_switch) value = "true";
-        else if (i + 1 >= argc) throw UsageError(arg + " needs a value");
-        else value = argv[++i];
+        if (f->is_switch)
+          value = "true";
+        else if (i + 1 >= argc)
+          throw UsageError(arg + " needs a value");
+        else
+          value = argv[++i];
       }
       f->set(*value);
     }
@@ -90,8 +98,8 @@ class Parser {
     std::ostringstream s;
     s << "usage: " << tool_ << " [options]\n\n" << about_ << "\n\noptions:\n";
     for (const Flag& f : flags_) {
-      s << "  " << f.name << (f.is_switch ? "" : " VALUE") << "\n      " << f.help << " (default: " << f.fallback
-        << ")\n";
+      s << "  " << f.name << (f.is_switch ? "" : " VALUE") << "\n      " << f.help
+        << " (default: " << f.fallback << ")\n";
     }
     s << "  --help\n      this text\n";
     return s.str();
@@ -146,7 +154,8 @@ class Parser {
 };
 
 // Checks that `value` is one of `accepted`, else a UsageError naming the flag and the choices.
-inline void check_choice(const std::string& flag, const std::string& value, const std::vector<std::string>& accepted) {
+inline void check_choice(const std::string& flag, const std::string& value,
+                         const std::vector<std::string>& accepted) {
   for (const auto& a : accepted)
     if (a == value) return;
   std::string list;

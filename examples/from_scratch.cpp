@@ -34,11 +34,17 @@ Args parse(int argc, char** argv) {
       if (i + 1 >= argc) throw Error(std::string("missing value after ") + flag);
       return argv[++i];
     };
-    if (!std::strcmp(argv[i], "--epochs")) a.epochs = std::stoi(value("--epochs"));
-    else if (!std::strcmp(argv[i], "--out")) a.out = value("--out");
-    else if (!std::strcmp(argv[i], "--data")) a.data = value("--data");
-    else if (!std::strcmp(argv[i], "--seed")) a.seed = std::stoull(value("--seed"));
-    else throw Error(std::string("unknown argument '") + argv[i] + "' (known: --epochs N --out DIR --data DIR --seed S)");
+    if (!std::strcmp(argv[i], "--epochs"))
+      a.epochs = std::stoi(value("--epochs"));
+    else if (!std::strcmp(argv[i], "--out"))
+      a.out = value("--out");
+    else if (!std::strcmp(argv[i], "--data"))
+      a.data = value("--data");
+    else if (!std::strcmp(argv[i], "--seed"))
+      a.seed = std::stoull(value("--seed"));
+    else
+      throw Error(std::string("unknown argument '") + argv[i] +
+                  "' (known: --epochs N --out DIR --data DIR --seed S)");
   }
   return a;
 }
@@ -53,7 +59,8 @@ Tensor<float> first_images(const data::FashionMNIST& ds, std::int64_t n) {
 // The notebook's sampler: start from uniform noise, and at step i mix in 1/(n - i) of the
 // prediction. Returns the history of inputs and of predictions (one batch per step).
 std::pair<std::vector<Tensor<float>>, std::vector<Tensor<float>>> sample(const models::BasicUNet<float>& net,
-                                                                         std::int64_t count, int n_steps, Generator& gen) {
+                                                                         std::int64_t count, int n_steps,
+                                                                         Generator& gen) {
   NoGradGuard no_grad;
   Tensor<float> x = gen.rand<float>({count, 1, 28, 28});
   std::vector<Tensor<float>> xs, preds;
@@ -96,7 +103,8 @@ int main(int argc, char** argv) try {
     const auto start = std::chrono::steady_clock::now();
     double epoch_loss = 0;
     std::int64_t batches = 0;
-    training::ProgressBar progress(loader.size(), {.desc = "epoch " + std::to_string(epoch)});  // terminals only
+    training::ProgressBar progress(loader.size(),
+                                   {.desc = "epoch " + std::to_string(epoch)});  // terminals only
     for (auto& batch : loader) {
       Tensor<float> noise_amount = gen.rand<float>({batch.size()});
       Tensor<float> noisy = models::corrupt(batch.images, noise_amount, gen);
@@ -112,7 +120,8 @@ int main(int argc, char** argv) try {
     progress.close();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::printf("Finished epoch %d. Average loss for this epoch: %.6f (%.1f s, %.0f images/s)\n", epoch,
-                epoch_loss / static_cast<double>(batches), seconds, static_cast<double>(train.size()) / seconds);
+                epoch_loss / static_cast<double>(batches), seconds,
+                static_cast<double>(train.size()) / seconds);
     std::fflush(stdout);
   }
   io::save_safetensors(args.out / "basic_unet.safetensors", net.state_dict());
@@ -132,15 +141,18 @@ int main(int argc, char** argv) try {
   {
     auto [xs, preds] = sample(net, 8, 5, gen);
     viz::Figure fig;  // one row per step: the input x at that step, then the model's prediction
-    for (std::size_t i = 0; i < preds.size(); ++i) fig.add(concat(std::vector{clamp(xs[i], 0.f, 1.f), clamp(preds[i], 0.f, 1.f)}, 0), {.nrow = 16});
+    for (std::size_t i = 0; i < preds.size(); ++i)
+      fig.add(concat(std::vector{clamp(xs[i], 0.f, 1.f), clamp(preds[i], 0.f, 1.f)}, 0), {.nrow = 16});
     fig.save(args.out / "sampling_5_steps.png");
   }
   {
     auto [xs, preds] = sample(net, 64, 40, gen);
     viz::save_image(clamp(xs.back(), 0.f, 1.f), args.out / "sampling_40_steps.png", {.nrow = 8});
   }
-  std::printf("Wrote %s/{input_and_corrupted,predictions,sampling_5_steps,sampling_40_steps}.png, loss.svg and basic_unet.safetensors\n",
-              args.out.string().c_str());
+  std::printf(
+      "Wrote %s/{input_and_corrupted,predictions,sampling_5_steps,sampling_40_steps}.png, loss.svg and "
+      "basic_unet.safetensors\n",
+      args.out.string().c_str());
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "from_scratch: %s\n", e.what());

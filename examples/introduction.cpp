@@ -19,26 +19,31 @@ int main(int argc, char** argv) try {
   std::int64_t steps = 600;
   std::filesystem::path out = "outputs/introduction";
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--steps")) steps = std::stoll(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--out")) out = argv[i + 1];
-    else throw Error(std::string("unknown argument '") + argv[i] + "' (known: --steps N, --out DIR)");
+    if (!std::strcmp(argv[i], "--steps"))
+      steps = std::stoll(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--out"))
+      out = argv[i + 1];
+    else
+      throw Error(std::string("unknown argument '") + argv[i] + "' (known: --steps N, --out DIR)");
   }
   std::filesystem::create_directories(out);
   Generator gen(0);
 
   // ## Download a training dataset: Fashion-MNIST, with the notebook's transforms
   // (a random flip, then [0, 1] -> [-1, 1]).
-  auto dataset = data::with_transform(data::FashionMNIST::train(),
-                                      data::Compose({data::RandomHorizontalFlip(), data::Normalize({0.5}, {0.5})}));
+  auto dataset =
+      data::with_transform(data::FashionMNIST::train(),
+                           data::Compose({data::RandomHorizontalFlip(), data::Normalize({0.5}, {0.5})}));
   data::DataLoader train_dataloader(dataset, {.batch_size = 64, .shuffle = true}, gen);
 
   // ## Define the scheduler: how much noise to add at each of 1000 timesteps
-  schedulers::DDPMScheduler<float> noise_scheduler({.num_train_timesteps = 1000, .beta_schedule = "squaredcos_cap_v2"});
+  schedulers::DDPMScheduler<float> noise_scheduler(
+      {.num_train_timesteps = 1000, .beta_schedule = "squaredcos_cap_v2"});
   viz::schedule_plot(noise_scheduler, "squaredcos_cap_v2").save(out / "noise_schedule.svg");
   auto first = *train_dataloader.begin();
   Tensor<float> xb = first.images.slice(0, 8);
   viz::save_image(viz::noise_strip(noise_scheduler, xb, {0, 50, 100, 200, 400, 600, 800, 999}, gen),
-                 out / "noisy_images.png", {.nrow = 8, .value_range = {{-1.0, 1.0}}});
+                  out / "noisy_images.png", {.nrow = 8, .value_range = {{-1.0, 1.0}}});
 
   // ## Define the model: the notebook's UNet2DModel (1,707,009 parameters)
   models::UNet2DModel<float> model({.sample_size = 28,
@@ -94,9 +99,10 @@ int main(int argc, char** argv) try {
 
   // ## Save the pipeline: it loads in Python with DDPMPipeline.from_pretrained
   image_pipe.save_pretrained(out / "pipeline");
-  std::printf("Wrote %s/{noise_schedule.svg, noisy_images.png, loss.svg, pipeline_samples.png, loop_samples.png, "
-              "pipeline/}\n",
-              out.string().c_str());
+  std::printf(
+      "Wrote %s/{noise_schedule.svg, noisy_images.png, loss.svg, pipeline_samples.png, loop_samples.png, "
+      "pipeline/}\n",
+      out.string().c_str());
   return 0;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "introduction: %s\n", e.what());

@@ -40,27 +40,34 @@ inline std::string model_card_text(const ModelCard& c, const std::string& folder
     << ", with the DDPM objective, by `train_unconditional` of the C++ library diffuse.\n\n"
     << "## Training recipe\n\n"
     << "| | |\n| --- | --- |\n"
-    << "| steps | " << c.steps << " (" << c.epochs << (c.epochs == 1 ? " full epoch" : " full epochs") << ") |\n"
+    << "| steps | " << c.steps << " (" << c.epochs << (c.epochs == 1 ? " full epoch" : " full epochs")
+    << ") |\n"
     << "| batch size | " << c.batch_size << " |\n"
     << "| optimizer | AdamW, learning rate " << c.learning_rate << ", " << c.lr_scheduler << " schedule |\n"
     << "| EMA of the weights | " << (c.use_ema ? "yes (these are the EMA weights)" : "no") << " |\n"
-    << "| noise schedule | DDPM, " << c.beta_schedule << " betas, " << c.num_train_timesteps << " training timesteps |\n"
+    << "| noise schedule | DDPM, " << c.beta_schedule << " betas, " << c.num_train_timesteps
+    << " training timesteps |\n"
     << "| prediction type | " << c.prediction_type << " |\n\n";
   if (c.has_samples) s << "## Samples\n\n![samples](samples.png)\n\n";
   s << "## Usage\n\nIn Python, with diffusers:\n\n```python\n"
        "from diffusers import DDPMPipeline, DPMSolverMultistepScheduler\n\n"
-       "pipeline = DDPMPipeline.from_pretrained(\"" << folder_name << "\")\n"
+       "pipeline = DDPMPipeline.from_pretrained(\""
+    << folder_name
+    << "\")\n"
        "pipeline.scheduler = DPMSolverMultistepScheduler.from_config(pipeline.scheduler.config)\n"
        "image = pipeline(num_inference_steps=20).images[0]\n"
        "image.save(\"sample.png\")\n```\n\n"
        "In C++, with diffuse:\n\n```cpp\n"
        "#include <diffuse/diffuse.hpp>\n\n"
-       "auto pipe = diffuse::pipelines::DiffusionPipeline<float>::from_pretrained(\"" << folder_name << "\");\n"
+       "auto pipe = diffuse::pipelines::DiffusionPipeline<float>::from_pretrained(\""
+    << folder_name
+    << "\");\n"
        "diffuse::Generator gen(0);\n"
-       "auto images = pipe({.batch_size = 16, .num_inference_steps = 1000}, gen);  // [16, C, H, W] in [0, 1]\n"
+       "auto images = pipe({.batch_size = 16, .num_inference_steps = 1000}, gen);  // [16, C, H, W] in [0, "
+       "1]\n"
        "diffuse::viz::save_image(images, \"samples.png\", {.nrow = 4});\n```\n\n"
-       "or from the command line: `sample --pipeline " << folder_name
-    << " --scheduler dpmpp_2m --num_inference_steps 20 --batch_size 64`.\n";
+       "or from the command line: `sample --pipeline "
+    << folder_name << " --scheduler dpmpp_2m --num_inference_steps 20 --batch_size 64`.\n";
   return s.str();
 }
 

@@ -20,11 +20,11 @@
 #include <vector>
 
 #include <diffuse/data/fashion_mnist.hpp>
+#include <diffuse/schedulers/ddpm.hpp>
+#include <diffuse/training/metrics.hpp>
 #include <diffuse/viz/grid.hpp>
 #include <diffuse/viz/plots.hpp>
 #include <diffuse/viz/strips.hpp>
-#include <diffuse/schedulers/ddpm.hpp>
-#include <diffuse/training/metrics.hpp>
 
 using namespace diffuse;
 
@@ -43,11 +43,17 @@ Args parse(int argc, char** argv) {
       if (i + 1 >= argc) throw Error(std::string("missing value after ") + flag);
       return argv[++i];
     };
-    if (!std::strcmp(argv[i], "--out")) a.out = value("--out");
-    else if (!std::strcmp(argv[i], "--data")) a.data = value("--data");
-    else if (!std::strcmp(argv[i], "--metrics")) a.metrics = value("--metrics");
-    else if (!std::strcmp(argv[i], "--seed")) a.seed = std::stoull(value("--seed"));
-    else throw Error(std::string("unknown argument '") + argv[i] + "' (known: --out DIR --data DIR --metrics FILE --seed S)");
+    if (!std::strcmp(argv[i], "--out"))
+      a.out = value("--out");
+    else if (!std::strcmp(argv[i], "--data"))
+      a.data = value("--data");
+    else if (!std::strcmp(argv[i], "--metrics"))
+      a.metrics = value("--metrics");
+    else if (!std::strcmp(argv[i], "--seed"))
+      a.seed = std::stoull(value("--seed"));
+    else
+      throw Error(std::string("unknown argument '") + argv[i] +
+                  "' (known: --out DIR --data DIR --metrics FILE --seed S)");
   }
   return a;
 }
@@ -93,7 +99,8 @@ int main(int argc, char** argv) try {
     std::printf("wrote %s\n", path.c_str());
     all.emplace_back(name, s.get());
   }
-  viz::schedule_plot(all, "Beta schedules: signal (solid) and noise (dashed)").save(args.out / "schedules.svg");
+  viz::schedule_plot(all, "Beta schedules: signal (solid) and noise (dashed)")
+      .save(args.out / "schedules.svg");
   std::printf("wrote %s\n", (args.out / "schedules.svg").c_str());
 
   // ---- 4. A training run's loss, if given ----

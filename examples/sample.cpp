@@ -32,7 +32,8 @@ struct Args {
 
 Args parse_args(int argc, char** argv) {
   Args a;
-  cli::Parser p("sample", "Samples images from a diffusers pipeline folder (model_index.json, unet/, scheduler/).");
+  cli::Parser p("sample",
+                "Samples images from a diffusers pipeline folder (model_index.json, unet/, scheduler/).");
   p.add("--pipeline", a.pipeline, "the pipeline folder (required)");
   p.add("--scheduler", a.scheduler, "ddpm, ddim, pndm, euler, euler_ancestral, heun, dpmpp_2m or unipc");
   p.add("--num_inference_steps", a.num_inference_steps, "denoising steps");
@@ -41,7 +42,8 @@ Args parse_args(int argc, char** argv) {
   p.add("--seed", a.seed, "seed of the initial noise and of stochastic steps");
   p.add("--eta", a.eta, "DDIM's eta: 0 deterministic, 1 as DDPM (ddim only)");
   p.add("--class_label", a.class_label, "class of every image, for a class-conditional UNet");
-  p.add("--init_noise", a.init_noise, "a float32 .npy [N, C, H, W] of initial noise, used instead of drawing it");
+  p.add("--init_noise", a.init_noise,
+        "a float32 .npy [N, C, H, W] of initial noise, used instead of drawing it");
   p.add("--output_dir", a.output_dir, "where grid.png, image_XXXX.png and samples.npy go");
   p.parse(argc, argv);
   if (a.pipeline.empty()) throw cli::UsageError("--pipeline is required (a folder with model_index.json)");
@@ -71,12 +73,14 @@ int main(int argc, char** argv) {
     const auto& config = pipe.unet().config();
     const std::int64_t c = config.in_channels;
     if (!config.sample_size)
-      throw Error("the UNet config in '" + args.pipeline.string() + "' has no sample_size: the image size is unknown");
+      throw Error("the UNet config in '" + args.pipeline.string() +
+                  "' has no sample_size: the image size is unknown");
     const std::int64_t h = config.sample_size->height, w = config.sample_size->width;
 
     pipelines::SampleOptions options{.num_inference_steps = args.num_inference_steps};
     if (args.eta) options.step_kwargs = {{"eta", *args.eta}};
-    if (!args.class_label.empty()) options.class_labels = {cli::Parser::to_int("--class_label", args.class_label)};
+    if (!args.class_label.empty())
+      options.class_labels = {cli::Parser::to_int("--class_label", args.class_label)};
     else if (pipe.num_classes() > 0)
       throw Error("the UNet in '" + args.pipeline.string() + "' is class-conditional (" +
                   std::to_string(pipe.num_classes()) + " classes): pass --class_label");
@@ -86,7 +90,8 @@ int main(int argc, char** argv) {
       init = io::load_npy<float>(args.init_noise);
       if (init->dim() != 4 || init->size(1) != c || init->size(2) != h || init->size(3) != w)
         throw Error("--init_noise '" + args.init_noise.string() + "' has shape " + to_string(init->shape()) +
-                    ", expected [N, " + std::to_string(c) + ", " + std::to_string(h) + ", " + std::to_string(w) + "]");
+                    ", expected [N, " + std::to_string(c) + ", " + std::to_string(h) + ", " +
+                    std::to_string(w) + "]");
       if (init->size(0) < 1) throw Error("--init_noise '" + args.init_noise.string() + "' holds no image");
       args.batch_size = init->size(0);  // the file decides how many images
     }
@@ -116,8 +121,8 @@ int main(int argc, char** argv) {
     const auto nrow = static_cast<std::int64_t>(std::ceil(std::sqrt(static_cast<double>(n))));
     viz::save_image(all, args.output_dir / "grid.png", {.nrow = nrow, .value_range = {{-1.0, 1.0}}});
     std::printf("Wrote %lld images (%s, %lld steps) to %s/{grid.png, image_XXXX.png, samples.npy}\n",
-                static_cast<long long>(n), args.scheduler.c_str(), static_cast<long long>(args.num_inference_steps),
-                args.output_dir.string().c_str());
+                static_cast<long long>(n), args.scheduler.c_str(),
+                static_cast<long long>(args.num_inference_steps), args.output_dir.string().c_str());
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "sample: %s\n", e.what());

@@ -12,15 +12,15 @@
 #include <string>
 #include <vector>
 
-#include "diffuse/core/tensor.hpp"
 #include "diffuse/autograd/elementwise.hpp"
 #include "diffuse/core/grad_mode.hpp"
-#include "diffuse/viz/scatter.hpp"
+#include "diffuse/core/tensor.hpp"
+#include "diffuse/models/mlp_denoiser.hpp"
 #include "diffuse/nn/functional.hpp"
 #include "diffuse/nn/linear.hpp"
-#include "diffuse/models/mlp_denoiser.hpp"
 #include "diffuse/optim/adam.hpp"
 #include "diffuse/schedulers/factory.hpp"
+#include "diffuse/viz/scatter.hpp"
 
 using namespace diffuse;
 
@@ -37,7 +37,6 @@ Tensor<float> sample_data(std::int64_t n, Generator& gen) {
   return x;
 }
 
-
 int main(int argc, char** argv) {
   const std::filesystem::path out_dir = argc > 1 ? argv[1] : "toy2d_out";
   std::filesystem::create_directories(out_dir);
@@ -45,7 +44,8 @@ int main(int argc, char** argv) {
   Generator gen(42);
 
   // ## Training: add noise with the DDPM schedule, learn to predict it
-  const schedulers::json config = {{"num_train_timesteps", kTrainSteps}, {"beta_end", 0.04}, {"clip_sample", false}};
+  const schedulers::json config = {
+      {"num_train_timesteps", kTrainSteps}, {"beta_end", 0.04}, {"clip_sample", false}};
   schedulers::DDPMScheduler<float> noise_scheduler = schedulers::DDPMScheduler<float>::from_config(config);
   models::MLPDenoiser<float> model({.num_train_timesteps = kTrainSteps}, gen);
   optim::Adam<float> opt(model.parameters(), {.lr = 3e-3});
@@ -64,12 +64,17 @@ int main(int argc, char** argv) {
 
   // ## Sampling: the same model with every scheduler (they share the training config)
   const auto data = sample_data(1000, gen);
-  viz::ScatterPlot({.xmin = -2.5, .xmax = 2.5, .ymin = -2.5, .ymax = 2.5}).add(data, {0.3f, 0.3f, 0.3f}).save(out_dir / "data.png");
-  const std::vector<std::pair<std::string, std::int64_t>> samplers{
-      {"DDPMScheduler", kTrainSteps},          {"DDIMScheduler", 20},
-      {"PNDMScheduler", 20},                    {"EulerDiscreteScheduler", 20},
-      {"EulerAncestralDiscreteScheduler", 20}, {"HeunDiscreteScheduler", 10},
-      {"DPMSolverMultistepScheduler", 10},     {"UniPCMultistepScheduler", 10}};
+  viz::ScatterPlot({.xmin = -2.5, .xmax = 2.5, .ymin = -2.5, .ymax = 2.5})
+      .add(data, {0.3f, 0.3f, 0.3f})
+      .save(out_dir / "data.png");
+  const std::vector<std::pair<std::string, std::int64_t>> samplers{{"DDPMScheduler", kTrainSteps},
+                                                                   {"DDIMScheduler", 20},
+                                                                   {"PNDMScheduler", 20},
+                                                                   {"EulerDiscreteScheduler", 20},
+                                                                   {"EulerAncestralDiscreteScheduler", 20},
+                                                                   {"HeunDiscreteScheduler", 10},
+                                                                   {"DPMSolverMultistepScheduler", 10},
+                                                                   {"UniPCMultistepScheduler", 10}};
   NoGradGuard no_grad;
   for (const auto& [name, steps] : samplers) {
     auto scheduler = schedulers::make_scheduler<float>(name, config);

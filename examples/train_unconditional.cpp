@@ -68,16 +68,19 @@ struct Args {
 
 Args parse_args(int argc, char** argv) {
   Args a;
-  cli::Parser p("train_unconditional",
-                "Trains a diffusers UNet2DModel to generate images (DDPM objective) and writes a diffusers\n"
-                "pipeline folder. Flags follow diffusers' train_unconditional.py; the defaults are the recipe\n"
-                "for Fashion-MNIST on a 2-core CPU (docs/recipes.md).");
+  cli::Parser p(
+      "train_unconditional",
+      "Trains a diffusers UNet2DModel to generate images (DDPM objective) and writes a diffusers\n"
+      "pipeline folder. Flags follow diffusers' train_unconditional.py; the defaults are the recipe\n"
+      "for Fashion-MNIST on a 2-core CPU (docs/recipes.md).");
   p.add("--dataset", a.dataset, "the training data when --train_data_dir is not given: fashion-mnist");
-  p.add("--train_data_dir", a.train_data_dir, "a folder of images (sub-folders are classes) to train on instead");
+  p.add("--train_data_dir", a.train_data_dir,
+        "a folder of images (sub-folders are classes) to train on instead");
   p.add("--resolution", a.resolution, "images are resized to this size (shorter side), then cropped square");
   p.add("--center_crop", a.center_crop, "crop the center instead of a random square");
   p.add("--random_flip", a.random_flip, "flip images horizontally at random");
-  p.add("--model_config", a.model_config, "a diffusers UNet2DModel config.json (default: the recipe's model)");
+  p.add("--model_config", a.model_config,
+        "a diffusers UNet2DModel config.json (default: the recipe's model)");
   p.add("--train_batch_size", a.train_batch_size, "images per training micro-batch");
   p.add("--eval_batch_size", a.eval_batch_size, "images in each sample grid");
   p.add("--num_epochs", a.num_epochs, "passes over the data (--max_train_steps stops earlier)");
@@ -103,19 +106,23 @@ Args parse_args(int argc, char** argv) {
   p.add("--eval_scheduler", a.eval_scheduler,
         "sampler of the sample grids: ddpm, ddim, pndm, euler, euler_ancestral, heun, dpmpp_2m, unipc");
   p.add("--ddpm_num_inference_steps", a.ddpm_num_inference_steps, "denoising steps of the sample grids");
-  p.add("--save_images_epochs", a.save_images_epochs, "write a sample grid every this many epochs (and at the end)");
-  p.add("--save_model_epochs", a.save_model_epochs, "write the pipeline every this many epochs (and at the end)");
+  p.add("--save_images_epochs", a.save_images_epochs,
+        "write a sample grid every this many epochs (and at the end)");
+  p.add("--save_model_epochs", a.save_model_epochs,
+        "write the pipeline every this many epochs (and at the end)");
   p.add("--checkpointing_steps", a.checkpointing_steps, "save a resumable checkpoint every this many steps");
   p.add("--checkpoints_total_limit", a.checkpoints_total_limit, "keep at most this many checkpoints");
   p.add("--resume_from_checkpoint", a.resume_from_checkpoint,
         "a checkpoint folder, or 'latest' in --output_dir. Flags that shape the LR schedule may\n"
-        "      differ from the checkpoint's run; each difference is reported. --max_train_steps, --num_epochs,\n"
+        "      differ from the checkpoint's run; each difference is reported. --max_train_steps, "
+        "--num_epochs,\n"
         "      --gradient_accumulation_steps and --lr_warmup_steps rebuild the schedule for the new values\n"
         "      at the saved step; --learning_rate keeps the checkpoint's; another --lr_scheduler or\n"
         "      --train_batch_size is refused");
   p.add("--output_dir", a.output_dir, "where the pipeline, samples, metrics and checkpoints go");
   p.add("--seed", a.seed, "seed of every random draw");
-  p.add("--time_budget", a.time_budget, "seconds of training; then stop cleanly, save and sample (0: no limit)");
+  p.add("--time_budget", a.time_budget,
+        "seconds of training; then stop cleanly, save and sample (0: no limit)");
   p.parse(argc, argv);
 
   auto positive = [](const char* flag, std::int64_t v) {
@@ -141,15 +148,18 @@ Args parse_args(int argc, char** argv) {
   if (!(a.adam_beta2 >= 0 && a.adam_beta2 < 1)) throw cli::UsageError("--adam_beta2 must be in [0, 1)");
   if (!(a.adam_epsilon > 0)) throw cli::UsageError("--adam_epsilon must be positive");
   if (a.adam_weight_decay < 0) throw cli::UsageError("--adam_weight_decay must not be negative");
-  if (!(a.ema_max_decay >= 0 && a.ema_max_decay <= 1)) throw cli::UsageError("--ema_max_decay must be in [0, 1]");
-  if (!(a.ema_inv_gamma > 0) || !(a.ema_power > 0)) throw cli::UsageError("--ema_inv_gamma and --ema_power must be positive");
+  if (!(a.ema_max_decay >= 0 && a.ema_max_decay <= 1))
+    throw cli::UsageError("--ema_max_decay must be in [0, 1]");
+  if (!(a.ema_inv_gamma > 0) || !(a.ema_power > 0))
+    throw cli::UsageError("--ema_inv_gamma and --ema_power must be positive");
   if (a.max_grad_norm < 0) throw cli::UsageError("--max_grad_norm must not be negative (0: no clipping)");
   if (a.output_dir.empty()) throw cli::UsageError("--output_dir must not be empty");
   if (a.ddpm_num_inference_steps > a.ddpm_num_steps)
     throw cli::UsageError("--ddpm_num_inference_steps must not exceed --ddpm_num_steps");
   cli::check_choice("--dataset", a.dataset, {"fashion-mnist"});
   cli::check_choice("--lr_scheduler", a.lr_scheduler, optim::schedule_names());
-  cli::check_choice("--ddpm_beta_schedule", a.ddpm_beta_schedule, {"linear", "scaled_linear", "squaredcos_cap_v2"});
+  cli::check_choice("--ddpm_beta_schedule", a.ddpm_beta_schedule,
+                    {"linear", "scaled_linear", "squaredcos_cap_v2"});
   cli::check_choice("--prediction_type", a.prediction_type, {"epsilon", "v_prediction", "sample"});
   cli::check_choice("--eval_scheduler", a.eval_scheduler, tools::sampler_names());
   return a;
@@ -160,8 +170,8 @@ models::UNet2DConfig model_config(const Args& a, std::int64_t channels) {
   if (!a.model_config.empty()) {
     models::UNet2DConfig c = models::UNet2DConfig::from_json(io::read_json(a.model_config));
     if (c.in_channels != channels || c.out_channels != channels)
-      throw Error("in_channels and out_channels must be " +
-                  std::to_string(channels) + " for this data (got " + std::to_string(c.in_channels) + " and " +
+      throw Error("in_channels and out_channels must be " + std::to_string(channels) +
+                  " for this data (got " + std::to_string(c.in_channels) + " and " +
                   std::to_string(c.out_channels) + ")");
     c.sample_size = a.resolution;
     c.to_json();  // a config diffusers 0.21 cannot load fails now, not at the first save
@@ -195,8 +205,10 @@ models::UNet2DModel<float> make_unet(const Args& a, std::int64_t channels, Gener
 // Resize + crop + flip + map to [-1, 1], as the diffusers script's torchvision transforms.
 data::Compose augmentations(const Args& a) {
   std::vector<data::Transform> t{data::Resize(a.resolution)};
-  if (a.center_crop) t.push_back(data::CenterCrop(a.resolution));
-  else t.push_back(data::RandomCrop(a.resolution));
+  if (a.center_crop)
+    t.push_back(data::CenterCrop(a.resolution));
+  else
+    t.push_back(data::RandomCrop(a.resolution));
   if (a.random_flip) t.push_back(data::RandomHorizontalFlip());
   t.push_back(data::Normalize({0.5}, {0.5}));
   return data::Compose(std::move(t));
@@ -206,7 +218,8 @@ data::Compose augmentations(const Args& a) {
 void keep_rows_up_to(const fs::path& path, std::int64_t step, bool csv) {
   if (!fs::exists(path)) return;
   std::string text = io::read_file_bytes(path);
-  if (!text.empty() && text.back() != '\n') text.erase(text.rfind('\n') + 1);  // a torn last line (npos + 1 == 0)
+  if (!text.empty() && text.back() != '\n')
+    text.erase(text.rfind('\n') + 1);  // a torn last line (npos + 1 == 0)
   std::istringstream in(text);
   std::string line, kept;
   for (bool first = true; std::getline(in, line); first = false) {
@@ -246,22 +259,28 @@ void check_resume_settings(const nlohmann::json& saved, const nlohmann::json& no
   };
   auto differs = [&](const char* key) { return saved.contains(key) && saved[key] != now[key]; };
   auto difference = [&](const char* key) {
-    return std::string("--") + key + " " + text(now[key]) + " differs from the checkpoint's " + text(saved[key]);
+    return std::string("--") + key + " " + text(now[key]) + " differs from the checkpoint's " +
+           text(saved[key]);
   };
-  auto say = [](const std::string& line) { std::fprintf(stderr, "train_unconditional: resume: %s\n", line.c_str()); };
+  auto say = [](const std::string& line) {
+    std::fprintf(stderr, "train_unconditional: resume: %s\n", line.c_str());
+  };
   if (differs("lr_scheduler"))
-    throw Error("resume: " + difference("lr_scheduler") + "; a run cannot change its schedule: resume with --lr_scheduler " +
+    throw Error("resume: " + difference("lr_scheduler") +
+                "; a run cannot change its schedule: resume with --lr_scheduler " +
                 text(saved["lr_scheduler"]));
   if (differs("train_batch_size"))
     throw Error("resume: " + difference("train_batch_size") + "; the saved data position counts batches of " +
-                text(saved["train_batch_size"]) + ": resume with --train_batch_size " + text(saved["train_batch_size"]));
+                text(saved["train_batch_size"]) + ": resume with --train_batch_size " +
+                text(saved["train_batch_size"]));
   const std::string total = text(now["total_steps"]);
   if (differs("max_train_steps"))
     say(difference("max_train_steps") + "; the LR schedule is rebuilt for " + total + " steps");
   else if (differs("total_steps"))
-    say("the run now has " + total + " steps (--num_epochs " + text(now["num_epochs"]) + ", --gradient_accumulation_steps " +
-        text(now["gradient_accumulation_steps"]) + "), the checkpoint's " + text(saved["total_steps"]) +
-        "; the LR schedule is rebuilt for " + total + " steps");
+    say("the run now has " + total + " steps (--num_epochs " + text(now["num_epochs"]) +
+        ", --gradient_accumulation_steps " + text(now["gradient_accumulation_steps"]) +
+        "), the checkpoint's " + text(saved["total_steps"]) + "; the LR schedule is rebuilt for " + total +
+        " steps");
   if (differs("total_steps") && step >= now["total_steps"].get<std::int64_t>())
     say("the checkpoint is at step " + std::to_string(step) + ", the run is over: nothing left to train");
   if (differs("lr_warmup_steps"))
@@ -271,7 +290,8 @@ void check_resume_settings(const nlohmann::json& saved, const nlohmann::json& no
     say(difference("gradient_accumulation_steps") + "; each step from here on accumulates " +
         text(now["gradient_accumulation_steps"]) + " micro-batches");
   if (differs("learning_rate"))
-    say(difference("learning_rate") + "; the checkpoint's learning rate is kept (the optimizer state holds it)");
+    say(difference("learning_rate") +
+        "; the checkpoint's learning rate is kept (the optimizer state holds it)");
 }
 
 template <class Dataset>
@@ -282,7 +302,8 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
   fs::create_directories(a.output_dir);
   Generator gen(static_cast<std::uint64_t>(a.seed));
 
-  data::DataLoader loader(dataset, {.batch_size = a.train_batch_size, .shuffle = true, .drop_last = true}, gen);
+  data::DataLoader loader(dataset, {.batch_size = a.train_batch_size, .shuffle = true, .drop_last = true},
+                          gen);
   if (loader.size() == 0)
     throw Error("the data set has " + std::to_string(dataset.size()) + " images, fewer than one batch of " +
                 std::to_string(a.train_batch_size));
@@ -303,30 +324,41 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
                 " exceeds the batches in an epoch (" + std::to_string(loader.size()) + ")");
   const std::int64_t total_steps = a.max_train_steps.value_or(a.num_epochs * steps_per_epoch);
   optim::AdamW<float> opt(optim::weight_decay_groups(unet, a.adam_weight_decay),
-                          {.lr = a.learning_rate, .beta1 = a.adam_beta1, .beta2 = a.adam_beta2,
-                           .eps = a.adam_epsilon, .weight_decay = a.adam_weight_decay});
-  auto lr_schedule = optim::get_scheduler(a.lr_scheduler, opt,
-                                          {.num_warmup_steps = a.lr_warmup_steps, .num_training_steps = total_steps});
+                          {.lr = a.learning_rate,
+                           .beta1 = a.adam_beta1,
+                           .beta2 = a.adam_beta2,
+                           .eps = a.adam_epsilon,
+                           .weight_decay = a.adam_weight_decay});
+  auto lr_schedule = optim::get_scheduler(
+      a.lr_scheduler, opt, {.num_warmup_steps = a.lr_warmup_steps, .num_training_steps = total_steps});
   std::optional<optim::EMAModel<float>> ema;
   if (a.use_ema)
-    ema.emplace(unet, optim::EMAOptions{.decay = a.ema_max_decay, .use_ema_warmup = true,
-                                        .inv_gamma = a.ema_inv_gamma, .power = a.ema_power});
+    ema.emplace(unet, optim::EMAOptions{.decay = a.ema_max_decay,
+                                        .use_ema_warmup = true,
+                                        .inv_gamma = a.ema_inv_gamma,
+                                        .power = a.ema_power});
 
-  training::CheckpointManager checkpoints(a.output_dir, {.checkpoints_total_limit = a.checkpoints_total_limit});
-  training::TrainingState<float> state{.model = &unet, .optimizer = &opt, .lr_scheduler = &lr_schedule,
-                                       .ema = ema ? &*ema : nullptr, .data_loader = &epochs};
+  training::CheckpointManager checkpoints(a.output_dir,
+                                          {.checkpoints_total_limit = a.checkpoints_total_limit});
+  training::TrainingState<float> state{.model = &unet,
+                                       .optimizer = &opt,
+                                       .lr_scheduler = &lr_schedule,
+                                       .ema = ema ? &*ema : nullptr,
+                                       .data_loader = &epochs};
   state.generators = {{"train", &gen}, {"dropout", &unet.generator()}};
   const nlohmann::json settings = run_settings(a, total_steps);
   if (!a.resume_from_checkpoint.empty()) {
     // As diffusers' script: a checkpoint name is looked up in --output_dir.
     std::string which = a.resume_from_checkpoint;
-    if (which != "latest" && !fs::exists(which) && fs::exists(a.output_dir / which)) which = (a.output_dir / which).string();
+    if (which != "latest" && !fs::exists(which) && fs::exists(a.output_dir / which))
+      which = (a.output_dir / which).string();
     const std::optional<fs::path> from = which == "latest" ? checkpoints.latest() : fs::path(which);
     if (from) {
       const nlohmann::json info = training::read_checkpoint_info(*from);
       const nlohmann::json extra = info.value("extra", nlohmann::json::object());
       if (extra.is_object() && info.contains("global_step") && info["global_step"].is_number_integer())
-        check_resume_settings(extra.value("settings", nlohmann::json()), settings, info["global_step"].get<std::int64_t>());
+        check_resume_settings(extra.value("settings", nlohmann::json()), settings,
+                              info["global_step"].get<std::int64_t>());
     }
     // The schedule restores after the optimizer and sets each group's lr from its restored
     // initial_lr, so a rebuilt schedule's rate applies from the first step.
@@ -334,7 +366,8 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
       std::printf("Resumed from step %lld (epoch %lld)\n", static_cast<long long>(state.global_step),
                   static_cast<long long>(state.epoch));
     } else {
-      std::printf("No checkpoint in '%s' to resume from: starting a new run\n", a.output_dir.string().c_str());
+      std::printf("No checkpoint in '%s' to resume from: starting a new run\n",
+                  a.output_dir.string().c_str());
     }
   }
   const bool resumed = state.global_step > 0;
@@ -360,10 +393,12 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
     if (ema) ema->restore(unet);
   };
   auto save_samples = [&](const std::string& tag) {
-    Generator sample_gen(static_cast<std::uint64_t>(a.seed));  // the same noise every time: progress is visible
+    Generator sample_gen(
+        static_cast<std::uint64_t>(a.seed));  // the same noise every time: progress is visible
     Tensor<float> images;
     with_ema_weights([&] {
-      images = pipe({.batch_size = a.eval_batch_size, .num_inference_steps = a.ddpm_num_inference_steps}, sample_gen);
+      images = pipe({.batch_size = a.eval_batch_size, .num_inference_steps = a.ddpm_num_inference_steps},
+                    sample_gen);
     });
     const auto nrow = static_cast<std::int64_t>(std::ceil(std::sqrt(static_cast<double>(a.eval_batch_size))));
     viz::save_image(images, a.output_dir / "samples" / (tag + ".png"), {.nrow = nrow});
@@ -399,7 +434,8 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
   training::MetricsLogger jsonl(a.output_dir / "metrics.jsonl", {.append = resumed});
   std::vector<double> losses;
   for (const auto& row : training::read_metrics(a.output_dir / "metrics.csv"))
-    if (row.contains("loss") && row.at("loss").is_number() && row.at("step").get<std::int64_t>() <= state.global_step)
+    if (row.contains("loss") && row.at("loss").is_number() &&
+        row.at("step").get<std::int64_t>() <= state.global_step)
       losses.push_back(row.at("loss").get<double>());
 
   training::ProgressBar progress(total_steps, {.desc = "train"});
@@ -415,14 +451,16 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
       Tensor<float> noise = gen.randn<float>(clean.shape());
       const auto t = gen.randint_list(0, a.ddpm_num_steps, batch.size());
       Tensor<float> noisy = noise_scheduler.add_noise(clean, noise, t);
-      Tensor<float> target = a.prediction_type == "epsilon"        ? noise
-                             : a.prediction_type == "v_prediction" ? noise_scheduler.get_velocity(clean, noise, t)
-                                                                   : clean;
+      Tensor<float> target = a.prediction_type == "epsilon" ? noise
+                             : a.prediction_type == "v_prediction"
+                                 ? noise_scheduler.get_velocity(clean, noise, t)
+                                 : clean;
       Tensor<float> pred = unet(noisy, t);
       Tensor<float> loss;
       if (a.snr_gamma) {
         Tensor<float> w = training::min_snr_weights(alphas_cumprod, t, *a.snr_gamma, a.prediction_type);
-        loss = mean(square(pred - target) * w.reshape({batch.size(), 1, 1, 1}));  // diffusers' per-image weights
+        loss =
+            mean(square(pred - target) * w.reshape({batch.size(), 1, 1, 1}));  // diffusers' per-image weights
       } else if (a.prediction_type == "sample") {  // diffusers' script weights x0 errors by the SNR
         Tensor<float> w = training::compute_snr(alphas_cumprod, t);
         loss = mean(square(pred - target) * w.reshape({batch.size(), 1, 1, 1}));
@@ -455,7 +493,8 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
       jsonl.log(row);
       losses.push_back(loss_sum);
       progress.update(1, loss_sum);
-      if (!on_terminal && (state.global_step % 100 == 0 || state.global_step == 1))  // a log file gets a line now and then
+      if (!on_terminal &&
+          (state.global_step % 100 == 0 || state.global_step == 1))  // a log file gets a line now and then
         std::printf("step %lld/%lld  loss %.4f  lr %.2e  %.0f images/s  %.0f s\n",
                     static_cast<long long>(state.global_step), static_cast<long long>(total_steps), loss_sum,
                     opt.param_groups()[0].lr, row["images_per_s"].get<double>(), elapsed);
@@ -487,11 +526,12 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
   viz::loss_plot(losses, {.log_y = true}).save(a.output_dir / "loss.svg");
   save_samples("step_" + std::to_string(state.global_step));
   save_pipeline();
-  std::printf("Trained %lld steps in %.0f s (%.0f images/s); wrote %s/{model_index.json, unet/, scheduler/, "
-              "README.md, samples.png, loss.svg, metrics.csv, metrics.jsonl, checkpoint-%lld/}\n",
-              static_cast<long long>(state.global_step), seconds(),
-              images_seen / std::max(seconds() - train_start, 1e-9), a.output_dir.string().c_str(),
-              static_cast<long long>(state.global_step));
+  std::printf(
+      "Trained %lld steps in %.0f s (%.0f images/s); wrote %s/{model_index.json, unet/, scheduler/, "
+      "README.md, samples.png, loss.svg, metrics.csv, metrics.jsonl, checkpoint-%lld/}\n",
+      static_cast<long long>(state.global_step), seconds(),
+      images_seen / std::max(seconds() - train_start, 1e-9), a.output_dir.string().c_str(),
+      static_cast<long long>(state.global_step));
   return 0;
 }
 

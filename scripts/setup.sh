@@ -11,6 +11,8 @@ packages=(
   dataset-fashion-mnist
   # the fuzz tests (ctest label fuzz): clang with libFuzzer, ASan/UBSan runtimes and OpenMP
   clang-16 libfuzzer-16-dev libclang-rt-16-dev libomp-16-dev
+  # the format check (test format): Debian 12's clang-format, version 14
+  clang-format
 )
 # PyTorch is optional (benchmark peer scripts): DIFFUSE_WITH_TORCH=1 adds it.
 if [[ "${DIFFUSE_WITH_TORCH:-0}" == 1 ]]; then packages+=(python3-torch); fi

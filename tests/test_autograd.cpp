@@ -31,7 +31,8 @@ void check(const std::function<TD(const Inputs&)>& f, Inputs in, double atol = 1
 
 TEST_CASE("elementwise arithmetic with broadcasting") {
   auto shapes = std::vector<std::pair<Shape, Shape>>{
-      {{3, 4}, {3, 4}}, {{2, 3, 4}, {4}}, {{2, 3, 1}, {1, 3, 5}}, {{2, 3, 4, 4}, {1, 3, 1, 1}}, {{3}, {}}, {{}, {2, 2}}};
+      {{3, 4}, {3, 4}}, {{2, 3, 4}, {4}}, {{2, 3, 1}, {1, 3, 5}}, {{2, 3, 4, 4}, {1, 3, 1, 1}},
+      {{3}, {}},        {{}, {2, 2}}};
   for (auto& [sa, sb] : shapes) {
     INFO(to_string(sa) << " with " << to_string(sb));
     check([](const Inputs& x) { return weigh(x[0] + x[1]); }, {randn(sa), randn(sb)});
@@ -83,10 +84,12 @@ TEST_CASE("matmul, bmm and linear") {
   check([](const Inputs& x) { return weigh(matmul(x[0], x[1])); }, {randn({3, 4}), randn({4, 5})});
   check([](const Inputs& x) { return weigh(matmul(x[0], x[1])); }, {randn({2, 3, 4}), randn({4, 2})});
   check([](const Inputs& x) { return weigh(bmm(x[0], x[1])); }, {randn({3, 2, 4}), randn({3, 4, 5})});
-  check([](const Inputs& x) { return weigh(linear(x[0], x[1], x[2])); }, {randn({2, 3, 4}), randn({5, 4}), randn({5})});
+  check([](const Inputs& x) { return weigh(linear(x[0], x[1], x[2])); },
+        {randn({2, 3, 4}), randn({5, 4}), randn({5})});
   TD a({2, 2}, {1, 2, 3, 4}), b({2, 2}, {5, 6, 7, 8});
   CHECK(matmul(a, b).to_vector() == std::vector<double>{19, 22, 43, 50});
-  CHECK_THROWS_WITH(matmul(randn({2, 3}), randn({4, 5})), Catch::Contains("[2, 3]") && Catch::Contains("[4, 5]"));
+  CHECK_THROWS_WITH(matmul(randn({2, 3}), randn({4, 5})),
+                    Catch::Contains("[2, 3]") && Catch::Contains("[4, 5]"));
 }
 
 TEST_CASE("layout: reshape, permute, transpose, slice, select, concat") {
@@ -95,8 +98,16 @@ TEST_CASE("layout: reshape, permute, transpose, slice, select, concat") {
   check([](const Inputs& x) { return weigh(transpose(x[0], 0, 1)); }, {randn({3, 5})});
   check([](const Inputs& x) { return weigh(x[0].slice(1, 3)); }, {randn({4, 3})});
   check([](const Inputs& x) { return weigh(x[0][2]); }, {randn({4, 3})});
-  check([](const Inputs& x) { return weigh(concat(Inputs{x[0], x[1]}, 1)); }, {randn({2, 3, 2}), randn({2, 1, 2})});
-  check([](const Inputs& x) { return weigh(concat(Inputs{x[0], x[1], x[0]}, 0)); }, {randn({2, 3}), randn({1, 3})});
+  check(
+      [](const Inputs& x) {
+        return weigh(concat(Inputs{x[0], x[1]}, 1));
+      },
+      {randn({2, 3, 2}), randn({2, 1, 2})});
+  check(
+      [](const Inputs& x) {
+        return weigh(concat(Inputs{x[0], x[1], x[0]}, 0));
+      },
+      {randn({2, 3}), randn({1, 3})});
   TD t = TD::arange(0, 6).reshape({2, 3});
   CHECK(transpose(t, 0, 1).to_vector() == std::vector<double>{0, 3, 1, 4, 2, 5});
   CHECK(t[1].to_vector() == std::vector<double>{3, 4, 5});
@@ -128,8 +139,10 @@ TEST_CASE("dropout keeps the expected fraction and scales the rest") {
   auto y = F::dropout(x, 0.25, true, g);
   int zeros = 0;
   for (float v : y) {
-    if (v == 0) ++zeros;
-    else CHECK(v == Approx(1 / 0.75));
+    if (v == 0)
+      ++zeros;
+    else
+      CHECK(v == Approx(1 / 0.75));
   }
   CHECK(zeros == Approx(2500).margin(200));
   CHECK(F::dropout(x, 0.25, false, g).is_same(x));

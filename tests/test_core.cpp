@@ -1,8 +1,8 @@
 // Tensor basics, views, Generator.
 #include <catch2/catch.hpp>
 
-#include "diffuse/core/tensor.hpp"
 #include "diffuse/core/generator.hpp"
+#include "diffuse/core/tensor.hpp"
 
 #include <cmath>
 #include <limits>
@@ -13,7 +13,8 @@ using namespace diffuse;
 TEST_CASE("Philox 4x32-10 matches the Random123 known-answer vectors") {
   auto r = detail::philox4x32({0, 0, 0, 0}, {0, 0});
   CHECK(r == std::array<std::uint32_t, 4>{0x6627e8d5u, 0xe169c58du, 0xbc57ac4cu, 0x9b00dbd8u});
-  auto s = detail::philox4x32({0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}, {0xffffffffu, 0xffffffffu});
+  auto s =
+      detail::philox4x32({0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}, {0xffffffffu, 0xffffffffu});
   CHECK(s == std::array<std::uint32_t, 4>{0x408f276du, 0x41c83b0eu, 0xa20bc7c6u, 0x6d5451fdu});
 }
 
@@ -108,12 +109,14 @@ TEST_CASE("absurd sizes are refused, not allocated") {
   CHECK_THROWS_WITH(Tensor<float>::zeros({std::int64_t{1} << 62}), Catch::Contains("cannot allocate"));
   CHECK_THROWS_WITH(Tensor<float>::empty({std::int64_t{1} << 32, std::int64_t{1} << 32, 2}),
                     Catch::Contains("too many elements"));
-  CHECK(Tensor<float>::empty({0, std::int64_t{1} << 62, 8}).numel() == 0);  // empty, whatever the other extents
+  CHECK(Tensor<float>::empty({0, std::int64_t{1} << 62, 8}).numel() ==
+        0);  // empty, whatever the other extents
   CHECK_THROWS_AS(Tensor<double>::arange(0, std::numeric_limits<double>::infinity()), Error);
   CHECK_THROWS_AS(Tensor<double>::arange(0, std::nan("")), Error);
   CHECK_THROWS_WITH(Generator(0).randint_list(0, 5, -1), Catch::Contains("negative"));
   // the full int64 range is a valid range
-  for (auto v : Generator(0).randint_list(std::numeric_limits<std::int64_t>::min(), std::numeric_limits<std::int64_t>::max(), 100))
+  for (auto v : Generator(0).randint_list(std::numeric_limits<std::int64_t>::min(),
+                                          std::numeric_limits<std::int64_t>::max(), 100))
     CHECK(v < std::numeric_limits<std::int64_t>::max());
 }
 

@@ -13,7 +13,6 @@
 #include <set>
 #include <string>
 
-#include "temp_dir.hpp"
 #include "diffuse/data/dataloader.hpp"
 #include "diffuse/data/fashion_mnist.hpp"  // before dataloader.hpp on purpose: data::detail must not hide diffuse::detail
 #include "diffuse/data/idx.hpp"
@@ -21,6 +20,7 @@
 #include "diffuse/data/mnist.hpp"
 #include "diffuse/data/tensor_dataset.hpp"
 #include "diffuse/io/image.hpp"
+#include "temp_dir.hpp"
 
 using namespace diffuse;
 namespace fs = std::filesystem;
@@ -326,7 +326,8 @@ TEST_CASE("ImageFolder: subfolders are classes, images resized, errors name the 
   data::DataLoader loader(f, {.batch_size = 2});
   CHECK((*loader.begin()).images.shape() == Shape{2, 3, 4, 4});
 
-  CHECK_THROWS_WITH(data::ImageFolder(dir.path), Catch::Contains("c.png") && Catch::Contains("is 4x4 but earlier images are 6x8"));
+  CHECK_THROWS_WITH(data::ImageFolder(dir.path),
+                    Catch::Contains("c.png") && Catch::Contains("is 4x4 but earlier images are 6x8"));
   write_bytes(dir / "dog" / "broken.png", "garbage");
   CHECK_THROWS_WITH(data::ImageFolder(dir.path, {.size = 4, .on_bad_file = data::OnBadFile::error}),
                     Catch::Contains("broken.png"));

@@ -10,16 +10,16 @@
 #include <random>
 #include <string>
 
-#include "temp_dir.hpp"
 #include "diffuse/core/tensor.hpp"
 #include "diffuse/io/atomic_file.hpp"
-#include "diffuse/viz/figure.hpp"
-#include "diffuse/viz/grid.hpp"
 #include "diffuse/io/half.hpp"
 #include "diffuse/io/image.hpp"
 #include "diffuse/io/json.hpp"
 #include "diffuse/io/npy.hpp"
 #include "diffuse/io/safetensors.hpp"
+#include "diffuse/viz/figure.hpp"
+#include "diffuse/viz/grid.hpp"
+#include "temp_dir.hpp"
 
 using namespace diffuse;
 namespace fs = std::filesystem;
@@ -313,12 +313,14 @@ TEST_CASE("JSON files: pretty, sorted, atomic; clear errors") {
   // Python's NaN in the file, walked; now refused at parsing. Brackets inside strings do not count.
   const std::string deep = std::string(100000, '[') + std::string(100000, ']');
   write_bytes(dir / "deep.json", "{\"a\": NaN, \"b\": " + deep + "}");
-  CHECK_THROWS_WITH(io::read_json(dir / "deep.json"), Catch::Contains("deep.json") && Catch::Contains("nested"));
+  CHECK_THROWS_WITH(io::read_json(dir / "deep.json"),
+                    Catch::Contains("deep.json") && Catch::Contains("nested"));
   CHECK_THROWS_WITH(io::parse_json(deep), Catch::Contains("nested more than 256"));
   const std::string ok = std::string(256, '[') + std::string(256, ']');
   CHECK(io::parse_json(ok).is_array());
   CHECK(io::parse_json(ok).dump() == ok);
-  CHECK(io::parse_json("{\"s\": \"" + std::string(1000, '[') + "\\\"\"}")["s"].get<std::string>().size() == 1001);
+  CHECK(io::parse_json("{\"s\": \"" + std::string(1000, '[') + "\\\"\"}")["s"].get<std::string>().size() ==
+        1001);
 }
 
 // ---------------------------------------------------------------- npy
@@ -504,23 +506,25 @@ TEST_CASE("hostile images are refused before stb decodes them") {
   // A 35-byte RLE TGA named .png once "decoded" into 4 x 29,545 x 8,293 (41 s, 4.7 GB): only PNG
   // and JPEG are decoded, by their first bytes.
   std::string tga(18, '\0');
-  tga[2] = 10;                                  // RLE true-colour
-  tga[12] = char(0x69), tga[13] = char(0x73);   // width 29,545
-  tga[14] = char(0x65), tga[15] = char(0x20);   // height 8,293
+  tga[2] = 10;                                 // RLE true-colour
+  tga[12] = char(0x69), tga[13] = char(0x73);  // width 29,545
+  tga[14] = char(0x65), tga[15] = char(0x20);  // height 8,293
   tga[16] = 32;
   write_bytes(dir / "tga.png", tga + std::string(17, '\xff'));
-  CHECK_THROWS_WITH(io::read_image(dir / "tga.png"), Catch::Contains("tga.png") && Catch::Contains("not a PNG or JPEG"));
+  CHECK_THROWS_WITH(io::read_image(dir / "tga.png"),
+                    Catch::Contains("tga.png") && Catch::Contains("not a PNG or JPEG"));
 
   // A PNG header declaring 10,000 x 10,000 pixels (10^8, 1.1x the default limit): refused from the
   // header, nothing allocated.
   auto be32 = [](std::uint32_t v) {
     return std::string{char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
   };
-  const std::string ihdr = be32(13) + "IHDR" + be32(10000) + be32(10000) + std::string("\x08\x00\x00\x00\x00", 5) +
-                           be32(0);
+  const std::string ihdr =
+      be32(13) + "IHDR" + be32(10000) + be32(10000) + std::string("\x08\x00\x00\x00\x00", 5) + be32(0);
   write_bytes(dir / "huge.png", std::string("\x89PNG\r\n\x1a\n", 8) + ihdr + be32(0) + "IEND" + be32(0));
-  CHECK_THROWS_WITH(io::read_image(dir / "huge.png"),
-                    Catch::Contains("huge.png") && Catch::Contains("10000x10000") && Catch::Contains("max_image_pixels"));
+  CHECK_THROWS_WITH(io::read_image(dir / "huge.png"), Catch::Contains("huge.png") &&
+                                                          Catch::Contains("10000x10000") &&
+                                                          Catch::Contains("max_image_pixels"));
   // The limit is adjustable.
   io::write_png(dir / "ok.png", Tensor<float>({3, 8, 8}));
   const auto saved = io::max_image_pixels().exchange(63);
@@ -535,7 +539,8 @@ TEST_CASE("hostile images are refused before stb decodes them") {
   const std::size_t len = dht.size() + 2;
   write_bytes(dir / "dht.jpg", std::string("\xff\xd8\xff\xc4", 4) + char(len >> 8) + char(len & 0xff) + dht +
                                    std::string("\xff\xd9", 2));
-  CHECK_THROWS_WITH(io::read_image(dir / "dht.jpg"), Catch::Contains("dht.jpg") && Catch::Contains("272 codes"));
+  CHECK_THROWS_WITH(io::read_image(dir / "dht.jpg"),
+                    Catch::Contains("dht.jpg") && Catch::Contains("272 codes"));
   io::write_jpeg(dir / "ok.jpg", Tensor<float>::full({3, 16, 16}, 0.5f));
   CHECK(io::read_image(dir / "ok.jpg").shape() == Shape{3, 16, 16});
 
@@ -543,9 +548,10 @@ TEST_CASE("hostile images are refused before stb decodes them") {
   // before noticing; found by fuzzing): refused from the chunk lengths. Real PNGs still read, and so
   // does one whose IEND lacks its CRC.
   write_bytes(dir / "idat.png", std::string("\x89PNG\r\n\x1a\n", 8) + be32(13) + "IHDR" + be32(5) + be32(6) +
-                                    std::string("\x08\x02\x00\x00\x00", 5) + be32(0) + be32(0x6b1c00c3) + "IDAT" +
-                                    std::string(20, '\x01'));
-  CHECK_THROWS_WITH(io::read_image(dir / "idat.png"), Catch::Contains("idat.png") && Catch::Contains("'IDAT' declares 1796997315 bytes"));
+                                    std::string("\x08\x02\x00\x00\x00", 5) + be32(0) + be32(0x6b1c00c3) +
+                                    "IDAT" + std::string(20, '\x01'));
+  CHECK_THROWS_WITH(io::read_image(dir / "idat.png"),
+                    Catch::Contains("idat.png") && Catch::Contains("'IDAT' declares 1796997315 bytes"));
   std::string png = io::encode_png(Tensor<float>::full({1, 3, 3}, 0.5f));
   write_bytes(dir / "no_iend_crc.png", png.substr(0, png.size() - 4));
   CHECK(io::read_image(dir / "no_iend_crc.png").shape() == Shape{1, 3, 3});
@@ -606,7 +612,7 @@ TEST_CASE("save_image grids a batch and keeps a single image as is") {
   CHECK(g.at({0, 0, 0}) == 0.0f);
   CHECK(g.at({0, 2, 2}) == 1.0f);
   viz::save_image(Tensor<float>({1, 3, 3}, std::vector<float>(9, -1.0f)), dir / "one.png",
-                 {.value_range = std::make_pair(-1.0, 1.0)});
+                  {.value_range = std::make_pair(-1.0, 1.0)});
   auto o = io::read_image(dir / "one.png");
   CHECK(o.shape() == Shape{1, 3, 3});
   CHECK(o.at({0, 1, 1}) == 0.0f);

@@ -119,8 +119,8 @@ Vec ref_softmax(int64_t rows, int64_t cols, const Vec& x) {
   return y;
 }
 
-Vec ref_attention(int64_t B, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv, double scale, const Vec& q, const Vec& kk,
-                  const Vec& v) {
+Vec ref_attention(int64_t B, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv, double scale, const Vec& q,
+                  const Vec& kk, const Vec& v) {
   Vec out(B * Lq * Dv, 0.0);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t i = 0; i < Lq; ++i) {
@@ -170,7 +170,8 @@ TEST_CASE("gemm with beta = 0 ignores NaN in C; K = 0 scales C", "[kernels][gemm
   Vec D = {1, 2, 3, 4};
   k::gemm(false, false, 2, 2, 0, 1.0, A.data(), 1, B.data(), 2, 2.0, D.data(), 2);
   CHECK(D == Vec{2, 4, 6, 8});
-  CHECK_THROWS_AS(k::gemm(false, false, 2, 2, 3, 1.0, A.data(), 2, B.data(), 2, 0.0, C.data(), 2), diffuse::Error);
+  CHECK_THROWS_AS(k::gemm(false, false, 2, 2, 3, 1.0, A.data(), 2, B.data(), 2, 0.0, C.data(), 2),
+                  diffuse::Error);
 }
 
 TEST_CASE("flop_counter counts two operations per multiply-add of GEMM and convolution", "[kernels]") {
@@ -180,9 +181,9 @@ TEST_CASE("flop_counter counts two operations per multiply-add of GEMM and convo
   auto before = k::flop_counter().load();
   k::gemm(false, false, M, N, K, 1.0, A.data(), K, B.data(), N, 0.0, C.data(), N);  // several tiles or one
   CHECK(k::flop_counter().load() - before == 2 * M * N * K);
-  for (const k::Conv2dGeometry& g : {k::Conv2dGeometry{2, 3, 9, 8, 4, 3, 3, 1, 1},   // im2col + GEMM
-                                     k::Conv2dGeometry{2, 3, 9, 8, 1, 5, 5, 1, 2},   // one output channel
-                                     k::Conv2dGeometry{2, 3, 9, 8, 4, 3, 3, 2, 1}}) { // stride 2
+  for (const k::Conv2dGeometry& g : {k::Conv2dGeometry{2, 3, 9, 8, 4, 3, 3, 1, 1},     // im2col + GEMM
+                                     k::Conv2dGeometry{2, 3, 9, 8, 1, 5, 5, 1, 2},     // one output channel
+                                     k::Conv2dGeometry{2, 3, 9, 8, 4, 3, 3, 2, 1}}) {  // stride 2
     const Vec x = randn(g.N * g.C * g.H * g.W, 3), w = randn(g.O * g.C * g.KH * g.KW, 4);
     Vec y(g.N * g.O * g.OH() * g.OW());
     before = k::flop_counter().load();
@@ -201,8 +202,8 @@ TEST_CASE("gemm_batched equals one gemm per batch", "[kernels][gemm]") {
       for (int64_t i = 0; i < count; ++i)
         k::gemm(ta, tb, M, N, K, 2.0, A.data() + i * M * K, lda, B.data() + i * K * N, ldb, 0.5,
                 ref.data() + i * M * N, N);
-      k::gemm_batched(count, ta, tb, M, N, K, 2.0, A.data(), lda, M * K, B.data(), ldb, K * N, 0.5, C.data(), N,
-                      M * N);
+      k::gemm_batched(count, ta, tb, M, N, K, 2.0, A.data(), lda, M * K, B.data(), ldb, K * N, 0.5, C.data(),
+                      N, M * N);
       CHECK_CLOSE(C, ref, 1e-12);
     }
 }
@@ -212,21 +213,21 @@ TEST_CASE("gemm_batched equals one gemm per batch", "[kernels][gemm]") {
 namespace {
 std::vector<k::Conv2dGeometry> conv_cases() {
   return {
-      {2, 3, 5, 6, 4, 3, 3, 1, 1},   // 3x3 pad 1
-      {2, 3, 7, 5, 2, 3, 3, 2, 1},   // stride 2, odd sizes
-      {3, 2, 6, 6, 3, 1, 1, 1, 0},   // pointwise (no im2col)
-      {1, 2, 5, 5, 2, 1, 1, 2, 0},   // 1x1 stride 2
-      {2, 2, 7, 6, 3, 5, 5, 1, 2},   // 5x5 pad 2
-      {2, 2, 8, 7, 2, 5, 5, 2, 1},   // 5x5 stride 2
-      {2, 20, 4, 5, 3, 3, 3, 1, 1},  // several channel blocks in backward
-      {1, 2, 3, 3, 2, 3, 3, 1, 0},   // output 1x1
-      {1, 2, 20, 19, 2, 3, 3, 1, 1}, // forward splits the image into bands of rows
-      {1, 2, 30, 20, 2, 1, 1, 1, 0}, // pointwise, in bands
-      {3, 20, 12, 14, 2, 5, 5, 1, 2}, // stride 1: three images in one tile
-      {2, 3, 6, 7, 1, 5, 5, 1, 2},   // one output channel (direct path)
-      {3, 1, 6, 6, 4, 5, 5, 1, 2},   // one input channel
-      {2, 2, 4, 3, 3, 3, 3, 1, 3},   // padding > kernel - 1: input gradient by col2im
-      {2, 3, 5, 6, 4, 3, 2, 1, 1},   // non-square kernel
+      {2, 3, 5, 6, 4, 3, 3, 1, 1},     // 3x3 pad 1
+      {2, 3, 7, 5, 2, 3, 3, 2, 1},     // stride 2, odd sizes
+      {3, 2, 6, 6, 3, 1, 1, 1, 0},     // pointwise (no im2col)
+      {1, 2, 5, 5, 2, 1, 1, 2, 0},     // 1x1 stride 2
+      {2, 2, 7, 6, 3, 5, 5, 1, 2},     // 5x5 pad 2
+      {2, 2, 8, 7, 2, 5, 5, 2, 1},     // 5x5 stride 2
+      {2, 20, 4, 5, 3, 3, 3, 1, 1},    // several channel blocks in backward
+      {1, 2, 3, 3, 2, 3, 3, 1, 0},     // output 1x1
+      {1, 2, 20, 19, 2, 3, 3, 1, 1},   // forward splits the image into bands of rows
+      {1, 2, 30, 20, 2, 1, 1, 1, 0},   // pointwise, in bands
+      {3, 20, 12, 14, 2, 5, 5, 1, 2},  // stride 1: three images in one tile
+      {2, 3, 6, 7, 1, 5, 5, 1, 2},     // one output channel (direct path)
+      {3, 1, 6, 6, 4, 5, 5, 1, 2},     // one input channel
+      {2, 2, 4, 3, 3, 3, 3, 1, 3},     // padding > kernel - 1: input gradient by col2im
+      {2, 3, 5, 6, 4, 3, 2, 1, 1},     // non-square kernel
   };
 }
 }  // namespace
@@ -279,9 +280,10 @@ TEST_CASE("conv2d on geometries with several tiles: forward matches the direct s
           "[kernels][conv2d]") {
   // Too large for finite differences in every entry; the convolution is linear in x and in w, so
   // <gx, dx> = <conv(dx, w), gy> and <gw, dw> = <conv(x, dw), gy> for any dx, dw (bias off).
-  for (const k::Conv2dGeometry& g : {k::Conv2dGeometry{2, 64, 12, 13, 3, 5, 5, 1, 2},  // 2 tiles, 1 mid-image
-                                     k::Conv2dGeometry{20, 64, 7, 6, 4, 5, 5, 1, 2},   // 4 tiles of 7x6 images
-                                     k::Conv2dGeometry{3, 32, 28, 28, 1, 5, 5, 1, 2}}) {  // one output channel
+  for (const k::Conv2dGeometry& g :
+       {k::Conv2dGeometry{2, 64, 12, 13, 3, 5, 5, 1, 2},     // 2 tiles, 1 mid-image
+        k::Conv2dGeometry{20, 64, 7, 6, 4, 5, 5, 1, 2},      // 4 tiles of 7x6 images
+        k::Conv2dGeometry{3, 32, 28, 28, 1, 5, 5, 1, 2}}) {  // one output channel
     INFO("N=" << g.N << " C=" << g.C << " H=" << g.H << " W=" << g.W << " O=" << g.O);
     const Vec x = randn(g.N * g.C * g.H * g.W, 1), w = randn(g.O * g.C * g.KH * g.KW, 2), b = randn(g.O, 3);
     const Vec gy = randn(g.N * g.O * g.OH() * g.OW(), 4), dx = randn(x.size(), 5), dw = randn(w.size(), 6);
@@ -308,8 +310,13 @@ TEST_CASE("stride-1 convolution tiles split the work evenly between two threads"
   // The static schedule gives each of two threads half of the tiles; tiles are equal up to the last,
   // even in number, and a multiple of the weight gradient's chunks when there are more of them
   // (a 4x4 layer of 256 pixels was once split 192 + 64).
-  for (const auto& [N, C, H, K] : {std::array<int64_t, 4>{16, 256, 4, 3}, {16, 512, 4, 3}, {16, 256, 8, 3},
-                                   {16, 64, 32, 3}, {128, 1, 28, 5}, {128, 32, 14, 5}, {1, 8, 3, 3}}) {
+  for (const auto& [N, C, H, K] : {std::array<int64_t, 4>{16, 256, 4, 3},
+                                   {16, 512, 4, 3},
+                                   {16, 256, 8, 3},
+                                   {16, 64, 32, 3},
+                                   {128, 1, 28, 5},
+                                   {128, 32, 14, 5},
+                                   {1, 8, 3, 3}}) {
     const k::detail::S1Conv s{N, C, H + K - 1, H + K - 1, K, K, 64};
     const int64_t tile = s.tile(), tiles = (s.cols() + tile - 1) / tile, last = s.cols() - (tiles - 1) * tile;
     INFO("N=" << N << " C=" << C << " H=" << H << " tile=" << tile << " tiles=" << tiles);
@@ -340,34 +347,36 @@ double max_rel_diff(const Vec& a, const Vec& ref) {
 TEST_CASE("conv2d 3x3 and 5x5 with 16+ channels (Winograd F(4x4,RxR)) matches the direct sum and im2col",
           "[kernels][conv2d]") {
   // Batches of at least 64 tiles of 4x4 outputs (fewer take im2col), forward and input gradient.
-  for (const k::Conv2dGeometry& g : {k::Conv2dGeometry{4, 16, 14, 14, 16, 5, 5, 1, 2},   // tiles cross the edge
-                                     k::Conv2dGeometry{11, 20, 7, 9, 17, 5, 5, 1, 2},   // odd sizes
-                                     k::Conv2dGeometry{11, 16, 13, 11, 24, 5, 5, 1, 0}, // no padding
-                                     k::Conv2dGeometry{16, 16, 6, 6, 16, 5, 5, 1, 4},   // input gradient unpadded
-                                     k::Conv2dGeometry{40, 16, 7, 7, 16, 5, 5, 1, 2},   // 160 tiles: 2 blocks
-                                     k::Conv2dGeometry{4, 16, 14, 14, 16, 3, 3, 1, 1},  // 3x3
-                                     k::Conv2dGeometry{11, 24, 7, 9, 17, 3, 3, 1, 1},
-                                     k::Conv2dGeometry{8, 16, 13, 11, 20, 3, 3, 1, 0},
-                                     k::Conv2dGeometry{40, 16, 7, 7, 16, 3, 3, 1, 1}}) {
+  for (const k::Conv2dGeometry& g :
+       {k::Conv2dGeometry{4, 16, 14, 14, 16, 5, 5, 1, 2},   // tiles cross the edge
+        k::Conv2dGeometry{11, 20, 7, 9, 17, 5, 5, 1, 2},    // odd sizes
+        k::Conv2dGeometry{11, 16, 13, 11, 24, 5, 5, 1, 0},  // no padding
+        k::Conv2dGeometry{16, 16, 6, 6, 16, 5, 5, 1, 4},    // input gradient unpadded
+        k::Conv2dGeometry{40, 16, 7, 7, 16, 5, 5, 1, 2},    // 160 tiles: 2 blocks
+        k::Conv2dGeometry{4, 16, 14, 14, 16, 3, 3, 1, 1},   // 3x3
+        k::Conv2dGeometry{11, 24, 7, 9, 17, 3, 3, 1, 1}, k::Conv2dGeometry{8, 16, 13, 11, 20, 3, 3, 1, 0},
+        k::Conv2dGeometry{40, 16, 7, 7, 16, 3, 3, 1, 1}}) {
     INFO("N=" << g.N << " C=" << g.C << " H=" << g.H << " W=" << g.W << " O=" << g.O << " K=" << g.KH
               << " p=" << g.padding);
     REQUIRE(k::detail::winograd_applies<float>(g.C, g.O, g.KH, g.KW, g.stride,
                                                k::detail::winograd_tiles(g.N, g.OH(), g.OW())));
-    REQUIRE(k::detail::winograd_applies<float>(g.O, g.C, g.KH, g.KW, g.stride, k::detail::winograd_tiles(g.N, g.H, g.W)));
+    REQUIRE(k::detail::winograd_applies<float>(g.O, g.C, g.KH, g.KW, g.stride,
+                                               k::detail::winograd_tiles(g.N, g.H, g.W)));
     REQUIRE_FALSE(k::detail::winograd_applies<double>(g.C, g.O, g.KH, g.KW, g.stride, 1 << 20));
     const Vec x = randn(g.N * g.C * g.H * g.W, 1), w = randn(g.O * g.C * g.KH * g.KW, 2), b = randn(g.O, 3);
     const Vec gy = randn(g.N * g.O * g.OH() * g.OW(), 4), dx = randn(x.size(), 5);
     const Vec ref = ref_conv(g, x, w, b.data());
     // The algorithm itself, in double (conv2d keeps im2col for double): rounding-level agreement.
     Vec y(gy.size(), 99.0);
-    k::detail::winograd_conv<double, 0>({g.N, g.C, g.H, g.W, g.padding, g.O, g.KH}, x.data(), w.data(), b.data(),
-                                        y.data());
+    k::detail::winograd_conv<double, 0>({g.N, g.C, g.H, g.W, g.padding, g.O, g.KH}, x.data(), w.data(),
+                                        b.data(), y.data());
     CHECK(max_rel_diff(y, ref) < 1e-13);
     // float32 through conv2d: within a few 1e-6 of the output's scale (im2col: about 1e-6), the same
     // on any thread count; the input gradient matches im2col's and is the adjoint of the forward.
     auto to_float = [](const Vec& v) { return std::vector<float>(v.begin(), v.end()); };
     auto to_double = [](const std::vector<float>& v) { return Vec(v.begin(), v.end()); };
-    const std::vector<float> xf = to_float(x), wf = to_float(w), bf = to_float(b), gyf = to_float(gy), dxf = to_float(dx);
+    const std::vector<float> xf = to_float(x), wf = to_float(w), bf = to_float(b), gyf = to_float(gy),
+                             dxf = to_float(dx);
     std::vector<float> y1(y.size()), y2(y.size()), gx(x.size(), 7.f), gw(w.size(), 7.f), gx_im2col(x.size()),
         gw_im2col(w.size()), conv_dx(y.size());
     const int saved = omp_get_max_threads();
@@ -378,7 +387,8 @@ TEST_CASE("conv2d 3x3 and 5x5 with 16+ channels (Winograd F(4x4,RxR)) matches th
     omp_set_num_threads(saved);
     CHECK(y1 == y2);
     CHECK(max_rel_diff(to_double(y1), ref) < 2e-5);
-    k::conv2d_backward(g, xf.data(), wf.data(), gyf.data(), gx.data(), gw.data(), static_cast<float*>(nullptr));
+    k::conv2d_backward(g, xf.data(), wf.data(), gyf.data(), gx.data(), gw.data(),
+                       static_cast<float*>(nullptr));
     {
       WinogradSwitch off(false);
       k::conv2d_backward(g, xf.data(), wf.data(), gyf.data(), gx_im2col.data(), gw_im2col.data(),
@@ -399,8 +409,9 @@ TEST_CASE("conv2d rejects impossible geometry", "[kernels][conv2d]") {
   CHECK_THROWS_WITH(k::conv2d_forward(g, buf.data(), buf.data(), (double*)nullptr, buf.data()),
                     Catch::Contains("C must be positive, got 0"));
   g = {1, 1, 4, 4, 1, 3, 3, 0, 1};
-  CHECK_THROWS_AS(k::conv2d_backward(g, buf.data(), buf.data(), buf.data(), buf.data(), buf.data(), buf.data()),
-                  diffuse::Error);
+  CHECK_THROWS_AS(
+      k::conv2d_backward(g, buf.data(), buf.data(), buf.data(), buf.data(), buf.data(), buf.data()),
+      diffuse::Error);
 }
 
 // ---- group norm ---------------------------------------------------------------------------------
@@ -410,12 +421,14 @@ TEST_CASE("group_norm forward matches the definition and saves mean/rstd", "[ker
   Vec x = randn(N * C * HW, 1), gamma = randn(C, 2), beta = randn(C, 3);
   for (auto& v : x) v += 10.0;  // a large mean must not hurt the variance
   Vec y(x.size()), mean(N * G), rstd(N * G);
-  k::group_norm_forward(N, C, HW, G, 1e-5, x.data(), gamma.data(), beta.data(), y.data(), mean.data(), rstd.data());
+  k::group_norm_forward(N, C, HW, G, 1e-5, x.data(), gamma.data(), beta.data(), y.data(), mean.data(),
+                        rstd.data());
   CHECK_CLOSE(y, ref_group_norm(N, C, HW, G, 1e-5, x, gamma.data(), beta.data()), 1e-10);
   double m0 = 0;
   for (int64_t i = 0; i < 2 * HW; ++i) m0 += x[i];
   CHECK(mean[0] == Approx(m0 / (2 * HW)));
-  k::group_norm_forward<double>(N, C, HW, G, 1e-5, x.data(), nullptr, nullptr, y.data(), mean.data(), rstd.data());
+  k::group_norm_forward<double>(N, C, HW, G, 1e-5, x.data(), nullptr, nullptr, y.data(), mean.data(),
+                                rstd.data());
   CHECK_CLOSE(y, ref_group_norm(N, C, HW, G, 1e-5, x, nullptr, nullptr), 1e-10);
 }
 
@@ -433,8 +446,8 @@ TEST_CASE("group_norm backward matches finite differences", "[kernels][group_nor
     };
     loss();
     Vec gx(x.size(), 7.0), gg(C, 7.0), gb(C, 7.0);
-    k::group_norm_backward(N, C, HW, G, x.data(), ga, mean.data(), rstd.data(), r.data(), gx.data(), gg.data(),
-                           gb.data());
+    k::group_norm_backward(N, C, HW, G, x.data(), ga, mean.data(), rstd.data(), r.data(), gx.data(),
+                           gg.data(), gb.data());
     CHECK_CLOSE(gx, numeric_grad(x, loss), 1e-6);
     if (affine) {
       CHECK_CLOSE(gg, numeric_grad(gamma, loss), 1e-6);
@@ -442,12 +455,12 @@ TEST_CASE("group_norm backward matches finite differences", "[kernels][group_nor
     }
     loss();  // the finite differences left mean/rstd of a perturbed x
     Vec gx2(x.size());
-    k::group_norm_backward<double>(N, C, HW, G, x.data(), ga, mean.data(), rstd.data(), r.data(), gx2.data(), nullptr,
-                                   nullptr);
+    k::group_norm_backward<double>(N, C, HW, G, x.data(), ga, mean.data(), rstd.data(), r.data(), gx2.data(),
+                                   nullptr, nullptr);
     CHECK(gx2 == gx);
     Vec gg2(C), gb2(C);
-    k::group_norm_backward<double>(N, C, HW, G, x.data(), ga, mean.data(), rstd.data(), r.data(), nullptr, gg2.data(),
-                                   gb2.data());
+    k::group_norm_backward<double>(N, C, HW, G, x.data(), ga, mean.data(), rstd.data(), r.data(), nullptr,
+                                   gg2.data(), gb2.data());
     CHECK(gg2 == gg);
     CHECK(gb2 == gb);
   }
@@ -455,8 +468,8 @@ TEST_CASE("group_norm backward matches finite differences", "[kernels][group_nor
 
 TEST_CASE("group_norm rejects channels not divisible by groups", "[kernels][group_norm]") {
   Vec b(100);
-  CHECK_THROWS_WITH(k::group_norm_forward<double>(1, 6, 4, 4, 1e-5, b.data(), nullptr, nullptr, b.data(), b.data(),
-                                                  b.data()),
+  CHECK_THROWS_WITH(k::group_norm_forward<double>(1, 6, 4, 4, 1e-5, b.data(), nullptr, nullptr, b.data(),
+                                                  b.data(), b.data()),
                     Catch::Contains("C=6") && Catch::Contains("G=4"));
 }
 
@@ -503,8 +516,8 @@ TEST_CASE("softmax does not depend on the alignment of its buffers", "[kernels][
 TEST_CASE("attention forward matches the definition, backward matches finite differences",
           "[kernels][attention]") {
   // Lq = 70 spans two query tiles of the forward.
-  for (auto [B, Lq, Lk, D, Dv] : {std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>{3, 5, 7, 4, 3},
-                                  {1, 70, 3, 2, 2}}) {
+  for (auto [B, Lq, Lk, D, Dv] :
+       {std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>{3, 5, 7, 4, 3}, {1, 70, 3, 2, 2}}) {
     const double scale = 1.0 / std::sqrt(double(D));
     Vec q = randn(B * Lq * D, 1), kk = randn(B * Lk * D, 2), v = randn(B * Lk * Dv, 3);
     Vec out(B * Lq * Dv), probs(B * Lq * Lk);
@@ -516,8 +529,8 @@ TEST_CASE("attention forward matches the definition, backward matches finite dif
 
     const Vec r = randn(out.size(), 4);
     Vec gq(q.size(), 7.0), gk(kk.size(), 7.0), gv(v.size(), 7.0);
-    k::attention_backward(B, Lq, Lk, D, Dv, scale, q.data(), kk.data(), v.data(), probs.data(), r.data(), gq.data(),
-                          gk.data(), gv.data());
+    k::attention_backward(B, Lq, Lk, D, Dv, scale, q.data(), kk.data(), v.data(), probs.data(), r.data(),
+                          gq.data(), gk.data(), gv.data());
     auto loss = [&] {
       Vec o(out.size()), p(probs.size());
       k::attention_forward(B, Lq, Lk, D, Dv, scale, q.data(), kk.data(), v.data(), o.data(), p.data());
@@ -537,7 +550,8 @@ TEST_CASE("nearest 2x upsampling", "[kernels][resample]") {
   k::upsample_nearest2x_forward(P, H, W, x.data(), y.data());
   for (int64_t p = 0; p < P; ++p)
     for (int64_t i = 0; i < 2 * H; ++i)
-      for (int64_t j = 0; j < 2 * W; ++j) CHECK(y[(p * 2 * H + i) * 2 * W + j] == x[(p * H + i / 2) * W + j / 2]);
+      for (int64_t j = 0; j < 2 * W; ++j)
+        CHECK(y[(p * 2 * H + i) * 2 * W + j] == x[(p * H + i / 2) * W + j / 2]);
   const Vec r = randn(y.size(), 2);
   Vec gx(x.size(), 7.0);
   k::upsample_nearest2x_backward(P, H, W, r.data(), gx.data());
@@ -563,8 +577,8 @@ TEST_CASE("2x2 max and average pooling, odd sizes floor", "[kernels][resample]")
       for (int64_t i = 0; i < OH; ++i)
         for (int64_t j = 0; j < OW; ++j) {
           const double* xp = x.data() + p * H * W;
-          const double a = xp[2 * i * W + 2 * j], b = xp[2 * i * W + 2 * j + 1], c = xp[(2 * i + 1) * W + 2 * j],
-                       d = xp[(2 * i + 1) * W + 2 * j + 1];
+          const double a = xp[2 * i * W + 2 * j], b = xp[2 * i * W + 2 * j + 1],
+                       c = xp[(2 * i + 1) * W + 2 * j], d = xp[(2 * i + 1) * W + 2 * j + 1];
           const int64_t o = (p * OH + i) * OW + j;
           CHECK(y[o] == std::max({a, b, c, d}));
           CHECK(xp[am[o]] == y[o]);
@@ -604,8 +618,8 @@ TEST_CASE("kernel results are bitwise identical with 1, 2 and 3 threads", "[kern
   const int64_t M = 300, N = 700, K = 257;
   const auto A = randn<float>(M * K, 5), Bm = randn<float>(K * N, 6);
   const int64_t AB = 3, Lq = 100, Lk = 90, D = 32;
-  const auto q = randn<float>(AB * Lq * D, 7), kk = randn<float>(AB * Lk * D, 8), v = randn<float>(AB * Lk * D, 9),
-             go = randn<float>(AB * Lq * D, 10);
+  const auto q = randn<float>(AB * Lq * D, 7), kk = randn<float>(AB * Lk * D, 8),
+             v = randn<float>(AB * Lk * D, 9), go = randn<float>(AB * Lq * D, 10);
   const auto gam = randn<float>(g.C, 11);
 
   auto run = [&](int threads) {
@@ -617,8 +631,8 @@ TEST_CASE("kernel results are bitwise identical with 1, 2 and 3 threads", "[kern
     // stride-1 paths: tiles across images and gradient chunks (C*KK = 1600: 288-pixel tiles over
     // 20 x 42 pixels), one output channel (direct), padding > K-1, and stride 2
     using G = k::Conv2dGeometry;
-    for (const G& h : {G{20, 64, 7, 6, 8, 5, 5, 1, 2}, G{9, 64, 7, 6, 1, 5, 5, 1, 2}, G{4, 5, 9, 8, 6, 3, 3, 1, 3},
-                       G{3, 6, 9, 8, 5, 3, 3, 2, 1}}) {
+    for (const G& h : {G{20, 64, 7, 6, 8, 5, 5, 1, 2}, G{9, 64, 7, 6, 1, 5, 5, 1, 2},
+                       G{4, 5, 9, 8, 6, 3, 3, 1, 3}, G{3, 6, 9, 8, 5, 3, 3, 2, 1}}) {
       const auto hx = randn<float>(h.N * h.C * h.H * h.W, 12), hw = randn<float>(h.O * h.C * h.KH * h.KW, 13),
                  hb = randn<float>(h.O, 14), hgy = randn<float>(h.N * h.O * h.OH() * h.OW(), 15);
       k::conv2d_forward(h, hx.data(), hw.data(), hb.data(), add(hgy.size()));
@@ -628,14 +642,14 @@ TEST_CASE("kernel results are bitwise identical with 1, 2 and 3 threads", "[kern
     float* out = add(AB * Lq * D);
     float* probs = add(AB * Lq * Lk);
     k::attention_forward(AB, Lq, Lk, D, D, 0.2f, q.data(), kk.data(), v.data(), out, probs);
-    k::attention_backward(AB, Lq, Lk, D, D, 0.2f, q.data(), kk.data(), v.data(), probs, go.data(), add(q.size()),
-                          add(kk.size()), add(v.size()));
+    k::attention_backward(AB, Lq, Lk, D, D, 0.2f, q.data(), kk.data(), v.data(), probs, go.data(),
+                          add(q.size()), add(kk.size()), add(v.size()));
     float* mean = add(g.N * 8);
     float* rstd = add(g.N * 8);
-    k::group_norm_forward(g.N, g.C, g.H * g.W, int64_t(8), 1e-5f, x.data(), gam.data(), gam.data(), add(x.size()), mean,
-                          rstd);
-    k::group_norm_backward(g.N, g.C, g.H * g.W, int64_t(8), x.data(), gam.data(), mean, rstd, x.data(), add(x.size()),
-                           add(g.C), add(g.C));
+    k::group_norm_forward(g.N, g.C, g.H * g.W, int64_t(8), 1e-5f, x.data(), gam.data(), gam.data(),
+                          add(x.size()), mean, rstd);
+    k::group_norm_backward(g.N, g.C, g.H * g.W, int64_t(8), x.data(), gam.data(), mean, rstd, x.data(),
+                           add(x.size()), add(g.C), add(g.C));
     return r;
   };
   const auto one = run(1), two = run(2), three = run(3);

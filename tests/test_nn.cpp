@@ -1,8 +1,8 @@
 // Modules, optimizers against PyTorch's numbers, and the from-scratch notebook's BasicUNet.
 #include <catch2/catch.hpp>
 
-#include "diffuse/core/tensor.hpp"
 #include "diffuse/autograd/gradcheck.hpp"
+#include "diffuse/core/tensor.hpp"
 #include "diffuse/models/basic_unet.hpp"
 #include "diffuse/nn/group_norm.hpp"
 #include "diffuse/nn/linear.hpp"
@@ -36,14 +36,17 @@ void check_close(const std::vector<double>& got, const std::vector<double>& want
 
 TEST_CASE("Adam and SGD follow torch.optim step for step") {
   using optim::Adam, optim::SGD, optim::AdamOptions, optim::SGDOptions;
-  check_close(run_optimizer<Adam<double>>([](auto ps) { return std::make_unique<Adam<double>>(ps, AdamOptions{.lr = 0.1}); }),
+  check_close(run_optimizer<Adam<double>>(
+                  [](auto ps) { return std::make_unique<Adam<double>>(ps, AdamOptions{.lr = 0.1}); }),
               {0.5154086418597316, -1.5022405176443159, 0.014981539954195378});
   check_close(run_optimizer<Adam<double>>([](auto ps) {
                 return std::make_unique<Adam<double>>(
-                    ps, AdamOptions{.lr = 0.05, .beta1 = 0.8, .beta2 = 0.99, .eps = 1e-6, .weight_decay = 0.1});
+                    ps,
+                    AdamOptions{.lr = 0.05, .beta1 = 0.8, .beta2 = 0.99, .eps = 1e-6, .weight_decay = 0.1});
               }),
               {0.7543183706576562, -1.7509411643535033, 0.2543008792450691});
-  check_close(run_optimizer<SGD<double>>([](auto ps) { return std::make_unique<SGD<double>>(ps, SGDOptions{.lr = 0.05}); }),
+  check_close(run_optimizer<SGD<double>>(
+                  [](auto ps) { return std::make_unique<SGD<double>>(ps, SGDOptions{.lr = 0.05}); }),
               {0.6698528967546895, -0.6751765478766653, -0.08384710389782764});
   check_close(run_optimizer<SGD<double>>([](auto ps) {
                 return std::make_unique<SGD<double>>(
@@ -51,7 +54,8 @@ TEST_CASE("Adam and SGD follow torch.optim step for step") {
               }),
               {0.2118982408635064, 1.0235055744231474, -0.7515980186049944});
   check_close(run_optimizer<SGD<double>>([](auto ps) {
-                return std::make_unique<SGD<double>>(ps, SGDOptions{.lr = 0.05, .momentum = 0.9, .nesterov = true});
+                return std::make_unique<SGD<double>>(
+                    ps, SGDOptions{.lr = 0.05, .momentum = 0.9, .nesterov = true});
               }),
               {0.14723181130836774, 0.8970584127490735, -0.45568238195988214});
   Tensor<float> leaf({2});
@@ -84,11 +88,12 @@ TEST_CASE("modules: names, state dicts, train/eval") {
   auto missing = state;
   missing.erase("up_layers.1.weight");
   missing["extra.weight"] = Tensor<float>({1});
-  CHECK_THROWS_WITH(other.load_state_dict(missing),
-                    Catch::Contains("missing keys: up_layers.1.weight") && Catch::Contains("unexpected keys: extra.weight"));
+  CHECK_THROWS_WITH(other.load_state_dict(missing), Catch::Contains("missing keys: up_layers.1.weight") &&
+                                                        Catch::Contains("unexpected keys: extra.weight"));
   auto wrong = state;
   wrong["down_layers.0.bias"] = Tensor<float>({31});
-  CHECK_THROWS_WITH(other.load_state_dict(wrong), Catch::Contains("down_layers.0.bias (expected [32], got [31])"));
+  CHECK_THROWS_WITH(other.load_state_dict(wrong),
+                    Catch::Contains("down_layers.0.bias (expected [32], got [31])"));
   net.eval();
   CHECK_FALSE(net.is_training());
 }
@@ -110,12 +115,13 @@ TEST_CASE("BasicUNet gradients match finite differences (double, small input)") 
   // Check the input gradient and one parameter of each depth.
   auto params = net.named_parameters();
   std::vector<Tensor<double>> inputs{x, params[1].second, params[5].second, params[11].second};
-  auto r = gradcheck([&](const std::vector<Tensor<double>>& in) {
-                       Generator w(9);
-                       auto y = net(in[0]);
-                       return sum(y * w.randn<double>(y.shape()));
-                     },
-                     inputs, 1e-6, 1e-7, 1e-5);
+  auto r = gradcheck(
+      [&](const std::vector<Tensor<double>>& in) {
+        Generator w(9);
+        auto y = net(in[0]);
+        return sum(y * w.randn<double>(y.shape()));
+      },
+      inputs, 1e-6, 1e-7, 1e-5);
   INFO(r.message);
   CHECK(r.ok);
 }

@@ -12,21 +12,21 @@
 #include <string>
 #include <vector>
 
-#include "temp_dir.hpp"
 #include "diffuse/autograd/reduce.hpp"
 #include "diffuse/io/json.hpp"
-#include "diffuse/viz/plots.hpp"
-#include "diffuse/viz/strips.hpp"
-#include "diffuse/viz/svg_plot.hpp"
 #include "diffuse/schedulers/ddpm.hpp"
 #include "diffuse/training/metrics.hpp"
 #include "diffuse/training/progress.hpp"
+#include "diffuse/viz/plots.hpp"
+#include "diffuse/viz/strips.hpp"
+#include "diffuse/viz/svg_plot.hpp"
+#include "temp_dir.hpp"
 
 using namespace diffuse;
 namespace fs = std::filesystem;
+using Catch::Contains;
 using diffuse::testing::TempDir;
 using diffuse::testing::write_bytes;
-using Catch::Contains;
 
 namespace {
 
@@ -53,7 +53,8 @@ std::string xml_problem(const std::string& s) {
       if (s[i] == '&') {
         const auto semi = s.find(';', i);
         const std::string ent = s.substr(i, semi == std::string::npos ? 0 : semi - i + 1);
-        if (ent != "&amp;" && ent != "&lt;" && ent != "&gt;" && ent != "&quot;") return "bad entity at " + std::to_string(i);
+        if (ent != "&amp;" && ent != "&lt;" && ent != "&gt;" && ent != "&quot;")
+          return "bad entity at " + std::to_string(i);
       }
       if (stack.empty() && !std::isspace(static_cast<unsigned char>(s[i]))) return "text outside the root";
       ++i;
@@ -65,7 +66,8 @@ std::string xml_problem(const std::string& s) {
     if (count(tag, "\"") % 2) return "unbalanced quotes in <" + tag + ">";
     if (tag[0] == '/') {
       const std::string name = tag.substr(1);
-      if (stack.empty() || stack.back() != name) return "</" + name + "> does not close <" + (stack.empty() ? "" : stack.back()) + ">";
+      if (stack.empty() || stack.back() != name)
+        return "</" + name + "> does not close <" + (stack.empty() ? "" : stack.back()) + ">";
       stack.pop_back();
     } else {
       const bool self = tag.back() == '/';
@@ -214,7 +216,8 @@ TEST_CASE("SvgPlot: well-formed SVG with one polyline per unbroken run, ticks, l
   TempDir dir;
   plot.save(dir / "plot.svg");
   CHECK(read_text(dir / "plot.svg") == svg);
-  CHECK_THROWS_WITH(viz::SvgPlot().add_line({1, 2}, {1}, {.label = "bad"}), Contains("bad") && Contains("2 x values"));
+  CHECK_THROWS_WITH(viz::SvgPlot().add_line({1, 2}, {1}, {.label = "bad"}),
+                    Contains("bad") && Contains("2 x values"));
   CHECK_THROWS_WITH(viz::SvgPlot({.width = 10}), Contains("size"));
 }
 
@@ -229,7 +232,8 @@ TEST_CASE("loss_plot and schedule_plot: the expected curves") {
   CHECK_THAT(lg, Contains("loss (log scale)"));
   CHECK(texts_of_class(lg, "ytick").front() == "0.01");  // min loss ~0.016 -> 2-5 subdivided decade
 
-  schedulers::DDPMScheduler<float> lin_s({.beta_schedule = "linear"}), cos_s({.beta_schedule = "squaredcos_cap_v2"});
+  schedulers::DDPMScheduler<float> lin_s({.beta_schedule = "linear"}),
+      cos_s({.beta_schedule = "squaredcos_cap_v2"});
   const std::string one = viz::schedule_plot(lin_s, "linear").svg();
   CHECK(xml_problem(one).empty());
   CHECK(count(one, "<polyline") == 2);
@@ -252,11 +256,14 @@ TEST_CASE("format_progress: bar, counts, loss, rate and ETA") {
   CHECK(training::format_duration(-1) == "--:--");
 
   training::ProgressInfo p{"epoch 3/30", 25, 100, 0.03125, 5.0};
-  CHECK(training::format_progress(p, 10) == "epoch 3/30 [==>       ] 25/100  25% | loss 0.03125 | 5.00 it/s | 00:05<00:15");
+  CHECK(training::format_progress(p, 10) ==
+        "epoch 3/30 [==>       ] 25/100  25% | loss 0.03125 | 5.00 it/s | 00:05<00:15");
   p.step = 100, p.loss.reset(), p.elapsed = 200;
   CHECK(training::format_progress(p, 4) == "epoch 3/30 [====] 100/100 100% | 2.00 s/it | 03:20<00:00");
-  CHECK(training::format_progress({"", 0, 10, std::nullopt, 0}, 2) == "[  ] 0/10   0% | 0.00 it/s | 00:00<--:--");
-  CHECK(training::format_progress({"sampling", 7, 0, std::nullopt, 2}, 5) == "sampling 7 it | 3.50 it/s | 00:02<?");
+  CHECK(training::format_progress({"", 0, 10, std::nullopt, 0}, 2) ==
+        "[  ] 0/10   0% | 0.00 it/s | 00:00<--:--");
+  CHECK(training::format_progress({"sampling", 7, 0, std::nullopt, 2}, 5) ==
+        "sampling 7 it | 3.50 it/s | 00:02<?");
   p.step = 1, p.elapsed = 4;  // slower than one step a second: seconds per step
   CHECK_THAT(training::format_progress(p), Contains("4.00 s/it"));
 }
@@ -333,7 +340,8 @@ TEST_CASE("MetricsLogger: CSV and JSON lines, flushed per line, resumable after 
 
 TEST_CASE("read_json accepts NaN, Infinity and -Infinity as Python writes them") {
   TempDir dir;
-  std::ofstream(dir / "c.json") << R"({"lambda_min_clipped": -Infinity, "x": [NaN, Infinity, 1.5], "s": "NaN -Infinity"})";
+  std::ofstream(dir / "c.json")
+      << R"({"lambda_min_clipped": -Infinity, "x": [NaN, Infinity, 1.5], "s": "NaN -Infinity"})";
   auto j = io::read_json(dir / "c.json");
   CHECK(std::isinf(j["lambda_min_clipped"].get<double>()));
   CHECK(j["lambda_min_clipped"].get<double>() < 0);

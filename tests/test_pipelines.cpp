@@ -71,7 +71,10 @@ TEST_CASE("sampling is reproducible, works with other schedulers, reports progre
     pipe.set_scheduler(schedulers::make_scheduler<float>(name, ddpm->to_json()));
     std::int64_t calls = 0;
     Generator g(4);
-    auto images = pipe({.batch_size = 2, .num_inference_steps = 3, .height = 16, .width = 8,
+    auto images = pipe({.batch_size = 2,
+                        .num_inference_steps = 3,
+                        .height = 16,
+                        .width = 8,
                         .on_step = [&](std::int64_t, std::int64_t) { ++calls; }},
                        g);
     CHECK(images.shape() == Shape{2, 1, 16, 8});
@@ -100,8 +103,8 @@ TEST_CASE("sampling runs the model in eval mode: dropout off, the seed decides e
 TEST_CASE("save_pretrained writes diffusers' layout and from_pretrained reads it back") {
   Generator init(5);
   models::UNet2DModel<float> unet(tiny_config(), init);
-  auto scheduler = schedulers::make_scheduler<float>("DDIMScheduler", {{"num_train_timesteps", 1000},
-                                                                       {"beta_schedule", "squaredcos_cap_v2"}});
+  auto scheduler = schedulers::make_scheduler<float>(
+      "DDIMScheduler", {{"num_train_timesteps", 1000}, {"beta_schedule", "squaredcos_cap_v2"}});
   pipelines::DDPMPipeline<float> pipe(unet, *scheduler);
   const fs::path dir = scratch("roundtrip");
   pipe.save_pretrained(dir);
@@ -119,7 +122,8 @@ TEST_CASE("save_pretrained writes diffusers' layout and from_pretrained reads it
   io::json bad_index = index;
   bad_index["_class_name"] = 3;
   io::write_json(dir / "model_index.json", bad_index);
-  CHECK_THROWS_WITH(pipelines::DDPMPipeline<float>::from_pretrained(dir), Catch::Contains("\"_class_name\" must be a string"));
+  CHECK_THROWS_WITH(pipelines::DDPMPipeline<float>::from_pretrained(dir),
+                    Catch::Contains("\"_class_name\" must be a string"));
   io::write_json(dir / "model_index.json", index);
   Generator a(6), b(6);
   CHECK(pipe({.batch_size = 2, .num_inference_steps = 5}, a).to_vector() ==
@@ -129,20 +133,25 @@ TEST_CASE("save_pretrained writes diffusers' layout and from_pretrained reads it
 
 TEST_CASE("from_pretrained names what is wrong with a folder") {
   const fs::path dir = scratch("broken");
-  CHECK_THROWS_WITH(pipelines::DDPMPipeline<float>::from_pretrained(dir), Catch::Contains("model_index.json"));
+  CHECK_THROWS_WITH(pipelines::DDPMPipeline<float>::from_pretrained(dir),
+                    Catch::Contains("model_index.json"));
   fs::create_directories(dir);
-  std::ofstream(dir / "model_index.json") << R"({"_class_name": "DDPMPipeline", "scheduler": ["diffusers", "DDPMScheduler"]})";
+  std::ofstream(dir / "model_index.json")
+      << R"({"_class_name": "DDPMPipeline", "scheduler": ["diffusers", "DDPMScheduler"]})";
   CHECK_THROWS_WITH(pipelines::DDPMPipeline<float>::from_pretrained(dir), Catch::Contains("\"unet\""));
   std::ofstream(dir / "model_index.json")
       << R"({"unet": ["diffusers", "UNet2DConditionModel"], "scheduler": ["diffusers", "DDPMScheduler"]})";
-  CHECK_THROWS_WITH(pipelines::DDPMPipeline<float>::from_pretrained(dir), Catch::Contains("UNet2DConditionModel"));
+  CHECK_THROWS_WITH(pipelines::DDPMPipeline<float>::from_pretrained(dir),
+                    Catch::Contains("UNet2DConditionModel"));
   std::ofstream(dir / "model_index.json")
       << R"({"unet": ["diffusers", "UNet2DModel"], "scheduler": ["diffusers", "DDPMScheduler"]})";
   CHECK_THROWS_WITH(pipelines::DDPMPipeline<float>::from_pretrained(dir), Catch::Contains("config.json"));
   // A latent pipeline's extra parts are named.
-  std::ofstream(dir / "model_index.json") << R"({"unet": ["diffusers", "UNet2DModel"], "scheduler": ["diffusers",
+  std::ofstream(dir / "model_index.json")
+      << R"({"unet": ["diffusers", "UNet2DModel"], "scheduler": ["diffusers",
       "DDIMScheduler"], "vqvae": ["diffusers", "VQModel"]})";
-  CHECK_THROWS_WITH(pipelines::DDPMPipeline<float>::from_pretrained(dir), Catch::Contains("vqvae") && Catch::Contains("VQModel"));
+  CHECK_THROWS_WITH(pipelines::DDPMPipeline<float>::from_pretrained(dir),
+                    Catch::Contains("vqvae") && Catch::Contains("VQModel"));
   // A missing scheduler config is named by its real path.
   Generator init(0);
   models::UNet2DModel<float> unet(tiny_config(), init);
@@ -170,13 +179,14 @@ TEST_CASE("class-conditional sampling: class_labels reach the UNet, bad labels a
   pipelines::DDPMPipeline<float> pipe(unet, *scheduler);
   auto sample = [&](std::vector<std::int64_t> labels) {
     Generator gen(9);
-    return pipe({.batch_size = 2, .num_inference_steps = 3, .class_labels = std::move(labels)}, gen).to_vector();
+    return pipe({.batch_size = 2, .num_inference_steps = 3, .class_labels = std::move(labels)}, gen)
+        .to_vector();
   };
   const auto a = sample({0}), b = sample({2}), same = sample({0, 0}), mixed = sample({0, 2});
   CHECK(a == same);  // one label is repeated for the batch
   CHECK(a != b);     // the label changes the images
   const std::size_t half = a.size() / 2;
-  CHECK(std::equal(mixed.begin(), mixed.begin() + half, a.begin()));   // image 0 has class 0
+  CHECK(std::equal(mixed.begin(), mixed.begin() + half, a.begin()));       // image 0 has class 0
   CHECK(std::equal(mixed.begin() + half, mixed.end(), b.begin() + half));  // image 1 has class 2
   Generator gen(0);
   CHECK_THROWS_WITH(pipe({.batch_size = 2, .num_inference_steps = 1}, gen), Catch::Contains("class_labels"));
@@ -213,7 +223,8 @@ TEST_CASE("a pipeline folder with PyTorch .bin weights loads") {
   fs::create_directories(dir / "unet");
   for (const char* f : {"config.json", "diffusion_pytorch_model.bin"})
     fs::copy_file(fs::path(DIFFUSE_TORCH_FIXTURES) / "unet_fourier_bin" / f, dir / "unet" / f);
-  schedulers::save_scheduler(*schedulers::make_scheduler<float>("DDPMScheduler", io::json::object()), dir / "scheduler");
+  schedulers::save_scheduler(*schedulers::make_scheduler<float>("DDPMScheduler", io::json::object()),
+                             dir / "scheduler");
   std::ofstream(dir / "model_index.json")
       << R"({"_class_name": "DDPMPipeline", "unet": ["diffusers", "UNet2DModel"], "scheduler": ["diffusers", "DDPMScheduler"]})";
   auto pipe = pipelines::DDPMPipeline<float>::from_pretrained(dir);

@@ -85,15 +85,33 @@ TEST_CASE("Hostile pickles are refused and never run") {
   CHECK_THROWS_WITH(io::load_pytorch_bin<float>(torch_dir / "evil_os_system.bin"),
                     Catch::Contains("posix.system") || Catch::Contains("os.system"));
   CHECK_THROWS_AS(io::load_pytorch_bin<float>(torch_dir / "evil_os_system.bin"), FileError);
-  CHECK_THROWS_WITH(io::load_pytorch_bin<float>(torch_dir / "view_past_storage.bin"), Catch::Contains("storage of 4"));
+  CHECK_THROWS_WITH(io::load_pytorch_bin<float>(torch_dir / "view_past_storage.bin"),
+                    Catch::Contains("storage of 4"));
   // Other globals, unknown opcodes, stack tricks, nesting and cycles.
-  CHECK_THROWS_WITH(unpickle("\x80\x02" "cbuiltins\neval\n" "."), Catch::Contains("builtins.eval"));
-  CHECK_THROWS_WITH(unpickle("\x80\x02" "i__main__\nX\n" "."), Catch::Contains("not allowed"));
-  CHECK_THROWS_WITH(unpickle("\x80\x02" "R."), Catch::Contains("underflow"));
-  CHECK_THROWS_WITH(unpickle("\x80\x02" "h\x05."), Catch::Contains("never stored"));
-  CHECK_THROWS_WITH(unpickle("\x80\x02" "X\xff\xff\xff\x7f" "abc"), Catch::Contains("cut off"));
-  CHECK_THROWS_WITH(unpickle("\x80\x02" "}"), Catch::Contains("without STOP"));
-  CHECK_THROWS_WITH(unpickle("\x80\x02]q\x00h\x00" "a."s), Catch::Contains("itself"));
+  CHECK_THROWS_WITH(unpickle("\x80\x02"
+                             "cbuiltins\neval\n"
+                             "."),
+                    Catch::Contains("builtins.eval"));
+  CHECK_THROWS_WITH(unpickle("\x80\x02"
+                             "i__main__\nX\n"
+                             "."),
+                    Catch::Contains("not allowed"));
+  CHECK_THROWS_WITH(unpickle("\x80\x02"
+                             "R."),
+                    Catch::Contains("underflow"));
+  CHECK_THROWS_WITH(unpickle("\x80\x02"
+                             "h\x05."),
+                    Catch::Contains("never stored"));
+  CHECK_THROWS_WITH(unpickle("\x80\x02"
+                             "X\xff\xff\xff\x7f"
+                             "abc"),
+                    Catch::Contains("cut off"));
+  CHECK_THROWS_WITH(unpickle("\x80\x02"
+                             "}"),
+                    Catch::Contains("without STOP"));
+  CHECK_THROWS_WITH(unpickle("\x80\x02]q\x00h\x00"
+                             "a."s),
+                    Catch::Contains("itself"));
   std::string deep = "\x80\x02)";
   deep += std::string(100000, '\x85');  // a tuple in a tuple in a tuple ...
   CHECK_THROWS_WITH(unpickle(deep + "."), Catch::Contains("nest deeper"));
@@ -110,8 +128,10 @@ TEST_CASE("Damaged .bin archives are refused with a FileError that names the fil
     return dir / name;
   };
   CHECK_THROWS_WITH(io::load_pytorch_bin<float>(write("short.bin", "PK")), Catch::Contains("too short"));
-  CHECK_THROWS_WITH(io::load_pytorch_bin<float>(write("text.bin", std::string(100, 'x'))), Catch::Contains("not a zip"));
-  CHECK_THROWS_WITH(io::load_pytorch_bin<float>(write("legacy.bin", std::string("\x80\x02\x8a\x0a", 4) + std::string(40, '\0'))),
+  CHECK_THROWS_WITH(io::load_pytorch_bin<float>(write("text.bin", std::string(100, 'x'))),
+                    Catch::Contains("not a zip"));
+  CHECK_THROWS_WITH(io::load_pytorch_bin<float>(
+                        write("legacy.bin", std::string("\x80\x02\x8a\x0a", 4) + std::string(40, '\0'))),
                     Catch::Contains("legacy"));
   // Every truncation is an error, never a crash or a read past the buffer.
   for (std::size_t cut : {good.size() / 4, good.size() / 2, good.size() - 30, good.size() - 1}) {

@@ -4,13 +4,13 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
-#include <limits>
 #include <filesystem>
+#include <limits>
 #include <numbers>
 
 #include "capture_warnings.hpp"
-#include "temp_dir.hpp"
 #include "diffuse/schedulers/factory.hpp"
+#include "temp_dir.hpp"
 
 using namespace diffuse;
 using namespace diffuse::schedulers;
@@ -95,7 +95,9 @@ TEST_CASE("scheduler configs save to and load from a folder") {
 TEST_CASE("from_config between schedulers follows diffusers") {
   // A DDPM config as diffusers writes it: keys the user left at their defaults are listed in
   // _use_default_values, so another class takes its own defaults for them.
-  json ddpm = DDPMScheduler<float>({.num_train_timesteps = 1000, .beta_start = 0.00085, .beta_end = 0.012,
+  json ddpm = DDPMScheduler<float>({.num_train_timesteps = 1000,
+                                    .beta_start = 0.00085,
+                                    .beta_end = 0.012,
                                     .beta_schedule = "scaled_linear"})
                   .to_json();
   ddpm["_use_default_values"] = {"timestep_spacing", "steps_offset"};
@@ -125,32 +127,41 @@ TEST_CASE("from_config between schedulers follows diffusers") {
                                     Contains("DDIMScheduler") && Contains("will be ignored"));
   }
   // deis and bh2 are mapped onto DPM-Solver's own names like diffusers does
-  auto mapped = DPMSolverMultistepScheduler<float>::from_config({{"algorithm_type", "deis"}, {"solver_type", "bh2"}});
+  auto mapped =
+      DPMSolverMultistepScheduler<float>::from_config({{"algorithm_type", "deis"}, {"solver_type", "bh2"}});
   CHECK(mapped.config().algorithm_type == "dpmsolver++");
   CHECK(mapped.config().solver_type == "midpoint");
 }
 
 TEST_CASE("unknown names and values throw diffuse::Error listing what is accepted") {
-  CHECK_THROWS_WITH(make_scheduler<float>("LMSDiscreteScheduler", json::object()),
-                    Contains("LMSDiscreteScheduler") && Contains("DDPMScheduler") && Contains("UniPCMultistepScheduler"));
+  CHECK_THROWS_WITH(
+      make_scheduler<float>("LMSDiscreteScheduler", json::object()),
+      Contains("LMSDiscreteScheduler") && Contains("DDPMScheduler") && Contains("UniPCMultistepScheduler"));
   CHECK_THROWS_WITH(make_scheduler<float>(json{{"num_train_timesteps", 10}}), Contains("_class_name"));
   CHECK_THROWS_WITH(DDPMScheduler<float>({.beta_schedule = "cubic"}),
-                    Contains("beta_schedule") && Contains("cubic") && Contains("'sigmoid'") && Contains("'squaredcos_cap_v2'"));
-  CHECK_THROWS_WITH(DDPMScheduler<float>({.variance_type = "big"}), Contains("variance_type") && Contains("learned_range"));
-  CHECK_THROWS_WITH(DDIMScheduler<float>({.prediction_type = "noise"}), Contains("prediction_type") && Contains("v_prediction"));
+                    Contains("beta_schedule") && Contains("cubic") && Contains("'sigmoid'") &&
+                        Contains("'squaredcos_cap_v2'"));
+  CHECK_THROWS_WITH(DDPMScheduler<float>({.variance_type = "big"}),
+                    Contains("variance_type") && Contains("learned_range"));
+  CHECK_THROWS_WITH(DDIMScheduler<float>({.prediction_type = "noise"}),
+                    Contains("prediction_type") && Contains("v_prediction"));
   CHECK_THROWS_WITH(DDIMScheduler<float>({.timestep_spacing = "uniform"}), Contains("trailing"));
   CHECK_THROWS_WITH(DPMSolverMultistepScheduler<float>::from_config({{"algorithm_type", "dpm3"}}),
                     Contains("algorithm_type") && Contains("sde-dpmsolver++"));
-  CHECK_THROWS_WITH(DPMSolverMultistepScheduler<float>::from_config({{"solver_type", "rk4"}}), Contains("heun"));
+  CHECK_THROWS_WITH(DPMSolverMultistepScheduler<float>::from_config({{"solver_type", "rk4"}}),
+                    Contains("heun"));
   CHECK_THROWS_WITH(UniPCMultistepScheduler<float>::from_config({{"solver_type", "bh3"}}), Contains("bh1"));
-  CHECK_THROWS_WITH(EulerDiscreteScheduler<float>::from_config({{"interpolation_type", "cubic"}}), Contains("log_linear"));
-  CHECK_THROWS_WITH(EulerAncestralDiscreteScheduler<float>({.prediction_type = "sample"}), Contains("prediction_type"));
+  CHECK_THROWS_WITH(EulerDiscreteScheduler<float>::from_config({{"interpolation_type", "cubic"}}),
+                    Contains("log_linear"));
+  CHECK_THROWS_WITH(EulerAncestralDiscreteScheduler<float>({.prediction_type = "sample"}),
+                    Contains("prediction_type"));
   CHECK_THROWS_WITH(DDPMScheduler<float>::from_config({{"num_train_timesteps", "many"}}),
                     Contains("num_train_timesteps") && Contains("integer"));
   CHECK_THROWS_WITH(DDPMScheduler<float>::from_config({{"clip_sample", 1}}), Contains("clip_sample"));
   CHECK_THROWS_WITH(DDPMScheduler<float>({.trained_betas = {0.1, 0.2}}), Contains("trained_betas"));
-  CHECK_THROWS_WITH(UniPCMultistepScheduler<float>::from_config({{"solver_p", {{"_class_name", "DDIMScheduler"}}}}),
-                    Contains("solver_p"));
+  CHECK_THROWS_WITH(
+      UniPCMultistepScheduler<float>::from_config({{"solver_p", {{"_class_name", "DDIMScheduler"}}}}),
+      Contains("solver_p"));
   DDIMScheduler<float> ddim;
   CHECK_THROWS_WITH(ddim.set_step_kwargs({{"etta", 1.0}}), Contains("etta") && Contains("eta"));
   CHECK_THROWS_WITH(DDPMScheduler<float>().set_step_kwargs({{"eta", 1.0}}), Contains("eta"));
@@ -186,14 +197,18 @@ TEST_CASE("beta schedules match their closed forms") {
     CHECK(b.data()[500] == Approx(1e-4 + 500 * (0.02 - 1e-4) / 999).epsilon(1e-6));
   }
   SECTION("scaled_linear") {
-    auto b = DDPMScheduler<double>({.beta_start = 0.00085, .beta_end = 0.012, .beta_schedule = "scaled_linear"}).betas();
+    auto b =
+        DDPMScheduler<double>({.beta_start = 0.00085, .beta_end = 0.012, .beta_schedule = "scaled_linear"})
+            .betas();
     const double a = std::sqrt(0.00085), z = std::sqrt(0.012);
-    for (int i : {0, 250, 999}) CHECK(b.data()[i] == Approx(std::pow(a + i * (z - a) / 999, 2)).epsilon(1e-6));
+    for (int i : {0, 250, 999})
+      CHECK(b.data()[i] == Approx(std::pow(a + i * (z - a) / 999, 2)).epsilon(1e-6));
   }
   SECTION("squaredcos_cap_v2") {
     auto b = DDPMScheduler<double>({.beta_schedule = "squaredcos_cap_v2"}).betas();
     for (int i : {0, 1, 500, 998})
-      CHECK(b.data()[i] == Approx(1 - alpha_bar_cos((i + 1.0) / N) / alpha_bar_cos(double(i) / N)).epsilon(1e-6));
+      CHECK(b.data()[i] ==
+            Approx(1 - alpha_bar_cos((i + 1.0) / N) / alpha_bar_cos(double(i) / N)).epsilon(1e-6));
     CHECK(b.data()[N - 1] == Approx(0.999).epsilon(1e-6));  // capped
   }
   SECTION("sigmoid") {
@@ -267,7 +282,8 @@ TEST_CASE("Karras sigmas") {
   CHECK(sk.data()[n] == 0);
   const double step = std::pow(sk.data()[1], 1 / 7.0) - std::pow(sk.data()[0], 1 / 7.0);
   for (int i = 1; i < n; ++i)
-    CHECK(std::pow(sk.data()[i], 1 / 7.0) - std::pow(sk.data()[i - 1], 1 / 7.0) == Approx(step).epsilon(1e-4));
+    CHECK(std::pow(sk.data()[i], 1 / 7.0) - std::pow(sk.data()[i - 1], 1 / 7.0) ==
+          Approx(step).epsilon(1e-4));
   // the timesteps are those of the Karras levels: fractional, decreasing, within the training range
   CHECK(karras.timesteps().front() == Approx(999).margin(1e-3));
   CHECK(std::is_sorted(karras.timesteps().rbegin(), karras.timesteps().rend()));
@@ -280,12 +296,12 @@ TEST_CASE("Karras sigmas") {
 
 TEST_CASE("Karras timesteps of Euler and Heun are diffusers' (float32 log-sigmas, NumPy's casting)") {
   // tests/reference/karras_timesteps.py: diffusers 0.21's set_timesteps written out in NumPy.
-  const std::vector<double> sd_betas = {999.000000000000, 913.147204369307, 811.944699168205, 689.368458449841,
-                                        537.353491485119, 353.689981162548, 171.466441154480, 53.046108633280,
-                                        8.657402932644,   0.000000000000};
-  const std::vector<double> ddpm_betas = {999.000000000000, 936.922128260136, 863.829667031765, 775.134303450584,
-                                          662.638871312141, 510.707016050816, 300.990254461765, 102.165226504207,
-                                          18.309189736843,  0.000000000000};
+  const std::vector<double> sd_betas = {
+      999.000000000000, 913.147204369307, 811.944699168205, 689.368458449841, 537.353491485119,
+      353.689981162548, 171.466441154480, 53.046108633280,  8.657402932644,   0.000000000000};
+  const std::vector<double> ddpm_betas = {
+      999.000000000000, 936.922128260136, 863.829667031765, 775.134303450584, 662.638871312141,
+      510.707016050816, 300.990254461765, 102.165226504207, 18.309189736843,  0.000000000000};
   HeunDiscreteScheduler<double> heun({.use_karras_sigmas = true});  // betas 0.00085 .. 0.012
   heun.set_timesteps(10);
   EulerDiscreteScheduler<double> euler({.beta_start = 0.0001, .beta_end = 0.02, .use_karras_sigmas = true});
@@ -332,7 +348,8 @@ TEST_CASE("add_noise and get_velocity are consistent with the schedule") {
       const int i = b * 8 + k;
       CHECK(xt.data()[i] == Approx(std::sqrt(a) * x0.data()[i] + std::sqrt(1 - a) * eps.data()[i]));
       // x0 = sqrt(a) x_t - sqrt(1 - a) v
-      CHECK(std::sqrt(a) * xt.data()[i] - std::sqrt(1 - a) * v.data()[i] == Approx(x0.data()[i]).margin(1e-12));
+      CHECK(std::sqrt(a) * xt.data()[i] - std::sqrt(1 - a) * v.data()[i] ==
+            Approx(x0.data()[i]).margin(1e-12));
     }
   }
   // timesteps as a tensor give the same result
@@ -356,7 +373,8 @@ TEST_CASE("with a perfect noise prediction a step recovers x0") {
     const double t = s->timesteps()[10];
     const auto xt = s->add_noise(x0, eps, std::vector<double>{t, t});
     const auto out = s->step(eps, t, xt, gen);
-    for (int i = 0; i < 10; ++i) CHECK(out.pred_original_sample.data()[i] == Approx(x0.data()[i]).margin(1e-5));
+    for (int i = 0; i < 10; ++i)
+      CHECK(out.pred_original_sample.data()[i] == Approx(x0.data()[i]).margin(1e-5));
   }
   // DDIM with eta = 0 and set_alpha_to_one lands exactly on x0 at the last step
   DDIMScheduler<double> ddim({.clip_sample = false});
@@ -391,8 +409,9 @@ TEST_CASE("stochastic steps are reproducible from the seed and use the given noi
 
 TEST_CASE("a misspelled config key warns, naming the key and the file; strict mode refuses it") {
   const diffuse::testing::TempDir dir("diffuse_sched_keys");
-  io::write_json(dir.path / "scheduler_config.json",
-                 {{"_class_name", "DDPMScheduler"}, {"beta_schedul", "squaredcos_cap_v2"}, {"_diffusers_version", "0.21.4"}});
+  io::write_json(dir.path / "scheduler_config.json", {{"_class_name", "DDPMScheduler"},
+                                                      {"beta_schedul", "squaredcos_cap_v2"},
+                                                      {"_diffusers_version", "0.21.4"}});
   {
     CaptureWarnings w;
     const auto s = load_scheduler<float>(dir.path);
@@ -407,8 +426,9 @@ TEST_CASE("a misspelled config key warns, naming the key and the file; strict mo
 }
 
 TEST_CASE("config integers out of range are errors, not undefined conversions") {
-  for (const char* text : {R"({"num_train_timesteps": 1e300})", R"({"num_train_timesteps": -1e19})",
-                           R"({"num_train_timesteps": 18446744073709551615})", R"({"num_train_timesteps": 2.5})"})
+  for (const char* text :
+       {R"({"num_train_timesteps": 1e300})", R"({"num_train_timesteps": -1e19})",
+        R"({"num_train_timesteps": 18446744073709551615})", R"({"num_train_timesteps": 2.5})"})
     CHECK_THROWS_WITH(DDPMScheduler<float>::from_config(io::parse_json(text)), Contains("integer"));
   // In range but absurd: refused before allocating (was std::bad_alloc in all eight schedulers).
   // 9,999,999 took 30 s per scheduler under the fuzzers' ASan (found by fuzz_scheduler_config).
@@ -422,12 +442,14 @@ TEST_CASE("betas outside (0, 1) are refused by every scheduler (they gave NaN sa
   const double nan = std::numeric_limits<double>::quiet_NaN();
   for (const std::string& cls : scheduler_names()) {
     INFO(cls);
-    CHECK_THROWS_WITH(make_scheduler<float>(cls, {{"beta_end", 2.0}}), Contains("(0, 1)") && Contains("beta_end 2"));
+    CHECK_THROWS_WITH(make_scheduler<float>(cls, {{"beta_end", 2.0}}),
+                      Contains("(0, 1)") && Contains("beta_end 2"));
     CHECK_THROWS_WITH(make_scheduler<float>(cls, {{"beta_start", -1.0}}), Contains("(0, 1)"));
     CHECK_THROWS_WITH(make_scheduler<float>(cls, {{"beta_schedule", "scaled_linear"}, {"beta_end", 1.5}}),
                       Contains("(0, 1)"));
-    CHECK_THROWS_WITH(make_scheduler<float>(cls, {{"num_train_timesteps", 3}, {"trained_betas", {0.1, nan, 0.2}}}),
-                      Contains("trained_betas") && Contains("(0, 1)"));
+    CHECK_THROWS_WITH(
+        make_scheduler<float>(cls, {{"num_train_timesteps", 3}, {"trained_betas", {0.1, nan, 0.2}}}),
+        Contains("trained_betas") && Contains("(0, 1)"));
     CHECK_THROWS_WITH(make_scheduler<float>(cls, {{"num_train_timesteps", 2}, {"trained_betas", {0.1, 1.0}}}),
                       Contains("trained_betas"));
     CHECK_NOTHROW(make_scheduler<float>(cls, {{"num_train_timesteps", 2}, {"trained_betas", {0.1, 0.2}}}));

@@ -13,17 +13,16 @@
 #include <map>
 #include <string>
 
-#include "fixtures.hpp"
 #include "diffuse/io/atomic_file.hpp"
 #include "diffuse/io/safetensors.hpp"
 #include "diffuse/schedulers/factory.hpp"
+#include "fixtures.hpp"
 
 using namespace diffuse;
 namespace fs = std::filesystem;
 using schedulers::json;
 
 namespace {
-
 
 // The stand-in model of the fixtures' README: tanh(x) * 0.5 + 0.25 * x * cos(t / 300), where
 // t / 300 and the cosine are float32 as PyTorch evaluates them on a timestep tensor.
@@ -104,8 +103,9 @@ void run_case(const json& c, const std::map<std::string, Tensor<double>>& f) {
   const auto& ts = sched->timesteps();
   for (std::size_t i = 0; i < ts.size(); ++i) {
     const Tensor<T> x = row<T>(traj, static_cast<std::int64_t>(i));
-    const Tensor<T> out = sched->step(model(sched->scale_model_input(x, ts[i]), ts[i]), ts[i], x,
-                                      row<T>(noise, static_cast<std::int64_t>(i)))
+    const Tensor<T> out = sched
+                              ->step(model(sched->scale_model_input(x, ts[i]), ts[i]), ts[i], x,
+                                     row<T>(noise, static_cast<std::int64_t>(i)))
                               .prev_sample;
     const double e = rel_err(out, row<double>(traj, static_cast<std::int64_t>(i) + 1));
     worst_step = std::max(worst_step, e);
@@ -117,10 +117,12 @@ void run_case(const json& c, const std::map<std::string, Tensor<double>>& f) {
   auto free = build<T>(c);
   const Tensor<double>& init = f.at("init");
   Tensor<T> x = Tensor<T>::empty(init.shape());
-  for (std::int64_t k = 0; k < init.numel(); ++k) x.data()[k] = static_cast<T>(init.data()[k] * free->init_noise_sigma());
+  for (std::int64_t k = 0; k < init.numel(); ++k)
+    x.data()[k] = static_cast<T>(init.data()[k] * free->init_noise_sigma());
   for (std::size_t i = 0; i < free->timesteps().size(); ++i) {
     const double t = free->timesteps()[i];
-    x = free->step(model(free->scale_model_input(x, t), t), t, x, row<T>(noise, static_cast<std::int64_t>(i))).prev_sample;
+    x = free->step(model(free->scale_model_input(x, t), t), t, x, row<T>(noise, static_cast<std::int64_t>(i)))
+            .prev_sample;
   }
   const double final_err = rel_err(x, row<double>(traj, traj.size(0) - 1));
   CHECK(final_err <= 1e-3);

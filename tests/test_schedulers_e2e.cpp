@@ -9,12 +9,12 @@
 #include <memory>
 #include <vector>
 
-#include "diffuse/core/tensor.hpp"
 #include "diffuse/autograd/elementwise.hpp"
 #include "diffuse/core/grad_mode.hpp"
+#include "diffuse/core/tensor.hpp"
+#include "diffuse/models/mlp_denoiser.hpp"
 #include "diffuse/nn/functional.hpp"
 #include "diffuse/nn/linear.hpp"
-#include "diffuse/models/mlp_denoiser.hpp"
 #include "diffuse/optim/adam.hpp"
 #include "diffuse/schedulers/factory.hpp"
 
@@ -36,8 +36,8 @@ Tensor<float> sample_data(std::int64_t n, Generator& gen) {
   return x;
 }
 
-
-void train(models::MLPDenoiser<float>& model, schedulers::Scheduler<float>& sched, int iterations, Generator& gen) {
+void train(models::MLPDenoiser<float>& model, schedulers::Scheduler<float>& sched, int iterations,
+           Generator& gen) {
   optim::Adam<float> opt(model.parameters(), {.lr = 3e-3});
   const std::int64_t batch = 256;
   for (int it = 0; it < iterations; ++it) {
@@ -54,8 +54,8 @@ void train(models::MLPDenoiser<float>& model, schedulers::Scheduler<float>& sche
   }
 }
 
-Tensor<float> sample(const models::MLPDenoiser<float>& model, schedulers::Scheduler<float>& sched, std::int64_t n,
-                     std::int64_t steps, Generator& gen) {
+Tensor<float> sample(const models::MLPDenoiser<float>& model, schedulers::Scheduler<float>& sched,
+                     std::int64_t n, std::int64_t steps, Generator& gen) {
   NoGradGuard no_grad;
   sched.set_timesteps(steps);
   Tensor<float> x = gen.randn<float>({n, 2});
@@ -88,7 +88,9 @@ TEST_CASE("a trained toy denoiser samples the data distribution with DDPM, DDIM 
   set_num_threads(1);
   Generator gen(1234);
   // 200 training timesteps, linear betas up to 0.04 (alphas_cumprod ends near 0.02)
-  const json config = {{"num_train_timesteps", kTrainSteps}, {"beta_schedule", "linear"}, {"beta_end", 0.04},
+  const json config = {{"num_train_timesteps", kTrainSteps},
+                       {"beta_schedule", "linear"},
+                       {"beta_end", 0.04},
                        {"clip_sample", false}};
   auto ddpm = schedulers::make_scheduler<float>("DDPMScheduler", config);
   const std::int64_t n = 600;
@@ -113,7 +115,8 @@ TEST_CASE("a trained toy denoiser samples the data distribution with DDPM, DDIM 
   std::vector<Sampler> samplers;
   samplers.push_back({"DDPM", schedulers::make_scheduler<float>("DDPMScheduler", config), kTrainSteps});
   samplers.push_back({"DDIM", schedulers::make_scheduler<float>("DDIMScheduler", config), 20});
-  samplers.push_back({"DPM-Solver++", schedulers::make_scheduler<float>("DPMSolverMultistepScheduler", config), 10});
+  samplers.push_back(
+      {"DPM-Solver++", schedulers::make_scheduler<float>("DPMSolverMultistepScheduler", config), 10});
   for (auto& s : samplers) {
     const double d = energy_distance(sample(model, *s.sched, n, s.steps, gen), reference);
     std::printf("energy distance: %-13s %3lld steps %.4f\n", s.name, static_cast<long long>(s.steps), d);

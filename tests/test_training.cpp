@@ -17,9 +17,9 @@
 #include <vector>
 
 #include "capture_warnings.hpp"
-#include "diffuse/core/tensor.hpp"
 #include "diffuse/autograd/elementwise.hpp"
 #include "diffuse/autograd/reduce.hpp"
+#include "diffuse/core/tensor.hpp"
 #include "diffuse/data/dataloader.hpp"
 #include "diffuse/data/tensor_dataset.hpp"
 #include "diffuse/nn/functional.hpp"
@@ -207,7 +207,8 @@ TEST_CASE("parameter groups keep their lr and weight decay under a schedule, as 
   check_close(sched.get_last_lr(), {0.025000000000000012, 0.050000000000000024});
 }
 
-TEST_CASE("an LR schedule keeps no learning rates of its own: optimizer and schedule restore in either order") {
+TEST_CASE(
+    "an LR schedule keeps no learning rates of its own: optimizer and schedule restore in either order") {
   auto make = [](Tensor<double>& p, Tensor<double>& q) {
     p = Tensor<double>({2}, {1.0, -1.0});
     q = Tensor<double>({1}, {0.5});
@@ -633,7 +634,8 @@ TEST_CASE("checkpoints: pruning, latest, interrupted saves") {
   fs::remove_all(dir);
 }
 
-TEST_CASE("checkpoints: what a crash mid-save or mid-prune left is cleaned up, other tools' folders are not") {
+TEST_CASE(
+    "checkpoints: what a crash mid-save or mid-prune left is cleaned up, other tools' folders are not") {
   const fs::path dir = temp_dir("leftovers");
   train_run(dir, 4, 4, false);  // checkpoint-4
   const fs::path good = dir / "checkpoint-4";
@@ -685,7 +687,8 @@ TEST_CASE("checkpoints: what a crash mid-save or mid-prune left is cleaned up, o
     m.save(st);
     const auto& w = CaptureWarnings::messages();
     for (const char* name : {"checkpoint-1", "checkpoint-2", "checkpoint-9"})
-      CHECK(std::any_of(w.begin(), w.end(), [&](const std::string& s) { return s.find(name) != std::string::npos; }));
+      CHECK(std::any_of(w.begin(), w.end(),
+                        [&](const std::string& s) { return s.find(name) != std::string::npos; }));
   }
   std::vector<std::string> names;
   for (auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
@@ -800,7 +803,8 @@ TEST_CASE("checkpoints: truncated or foreign folders are refused with a clear er
   fs::remove_all(dir);
 }
 
-TEST_CASE("checkpoints: counts and seeds that are not integers in range are refused, not converted (issue 11)") {
+TEST_CASE(
+    "checkpoints: counts and seeds that are not integers in range are refused, not converted (issue 11)") {
   // Found by tests/fuzz/fuzz_checkpoint: get<std::int64_t>() of 1e300 or NaN is undefined behaviour.
   const fs::path dir = temp_dir("numbers");
   train_run(dir, 6, 3, false);
@@ -814,8 +818,12 @@ TEST_CASE("checkpoints: counts and seeds that are not integers in range are refu
   data::TensorDataset<float> dataset(samples);
   data::DataLoader loader(dataset, {.batch_size = 3, .shuffle = true}, gen);
   training::ResumableLoader epochs(loader, gen);
-  training::TrainingState<float> st{.model = &net, .optimizer = &opt, .lr_scheduler = &sched, .ema = &ema,
-                                    .generators = {{"train", &gen}}, .data_loader = &epochs};
+  training::TrainingState<float> st{.model = &net,
+                                    .optimizer = &opt,
+                                    .lr_scheduler = &sched,
+                                    .ema = &ema,
+                                    .generators = {{"train", &gen}},
+                                    .data_loader = &epochs};
   const Tensor<float> before = net.fc1->weight.clone();
   int n = 0;
   auto refused = [&](const std::string& pointer, const std::string& value, const std::string& what) {
@@ -834,7 +842,8 @@ TEST_CASE("checkpoints: counts and seeds that are not integers in range are refu
   refused("/generators/train/seed", "NaN", "generator 'train' seed must be an integer");
   refused("/generators/train/offset", "-1", "generator 'train' offset is out of range");
   refused("/data_loader/batch", "1e300", "data-loader batch must be an integer");
-  refused("/data_loader/epoch_start_generator/seed", "Infinity", "data-loader generator seed must be an integer");
+  refused("/data_loader/epoch_start_generator/seed", "Infinity",
+          "data-loader generator seed must be an integer");
   refused("/lr_scheduler/last_epoch", "-1e300", "last_epoch must be an integer");
   refused("/ema/optimization_step", "18446744073709551615", "optimization_step is out of range");
   refused("/ema/update_after_step", "0.5", "update_after_step must be an integer");

@@ -12,7 +12,6 @@
 #include <string>
 #include <thread>
 
-#include "temp_dir.hpp"
 #include "diffuse/data/dataloader.hpp"
 #include "diffuse/data/fashion_mnist.hpp"
 #include "diffuse/data/image_folder.hpp"
@@ -20,12 +19,13 @@
 #include "diffuse/data/transformed_dataset.hpp"
 #include "diffuse/data/transforms.hpp"
 #include "diffuse/io/image.hpp"
+#include "temp_dir.hpp"
 
 using namespace diffuse;
 namespace fs = std::filesystem;
+using Catch::Contains;
 using diffuse::testing::TempDir;
 using diffuse::testing::write_bytes;
-using Catch::Contains;
 
 namespace {
 
@@ -120,7 +120,8 @@ TEST_CASE("RandomHorizontalFlip mirrors with probability p, reproducibly") {
   CHECK(flipped > 900);
   CHECK(flipped < 1100);
   Generator b(9);
-  for (int i = 0; i < 2000; ++i) CHECK((data::RandomHorizontalFlip()(img, b).at({0, 0, 0}) == 4) == bool(seq[i]));
+  for (int i = 0; i < 2000; ++i)
+    CHECK((data::RandomHorizontalFlip()(img, b).at({0, 0, 0}) == 4) == bool(seq[i]));
   CHECK_THROWS_WITH(data::RandomHorizontalFlip(1.5), Contains("p must be in [0, 1]"));
 }
 
@@ -169,8 +170,9 @@ data::TensorDataset<float> marked_images() {
 }
 bool is_flipped(const Tensor<float>& images, std::int64_t k) { return images.at({k, 0, 0, 3}) == 1.0f; }
 
-std::vector<std::vector<std::int64_t>> epoch_orders(data::DataLoader<data::TransformedDataset<data::TensorDataset<float>>>& l,
-                                                    int epochs, std::vector<int>* flips = nullptr) {
+std::vector<std::vector<std::int64_t>> epoch_orders(
+    data::DataLoader<data::TransformedDataset<data::TensorDataset<float>>>& l, int epochs,
+    std::vector<int>* flips = nullptr) {
   std::vector<std::vector<std::int64_t>> out;
   for (int e = 0; e < epochs; ++e) {
     std::vector<std::int64_t> order;
@@ -187,7 +189,8 @@ std::vector<std::vector<std::int64_t>> epoch_orders(data::DataLoader<data::Trans
 }
 }  // namespace
 
-TEST_CASE("TransformedDataset: the loader applies random transforms per sample, reproducibly at any prefetch") {
+TEST_CASE(
+    "TransformedDataset: the loader applies random transforms per sample, reproducibly at any prefetch") {
   auto ds = data::with_transform(marked_images(), data::RandomHorizontalFlip());
   CHECK(ds.sample_shape() == Shape{1, 4, 4});
   CHECK(ds.size() == 12);
@@ -198,7 +201,8 @@ TEST_CASE("TransformedDataset: the loader applies random transforms per sample, 
   data::DataLoader l0(ds, {.batch_size = 5, .shuffle = true, .prefetch = 0}, g0);
   data::DataLoader l1(ds, {.batch_size = 5, .shuffle = true}, g1);
   data::DataLoader l2(ds, {.batch_size = 5, .shuffle = true, .prefetch = 3}, g2);
-  const auto o0 = epoch_orders(l0, 4, &flips0), o1 = epoch_orders(l1, 4, &flips1), o2 = epoch_orders(l2, 4, &flips2);
+  const auto o0 = epoch_orders(l0, 4, &flips0), o1 = epoch_orders(l1, 4, &flips1),
+             o2 = epoch_orders(l2, 4, &flips2);
   CHECK(o0 == o1);
   CHECK(o0 == o2);
   CHECK(flips0 == flips1);
@@ -206,7 +210,8 @@ TEST_CASE("TransformedDataset: the loader applies random transforms per sample, 
   const auto n_flipped = std::count(flips0.begin(), flips0.end(), 1);
   CHECK(n_flipped > 8);  // 48 draws at p = 0.5
   CHECK(n_flipped < 40);
-  CHECK(g0.state() == g1.state());  // one epoch-seed draw per epoch from the caller's generator, whatever the prefetch
+  CHECK(g0.state() ==
+        g1.state());  // one epoch-seed draw per epoch from the caller's generator, whatever the prefetch
 
   // A sample flips in some epochs and not in others (the draws depend on the epoch).
   std::vector<int> first_sample_flips;
@@ -223,7 +228,11 @@ TEST_CASE("TransformedDataset: the loader applies random transforms per sample, 
     return g.rand<double>({1}).item() < 0.5 ? x : data::CenterCrop(2)(x);
   });
   data::DataLoader lv(varying, {.batch_size = 12});
-  CHECK_THROWS_WITH([&] { for (auto& b : lv) (void)b; }(), Contains("sample") && Contains("transforms to shape"));
+  CHECK_THROWS_WITH(
+      [&] {
+        for (auto& b : lv) (void)b;
+      }(),
+      Contains("sample") && Contains("transforms to shape"));
 }
 
 TEST_CASE("DataLoader state: resuming mid-epoch continues with the same order and transforms") {
@@ -322,7 +331,11 @@ TEST_CASE("DataLoader: an error on the worker thread surfaces in the caller's lo
     // Exceptions of other types arrive as diffuse::Error.
     data::DataLoader other(ds, {.batch_size = 1, .prefetch = prefetch});
     other.set_state({.epoch = 0, .batch = 8, .seed = 0, .started = true});
-    CHECK_THROWS_WITH([&] { for (auto& b : other) (void)b; }(), Contains("batch 8") && Contains("not a diffuse error"));
+    CHECK_THROWS_WITH(
+        [&] {
+          for (auto& b : other) (void)b;
+        }(),
+        Contains("batch 8") && Contains("not a diffuse error"));
   }
   // Leaving the loop while batches are in flight is safe.
   data::DataLoader loader(ds, {.batch_size = 1, .prefetch = 4});
@@ -334,7 +347,8 @@ TEST_CASE("DataLoader: an error on the worker thread surfaces in the caller's lo
 
 // ---------------------------------------------------------------- ImageFolder: bad input
 
-TEST_CASE("ImageFolder: corrupt, empty, zero-size and unreadable files are skipped with reasons (or an error)") {
+TEST_CASE(
+    "ImageFolder: corrupt, empty, zero-size and unreadable files are skipped with reasons (or an error)") {
   TempDir dir;
   fs::create_directories(dir / "a" / "deeper");
   io::write_png(dir / "a" / "rgb.png", Tensor<float>::full({3, 6, 6}, 0.5f));
@@ -358,8 +372,8 @@ TEST_CASE("ImageFolder: corrupt, empty, zero-size and unreadable files are skipp
   INFO(reasons);
   CHECK_THAT(reasons, Contains("corrupt.png: ") && Contains("empty.jpg: ") && Contains("empty (0 bytes)") &&
                           Contains("zero.png: ") && Contains("not a PNG or JPEG"));
-  CHECK(f.converted_count() == 1);  // the gray PNG, replicated to RGB
-  CHECK(f.ignored_count() == 2);    // README.txt, other.bmp
+  CHECK(f.converted_count() == 1);              // the gray PNG, replicated to RGB
+  CHECK(f.ignored_count() == 2);                // README.txt, other.bmp
   CHECK(f.get(0).image.at({2, 3, 3}) == 1.0f);  // a/deeper/gray.png sorts first
   const std::string summary = f.summary();
   CHECK_THAT(summary, Contains("3 images") && Contains("3 skipped") && Contains("1 converted to RGB") &&
@@ -389,10 +403,10 @@ TEST_CASE("ImageFolder + transforms through the loader, as in the course") {
     for (std::int64_t k = 0; k < img.numel(); ++k) img.data()[k] = float((k * 7 + i * 13) % 256) / 255.0f;
     io::write_png(dir / ("img" + std::to_string(i) + ".png"), img);
   }
-  auto train = data::with_transform(data::ImageFolder(dir.path),
-                                    data::Compose({data::Resize(8), data::CenterCrop(8),
-                                                   data::RandomHorizontalFlip(), data::ToTensor(),
-                                                   data::Normalize({0.5}, {0.5})}));
+  auto train =
+      data::with_transform(data::ImageFolder(dir.path),
+                           data::Compose({data::Resize(8), data::CenterCrop(8), data::RandomHorizontalFlip(),
+                                          data::ToTensor(), data::Normalize({0.5}, {0.5})}));
   CHECK(train.sample_shape() == Shape{3, 8, 8});
   Generator gen(0);
   data::DataLoader loader(train, {.batch_size = 4, .shuffle = true}, gen);
@@ -404,4 +418,3 @@ TEST_CASE("ImageFolder + transforms through the loader, as in the course") {
   }
   CHECK(n == 6);
 }
-

@@ -9,10 +9,10 @@
 
 #include "capture_warnings.hpp"
 #include "diffuse/autograd/activations.hpp"
-#include "diffuse/core/tensor.hpp"
 #include "diffuse/autograd/channel_ops.hpp"
 #include "diffuse/autograd/gradcheck.hpp"
 #include "diffuse/autograd/reduce.hpp"
+#include "diffuse/core/tensor.hpp"
 #include "diffuse/models/unet_2d.hpp"
 #include "diffuse/nn/functional.hpp"
 #include "diffuse/optim/adam.hpp"
@@ -26,7 +26,10 @@ namespace {
 
 // The course notebook's Fashion-MNIST model and the butterflies model of the introduction notebook.
 UNet2DModel<float>::Config course_config() {
-  return {.sample_size = 28, .in_channels = 1, .out_channels = 1, .layers_per_block = 2,
+  return {.sample_size = 28,
+          .in_channels = 1,
+          .out_channels = 1,
+          .layers_per_block = 2,
           .block_out_channels = {32, 64, 64},
           .down_block_types = {"DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"},
           .up_block_types = {"AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"}};
@@ -34,16 +37,21 @@ UNet2DModel<float>::Config course_config() {
 
 // A small model with every feature switched on, for fast tests.
 UNet2DModel<double>::Config tiny_config() {
-  return {.sample_size = 8, .in_channels = 2, .out_channels = 2, .layers_per_block = 1,
+  return {.sample_size = 8,
+          .in_channels = 2,
+          .out_channels = 2,
+          .layers_per_block = 1,
           .block_out_channels = {8, 16},
           .down_block_types = {"AttnDownBlock2D", "DownBlock2D"},
           .up_block_types = {"UpBlock2D", "AttnUpBlock2D"},
-          .attention_head_dim = 4, .norm_num_groups = 4};
+          .attention_head_dim = 4,
+          .norm_num_groups = 4};
 }
 
 fs::path temp_dir(const std::string& tag) {
   return fs::temp_directory_path() /
-         ("diffuse_test_unet_" + tag + "_" + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
+         ("diffuse_test_unet_" + tag + "_" +
+          std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
 }
 
 // sum(f(inputs) * R) with a fixed, non-symmetric R: a scalar whose gradient reaches every output.
@@ -74,16 +82,24 @@ TEST_CASE("UNet2DModel parameter counts equal diffusers' for the course models")
   CHECK(course.num_parameters() == 1'707'009);
 
   // The introduction notebook's butterflies model (attention in the two lowest resolutions).
-  UNet2DModel<float> butterflies({.sample_size = 32, .in_channels = 3, .out_channels = 3, .layers_per_block = 2,
-                                  .block_out_channels = {64, 128, 128, 256},
-                                  .down_block_types = {"DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"},
-                                  .up_block_types = {"AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"}});
+  UNet2DModel<float> butterflies(
+      {.sample_size = 32,
+       .in_channels = 3,
+       .out_channels = 3,
+       .layers_per_block = 2,
+       .block_out_channels = {64, 128, 128, 256},
+       .down_block_types = {"DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"},
+       .up_block_types = {"AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"}});
   CHECK(butterflies.num_parameters() == 18'536'323);
   // The same with attention only at 8x8 (count from diffusers' formula, via a PyTorch twin of the model)
-  UNet2DModel<float> lighter({.sample_size = 32, .in_channels = 3, .out_channels = 3, .layers_per_block = 2,
-                              .block_out_channels = {64, 128, 128, 256},
-                              .down_block_types = {"DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"},
-                              .up_block_types = {"UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"}});
+  UNet2DModel<float> lighter(
+      {.sample_size = 32,
+       .in_channels = 3,
+       .out_channels = 3,
+       .layers_per_block = 2,
+       .block_out_channels = {64, 128, 128, 256},
+       .down_block_types = {"DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"},
+       .up_block_types = {"UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"}});
   CHECK(lighter.num_parameters() == 17'217'923);
   CHECK(butterflies.parameters().size() == butterflies.named_parameters().size());
 }
@@ -92,14 +108,15 @@ TEST_CASE("UNet2DModel parameter names follow diffusers") {
   UNet2DModel<double> unet(tiny_config());
   std::set<std::string> names;
   for (auto& [name, p] : unet.named_parameters()) names.insert(name);
-  for (const char* n : {"conv_in.weight", "time_embedding.linear_1.weight", "time_embedding.linear_2.bias",
-                        "down_blocks.0.resnets.0.norm1.weight", "down_blocks.0.resnets.0.time_emb_proj.weight",
-                        "down_blocks.0.attentions.0.group_norm.weight", "down_blocks.0.attentions.0.to_q.weight",
-                        "down_blocks.0.attentions.0.to_out.0.bias", "down_blocks.0.downsamplers.0.conv.weight",
-                        "down_blocks.1.resnets.0.conv_shortcut.weight", "mid_block.resnets.1.conv2.bias",
-                        "mid_block.attentions.0.to_k.bias", "up_blocks.0.resnets.1.conv1.weight",
-                        "up_blocks.0.upsamplers.0.conv.weight", "up_blocks.1.attentions.1.to_v.weight",
-                        "conv_norm_out.weight", "conv_out.bias"})
+  for (const char* n :
+       {"conv_in.weight", "time_embedding.linear_1.weight", "time_embedding.linear_2.bias",
+        "down_blocks.0.resnets.0.norm1.weight", "down_blocks.0.resnets.0.time_emb_proj.weight",
+        "down_blocks.0.attentions.0.group_norm.weight", "down_blocks.0.attentions.0.to_q.weight",
+        "down_blocks.0.attentions.0.to_out.0.bias", "down_blocks.0.downsamplers.0.conv.weight",
+        "down_blocks.1.resnets.0.conv_shortcut.weight", "mid_block.resnets.1.conv2.bias",
+        "mid_block.attentions.0.to_k.bias", "up_blocks.0.resnets.1.conv1.weight",
+        "up_blocks.0.upsamplers.0.conv.weight", "up_blocks.1.attentions.1.to_v.weight",
+        "conv_norm_out.weight", "conv_out.bias"})
     CHECK(names.count(n) == 1);
   CHECK(names.count("down_blocks.1.downsamplers.0.conv.weight") == 0);  // last down block: no downsampler
   CHECK(names.count("up_blocks.1.upsamplers.0.conv.weight") == 0);
@@ -165,11 +182,13 @@ TEST_CASE("UNet2DModel config JSON round trip and diffusers' keys") {
   CHECK(parsed.layers_per_block == 2);
   CHECK(parsed.norm_num_groups == 32);
   REQUIRE(warnings.messages().size() == 1);
-  CHECK_THAT(warnings.messages()[0], Catch::Contains("\"some_future_key\": 3") && Catch::Contains("UNet2DModel"));
+  CHECK_THAT(warnings.messages()[0],
+             Catch::Contains("\"some_future_key\": 3") && Catch::Contains("UNet2DModel"));
   // newer diffusers' num_train_timesteps changes nothing here: quiet
   CHECK_NOTHROW(UNet2DConfig::from_json(io::json::parse(R"({"num_train_timesteps": null})")));
   CHECK(warnings.messages().size() == 1);
-  CHECK_THROWS_WITH(UNet2DConfig::from_json(io::json::parse(R"({"in_channels": 1e300})")), Catch::Contains("in_channels"));
+  CHECK_THROWS_WITH(UNet2DConfig::from_json(io::json::parse(R"({"in_channels": 1e300})")),
+                    Catch::Contains("in_channels"));
   CHECK_THROWS_WITH(UNet2DConfig::from_json(io::json::parse(R"({"block_out_channels": [8, 1e300]})")),
                     Catch::Contains("block_out_channels"));
   CHECK_THROWS_WITH(UNet2DModel<float>::Config::from_json(io::json::parse(R"({"layers_per_block": "two"})")),
@@ -216,10 +235,11 @@ TEST_CASE("sample_size may be [height, width], as in diffusers") {
 
 TEST_CASE("UNet2DModel refuses configs too large to build before allocating anything") {
   // Each of these once ended in std::bad_alloc (or, for layers_per_block, 5 GB and a minute of building).
-  for (const char* text : {R"({"block_out_channels": [100000, 100000], "down_block_types": ["DownBlock2D", "DownBlock2D"],
+  for (const char* text :
+       {R"({"block_out_channels": [100000, 100000], "down_block_types": ["DownBlock2D", "DownBlock2D"],
                               "up_block_types": ["UpBlock2D", "UpBlock2D"]})",
-                           R"({"in_channels": 1000000000000})", R"({"num_class_embeds": 1000000000000})",
-                           R"({"layers_per_block": 10000000})"}) {
+        R"({"in_channels": 1000000000000})", R"({"num_class_embeds": 1000000000000})",
+        R"({"layers_per_block": 10000000})"}) {
     INFO(text);
     const auto c = UNet2DConfig::from_json(io::json::parse(text));
     CHECK_THROWS_WITH(UNet2DModel<float>(c), Catch::Contains("parameters") && Catch::Contains("2^32"));
@@ -237,16 +257,19 @@ TEST_CASE("UNet2DModel refuses configs too large to build before allocating anyt
 TEST_CASE("UNet2DModel rejects unsupported configs, naming the value and what is accepted") {
   auto c = tiny_config();
   c.down_block_types[1] = "CrossAttnDownBlock2D";
-  CHECK_THROWS_WITH(UNet2DModel<double>(c), Catch::Contains("CrossAttnDownBlock2D") && Catch::Contains("DownBlock2D, AttnDownBlock2D"));
+  CHECK_THROWS_WITH(UNet2DModel<double>(c), Catch::Contains("CrossAttnDownBlock2D") &&
+                                                Catch::Contains("DownBlock2D, AttnDownBlock2D"));
   c = tiny_config();
   c.up_block_types[0] = "SkipUpBlock2D";
   CHECK_THROWS_WITH(UNet2DModel<double>(c), Catch::Contains("SkipUpBlock2D") && Catch::Contains("accepted"));
   c = tiny_config();
   c.act_fn = "tanh";
-  CHECK_THROWS_WITH(UNet2DModel<double>(c), Catch::Contains("'tanh'") && Catch::Contains("silu, swish, mish, gelu, relu"));
+  CHECK_THROWS_WITH(UNet2DModel<double>(c),
+                    Catch::Contains("'tanh'") && Catch::Contains("silu, swish, mish, gelu, relu"));
   c = tiny_config();
   c.time_embedding_type = "learned";
-  CHECK_THROWS_WITH(UNet2DModel<double>(c), Catch::Contains("learned") && Catch::Contains("positional, fourier"));
+  CHECK_THROWS_WITH(UNet2DModel<double>(c),
+                    Catch::Contains("learned") && Catch::Contains("positional, fourier"));
   c = tiny_config();
   c.resnet_time_scale_shift = "ada_group";
   CHECK_THROWS_WITH(UNet2DModel<double>(c), Catch::Contains("ada_group"));
@@ -271,9 +294,9 @@ TEST_CASE("UNet2DModel forward: shapes, timesteps, errors on bad input") {
   NoGradGuard no_grad;
   Tensor<double> y = unet(x, Tensor<double>::from_vector({7, 7}));
   CHECK(y.shape() == x.shape());
-  CHECK(unet(x, 7.0).to_vector() == y.to_vector());                                       // scalar overload
-  CHECK(unet(x, Tensor<double>::from_vector({7})).to_vector() == y.to_vector());           // one value
-  CHECK(unet(x, Tensor<double>::from_vector({7, 500})).to_vector() != y.to_vector());      // per image
+  CHECK(unet(x, 7.0).to_vector() == y.to_vector());                                    // scalar overload
+  CHECK(unet(x, Tensor<double>::from_vector({7})).to_vector() == y.to_vector());       // one value
+  CHECK(unet(x, Tensor<double>::from_vector({7, 500})).to_vector() != y.to_vector());  // per image
   // per-image timesteps: image 1 of a mixed batch equals image 1 of a batch run at its own timestep
   Tensor<double> mixed = unet(x, Tensor<double>::from_vector({7, 500}));
   Tensor<double> at500 = unet(x, 500.0);
@@ -348,7 +371,8 @@ TEST_CASE("UNet2DModel save_pretrained / from_pretrained, strict checkpoint keys
   unet.save_pretrained(dir);
   CHECK(fs::exists(dir / "config.json"));
   CHECK(fs::exists(dir / "diffusion_pytorch_model.safetensors"));
-  for (auto& e : fs::directory_iterator(dir)) CHECK(e.path().filename().string().find(".tmp") == std::string::npos);
+  for (auto& e : fs::directory_iterator(dir))
+    CHECK(e.path().filename().string().find(".tmp") == std::string::npos);
   const auto keys = io::load_safetensors_info(dir / "diffusion_pytorch_model.safetensors");
   CHECK(keys.count("time_proj.W") == 1);
   CHECK(keys.count("time_proj.weight") == 1);
@@ -398,12 +422,14 @@ TEST_CASE("UNet2DModel save_pretrained / from_pretrained, strict checkpoint keys
   weights.erase("mid_block.attentions.0.query.bias");
   weights.emplace("mid_block.attentions.0.to_q.bias", Tensor<float>({15}));
   io::save_safetensors(dir / "diffusion_pytorch_model.safetensors", weights);
-  CHECK_THROWS_WITH(UNet2DModel<float>::from_pretrained(dir), Catch::Contains("to_q.bias (expected [16], got [15])"));
+  CHECK_THROWS_WITH(UNet2DModel<float>::from_pretrained(dir),
+                    Catch::Contains("to_q.bias (expected [16], got [15])"));
   // a config with an unsupported block
   auto j = c.to_json();
   j["down_block_types"][0] = "KDownBlock2D";
   io::write_json(dir / "config.json", j);
-  CHECK_THROWS_WITH(UNet2DModel<float>::from_pretrained(dir), Catch::Contains("KDownBlock2D") && Catch::Contains("config.json"));
+  CHECK_THROWS_WITH(UNet2DModel<float>::from_pretrained(dir),
+                    Catch::Contains("KDownBlock2D") && Catch::Contains("config.json"));
   fs::remove_all(dir);
   CHECK_THROWS_AS(UNet2DModel<float>::from_pretrained(dir), FileError);
 }
@@ -462,8 +488,11 @@ TEST_CASE("embeddings: sinusoidal timesteps, Fourier projection, class lookup") 
   CHECK_THROWS_WITH(fp(Tensor<double>::from_vector({0.0})), Catch::Contains("non-positive"));
 
   nn::Embedding<double> emb(4, 3, gen);
-  require_gradcheck([&](const auto&) { return weighted_sum(emb(Tensor<double>::from_vector({2, 0, 2}))); },
-                    with_params({}, emb));
+  require_gradcheck(
+      [&](const auto&) {
+        return weighted_sum(emb(Tensor<double>::from_vector({2, 0, 2})));
+      },
+      with_params({}, emb));
   CHECK_THROWS_WITH(emb(Tensor<double>::from_vector({1.5})), Catch::Contains("whole number"));
 }
 
@@ -494,33 +523,52 @@ TEST_CASE("gradient checks of the UNet's ops and modules (double, finite differe
                       {x, gen.randn<double>({2, 3})});
     require_gradcheck([](const auto& in) { return weighted_sum(scale_shift(in[0], in[1])); },
                       {x, gen.randn<double>({2, 6})});
-    require_gradcheck([](const auto& in) { return weighted_sum(nn::functional::pad_bottom_right(in[0])); }, {x});
+    require_gradcheck([](const auto& in) { return weighted_sum(nn::functional::pad_bottom_right(in[0])); },
+                      {x});
     CHECK_THROWS_WITH(add_per_channel(x, gen.randn<double>({2, 4})), Catch::Contains("[2, 4]"));
   }
   SECTION("multi-head attention, channel-first") {
     // 2 heads of 3 channels over 70 pixels: more than one query tile
     require_gradcheck(
-        [](const auto& in) { return weighted_sum(nn::functional::multihead_attention_channels_first(in[0], 2, 0.4)); },
+        [](const auto& in) {
+          return weighted_sum(nn::functional::multihead_attention_channels_first(in[0], 2, 0.4));
+        },
         {gen.randn<double>({1, 18, 70})});
     require_gradcheck(
-        [](const auto& in) { return weighted_sum(nn::functional::multihead_attention_channels_first(in[0], 1, 0.7)); },
+        [](const auto& in) {
+          return weighted_sum(nn::functional::multihead_attention_channels_first(in[0], 1, 0.7));
+        },
         {gen.randn<double>({2, 6, 5})});
   }
   SECTION("ResnetBlock2D: default and scale_shift, shortcut, up and down") {
-    for (auto [norm, in, out, up, down] : {std::tuple{"default", 4, 6, false, false}, {"scale_shift", 4, 4, false, false},
-                                           {"default", 4, 4, true, false}, {"scale_shift", 4, 6, false, true}}) {
+    for (auto [norm, in, out, up, down] : {std::tuple{"default", 4, 6, false, false},
+                                           {"scale_shift", 4, 4, false, false},
+                                           {"default", 4, 4, true, false},
+                                           {"scale_shift", 4, 6, false, true}}) {
       INFO(norm << " " << in << "->" << out << " up " << up << " down " << down);
-      nn::ResnetBlock2D<double> block({.in_channels = in, .out_channels = out, .temb_channels = 5, .groups = 2,
-                                       .eps = 1e-5, .non_linearity = "silu", .time_embedding_norm = norm,
-                                       .output_scale_factor = 1.5, .up = up, .down = down},
+      nn::ResnetBlock2D<double> block({.in_channels = in,
+                                       .out_channels = out,
+                                       .temb_channels = 5,
+                                       .groups = 2,
+                                       .eps = 1e-5,
+                                       .non_linearity = "silu",
+                                       .time_embedding_norm = norm,
+                                       .output_scale_factor = 1.5,
+                                       .up = up,
+                                       .down = down},
                                       gen);
       Tensor<double> x = gen.randn<double>({2, in, 4, 4}), temb = gen.randn<double>({2, 5});
-      require_gradcheck([&](const auto& v) { return weighted_sum(block(v[0], v[1])); }, with_params({x, temb}, block));
+      require_gradcheck([&](const auto& v) { return weighted_sum(block(v[0], v[1])); },
+                        with_params({x, temb}, block));
     }
   }
   SECTION("Attention: heads, group norm, residual, rescale") {
-    nn::Attention<double> attn({.query_dim = 4, .heads = 2, .dim_head = 2, .norm_num_groups = 2,
-                                .rescale_output_factor = 2.0, .residual_connection = true},
+    nn::Attention<double> attn({.query_dim = 4,
+                                .heads = 2,
+                                .dim_head = 2,
+                                .norm_num_groups = 2,
+                                .rescale_output_factor = 2.0,
+                                .residual_connection = true},
                                gen);
     Tensor<double> x = gen.randn<double>({2, 4, 3, 3});
     require_gradcheck([&](const auto& v) { return weighted_sum(attn(v[0])); }, with_params({x}, attn));
@@ -531,7 +579,8 @@ TEST_CASE("gradient checks of the UNet's ops and modules (double, finite differe
   }
   SECTION("TimestepEmbedding, Downsample2D (padding 0 and 1, pooling), Upsample2D") {
     nn::TimestepEmbedding<double> te(4, 6, "silu", gen);
-    require_gradcheck([&](const auto& v) { return weighted_sum(te(v[0])); }, with_params({gen.randn<double>({2, 4})}, te));
+    require_gradcheck([&](const auto& v) { return weighted_sum(te(v[0])); },
+                      with_params({gen.randn<double>({2, 4})}, te));
     for (std::int64_t pad : {0, 1}) {
       nn::Downsample2D<double> d(3, true, 2, pad, gen);
       Tensor<double> x = gen.randn<double>({1, 3, 4, 4});
@@ -548,16 +597,21 @@ TEST_CASE("gradient checks of the UNet's ops and modules (double, finite differe
   SECTION("a whole tiny UNet2DModel (input gradient)") {
     // (without attention: UNet2DModel's attention softmax runs in float32 like diffusers', which
     // finite differences cannot resolve; Attention itself is checked above in full double)
-    UNet2DModel<double> unet({.in_channels = 1, .out_channels = 1, .layers_per_block = 1,
+    UNet2DModel<double> unet({.in_channels = 1,
+                              .out_channels = 1,
+                              .layers_per_block = 1,
                               .block_out_channels = {4, 4},
                               .down_block_types = {"DownBlock2D", "DownBlock2D"},
                               .up_block_types = {"UpBlock2D", "UpBlock2D"},
-                              .norm_num_groups = 2, .resnet_time_scale_shift = "scale_shift",
-                              .add_attention = false, .num_class_embeds = 2},
+                              .norm_num_groups = 2,
+                              .resnet_time_scale_shift = "scale_shift",
+                              .add_attention = false,
+                              .num_class_embeds = 2},
                              gen);
     require_gradcheck(
         [&](const auto& v) {
-          return weighted_sum(unet(v[0], Tensor<double>::from_vector({3, 900}), Tensor<double>::from_vector({1, 0})));
+          return weighted_sum(
+              unet(v[0], Tensor<double>::from_vector({3, 900}), Tensor<double>::from_vector({1, 0})));
         },
         {gen.randn<double>({2, 1, 4, 4})});
   }
@@ -565,7 +619,10 @@ TEST_CASE("gradient checks of the UNet's ops and modules (double, finite differe
 
 TEST_CASE("UNet2DModel trains: Adam steps lower the loss on a fixed batch") {
   Generator gen(7);
-  UNet2DModel<float> unet({.in_channels = 1, .out_channels = 1, .layers_per_block = 1, .block_out_channels = {8, 16},
+  UNet2DModel<float> unet({.in_channels = 1,
+                           .out_channels = 1,
+                           .layers_per_block = 1,
+                           .block_out_channels = {8, 16},
                            .down_block_types = {"DownBlock2D", "AttnDownBlock2D"},
                            .up_block_types = {"AttnUpBlock2D", "UpBlock2D"},
                            .norm_num_groups = 4},

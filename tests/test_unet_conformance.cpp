@@ -9,12 +9,12 @@
 #include <cstdlib>
 #include <filesystem>
 
-#include "fixtures.hpp"
-#include "diffuse/core/tensor.hpp"
 #include "diffuse/autograd/reduce.hpp"
+#include "diffuse/core/tensor.hpp"
 #include "diffuse/io/json.hpp"
 #include "diffuse/io/safetensors.hpp"
 #include "diffuse/models/unet_2d.hpp"
+#include "fixtures.hpp"
 
 using namespace diffuse;
 namespace fs = std::filesystem;
@@ -121,7 +121,8 @@ TEST_CASE("UNet2DModel matches diffusers on every fixture case (forward and back
       // is floored at 1e-6 of the largest gradient of the same layer.
       std::map<std::string, double> layer_scale;
       for (const auto& [key, value] : ref)
-        if (key.rfind("grad.", 0) == 0) layer_scale[layer_of(key)] = std::max(layer_scale[layer_of(key)], max_abs(value));
+        if (key.rfind("grad.", 0) == 0)
+          layer_scale[layer_of(key)] = std::max(layer_scale[layer_of(key)], max_abs(value));
       double e_grad_d = 0;
       std::string worst_grad;
       int n_grads = 0;
@@ -140,8 +141,9 @@ TEST_CASE("UNet2DModel matches diffusers on every fixture case (forward and back
       }
 
       // save_pretrained -> from_pretrained: the same outputs, bit for bit
-      const fs::path tmp = fs::temp_directory_path() / ("diffuse_unet_roundtrip_" + c.name + "_" +
-                                                        std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
+      const fs::path tmp = fs::temp_directory_path() /
+                           ("diffuse_unet_roundtrip_" + c.name + "_" +
+                            std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
       unet_f.save_pretrained(tmp);
       auto reloaded = models::UNet2DModel<float>::from_pretrained(tmp);
       CHECK(reloaded.config().to_json() == unet_f.config().to_json());
@@ -156,9 +158,11 @@ TEST_CASE("UNet2DModel matches diffusers on every fixture case (forward and back
       fs::remove_all(tmp);
 
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      std::printf("[unet conformance] %-22s float: output %.2e grad_input %.2e | double: output %.2e grad_input %.2e, "
-                  "%d parameter grads worst %.2e (%s) | %.1fs\n",
-                  c.name.c_str(), e_out_f, e_gin_f, e_out_d, e_gin_d, n_grads, e_grad_d, worst_grad.c_str(), secs);
+      std::printf(
+          "[unet conformance] %-22s float: output %.2e grad_input %.2e | double: output %.2e grad_input "
+          "%.2e, "
+          "%d parameter grads worst %.2e (%s) | %.1fs\n",
+          c.name.c_str(), e_out_f, e_gin_f, e_out_d, e_gin_d, n_grads, e_grad_d, worst_grad.c_str(), secs);
     }
   }
 }

@@ -16,7 +16,7 @@ int main() {
   opt.step();
   auto png = std::filesystem::temp_directory_path() / "diffuse_consumer.png";
   viz::save_image(x, png);
-  std::printf("consumer: %lld parameters, loss %.4f, wrote %s\n", static_cast<long long>(net.num_parameters()),
-              loss.item(), png.string().c_str());
+  std::printf("consumer: %lld parameters, loss %.4f, wrote %s\n",
+              static_cast<long long>(net.num_parameters()), loss.item(), png.string().c_str());
   return net.num_parameters() == 309057 && std::filesystem::file_size(png) > 0 ? 0 : 1;
 }

@@ -78,7 +78,8 @@ inline void write_file(const std::filesystem::path& p, std::string_view bytes) {
 }
 
 // The fuzz input as a single file `name` in a fresh scratch folder; returns its path.
-inline std::filesystem::path input_as_file(const std::uint8_t* data, std::size_t size, const std::string& name) {
+inline std::filesystem::path input_as_file(const std::uint8_t* data, std::size_t size,
+                                           const std::string& name) {
   const std::filesystem::path dir = Scratch::get().fresh();
   const std::filesystem::path p = dir / name;
   write_file(p, std::string_view(reinterpret_cast<const char*>(data), size));
@@ -100,8 +101,8 @@ inline bool safe_name(std::string_view name) {
     const std::string_view part = name.substr(start, end - start);
     if (part.empty() || part == "." || part == ".." || ++components > 4) return false;
     for (char c : part)
-      if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-            c == '-'))
+      if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+            c == '_' || c == '-'))
         return false;
     start = end + 1;
   }
@@ -133,7 +134,8 @@ inline Archive split_archive(const std::uint8_t* data, std::size_t size) {
     const std::size_t next = next_marker(body);
     const std::size_t body_end = next == in.size() ? in.size() : next - 1;  // the '\n' before a marker
     const std::string_view name = in.substr(name_begin, name_end - name_begin);
-    if (safe_name(name) && ++count <= 32) a.files[std::string(name)] = in.substr(body, body_end - std::min(body, body_end));
+    if (safe_name(name) && ++count <= 32)
+      a.files[std::string(name)] = in.substr(body, body_end - std::min(body, body_end));
     m = next;
   }
   return a;

@@ -62,7 +62,8 @@ std::string archive_of(const fs::path& dir, const std::string& preamble = "") {
   return out;
 }
 
-std::string archive(const std::vector<std::pair<std::string, std::string>>& files, const std::string& preamble = "") {
+std::string archive(const std::vector<std::pair<std::string, std::string>>& files,
+                    const std::string& preamble = "") {
   std::string out = preamble;
   for (auto& [name, bytes] : files) {
     if (!out.empty()) out += '\n';
@@ -93,7 +94,8 @@ std::string idx_header(const std::vector<std::uint32_t>& dims) {
   return h;
 }
 
-std::string nested(int depth, const std::string& open, const std::string& close, const std::string& inner = "1") {
+std::string nested(int depth, const std::string& open, const std::string& close,
+                   const std::string& inner = "1") {
   std::string s;
   s.reserve(depth * (open.size() + close.size()) + inner.size());
   for (int i = 0; i < depth; ++i) s += open;
@@ -103,11 +105,15 @@ std::string nested(int depth, const std::string& open, const std::string& close,
 }
 
 models::UNet2DConfig tiny_unet() {
-  return {.sample_size = 8, .in_channels = 1, .out_channels = 1, .layers_per_block = 1,
+  return {.sample_size = 8,
+          .in_channels = 1,
+          .out_channels = 1,
+          .layers_per_block = 1,
           .block_out_channels = {2, 4},
           .down_block_types = {"DownBlock2D", "AttnDownBlock2D"},
           .up_block_types = {"AttnUpBlock2D", "UpBlock2D"},
-          .attention_head_dim = 2, .norm_num_groups = 2};
+          .attention_head_dim = 2,
+          .norm_num_groups = 2};
 }
 
 fs::path scratch(const std::string& name) {
@@ -122,13 +128,16 @@ void seeds() {
   {
     const fs::path d = scratch("st");
     Generator gen(1);
-    std::map<std::string, Tensor<float>> t = {{"a.weight", gen.randn<float>({2, 3})}, {"b.bias", gen.randn<float>({4})},
-                                              {"scalar", Tensor<float>::full({}, 2.f)}, {"empty", Tensor<float>::zeros({0, 3})}};
+    std::map<std::string, Tensor<float>> t = {{"a.weight", gen.randn<float>({2, 3})},
+                                              {"b.bias", gen.randn<float>({4})},
+                                              {"scalar", Tensor<float>::full({}, 2.f)},
+                                              {"empty", Tensor<float>::zeros({0, 3})}};
     for (const char* dtype : {"F32", "F16", "BF16", "F64"}) {
       io::save_safetensors(d / "x.safetensors", t, {{"format", "pt"}}, dtype);
       put("safetensors", std::string("valid_") + dtype + ".safetensors", read_bytes(d / "x.safetensors"));
     }
-    std::string h = R"({"__metadata__":{"format":"pt"},"x":{"dtype":"I64","shape":[2],"data_offsets":[0,16]},"y":{"dtype":"U8","shape":[3],"data_offsets":[16,19]},"z":{"dtype":"BOOL","shape":[1],"data_offsets":[19,20]}})";
+    std::string h =
+        R"({"__metadata__":{"format":"pt"},"x":{"dtype":"I64","shape":[2],"data_offsets":[0,16]},"y":{"dtype":"U8","shape":[3],"data_offsets":[16,19]},"z":{"dtype":"BOOL","shape":[1],"data_offsets":[19,20]}})";
     std::string len(8, '\0');
     for (int i = 0; i < 8; ++i) len[i] = static_cast<char>((h.size() >> (8 * i)) & 0xFF);
     put("safetensors", "int_dtypes.safetensors", len + h + std::string(16, '\x01') + "\x02\x03\x04\x01");
@@ -139,16 +148,20 @@ void seeds() {
       for (int i = 0; i < 8; ++i) len[i] = static_cast<char>((json.size() >> (8 * i)) & 0xFF);
       return len + json + data;
     };
-    put("safetensors", "nested_1000.safetensors", with_header(R"({"__metadata__":)" + nested(1000, "[", "]") + "}", ""));
+    put("safetensors", "nested_1000.safetensors",
+        with_header(R"({"__metadata__":)" + nested(1000, "[", "]") + "}", ""));
     put("safetensors", "header_len_huge.safetensors", std::string("\xff\xff\xff\xff\xff\xff\xff\x7f{}", 10));
     put("safetensors", "overlap.safetensors",
-        with_header(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[2,6]}})",
-                    std::string(8, '\0')));
+        with_header(
+            R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[2,6]}})",
+            std::string(8, '\0')));
     put("safetensors", "shape_overflow.safetensors",
-        with_header(R"({"a":{"dtype":"F64","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,8]}})",
-                    std::string(8, '\0')));
+        with_header(
+            R"({"a":{"dtype":"F64","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,8]}})",
+            std::string(8, '\0')));
     put("safetensors", "nan_weights.safetensors",
-        with_header(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", std::string("\x00\x00\xc0\x7f\x00\x00\x80\x7f", 8)));
+        with_header(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})",
+                    std::string("\x00\x00\xc0\x7f\x00\x00\x80\x7f", 8)));
   }
   // ---- npy ----
   {
@@ -170,10 +183,15 @@ void seeds() {
       if (major != 1) b += std::string(2, '\0');
       return b + h + data;
     };
-    put("npy", "u1.npy", npy("{'descr': '|u1', 'fortran_order': False, 'shape': (2, 2), }", "\x01\x02\x03\x04"));
-    put("npy", "f2_v2.npy", npy("{'descr': '<f2', 'fortran_order': False, 'shape': (2,), }", "\x00\x3c\x00\xc0", 2));
-    put("npy", "i8_scalar.npy", npy("{'descr': '<i8', 'fortran_order': False, 'shape': (), }", std::string(8, '\x07')));
-    put("npy", "shape_huge.npy", npy("{'descr': '<f8', 'fortran_order': False, 'shape': (9223372036854775807, 9223372036854775807), }", "12345678"));
+    put("npy", "u1.npy",
+        npy("{'descr': '|u1', 'fortran_order': False, 'shape': (2, 2), }", "\x01\x02\x03\x04"));
+    put("npy", "f2_v2.npy",
+        npy("{'descr': '<f2', 'fortran_order': False, 'shape': (2,), }", "\x00\x3c\x00\xc0", 2));
+    put("npy", "i8_scalar.npy",
+        npy("{'descr': '<i8', 'fortran_order': False, 'shape': (), }", std::string(8, '\x07')));
+    put("npy", "shape_huge.npy",
+        npy("{'descr': '<f8', 'fortran_order': False, 'shape': (9223372036854775807, 9223372036854775807), }",
+            "12345678"));
     put("npy", "fortran.npy", npy("{'descr': '<f4', 'fortran_order': True, 'shape': (1,), }", "abcd"));
   }
   // ---- IDX: raw, gzipped, bombs (the > 1 GiB one is in the large set) ----
@@ -211,8 +229,8 @@ void seeds() {
     put("image", "rgb.jpg", jpeg_rgb);
     put("image", "gray.jpg", io::encode_jpeg(gen.rand<float>({1, 8, 8}), 50));
     // Regression: a 35-byte RLE TGA named .png (4 x 29,545 x 8,293 pixels).
-    std::string tga = {'\0', '\0', '\x0a', '\0', '\0', '\0', '\0', '\0', '\0', '\0', '\0', '\0',
-                       '\x69', '\x73', '\x65', '\x20', '\x20', '\x08'};
+    std::string tga = {'\0', '\0', '\x0a', '\0',   '\0',   '\0',   '\0',   '\0',   '\0',
+                       '\0', '\0', '\0',   '\x69', '\x73', '\x65', '\x20', '\x20', '\x08'};
     tga += std::string("\xff\x01\x02\x03\x04\xff\x05\x06\x07\x08\xff\x09\x0a\x0b\x0c\xff\x00", 17);
     put("image", "tga_as_png_35B.png", tga);
     // Regression: a JPEG whose DHT segment declares 400 codes (stb 2.27 writes out of bounds).
@@ -233,19 +251,28 @@ void seeds() {
     put("image", "empty.png", "");
     // Found by fuzzing: an IDAT chunk declaring 1.8 GB in a 60-byte file (stb allocated it).
     {
-      auto be32 = [](std::uint32_t v) { return std::string{char(v >> 24), char(v >> 16), char(v >> 8), char(v)}; };
-      put("image", "png_idat_1.8GB.png", std::string("\x89PNG\r\n\x1a\n", 8) + be32(13) + "IHDR" + be32(5) + be32(6) +
-                                             std::string("\x08\x02\x00\x00\x00", 5) + be32(0) + be32(0x6b1c00c3) +
-                                             "IDAT" + std::string(20, '\x01'));
+      auto be32 = [](std::uint32_t v) {
+        return std::string{char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
+      };
+      put("image", "png_idat_1.8GB.png",
+          std::string("\x89PNG\r\n\x1a\n", 8) + be32(13) + "IHDR" + be32(5) + be32(6) +
+              std::string("\x08\x02\x00\x00\x00", 5) + be32(0) + be32(0x6b1c00c3) + "IDAT" +
+              std::string(20, '\x01'));
     }
   }
   // ---- image folder (archives of folders) ----
   {
-    put("image_folder", "two_classes", archive({{"cats/a.png", png_rgb}, {"cats/b.jpg", jpeg_rgb}, {"dogs/c.png", png_rgb},
-                                                {"dogs/notes.txt", "not an image"}}, std::string("\x01\x01\x00", 3)));
-    put("image_folder", "flat_mixed_sizes", archive({{"a.png", png_rgb}, {"b.png", png_gray}}, std::string("\x00\x02\x00", 3)));
-    put("image_folder", "bad_files_error", archive({{"x/a.png", png_rgb}, {"x/bad.png", "\x89PNG\r\n\x1a\ngarbage"},
-                                                    {"x/empty.jpg", ""}}, std::string("\x02\x00\x01", 3)));
+    put("image_folder", "two_classes",
+        archive({{"cats/a.png", png_rgb},
+                 {"cats/b.jpg", jpeg_rgb},
+                 {"dogs/c.png", png_rgb},
+                 {"dogs/notes.txt", "not an image"}},
+                std::string("\x01\x01\x00", 3)));
+    put("image_folder", "flat_mixed_sizes",
+        archive({{"a.png", png_rgb}, {"b.png", png_gray}}, std::string("\x00\x02\x00", 3)));
+    put("image_folder", "bad_files_error",
+        archive({{"x/a.png", png_rgb}, {"x/bad.png", "\x89PNG\r\n\x1a\ngarbage"}, {"x/empty.jpg", ""}},
+                std::string("\x02\x00\x01", 3)));
   }
   // ---- UNet config, from_pretrained, pipeline ----
   {
@@ -281,7 +308,8 @@ void seeds() {
     // A .bin model (the fixture from torch.save) whose weights do not fit the config.
     put("unet_pretrained", "bin_wrong_model",
         archive({{"config.json", read_bytes(d / "unet" / "config.json")},
-                 {"diffusion_pytorch_model.bin", read_bytes(fs::path(DIFFUSE_TORCH_FIXTURES) / "state_dict.bin")}}));
+                 {"diffusion_pytorch_model.bin",
+                  read_bytes(fs::path(DIFFUSE_TORCH_FIXTURES) / "state_dict.bin")}}));
     // Config regressions.
     const std::string base = read_bytes(d / "unet" / "config.json");
     auto with = [&](const std::string& key, const std::string& value) {
@@ -297,7 +325,8 @@ void seeds() {
     put("unet_config", "dropout_1.5.json", with("dropout", "1.5"));
     put("unet_config", "in_channels_1e300.json", with("in_channels", "1e300"));
     put("unet_config", "sample_size_pair.json", with("sample_size", "[8, 16]"));
-    put("unet_config", "norm_eps_nan.json", "{\"norm_eps\": NaN, \"block_out_channels\": [4, 8], \"norm_num_groups\": 2}");
+    put("unet_config", "norm_eps_nan.json",
+        "{\"norm_eps\": NaN, \"block_out_channels\": [4, 8], \"norm_num_groups\": 2}");
     put("unet_config", "nested_1000.json", "{\"x\": " + nested(1000, "{\"a\":", "}") + "}");
     // Pipelines with a damaged part.
     auto pipe_with = [&](const std::string& part, const std::string& bytes) {
@@ -314,12 +343,17 @@ void seeds() {
     cfg["sample_size"] = 100000;
     put("pipeline", "sample_size_1e5", pipe_with("unet/config.json", io::to_pretty_json(cfg)));
     put("pipeline", "scheduler_timesteps_1e12",
-        pipe_with("scheduler/scheduler_config.json", R"({"_class_name": "DDIMScheduler", "num_train_timesteps": 1e12})"));
+        pipe_with("scheduler/scheduler_config.json",
+                  R"({"_class_name": "DDIMScheduler", "num_train_timesteps": 1e12})"));
     // Refused from model_index.json: no weights needed.
     fs::remove(d / "pipe" / "unet" / "diffusion_pytorch_model.safetensors");
-    put("pipeline", "index_vae", pipe_with("model_index.json",
-                                           R"({"_class_name": "LDMPipeline", "unet": ["diffusers", "UNet2DModel"], "scheduler": ["diffusers", "DDIMScheduler"], "vqvae": ["diffusers", "VQModel"]})"));
-    put("pipeline", "index_nan", pipe_with("model_index.json", R"({"_class_name": NaN, "unet": [Infinity], "scheduler": [-Infinity]})"));
+    put("pipeline", "index_vae",
+        pipe_with(
+            "model_index.json",
+            R"({"_class_name": "LDMPipeline", "unet": ["diffusers", "UNet2DModel"], "scheduler": ["diffusers", "DDIMScheduler"], "vqvae": ["diffusers", "VQModel"]})"));
+    put("pipeline", "index_nan",
+        pipe_with("model_index.json",
+                  R"({"_class_name": NaN, "unet": [Infinity], "scheduler": [-Infinity]})"));
   }
   // ---- schedulers ----
   {
@@ -327,25 +361,35 @@ void seeds() {
       auto s = schedulers::make_scheduler<float>(name, io::json::object());
       put("scheduler_config", name + ".json", io::to_pretty_json(s->to_json()));
     }
-    put("scheduler_config", "ddpm_timesteps_1e12.json", R"({"_class_name": "DDPMScheduler", "num_train_timesteps": 1e12})");
-    put("scheduler_config", "ddim_timesteps_1e300.json", R"({"_class_name": "DDIMScheduler", "num_train_timesteps": 1e300})");
-    put("scheduler_config", "euler_beta_end_2.json", R"({"_class_name": "EulerDiscreteScheduler", "beta_end": 2.0})");
-    put("scheduler_config", "pndm_beta_start_-1.json", R"({"_class_name": "PNDMScheduler", "beta_start": -1})");
+    put("scheduler_config", "ddpm_timesteps_1e12.json",
+        R"({"_class_name": "DDPMScheduler", "num_train_timesteps": 1e12})");
+    put("scheduler_config", "ddim_timesteps_1e300.json",
+        R"({"_class_name": "DDIMScheduler", "num_train_timesteps": 1e300})");
+    put("scheduler_config", "euler_beta_end_2.json",
+        R"({"_class_name": "EulerDiscreteScheduler", "beta_end": 2.0})");
+    put("scheduler_config", "pndm_beta_start_-1.json",
+        R"({"_class_name": "PNDMScheduler", "beta_start": -1})");
     put("scheduler_config", "unipc_trained_betas_nan.json",
         R"({"_class_name": "UniPCMultistepScheduler", "num_train_timesteps": 3, "trained_betas": [0.1, NaN, 0.3]})");
     put("scheduler_config", "dpm_lambda_min_-inf.json",
         R"({"_class_name": "DPMSolverMultistepScheduler", "lambda_min_clipped": -Infinity, "use_karras_sigmas": true, "solver_order": 3})");
-    put("scheduler_config", "heun_karras.json", R"({"_class_name": "HeunDiscreteScheduler", "use_karras_sigmas": true, "num_train_timesteps": 20})");
-    put("scheduler_config", "steps_offset_huge.json", R"({"_class_name": "DDIMScheduler", "steps_offset": 9000000000000000000, "timestep_spacing": "leading"})");
+    put("scheduler_config", "heun_karras.json",
+        R"({"_class_name": "HeunDiscreteScheduler", "use_karras_sigmas": true, "num_train_timesteps": 20})");
+    put("scheduler_config", "steps_offset_huge.json",
+        R"({"_class_name": "DDIMScheduler", "steps_offset": 9000000000000000000, "timestep_spacing": "leading"})");
     // Found by fuzzing: Karras sigmas over one training timestep read log_sigmas[-1].
     put("scheduler_config", "unipc_karras_one_timestep.json",
         R"({"_class_name": "UniPCMultistepScheduler", "use_karras_sigmas": true, "num_train_timesteps": 1})");
     // Found by fuzzing: 9,999,999 training timesteps took 30 s to build under ASan (now over the
     // limit); the limit itself, in the slowest scheduler, must build within the fuzzers' timeout.
-    put("scheduler_config", "dpm_timesteps_9999999.json", R"({"_class_name": "DPMSolverMultistepScheduler", "num_train_timesteps": 9999999})");
-    put("scheduler_config", "heun_timesteps_1000000.json", R"({"_class_name": "HeunDiscreteScheduler", "num_train_timesteps": 1000000})");
-    put("scheduler_config", "no_class.json", R"({"num_train_timesteps": 10, "beta_schedule": "squaredcos_cap_v2"})");
-    put("scheduler_config", "nested_1000.json", "{\"_class_name\": \"DDPMScheduler\", \"x\": " + nested(1000, "[", "]") + "}");
+    put("scheduler_config", "dpm_timesteps_9999999.json",
+        R"({"_class_name": "DPMSolverMultistepScheduler", "num_train_timesteps": 9999999})");
+    put("scheduler_config", "heun_timesteps_1000000.json",
+        R"({"_class_name": "HeunDiscreteScheduler", "num_train_timesteps": 1000000})");
+    put("scheduler_config", "no_class.json",
+        R"({"num_train_timesteps": 10, "beta_schedule": "squaredcos_cap_v2"})");
+    put("scheduler_config", "nested_1000.json",
+        "{\"_class_name\": \"DDPMScheduler\", \"x\": " + nested(1000, "[", "]") + "}");
   }
   // ---- PyTorch .bin: the committed torch fixtures ----
   for (const char* f : {"state_dict.bin", "evil_os_system.bin", "view_past_storage.bin"})
@@ -383,9 +427,12 @@ void seeds() {
     put("checkpoint", "loader_batch_huge", edited("/data_loader/batch", "9223372036854775807"));
     put("checkpoint", "generator_seed_nan", edited("/generators/train/seed", "NaN"));
     put("checkpoint", "lr_nan", edited("/optimizer", "NaN"));
-    put("checkpoint", "nested_1000", with_state("{\"format\": \"diffuse-checkpoint\", \"x\": " + nested(1000, "[", "]", "NaN") + "}"));
+    put("checkpoint", "nested_1000",
+        with_state("{\"format\": \"diffuse-checkpoint\", \"x\": " + nested(1000, "[", "]", "NaN") + "}"));
     put("checkpoint", "two_checkpoints_one_broken",
-        archive_of(d / "out") + "\n%%file checkpoint-7/trainer_state.json\n{\"format\": \"diffuse-checkpoint\", \"version\": 1, \"files\": {\"model.safetensors\": 12}}");
+        archive_of(d / "out") +
+            "\n%%file checkpoint-7/trainer_state.json\n{\"format\": \"diffuse-checkpoint\", \"version\": 1, "
+            "\"files\": {\"model.safetensors\": 12}}");
   }
 }
 
@@ -397,11 +444,13 @@ void large() {
   for (int i = 0; i < 8; ++i) len[i] = static_cast<char>((st_header.size() >> (8 * i)) & 0xFF);
   put("safetensors", "nested_100000.safetensors", len + st_header);
   put("unet_config", "nested_100000.json", "{\"block_out_channels\": " + deep_array + "}");
-  put("scheduler_config", "nested_100000.json", "{\"_class_name\": \"DDPMScheduler\", \"trained_betas\": " + deep_array + "}");
+  put("scheduler_config", "nested_100000.json",
+      "{\"_class_name\": \"DDPMScheduler\", \"trained_betas\": " + deep_array + "}");
   put("pipeline", "nested_100000", archive({{"model_index.json", "{\"unet\": " + deep_array + "}"}}));
   put("unet_pretrained", "nested_100000", archive({{"config.json", "{\"x\": " + deep_array + "}"}}));
   put("checkpoint", "nested_100000",
-      archive({{"checkpoint-1/trainer_state.json", "{\"format\": \"diffuse-checkpoint\", \"x\": " + deep_array + "}"}}));
+      archive({{"checkpoint-1/trainer_state.json",
+                "{\"format\": \"diffuse-checkpoint\", \"x\": " + deep_array + "}"}}));
   // IDX gzip bomb: a header describing 60000 x 28 x 28 bytes (47 MB), then 1.1 GiB of zeros
   // (about 1.1 MB compressed): must stop after the described size, not decompress it all.
   {

@@ -16,7 +16,9 @@ Tensor<T> gelu(const Tensor<T>& x) {
   constexpr T inv_sqrt_2pi = std::numbers::inv_sqrtpi_v<T> * inv_sqrt2;
   return detail::unary(
       x, "gelu", [](T v) { return T(0.5) * v * (T(1) + std::erf(v * inv_sqrt2)); },
-      [](T v, T) { return T(0.5) * (T(1) + std::erf(v * inv_sqrt2)) + v * inv_sqrt_2pi * std::exp(T(-0.5) * v * v); });
+      [](T v, T) {
+        return T(0.5) * (T(1) + std::erf(v * inv_sqrt2)) + v * inv_sqrt_2pi * std::exp(T(-0.5) * v * v);
+      });
 }
 
 namespace detail {

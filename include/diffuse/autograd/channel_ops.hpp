@@ -11,11 +11,12 @@ namespace diffuse {
 namespace detail {
 // N, C and the plane size of x [N, C, ...]; throws unless `per` is [N, k*C].
 template <class T>
-void channel_geometry(const Tensor<T>& x, const Tensor<T>& per, std::int64_t k, const char* op, std::int64_t& N,
-                      std::int64_t& C, std::int64_t& HW) {
+void channel_geometry(const Tensor<T>& x, const Tensor<T>& per, std::int64_t k, const char* op,
+                      std::int64_t& N, std::int64_t& C, std::int64_t& HW) {
   if (x.dim() < 2 || per.dim() != 2 || per.size(0) != x.size(0) || per.size(1) != k * x.size(1))
-    throw Error(std::string(op) + ": per-channel tensor of shape " + to_string(per.shape()) + " does not fit input " +
-                to_string(x.shape()) + " (expected [N, " + (k == 1 ? "C" : "2C") + "])");
+    throw Error(std::string(op) + ": per-channel tensor of shape " + to_string(per.shape()) +
+                " does not fit input " + to_string(x.shape()) + " (expected [N, " + (k == 1 ? "C" : "2C") +
+                "])");
   N = x.size(0);
   C = x.size(1);
   HW = (N * C) != 0 ? x.numel() / (N * C) : 0;
@@ -79,8 +80,10 @@ Tensor<T> scale_shift(const Tensor<T>& x, const Tensor<T>& ss) {
       }
       if (pgs) {
         const T* xp = px + nc * HW;
-        pgs[n * 2 * C + c] = T(kernels::detail::fixed_sum<double>(HW, [&](std::int64_t i) { return double(gp[i]) * xp[i]; }));
-        pgs[n * 2 * C + C + c] = T(kernels::detail::fixed_sum<double>(HW, [&](std::int64_t i) { return gp[i]; }));
+        pgs[n * 2 * C + c] =
+            T(kernels::detail::fixed_sum<double>(HW, [&](std::int64_t i) { return double(gp[i]) * xp[i]; }));
+        pgs[n * 2 * C + C + c] =
+            T(kernels::detail::fixed_sum<double>(HW, [&](std::int64_t i) { return gp[i]; }));
       }
     });
     return std::vector<Tensor<T>>{gx, gss};

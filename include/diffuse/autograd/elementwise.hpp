@@ -5,8 +5,8 @@
 #pragma once
 #include <cmath>
 
-#include "diffuse/core/tensor.hpp"
 #include "diffuse/core/interop.hpp"
+#include "diffuse/core/tensor.hpp"
 #include "diffuse/kernels/activation.hpp"
 
 namespace diffuse {
@@ -155,8 +155,9 @@ Tensor<T> div(const Tensor<T>& a, const Tensor<T>& b) {
   const bool need_a = a.requires_grad(), need_b = b.requires_grad();
   return detail::record(out, {&a, &b}, "div", [a, b, out = out.detach(), need_a, need_b](const Tensor<T>& g) {
     Tensor<T> ga, gb;
-    if (need_a) ga = detail::sum_to(detail::broadcast_zip(g, b, [](const auto& x, const auto& y) { return x / y; }),
-                                    a.shape());
+    if (need_a)
+      ga = detail::sum_to(detail::broadcast_zip(g, b, [](const auto& x, const auto& y) { return x / y; }),
+                          a.shape());
     if (need_b) {
       // d(a/b)/db = -out / b
       Tensor<T> t = detail::broadcast_zip(g, out, [](const auto& x, const auto& y) { return x * y; });
@@ -171,40 +172,50 @@ Tensor<T> div(const Tensor<T>& a, const Tensor<T>& b) {
 
 template <class T>
 Tensor<T> add_scalar(const Tensor<T>& x, T s) {
-  return detail::unary(x, "add_scalar", [s](T v) { return v + s; }, [](T, T) { return T(1); });
+  return detail::unary(
+      x, "add_scalar", [s](T v) { return v + s; }, [](T, T) { return T(1); });
 }
 template <class T>
 Tensor<T> mul_scalar(const Tensor<T>& x, T s) {
-  return detail::unary(x, "mul_scalar", [s](T v) { return v * s; }, [s](T, T) { return s; });
+  return detail::unary(
+      x, "mul_scalar", [s](T v) { return v * s; }, [s](T, T) { return s; });
 }
 template <class T>
-Tensor<T> neg(const Tensor<T>& x) { return mul_scalar(x, T(-1)); }
+Tensor<T> neg(const Tensor<T>& x) {
+  return mul_scalar(x, T(-1));
+}
 
 // ---- unary functions ----
 
 template <class T>
 Tensor<T> exp(const Tensor<T>& x) {
-  return detail::unary(x, "exp", [](T v) { return std::exp(v); }, [](T, T y) { return y; });
+  return detail::unary(
+      x, "exp", [](T v) { return std::exp(v); }, [](T, T y) { return y; });
 }
 template <class T>
 Tensor<T> log(const Tensor<T>& x) {
-  return detail::unary(x, "log", [](T v) { return std::log(v); }, [](T v, T) { return T(1) / v; });
+  return detail::unary(
+      x, "log", [](T v) { return std::log(v); }, [](T v, T) { return T(1) / v; });
 }
 template <class T>
 Tensor<T> sin(const Tensor<T>& x) {
-  return detail::unary(x, "sin", [](T v) { return std::sin(v); }, [](T v, T) { return std::cos(v); });
+  return detail::unary(
+      x, "sin", [](T v) { return std::sin(v); }, [](T v, T) { return std::cos(v); });
 }
 template <class T>
 Tensor<T> cos(const Tensor<T>& x) {
-  return detail::unary(x, "cos", [](T v) { return std::cos(v); }, [](T v, T) { return -std::sin(v); });
+  return detail::unary(
+      x, "cos", [](T v) { return std::cos(v); }, [](T v, T) { return -std::sin(v); });
 }
 template <class T>
 Tensor<T> sqrt(const Tensor<T>& x) {
-  return detail::unary(x, "sqrt", [](T v) { return std::sqrt(v); }, [](T, T y) { return T(0.5) / y; });
+  return detail::unary(
+      x, "sqrt", [](T v) { return std::sqrt(v); }, [](T, T y) { return T(0.5) / y; });
 }
 template <class T>
 Tensor<T> square(const Tensor<T>& x) {
-  return detail::unary(x, "square", [](T v) { return v * v; }, [](T v, T) { return T(2) * v; });
+  return detail::unary(
+      x, "square", [](T v) { return v * v; }, [](T v, T) { return T(2) * v; });
 }
 template <class T>
 Tensor<T> pow(const Tensor<T>& x, T p) {
@@ -214,11 +225,13 @@ Tensor<T> pow(const Tensor<T>& x, T p) {
 template <class T>
 Tensor<T> abs(const Tensor<T>& x) {
   return detail::unary(
-      x, "abs", [](T v) { return std::abs(v); }, [](T v, T) { return v > 0 ? T(1) : (v < 0 ? T(-1) : T(0)); });
+      x, "abs", [](T v) { return std::abs(v); },
+      [](T v, T) { return v > 0 ? T(1) : (v < 0 ? T(-1) : T(0)); });
 }
 template <class T>
 Tensor<T> tanh(const Tensor<T>& x) {
-  return detail::unary(x, "tanh", [](T v) { return std::tanh(v); }, [](T, T y) { return T(1) - y * y; });
+  return detail::unary(
+      x, "tanh", [](T v) { return std::tanh(v); }, [](T, T y) { return T(1) - y * y; });
 }
 template <class T>
 Tensor<T> sigmoid(const Tensor<T>& x) {
@@ -252,17 +265,53 @@ Tensor<T> clamp(const Tensor<T>& x, T lo, T hi) {
 
 // ---- operators ----
 
-template <class T> Tensor<T> operator+(const Tensor<T>& a, const Tensor<T>& b) { return add(a, b); }
-template <class T> Tensor<T> operator-(const Tensor<T>& a, const Tensor<T>& b) { return sub(a, b); }
-template <class T> Tensor<T> operator*(const Tensor<T>& a, const Tensor<T>& b) { return mul(a, b); }
-template <class T> Tensor<T> operator/(const Tensor<T>& a, const Tensor<T>& b) { return div(a, b); }
-template <class T> Tensor<T> operator-(const Tensor<T>& a) { return neg(a); }
-template <class T> Tensor<T> operator+(const Tensor<T>& a, std::type_identity_t<T> s) { return add_scalar(a, s); }
-template <class T> Tensor<T> operator+(std::type_identity_t<T> s, const Tensor<T>& a) { return add_scalar(a, s); }
-template <class T> Tensor<T> operator-(const Tensor<T>& a, std::type_identity_t<T> s) { return add_scalar(a, -s); }
-template <class T> Tensor<T> operator-(std::type_identity_t<T> s, const Tensor<T>& a) { return add_scalar(neg(a), s); }
-template <class T> Tensor<T> operator*(const Tensor<T>& a, std::type_identity_t<T> s) { return mul_scalar(a, s); }
-template <class T> Tensor<T> operator*(std::type_identity_t<T> s, const Tensor<T>& a) { return mul_scalar(a, s); }
-template <class T> Tensor<T> operator/(const Tensor<T>& a, std::type_identity_t<T> s) { return mul_scalar(a, T(1) / s); }
+template <class T>
+Tensor<T> operator+(const Tensor<T>& a, const Tensor<T>& b) {
+  return add(a, b);
+}
+template <class T>
+Tensor<T> operator-(const Tensor<T>& a, const Tensor<T>& b) {
+  return sub(a, b);
+}
+template <class T>
+Tensor<T> operator*(const Tensor<T>& a, const Tensor<T>& b) {
+  return mul(a, b);
+}
+template <class T>
+Tensor<T> operator/(const Tensor<T>& a, const Tensor<T>& b) {
+  return div(a, b);
+}
+template <class T>
+Tensor<T> operator-(const Tensor<T>& a) {
+  return neg(a);
+}
+template <class T>
+Tensor<T> operator+(const Tensor<T>& a, std::type_identity_t<T> s) {
+  return add_scalar(a, s);
+}
+template <class T>
+Tensor<T> operator+(std::type_identity_t<T> s, const Tensor<T>& a) {
+  return add_scalar(a, s);
+}
+template <class T>
+Tensor<T> operator-(const Tensor<T>& a, std::type_identity_t<T> s) {
+  return add_scalar(a, -s);
+}
+template <class T>
+Tensor<T> operator-(std::type_identity_t<T> s, const Tensor<T>& a) {
+  return add_scalar(neg(a), s);
+}
+template <class T>
+Tensor<T> operator*(const Tensor<T>& a, std::type_identity_t<T> s) {
+  return mul_scalar(a, s);
+}
+template <class T>
+Tensor<T> operator*(std::type_identity_t<T> s, const Tensor<T>& a) {
+  return mul_scalar(a, s);
+}
+template <class T>
+Tensor<T> operator/(const Tensor<T>& a, std::type_identity_t<T> s) {
+  return mul_scalar(a, T(1) / s);
+}
 
 }  // namespace diffuse

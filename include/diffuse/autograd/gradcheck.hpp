@@ -24,7 +24,8 @@ inline GradcheckResult gradcheck(const std::function<Tensor<double>(const std::v
     x.zero_grad();
   }
   Tensor<double> y = f(inputs);
-  if (y.numel() != 1) throw Error("gradcheck: the function must return a scalar, got shape " + to_string(y.shape()));
+  if (y.numel() != 1)
+    throw Error("gradcheck: the function must return a scalar, got shape " + to_string(y.shape()));
   y.backward();
   GradcheckResult result;
   NoGradGuard no_grad;

@@ -10,7 +10,8 @@ namespace diffuse {
 template <class T>
 Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
   auto mismatch = [&] {
-    return Error("matmul: shapes " + to_string(a.shape()) + " and " + to_string(b.shape()) + " do not multiply");
+    return Error("matmul: shapes " + to_string(a.shape()) + " and " + to_string(b.shape()) +
+                 " do not multiply");
   };
   if (a.dim() < 2 || b.dim() < 2) throw mismatch();
   const std::int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
@@ -18,14 +19,16 @@ Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
   Shape out_shape(a.shape().begin(), a.shape().end() - 1);
   out_shape.push_back(N);
   if (M == 0 || N == 0 || K == 0)
-    throw Error("matmul: shapes " + to_string(a.shape()) + " and " + to_string(b.shape()) + " have an empty matrix axis");
+    throw Error("matmul: shapes " + to_string(a.shape()) + " and " + to_string(b.shape()) +
+                " have an empty matrix axis");
   Tensor<T> out = Tensor<T>::empty(out_shape);
   if (b.dim() == 2) {
     // Fold leading axes of a into rows: one GEMM.
     const std::int64_t rows = a.numel() / K;
     kernels::gemm<T>(false, false, rows, N, K, T(1), a.data(), K, b.data(), N, T(0), out.data(), N);
   } else {
-    if (a.dim() != b.dim() || !std::equal(a.shape().begin(), a.shape().end() - 2, b.shape().begin())) throw mismatch();
+    if (a.dim() != b.dim() || !std::equal(a.shape().begin(), a.shape().end() - 2, b.shape().begin()))
+      throw mismatch();
     const std::int64_t batch = a.numel() / (M * K);
     kernels::gemm_batched<T>(batch, false, false, M, N, K, T(1), a.data(), K, M * K, b.data(), N, K * N, T(0),
                              out.data(), N, M * N);
@@ -47,13 +50,13 @@ Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
       const std::int64_t batch = a.numel() / (M * K);
       if (need_a) {
         ga = Tensor<T>::empty(a.shape());
-        kernels::gemm_batched<T>(batch, false, true, M, K, N, T(1), g.data(), N, M * N, b.data(), N, K * N, T(0),
-                                 ga.data(), K, M * K);
+        kernels::gemm_batched<T>(batch, false, true, M, K, N, T(1), g.data(), N, M * N, b.data(), N, K * N,
+                                 T(0), ga.data(), K, M * K);
       }
       if (need_b) {
         gb = Tensor<T>::empty(b.shape());
-        kernels::gemm_batched<T>(batch, true, false, K, N, M, T(1), a.data(), K, M * K, g.data(), N, M * N, T(0),
-                                 gb.data(), N, K * N);
+        kernels::gemm_batched<T>(batch, true, false, K, N, M, T(1), a.data(), K, M * K, g.data(), N, M * N,
+                                 T(0), gb.data(), N, K * N);
       }
     }
     return std::vector<Tensor<T>>{ga, gb};
@@ -73,11 +76,11 @@ Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
   if (weight.dim() != 2 || x.dim() < 1 || x.size(-1) != weight.size(1))
     throw Error("linear: input of shape " + to_string(x.shape()) + " does not fit weight of shape " +
                 to_string(weight.shape()) + " (expected last input extent = weight.shape[1])");
-  if (weight.numel() == 0)
-    throw Error("linear: weight of shape " + to_string(weight.shape()) + " is empty");
+  if (weight.numel() == 0) throw Error("linear: weight of shape " + to_string(weight.shape()) + " is empty");
   const std::int64_t in = weight.size(1), outf = weight.size(0), rows = x.numel() / in;
   if (bias.defined() && (bias.dim() != 1 || bias.size(0) != outf))
-    throw Error("linear: bias of shape " + to_string(bias.shape()) + " for " + std::to_string(outf) + " outputs");
+    throw Error("linear: bias of shape " + to_string(bias.shape()) + " for " + std::to_string(outf) +
+                " outputs");
   Shape out_shape = x.shape();
   out_shape.back() = outf;
   Tensor<T> out = Tensor<T>::empty(out_shape);
@@ -85,21 +88,21 @@ Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
   if (bias.defined()) {
     for (std::int64_t r = 0; r < rows; ++r) std::copy(bias.data(), bias.data() + outf, po + r * outf);
   }
-  kernels::gemm<T>(false, true, rows, outf, in, T(1), x.data(), in, weight.data(), in, bias.defined() ? T(1) : T(0),
-                   po, outf);
+  kernels::gemm<T>(false, true, rows, outf, in, T(1), x.data(), in, weight.data(), in,
+                   bias.defined() ? T(1) : T(0), po, outf);
   const bool nx = x.requires_grad(), nw = weight.requires_grad(), nb = bias.defined() && bias.requires_grad();
   return detail::record(out, {&x, &weight, &bias}, "linear",
                         [x, weight, rows, in, outf, nx, nw, nb](const Tensor<T>& g) {
                           Tensor<T> gx, gw, gb;
                           if (nx) {
                             gx = Tensor<T>::empty(x.shape());
-                            kernels::gemm<T>(false, false, rows, in, outf, T(1), g.data(), outf, weight.data(), in,
-                                             T(0), gx.data(), in);
+                            kernels::gemm<T>(false, false, rows, in, outf, T(1), g.data(), outf,
+                                             weight.data(), in, T(0), gx.data(), in);
                           }
                           if (nw) {
                             gw = Tensor<T>::empty(weight.shape());
-                            kernels::gemm<T>(true, false, outf, in, rows, T(1), g.data(), outf, x.data(), in, T(0),
-                                             gw.data(), in);
+                            kernels::gemm<T>(true, false, outf, in, rows, T(1), g.data(), outf, x.data(), in,
+                                             T(0), gw.data(), in);
                           }
                           if (nb) {
                             gb = Tensor<T>::zeros({outf});

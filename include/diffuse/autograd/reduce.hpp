@@ -21,8 +21,10 @@ inline Shape reduced_shape(const Shape& s, const std::vector<std::size_t>& axes,
   Shape out;
   for (std::size_t i = 0; i < s.size(); ++i) {
     bool reduced = std::find(axes.begin(), axes.end(), i) != axes.end();
-    if (!reduced) out.push_back(s[i]);
-    else if (keepdim) out.push_back(1);
+    if (!reduced)
+      out.push_back(s[i]);
+    else if (keepdim)
+      out.push_back(1);
   }
   return out;
 }
@@ -68,7 +70,8 @@ Tensor<T> sum(const Tensor<T>& x, const std::vector<std::int64_t>& axes, bool ke
   auto ax = detail::reduction_axes(axes, x.dim());
   std::vector<bool> reduce(static_cast<std::size_t>(x.dim()), false);
   for (auto a : ax) reduce[a] = true;
-  Tensor<T> out = detail::sum_keepdim(x, reduce).detach().reshape(detail::reduced_shape(x.shape(), ax, keepdim));
+  Tensor<T> out =
+      detail::sum_keepdim(x, reduce).detach().reshape(detail::reduced_shape(x.shape(), ax, keepdim));
   return detail::record(out, {&x}, "sum_axes", [full = x.shape(), ax](const Tensor<T>& g) {
     return std::vector<Tensor<T>>{
         detail::expand_scaled(g.detach().reshape(detail::reduced_shape(full, ax, true)), full, T(1))};

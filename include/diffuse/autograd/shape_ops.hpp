@@ -11,7 +11,8 @@ namespace diffuse {
 template <class T>
 Tensor<T> permute(const Tensor<T>& x, const std::vector<std::int64_t>& dims) {
   if (static_cast<std::int64_t>(dims.size()) != x.dim())
-    throw Error("permute: " + std::to_string(dims.size()) + " axes given for a tensor of shape " + to_string(x.shape()));
+    throw Error("permute: " + std::to_string(dims.size()) + " axes given for a tensor of shape " +
+                to_string(x.shape()));
   std::vector<std::size_t> perm;
   std::vector<bool> used(dims.size(), false);
   Shape out_shape;
@@ -68,15 +69,16 @@ Tensor<T> concat(const std::vector<Tensor<T>>& xs, std::int64_t axis = 0) {
     const std::int64_t row = t.shape()[a] * inner;
     const T* src = t.data();
     T* dst = out.data() + offset;
-    detail::parallel_for_items(outer, [&](std::int64_t o) { std::copy(src + o * row, src + (o + 1) * row, dst + o * out_row); });
+    detail::parallel_for_items(
+        outer, [&](std::int64_t o) { std::copy(src + o * row, src + (o + 1) * row, dst + o * out_row); });
     extents.push_back(t.shape()[a]);
     offset += row;
   }
   return detail::record(out, xs, "concat", [extents, outer, inner, out_row, xs_shapes = [&] {
-    std::vector<Shape> v;
-    for (auto& t : xs) v.push_back(t.shape());
-    return v;
-  }()](const Tensor<T>& g) {
+                          std::vector<Shape> v;
+                          for (auto& t : xs) v.push_back(t.shape());
+                          return v;
+                        }()](const Tensor<T>& g) {
     std::vector<Tensor<T>> grads;
     std::int64_t off = 0;
     for (std::size_t k = 0; k < extents.size(); ++k) {

@@ -58,7 +58,8 @@ class CachingAllocator {
     }
     ++stats_.misses;
     stats_.peak_bytes = std::max(stats_.peak_bytes, stats_.in_use_bytes + bytes);
-    while (stats_.cached_bytes > 0 && stats_.in_use_bytes + stats_.cached_bytes + bytes > 2 * stats_.peak_bytes)
+    while (stats_.cached_bytes > 0 &&
+           stats_.in_use_bytes + stats_.cached_bytes + bytes > 2 * stats_.peak_bytes)
       evict_oldest();
     void* p = std::aligned_alloc(kAlignment, bytes);
     if (!p && stats_.cached_bytes > 0) {  // out of memory: give back everything cached and try again
@@ -97,7 +98,9 @@ class CachingAllocator {
     std::uint64_t freed_at;
   };
 
-  static std::size_t round_up(std::size_t bytes) { return (bytes + kAlignment - 1) / kAlignment * kAlignment; }
+  static std::size_t round_up(std::size_t bytes) {
+    return (bytes + kAlignment - 1) / kAlignment * kAlignment;
+  }
 
   void* track(void* p, std::size_t bytes) {
     stats_.in_use_bytes += bytes;

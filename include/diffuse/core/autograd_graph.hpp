@@ -31,7 +31,8 @@ bool any_requires_grad(std::initializer_list<const Tensor<T>*> inputs) {
 // Attaches a backward function to `out` when grad mode is on and an input requires grad.
 // `backward(grad_out)` returns one gradient per input, in order (undefined where none flows).
 template <class T, class F>
-Tensor<T> record(Tensor<T> out, std::initializer_list<const Tensor<T>*> inputs, const char* name, F&& backward) {
+Tensor<T> record(Tensor<T> out, std::initializer_list<const Tensor<T>*> inputs, const char* name,
+                 F&& backward) {
   if (!any_requires_grad<T>(inputs)) return out;
   auto node = std::make_shared<Node<T>>();
   node->name = name;
@@ -91,12 +92,13 @@ Tensor<T> Tensor<T>::reshape(const Shape& new_shape) const {
   }
   if (infer >= 0) {
     if (known == 0 || numel() % known != 0)
-      throw Error("reshape: cannot reshape tensor of shape " + to_string(shape()) + " into " + to_string(new_shape));
+      throw Error("reshape: cannot reshape tensor of shape " + to_string(shape()) + " into " +
+                  to_string(new_shape));
     s[infer] = numel() / known;
   }
   if (numel_of(s) != numel())
-    throw Error("reshape: cannot reshape tensor of shape " + to_string(shape()) + " (" + std::to_string(numel()) +
-                " elements) into " + to_string(new_shape));
+    throw Error("reshape: cannot reshape tensor of shape " + to_string(shape()) + " (" +
+                std::to_string(numel()) + " elements) into " + to_string(new_shape));
   Shape old = shape();
   return detail::record(detail::make_view(*this, s, 0), {this}, "reshape",
                         [old](const Tensor<T>& g) { return std::vector<Tensor<T>>{g.reshape(old)}; });
@@ -114,7 +116,8 @@ template <class T>
 Tensor<T> Tensor<T>::squeeze(std::int64_t axis) const {
   Shape s = shape();
   std::int64_t a = normalize_axis(axis, dim());
-  if (s[a] != 1) throw Error("squeeze: axis " + std::to_string(axis) + " of shape " + to_string(s) + " is not 1");
+  if (s[a] != 1)
+    throw Error("squeeze: axis " + std::to_string(axis) + " of shape " + to_string(s) + " is not 1");
   s.erase(s.begin() + a);
   return reshape(s);
 }
@@ -126,8 +129,8 @@ Tensor<T> Tensor<T>::slice(std::int64_t begin, std::int64_t end) const {
   if (begin < 0) begin += n;
   if (end < 0) end += n;
   if (begin < 0 || end > n || begin > end)
-    throw Error("slice [" + std::to_string(begin) + ", " + std::to_string(end) + ") is out of range for shape " +
-                to_string(shape()));
+    throw Error("slice [" + std::to_string(begin) + ", " + std::to_string(end) +
+                ") is out of range for shape " + to_string(shape()));
   Shape s = shape();
   s[0] = end - begin;
   const std::int64_t row = n ? numel() / n : 0;
@@ -145,7 +148,8 @@ Tensor<T> Tensor<T>::select(std::int64_t i) const {
   if (dim() == 0) throw Error("select: a scalar has no first axis");
   const std::int64_t n = shape()[0];
   if (i < -n || i >= n)
-    throw Error("index " + std::to_string(i) + " is out of range for the first axis of shape " + to_string(shape()));
+    throw Error("index " + std::to_string(i) + " is out of range for the first axis of shape " +
+                to_string(shape()));
   if (i < 0) i += n;
   Shape s(shape().begin() + 1, shape().end());
   return slice(i, i + 1).reshape(s);
@@ -160,10 +164,11 @@ namespace diffuse {
 namespace detail {
 
 template <class T>
-void accumulate_into(std::shared_ptr<TensorImpl<T>>& slot, Tensor<T>&& g, const Shape& expected, const std::string& op) {
+void accumulate_into(std::shared_ptr<TensorImpl<T>>& slot, Tensor<T>&& g, const Shape& expected,
+                     const std::string& op) {
   if (g.shape() != expected)
-    throw Error("internal error: backward of " + op + " produced a gradient of shape " + to_string(g.shape()) +
-                " for an input of shape " + to_string(expected));
+    throw Error("internal error: backward of " + op + " produced a gradient of shape " +
+                to_string(g.shape()) + " for an input of shape " + to_string(expected));
   if (!slot) {
     // Take the tensor over when nothing else refers to it or to its memory (the common case: a
     // fresh gradient); otherwise own a copy, since the op may return a tensor it shares.

@@ -15,7 +15,8 @@ namespace diffuse {
 
 namespace detail {
 // One Philox 4x32 block: 10 rounds over a 128-bit counter with a 64-bit key.
-inline std::array<std::uint32_t, 4> philox4x32(std::array<std::uint32_t, 4> ctr, std::array<std::uint32_t, 2> key) {
+inline std::array<std::uint32_t, 4> philox4x32(std::array<std::uint32_t, 4> ctr,
+                                               std::array<std::uint32_t, 2> key) {
   constexpr std::uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u, kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
   for (int round = 0; round < 10; ++round) {
     const std::uint64_t p0 = static_cast<std::uint64_t>(kM0) * ctr[0];
@@ -54,7 +55,8 @@ class Generator {
       const double u3 = to_open_unit(r[2]), u4 = to_open_unit(r[3]);
       const double ra = std::sqrt(-2.0 * std::log(u1)), rb = std::sqrt(-2.0 * std::log(u3));
       const double z[4] = {ra * std::cos(2 * std::numbers::pi * u2), ra * std::sin(2 * std::numbers::pi * u2),
-                           rb * std::cos(2 * std::numbers::pi * u4), rb * std::sin(2 * std::numbers::pi * u4)};
+                           rb * std::cos(2 * std::numbers::pi * u4),
+                           rb * std::sin(2 * std::numbers::pi * u4)};
       store(t, block, z);
     });
     return t;
@@ -140,7 +142,8 @@ class Generator {
     const std::uint64_t base = state_.offset;
     detail::parallel_for(blocks, [&](std::int64_t b) {
       const std::uint64_t c = base + static_cast<std::uint64_t>(b);
-      f(b, detail::philox4x32({static_cast<std::uint32_t>(c), static_cast<std::uint32_t>(c >> 32), 0u, 0u}, key));
+      f(b, detail::philox4x32({static_cast<std::uint32_t>(c), static_cast<std::uint32_t>(c >> 32), 0u, 0u},
+                              key));
     });
     state_.offset += static_cast<std::uint64_t>(blocks);
   }

@@ -9,17 +9,21 @@
 namespace diffuse {
 
 namespace detail {
-inline std::vector<std::size_t> xshape(const Shape& s) { return std::vector<std::size_t>(s.begin(), s.end()); }
+inline std::vector<std::size_t> xshape(const Shape& s) {
+  return std::vector<std::size_t>(s.begin(), s.end());
+}
 }  // namespace detail
 
 // An xtensor adaptor over the tensor's buffer (writes go to the tensor).
 template <class T>
 auto as_xtensor(Tensor<T>& t) {
-  return xt::adapt(t.data(), static_cast<std::size_t>(t.numel()), xt::no_ownership(), detail::xshape(t.shape()));
+  return xt::adapt(t.data(), static_cast<std::size_t>(t.numel()), xt::no_ownership(),
+                   detail::xshape(t.shape()));
 }
 template <class T>
 auto as_xtensor(const Tensor<T>& t) {
-  return xt::adapt(t.data(), static_cast<std::size_t>(t.numel()), xt::no_ownership(), detail::xshape(t.shape()));
+  return xt::adapt(t.data(), static_cast<std::size_t>(t.numel()), xt::no_ownership(),
+                   detail::xshape(t.shape()));
 }
 
 template <class T>

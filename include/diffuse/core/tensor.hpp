@@ -125,7 +125,8 @@ class Tensor {
       throw Error("arange: start, stop and step must be finite and give a reasonable count");
     auto n = static_cast<std::int64_t>(count);
     Tensor t = empty({std::max<std::int64_t>(n, 0)});
-    for (std::int64_t i = 0; i < t.numel(); ++i) t.data()[i] = static_cast<T>(start + static_cast<double>(step) * i);
+    for (std::int64_t i = 0; i < t.numel(); ++i)
+      t.data()[i] = static_cast<T>(start + static_cast<double>(step) * i);
     return t;
   }
   // `steps` evenly spaced values from start to end, both included (like torch.linspace).
@@ -154,8 +155,9 @@ class Tensor {
 
   // The single value of a one-element tensor.
   T item() const {
-    if (numel() != 1) throw Error("item(): tensor of shape " + to_string(shape()) + " has " +
-                                  std::to_string(numel()) + " elements, not one");
+    if (numel() != 1)
+      throw Error("item(): tensor of shape " + to_string(shape()) + " has " + std::to_string(numel()) +
+                  " elements, not one");
     return data()[0];
   }
   // Element access by full index, with bounds checks.
@@ -177,7 +179,8 @@ class Tensor {
   // Copies `src` (same number of elements) into this tensor's memory.
   Tensor& copy_(const Tensor& src) {
     if (src.numel() != numel())
-      throw Error("copy_: source of shape " + to_string(src.shape()) + " does not fit shape " + to_string(shape()));
+      throw Error("copy_: source of shape " + to_string(src.shape()) + " does not fit shape " +
+                  to_string(shape()));
     std::memmove(data(), src.data(), sizeof(T) * numel());
     return *this;
   }

@@ -79,10 +79,10 @@ struct LoaderOptions {
 
 // Where a loader is in its sequence of epochs; plain values, to store in a checkpoint.
 struct LoaderState {
-  std::int64_t epoch = 0;   // the current epoch (0-based)
-  std::int64_t batch = 0;   // batches of it already handed out
-  std::uint64_t seed = 0;   // its epoch seed (order and random transforms)
-  bool started = false;     // false: no epoch has begun; the next begin() begins epoch 0
+  std::int64_t epoch = 0;  // the current epoch (0-based)
+  std::int64_t batch = 0;  // batches of it already handed out
+  std::uint64_t seed = 0;  // its epoch seed (order and random transforms)
+  bool started = false;    // false: no epoch has begun; the next begin() begins epoch 0
   bool operator==(const LoaderState&) const = default;
 };
 
@@ -137,7 +137,8 @@ class DataLoader {
   void set_state(const LoaderState& s) {
     if (s.epoch < 0 || s.batch < 0 || s.batch > size())
       throw Error("DataLoader::set_state: position epoch " + std::to_string(s.epoch) + ", batch " +
-                  std::to_string(s.batch) + " is not within an epoch of " + std::to_string(size()) + " batches");
+                  std::to_string(s.batch) + " is not within an epoch of " + std::to_string(size()) +
+                  " batches");
     if (!s.started && (s.epoch != 0 || s.batch != 0))
       throw Error("DataLoader::set_state: a state with started = false must be at epoch 0, batch 0");
     state_ = s;
@@ -188,10 +189,10 @@ class DataLoader {
         } else {
           while (next_ < end_ && next_ <= index_ + ahead) {
             // Worker threads assemble without OpenMP: the cores belong to the training step.
-            pending_.push_back(std::async(std::launch::async, [l = loader_, o = order_, s = seed_, e = epoch_,
-                                                               b = next_] {
-              return l->batch_at(b, o, s, e, /*threads=*/false);
-            }));
+            pending_.push_back(
+                std::async(std::launch::async, [l = loader_, o = order_, s = seed_, e = epoch_, b = next_] {
+                  return l->batch_at(b, o, s, e, /*threads=*/false);
+                }));
             ++next_;
           }
           std::future<Batch<T>> f = std::move(pending_.front());
@@ -229,7 +230,8 @@ class DataLoader {
       state_.epoch = state_.started ? state_.epoch + 1 : 0;
       // The seed fixes the order and the random transforms; without a Generator, the epoch does.
       const bool random = options_.shuffle || RandomDataset<D, T>;
-      state_.seed = random && gen_ ? draw_seed() : detail::mix_seed(0, static_cast<std::uint64_t>(state_.epoch));
+      state_.seed =
+          random && gen_ ? draw_seed() : detail::mix_seed(0, static_cast<std::uint64_t>(state_.epoch));
       state_.started = true;
       order_ = make_order(state_.seed);
     }

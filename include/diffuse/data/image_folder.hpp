@@ -32,8 +32,8 @@ namespace diffuse::data {
 enum class OnBadFile { skip, error };
 
 struct ImageFolderOptions {
-  std::int64_t size = 0;                // resize every image to size x size (0: keep; then all must match)
-  int channels = 3;                     // 1 gray, 3 RGB, 4 RGBA
+  std::int64_t size = 0;  // resize every image to size x size (0: keep; then all must match)
+  int channels = 3;       // 1 gray, 3 RGB, 4 RGBA
   OnBadFile on_bad_file = OnBadFile::skip;
 };
 
@@ -63,7 +63,10 @@ class ImageFolder : public ImageDataset {
     std::string s = "ImageFolder: " + std::to_string(size()) + " images in " +
                     std::to_string(std::max<std::size_t>(class_names().size(), 1)) + " classes, " +
                     to_string(sample_shape()) + "; " + std::to_string(skipped_.size()) + " skipped, " +
-                    std::to_string(converted_) + " converted to " + (c == 1 ? "grayscale" : c == 3 ? "RGB" : "RGBA") +
+                    std::to_string(converted_) + " converted to " +
+                    (c == 1   ? "grayscale"
+                     : c == 3 ? "RGB"
+                              : "RGBA") +
                     ", " + std::to_string(ignored_) + " non-image files ignored\n";
     for (const auto& f : skipped_) s += "  skipped '" + f.path.string() + "': " + f.reason + "\n";
     return s;
@@ -93,7 +96,8 @@ class ImageFolder : public ImageDataset {
         ignored_(l.ignored) {}
 
   // Image files under dir (recursively, sorted); counts the other files in `ignored`.
-  static std::vector<std::filesystem::path> images_in(const std::filesystem::path& dir, std::int64_t& ignored) {
+  static std::vector<std::filesystem::path> images_in(const std::filesystem::path& dir,
+                                                      std::int64_t& ignored) {
     namespace fs = std::filesystem;
     std::vector<fs::path> out;
     std::error_code ec;
@@ -126,7 +130,8 @@ class ImageFolder : public ImageDataset {
       d.error = e.what();
       return d;
     }
-    const int h = o.size ? static_cast<int>(o.size) : img.height, w = o.size ? static_cast<int>(o.size) : img.width;
+    const int h = o.size ? static_cast<int>(o.size) : img.height,
+              w = o.size ? static_cast<int>(o.size) : img.width;
     d.width = w, d.height = h, d.file_channels = img.file_channels;
     std::vector<std::uint8_t> hwc;
     if (img.height == h && img.width == w) {
@@ -182,8 +187,9 @@ class ImageFolder : public ImageDataset {
       }
     }
     if (files.empty())
-      throw FileError("ImageFolder: no images (.png, .jpg, .jpeg) under '" + root.string() + "'" +
-                      (out.ignored ? " (" + std::to_string(out.ignored) + " other files ignored)" : std::string()));
+      throw FileError(
+          "ImageFolder: no images (.png, .jpg, .jpeg) under '" + root.string() + "'" +
+          (out.ignored ? " (" + std::to_string(out.ignored) + " other files ignored)" : std::string()));
 
     // Decode in parallel; decisions (skip, error, sizes) are taken in file order afterwards.
     std::vector<Decoded> decoded(files.size());
@@ -197,7 +203,8 @@ class ImageFolder : public ImageDataset {
       Decoded& d = decoded[i];
       if (!d.error.empty()) {
         if (o.on_bad_file == OnBadFile::error)
-          throw FileError("ImageFolder: " + d.error + " (set on_bad_file = OnBadFile::skip to leave such files out)");
+          throw FileError("ImageFolder: " + d.error +
+                          " (set on_bad_file = OnBadFile::skip to leave such files out)");
         out.skipped.push_back({files[i], d.error});
         continue;
       }

@@ -69,7 +69,8 @@ enum class Interpolation { bilinear, bicubic };
 // (Catmull-Rom); shrinking averages over the covered pixels (antialiasing). Edges are clamped.
 class Resize {
  public:
-  explicit Resize(std::int64_t size, Interpolation mode = Interpolation::bilinear) : size_(size), mode_(mode) {
+  explicit Resize(std::int64_t size, Interpolation mode = Interpolation::bilinear)
+      : size_(size), mode_(mode) {
     detail::check_size(size, size, "Resize");
   }
   Resize(std::int64_t height, std::int64_t width, Interpolation mode = Interpolation::bilinear)
@@ -86,7 +87,8 @@ class Resize {
 
   Tensor<float> operator()(const Tensor<float>& img) const {
     const auto [c, h, w] = detail::chw(img, "Resize");
-    if (h < 1 || w < 1) throw Error("Resize: cannot resize an empty image of shape " + to_string(img.shape()));
+    if (h < 1 || w < 1)
+      throw Error("Resize: cannot resize an empty image of shape " + to_string(img.shape()));
     const auto [oh, ow] = output_size(h, w);
     if (oh == h && ow == w) return img.clone();
     // stb works on interleaved pixels: CHW -> HWC, one call for all channels, HWC -> CHW.
@@ -95,13 +97,14 @@ class Resize {
     const float* s = img.data();
     for (std::int64_t k = 0; k < c; ++k)
       for (std::int64_t p = 0; p < plane; ++p) in[p * c + k] = s[k * plane + p];
-    const stbir_filter filter = mode_ == Interpolation::bicubic ? STBIR_FILTER_CATMULLROM : STBIR_FILTER_TRIANGLE;
+    const stbir_filter filter =
+        mode_ == Interpolation::bicubic ? STBIR_FILTER_CATMULLROM : STBIR_FILTER_TRIANGLE;
     if (!stbir_resize_float_generic(in.data(), static_cast<int>(w), static_cast<int>(h), 0, res.data(),
                                     static_cast<int>(ow), static_cast<int>(oh), 0, static_cast<int>(c),
-                                    STBIR_ALPHA_CHANNEL_NONE, 0, STBIR_EDGE_CLAMP, filter, STBIR_COLORSPACE_LINEAR,
-                                    nullptr))
-      throw Error("Resize: stb_image_resize failed for " + to_string(img.shape()) + " -> " + std::to_string(oh) +
-                  "x" + std::to_string(ow));
+                                    STBIR_ALPHA_CHANNEL_NONE, 0, STBIR_EDGE_CLAMP, filter,
+                                    STBIR_COLORSPACE_LINEAR, nullptr))
+      throw Error("Resize: stb_image_resize failed for " + to_string(img.shape()) + " -> " +
+                  std::to_string(oh) + "x" + std::to_string(ow));
     Tensor<float> out = Tensor<float>::empty({c, oh, ow});
     float* d = out.data();
     for (std::int64_t k = 0; k < c; ++k)
@@ -141,7 +144,8 @@ class CenterCrop {
 class RandomCrop {
  public:
   explicit RandomCrop(std::int64_t size, std::int64_t padding = 0) : RandomCrop(size, size, padding) {}
-  RandomCrop(std::int64_t height, std::int64_t width, std::int64_t padding) : h_(height), w_(width), pad_(padding) {
+  RandomCrop(std::int64_t height, std::int64_t width, std::int64_t padding)
+      : h_(height), w_(width), pad_(padding) {
     detail::check_size(height, width, "RandomCrop");
     if (padding < 0) throw Error("RandomCrop: padding must be non-negative, got " + std::to_string(padding));
   }
@@ -150,8 +154,9 @@ class RandomCrop {
     const std::int64_t ph = h + 2 * pad_, pw = w + 2 * pad_;
     if (ph < h_ || pw < w_)
       throw Error("RandomCrop: the image is " + std::to_string(h) + "x" + std::to_string(w) +
-                  (pad_ ? " (padded by " + std::to_string(pad_) + ")" : std::string()) + ", smaller than the crop " +
-                  std::to_string(h_) + "x" + std::to_string(w_) + "; Resize it first");
+                  (pad_ ? " (padded by " + std::to_string(pad_) + ")" : std::string()) +
+                  ", smaller than the crop " + std::to_string(h_) + "x" + std::to_string(w_) +
+                  "; Resize it first");
     const auto pos = gen.randint_list(0, (ph - h_ + 1) * (pw - w_ + 1), 1)[0];
     const std::int64_t top = pos / (pw - w_ + 1), left = pos % (pw - w_ + 1);
     return detail::crop(img, top - pad_, left - pad_, h_, w_);
@@ -165,7 +170,8 @@ class RandomCrop {
 class RandomHorizontalFlip {
  public:
   explicit RandomHorizontalFlip(double p = 0.5) : p_(p) {
-    if (!(p >= 0.0 && p <= 1.0)) throw Error("RandomHorizontalFlip: p must be in [0, 1], got " + std::to_string(p));
+    if (!(p >= 0.0 && p <= 1.0))
+      throw Error("RandomHorizontalFlip: p must be in [0, 1], got " + std::to_string(p));
   }
   Tensor<float> operator()(const Tensor<float>& img, Generator& gen) const {
     const auto [c, h, w] = detail::chw(img, "RandomHorizontalFlip");
@@ -203,7 +209,8 @@ class ToTensor {
   Tensor<float> operator()(const Tensor<float>& img) const {
     if (img.defined() && img.dim() == 2) return img.reshape({1, img.size(0), img.size(1)});
     const auto [c, h, w] = detail::chw(img, "ToTensor");
-    if (c < 1 || c > 4) throw Error("ToTensor: an image has 1..4 channels, got shape " + to_string(img.shape()));
+    if (c < 1 || c > 4)
+      throw Error("ToTensor: an image has 1..4 channels, got shape " + to_string(img.shape()));
     return img;
   }
   Tensor<float> operator()(const Tensor<float>& img, Generator&) const { return (*this)(img); }
@@ -213,18 +220,21 @@ class ToTensor {
 // Normalize({0.5}, {0.5}) maps [0,1] to [-1,1].
 class Normalize {
  public:
-  Normalize(std::vector<double> mean, std::vector<double> std) : mean_(std::move(mean)), std_(std::move(std)) {
+  Normalize(std::vector<double> mean, std::vector<double> std)
+      : mean_(std::move(mean)), std_(std::move(std)) {
     if (mean_.empty() || mean_.size() != std_.size())
-      throw Error("Normalize: mean and std need the same number of values (one per channel, or one for all), got " +
-                  std::to_string(mean_.size()) + " and " + std::to_string(std_.size()));
+      throw Error(
+          "Normalize: mean and std need the same number of values (one per channel, or one for all), got " +
+          std::to_string(mean_.size()) + " and " + std::to_string(std_.size()));
     for (double s : std_)
-      if (!(s != 0.0) || !std::isfinite(s)) throw Error("Normalize: std must be finite and non-zero, got " + std::to_string(s));
+      if (!(s != 0.0) || !std::isfinite(s))
+        throw Error("Normalize: std must be finite and non-zero, got " + std::to_string(s));
   }
   Tensor<float> operator()(const Tensor<float>& img) const {
     const auto [c, h, w] = detail::chw(img, "Normalize");
     if (mean_.size() != 1 && static_cast<std::int64_t>(mean_.size()) != c)
-      throw Error("Normalize: " + std::to_string(mean_.size()) + " means for an image with " + std::to_string(c) +
-                  " channels (shape " + to_string(img.shape()) + ")");
+      throw Error("Normalize: " + std::to_string(mean_.size()) + " means for an image with " +
+                  std::to_string(c) + " channels (shape " + to_string(img.shape()) + ")");
     Tensor<float> out = Tensor<float>::empty(img.shape());
     for (std::int64_t k = 0; k < c; ++k) {
       const std::size_t j = mean_.size() == 1 ? 0 : static_cast<std::size_t>(k);

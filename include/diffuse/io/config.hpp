@@ -89,9 +89,12 @@ inline void read_config_value(const json& v, std::string& f) {
   f = v.get<std::string>();
 }
 inline void read_config_value(const json& v, std::optional<std::string>& f) {
-  if (v.is_null()) f.reset();
-  else if (v.is_string()) f = v.get<std::string>();
-  else throw ConfigTypeError{"a string or null"};
+  if (v.is_null())
+    f.reset();
+  else if (v.is_string())
+    f = v.get<std::string>();
+  else
+    throw ConfigTypeError{"a string or null"};
 }
 inline void read_config_value(const json& v, std::optional<std::int64_t>& f) {
   if (v.is_null()) {
@@ -204,9 +207,10 @@ class ConfigReader {
     }
     if (listed.empty()) return;
     const std::string& file = ConfigSource::current();
-    const std::string message = "the config attributes {" + listed + "} were passed to " + what_ +
-                                (file.empty() ? "" : " (in '" + file + "')") +
-                                ", but are not expected and will be ignored. Please verify the config's spelling";
+    const std::string message =
+        "the config attributes {" + listed + "} were passed to " + what_ +
+        (file.empty() ? "" : " (in '" + file + "')") +
+        ", but are not expected and will be ignored. Please verify the config's spelling";
     if (unknown_config_keys().load() == UnknownConfigKeys::error)
       throw Error(message + " (strict mode: unknown config keys are errors)");
     warn(message + ".");
@@ -230,7 +234,8 @@ struct ConfigWriter {
 
 // Config struct <-> diffusers JSON, for a Config with a static visit(config, visitor).
 template <class Config>
-Config config_from_json(const json& j, const std::string& class_name, const std::set<std::string_view>& quiet = {}) {
+Config config_from_json(const json& j, const std::string& class_name,
+                        const std::set<std::string_view>& quiet = {}) {
   Config c;
   ConfigReader reader(j, class_name);
   Config::visit(c, reader);

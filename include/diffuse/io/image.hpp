@@ -67,8 +67,8 @@ inline void check_jpeg_huffman_tables(const std::string& b, const std::string& w
       continue;
     }
     i += 2;
-    if (marker == 0xD9) return;                                                   // EOI
-    if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8)) continue;           // no length
+    if (marker == 0xD9) return;                                          // EOI
+    if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8)) continue;  // no length
     if (i + 1 >= n) return;
     const std::size_t len = (std::size_t(byte(i)) << 8) | byte(i + 1);
     if (len < 2 || i + len > n) return;
@@ -84,7 +84,9 @@ inline void check_jpeg_huffman_tables(const std::string& b, const std::string& w
     }
     i += len;
     if (marker == 0xDA)  // SOS: skip the entropy-coded data up to the next marker
-      while (i + 1 < n && !(byte(i) == 0xFF && byte(i + 1) != 0 && !(byte(i + 1) >= 0xD0 && byte(i + 1) <= 0xD7))) ++i;
+      while (i + 1 < n &&
+             !(byte(i) == 0xFF && byte(i + 1) != 0 && !(byte(i + 1) >= 0xD0 && byte(i + 1) <= 0xD7)))
+        ++i;
   }
 }
 
@@ -105,8 +107,9 @@ inline void check_png_chunks(const std::string& b, const std::string& what) {
       if (!std::isalpha(static_cast<unsigned char>(ch))) ch = '?';
     const std::uint64_t left = b.size() - i - 8;
     if (len + 4 > left)  // the data and its CRC
-      throw FileError("cannot decode image '" + what + "': corrupt or truncated PNG (chunk '" + type + "' declares " +
-                      std::to_string(len) + " bytes, the file has " + std::to_string(left) + " left)");
+      throw FileError("cannot decode image '" + what + "': corrupt or truncated PNG (chunk '" + type +
+                      "' declares " + std::to_string(len) + " bytes, the file has " + std::to_string(left) +
+                      " left)");
     i += 12 + static_cast<std::size_t>(len);
   }
 }
@@ -136,8 +139,9 @@ inline ImageU8 read_image_u8(const std::filesystem::path& path, int channels = 0
     throw FileError(fail + (why ? why : "unreadable header"));
   }
   if (static_cast<std::int64_t>(w) * h > max_image_pixels().load())
-    throw FileError(fail + std::to_string(w) + "x" + std::to_string(h) + " pixels is more than the limit of " +
-                    std::to_string(max_image_pixels().load()) + " (io::max_image_pixels())");
+    throw FileError(fail + std::to_string(w) + "x" + std::to_string(h) +
+                    " pixels is more than the limit of " + std::to_string(max_image_pixels().load()) +
+                    " (io::max_image_pixels())");
   ImageU8 img;
   int file_channels = 0;
   unsigned char* pixels = stbi_load_from_memory(data, static_cast<int>(bytes.size()), &img.width, &img.height,
@@ -148,8 +152,8 @@ inline ImageU8 read_image_u8(const std::filesystem::path& path, int channels = 0
   }
   if (img.width < 1 || img.height < 1) {
     stbi_image_free(pixels);
-    throw FileError("cannot decode image '" + path.string() + "': zero-size image (" + std::to_string(img.width) +
-                    "x" + std::to_string(img.height) + ")");
+    throw FileError("cannot decode image '" + path.string() + "': zero-size image (" +
+                    std::to_string(img.width) + "x" + std::to_string(img.height) + ")");
   }
   img.channels = channels ? channels : file_channels;
   img.file_channels = file_channels;

@@ -23,7 +23,9 @@ using json = nlohmann::json;
 namespace detail {
 // Replaces Python's bare NaN / Infinity / -Infinity (outside strings) by tagged strings, so
 // nlohmann's strict parser accepts the text; restore_non_finite turns them back into numbers.
-inline constexpr const char* kNonFiniteTag = "\x01" "diffuse-non-finite:";
+inline constexpr const char* kNonFiniteTag =
+    "\x01"
+    "diffuse-non-finite:";
 
 inline std::string tag_python_non_finite(const std::string& text) {
   std::string out;
@@ -33,8 +35,10 @@ inline std::string tag_python_non_finite(const std::string& text) {
     const char c = text[i];
     if (in_string) {
       out += c;
-      if (c == '\\' && i + 1 < text.size()) out += text[++i];
-      else if (c == '"') in_string = false;
+      if (c == '\\' && i + 1 < text.size())
+        out += text[++i];
+      else if (c == '"')
+        in_string = false;
       continue;
     }
     if (c == '"') {

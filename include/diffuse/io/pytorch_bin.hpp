@@ -45,7 +45,9 @@ struct ZipEntry {
 
 class ZipReader {
  public:
-  ZipReader(const std::string& bytes, std::string where) : b_(bytes), where_(std::move(where)) { read_directory(); }
+  ZipReader(const std::string& bytes, std::string where) : b_(bytes), where_(std::move(where)) {
+    read_directory();
+  }
 
   const std::vector<ZipEntry>& entries() const { return entries_; }
 
@@ -81,7 +83,8 @@ class ZipReader {
     const std::uint64_t produced = z.total_out;
     inflateEnd(&z);
     if (rc != Z_STREAM_END || produced != e.size)
-      throw fail("entry '" + e.name + "' does not inflate to its recorded " + std::to_string(e.size) + " bytes");
+      throw fail("entry '" + e.name + "' does not inflate to its recorded " + std::to_string(e.size) +
+                 " bytes");
     return checked(e, std::move(out));
   }
 
@@ -137,7 +140,8 @@ class ZipReader {
     std::uint64_t p = dir_offset;
     const std::uint64_t end = dir_offset + dir_size;
     for (std::uint64_t i = 0; i < count; ++i) {
-      if (p > end || end - p < 46 || u32(p) != 0x02014b50) throw fail("broken central directory entry " + std::to_string(i));
+      if (p > end || end - p < 46 || u32(p) != 0x02014b50)
+        throw fail("broken central directory entry " + std::to_string(i));
       ZipEntry e;
       e.method = u16(p + 10);
       e.crc = u32(p + 16);
@@ -145,7 +149,8 @@ class ZipReader {
       e.size = u32(p + 24);
       const std::uint64_t name_len = u16(p + 28), extra_len = u16(p + 30), comment_len = u16(p + 32);
       e.local_offset = u32(p + 42);
-      if (end - p - 46 < name_len + extra_len + comment_len) throw fail("central directory entry " + std::to_string(i) + " is cut off");
+      if (end - p - 46 < name_len + extra_len + comment_len)
+        throw fail("central directory entry " + std::to_string(i) + " is cut off");
       e.name = b_.substr(p + 46, name_len);
       // Zip64 extra field: the 64-bit values of the fields that read 0xFFFFFFFF, in order.
       std::uint64_t x = p + 46 + name_len;
@@ -211,8 +216,8 @@ struct PickleMark {};
 
 struct PickleValue {
   std::variant<std::monostate, bool, std::int64_t, double, std::string, std::shared_ptr<PickleList>,
-               std::shared_ptr<PickleDict>, PickleGlobal, std::shared_ptr<PickleStorage>, std::shared_ptr<PickleTensor>,
-               PickleMark>
+               std::shared_ptr<PickleDict>, PickleGlobal, std::shared_ptr<PickleStorage>,
+               std::shared_ptr<PickleTensor>, PickleMark>
       v;
   bool is_tuple = false;  // a PickleList that came from a TUPLE opcode
 };
@@ -220,9 +225,9 @@ struct PickleValue {
 // The storage classes torch.save names, with their safetensors-style dtype.
 inline std::string torch_storage_dtype(const std::string& global) {
   static const std::map<std::string, std::string> types = {
-      {"torch.FloatStorage", "F32"}, {"torch.DoubleStorage", "F64"}, {"torch.HalfStorage", "F16"},
-      {"torch.BFloat16Storage", "BF16"}, {"torch.LongStorage", "I64"}, {"torch.IntStorage", "I32"},
-      {"torch.ShortStorage", "I16"}, {"torch.CharStorage", "I8"}, {"torch.ByteStorage", "U8"},
+      {"torch.FloatStorage", "F32"},     {"torch.DoubleStorage", "F64"}, {"torch.HalfStorage", "F16"},
+      {"torch.BFloat16Storage", "BF16"}, {"torch.LongStorage", "I64"},   {"torch.IntStorage", "I32"},
+      {"torch.ShortStorage", "I16"},     {"torch.CharStorage", "I8"},    {"torch.ByteStorage", "U8"},
       {"torch.BoolStorage", "BOOL"}};
   auto it = types.find(global);
   return it == types.end() ? std::string() : it->second;
@@ -244,76 +249,78 @@ class RestrictedUnpickler {
     while (true) {
       const std::uint8_t op = byte();
       switch (op) {
-        case 0x80: byte(); break;                                     // PROTO
-        case 0x95: take(8); break;                                    // FRAME (protocol 4)
-        case '.': {                                                   // STOP
-          if (stack_.size() != 1) throw fail("the pickle ends with " + std::to_string(stack_.size()) + " values on the stack");
+        case 0x80: byte(); break;   // PROTO
+        case 0x95: take(8); break;  // FRAME (protocol 4)
+        case '.': {                 // STOP
+          if (stack_.size() != 1)
+            throw fail("the pickle ends with " + std::to_string(stack_.size()) + " values on the stack");
           return pop();
         }
-        case '(': push(PickleValue{PickleMark{}}); break;            // MARK
-        case 'N': push(PickleValue{}); break;                         // NONE
-        case 0x88: push(PickleValue{true}); break;                    // NEWTRUE
-        case 0x89: push(PickleValue{false}); break;                   // NEWFALSE
+        case '(': push(PickleValue{PickleMark{}}); break;                                    // MARK
+        case 'N': push(PickleValue{}); break;                                                // NONE
+        case 0x88: push(PickleValue{true}); break;                                           // NEWTRUE
+        case 0x89: push(PickleValue{false}); break;                                          // NEWFALSE
         case 'J': push(PickleValue{std::int64_t{static_cast<std::int32_t>(le(4))}}); break;  // BININT
         case 'K': push(PickleValue{static_cast<std::int64_t>(le(1))}); break;                // BININT1
         case 'M': push(PickleValue{static_cast<std::int64_t>(le(2))}); break;                // BININT2
         case 0x8a: push(PickleValue{long1()}); break;                                        // LONG1
         case 'G': push(PickleValue{binfloat()}); break;                                      // BINFLOAT
         case 'X': push(PickleValue{take(le(4))}); break;                                     // BINUNICODE
-        case 0x8c: push(PickleValue{take(le(1))}); break;                                    // SHORT_BINUNICODE
-        case 'T': push(PickleValue{take(le(4))}); break;                                     // BINSTRING
-        case 'U': push(PickleValue{take(le(1))}); break;                                     // SHORT_BINSTRING
-        case ')': push(tuple({})); break;                                                    // EMPTY_TUPLE
-        case ']': push(list({}, false)); break;                                              // EMPTY_LIST
-        case '}': push(PickleValue{std::make_shared<PickleDict>()}); break;                  // EMPTY_DICT
-        case 't': push(tuple(pop_to_mark())); break;                                         // TUPLE
-        case 0x85: push(tuple(pop_n(1))); break;                                             // TUPLE1
-        case 0x86: push(tuple(pop_n(2))); break;                                             // TUPLE2
-        case 0x87: push(tuple(pop_n(3))); break;                                             // TUPLE3
-        case 'a': {                                                                          // APPEND
+        case 0x8c: push(PickleValue{take(le(1))}); break;                    // SHORT_BINUNICODE
+        case 'T': push(PickleValue{take(le(4))}); break;                     // BINSTRING
+        case 'U': push(PickleValue{take(le(1))}); break;                     // SHORT_BINSTRING
+        case ')': push(tuple({})); break;                                    // EMPTY_TUPLE
+        case ']': push(list({}, false)); break;                              // EMPTY_LIST
+        case '}': push(PickleValue{std::make_shared<PickleDict>()}); break;  // EMPTY_DICT
+        case 't': push(tuple(pop_to_mark())); break;                         // TUPLE
+        case 0x85: push(tuple(pop_n(1))); break;                             // TUPLE1
+        case 0x86: push(tuple(pop_n(2))); break;                             // TUPLE2
+        case 0x87: push(tuple(pop_n(3))); break;                             // TUPLE3
+        case 'a': {                                                          // APPEND
           std::vector<PickleValue> items{pop()};
           append(top(), std::move(items), "APPEND");
           break;
         }
-        case 'e': {                                                                          // APPENDS
+        case 'e': {  // APPENDS
           std::vector<PickleValue> items = pop_to_mark();
           append(top(), std::move(items), "APPENDS");
           break;
         }
-        case 's': {                                                                          // SETITEM
+        case 's': {  // SETITEM
           std::vector<PickleValue> items = pop_n(2);
           set_items(top(), std::move(items), "SETITEM");
           break;
         }
-        case 'u': {                                                                          // SETITEMS
+        case 'u': {  // SETITEMS
           std::vector<PickleValue> items = pop_to_mark();
           set_items(top(), std::move(items), "SETITEMS");
           break;
         }
-        case 'q': memo(le(1)); break;                                   // BINPUT
-        case 'r': memo(le(4)); break;                                   // LONG_BINPUT
-        case 0x94: memo(memo_.size()); break;                           // MEMOIZE
-        case 'h': push(recall(le(1))); break;                           // BINGET
-        case 'j': push(recall(le(4))); break;                           // LONG_BINGET
-        case 'c': {                                                     // GLOBAL "module\nname\n"
+        case 'q': memo(le(1)); break;          // BINPUT
+        case 'r': memo(le(4)); break;          // LONG_BINPUT
+        case 0x94: memo(memo_.size()); break;  // MEMOIZE
+        case 'h': push(recall(le(1))); break;  // BINGET
+        case 'j': push(recall(le(4))); break;  // LONG_BINGET
+        case 'c': {                            // GLOBAL "module\nname\n"
           const std::string module = line(), name = line();
           push(global(module + "." + name));
           break;
         }
-        case 0x93: {                                                    // STACK_GLOBAL
+        case 0x93: {  // STACK_GLOBAL
           PickleValue name = pop(), module = pop();
           push(global(as_string(module, "STACK_GLOBAL") + "." + as_string(name, "STACK_GLOBAL")));
           break;
         }
-        case 'Q': push(persistent_load(pop())); break;                  // BINPERSID
-        case 'R': {                                                     // REDUCE
+        case 'Q': push(persistent_load(pop())); break;  // BINPERSID
+        case 'R': {                                     // REDUCE
           PickleValue args = pop(), fn = pop();
           push(reduce(fn, args));
           break;
         }
-        case 'b': {                                                     // BUILD: state of an OrderedDict (_metadata)
+        case 'b': {  // BUILD: state of an OrderedDict (_metadata)
           pop();
-          if (!std::holds_alternative<std::shared_ptr<PickleDict>>(top().v)) throw fail("BUILD on something that is not a dict");
+          if (!std::holds_alternative<std::shared_ptr<PickleDict>>(top().v))
+            throw fail("BUILD on something that is not a dict");
           break;
         }
         default: {
@@ -334,7 +341,8 @@ class RestrictedUnpickler {
     return static_cast<std::uint8_t>(b_[pos_++]);
   }
   std::string take(std::uint64_t n) {
-    if (n > b_.size() - pos_) throw fail("the pickle is cut off (a value of " + std::to_string(n) + " bytes)");
+    if (n > b_.size() - pos_)
+      throw fail("the pickle is cut off (a value of " + std::to_string(n) + " bytes)");
     std::string s = b_.substr(pos_, n);
     pos_ += n;
     return s;
@@ -371,11 +379,13 @@ class RestrictedUnpickler {
   }
 
   void push(PickleValue v) {
-    if (stack_.size() >= kMaxStack) throw fail("the pickle's stack grows beyond " + std::to_string(kMaxStack) + " values");
+    if (stack_.size() >= kMaxStack)
+      throw fail("the pickle's stack grows beyond " + std::to_string(kMaxStack) + " values");
     stack_.push_back(std::move(v));
   }
   PickleValue pop() {
-    if (stack_.empty() || std::holds_alternative<PickleMark>(stack_.back().v)) throw fail("pickle stack underflow");
+    if (stack_.empty() || std::holds_alternative<PickleMark>(stack_.back().v))
+      throw fail("pickle stack underflow");
     PickleValue v = std::move(stack_.back());
     stack_.pop_back();
     return v;
@@ -478,7 +488,8 @@ class RestrictedUnpickler {
 
   PickleValue global(const std::string& name) {
     static const char* allowed[] = {"collections.OrderedDict", "torch._utils._rebuild_tensor_v2",
-                                    "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state"};
+                                    "torch._utils._rebuild_parameter",
+                                    "torch._utils._rebuild_parameter_with_state"};
     for (const char* a : allowed)
       if (name == a) return PickleValue{PickleGlobal{name}};
     if (!torch_storage_dtype(name).empty()) return PickleValue{PickleGlobal{name}};
@@ -492,7 +503,8 @@ class RestrictedUnpickler {
     if (t.size() != 5 || as_string(t[0], "persistent id") != "storage")
       throw fail("persistent id is not ('storage', type, key, location, numel)");
     auto* type = std::get_if<PickleGlobal>(&t[1].v);
-    if (!type || torch_storage_dtype(type->name).empty()) throw fail("persistent id names no torch storage type");
+    if (!type || torch_storage_dtype(type->name).empty())
+      throw fail("persistent id names no torch storage type");
     auto s = std::make_shared<PickleStorage>();
     s->dtype = torch_storage_dtype(type->name);
     s->key = as_string(t[2], "storage key");
@@ -511,11 +523,14 @@ class RestrictedUnpickler {
       return PickleValue{std::make_shared<PickleDict>()};
     }
     if (g->name == "torch._utils._rebuild_parameter" ||
-        g->name == "torch._utils._rebuild_parameter_with_state") {  // (tensor, requires_grad, backward_hooks[, state])
-      if (a.empty() || !std::holds_alternative<std::shared_ptr<PickleTensor>>(a[0].v)) throw fail("bad _rebuild_parameter");
+        g->name == "torch._utils._rebuild_parameter_with_state") {  // (tensor, requires_grad,
+                                                                    // backward_hooks[, state])
+      if (a.empty() || !std::holds_alternative<std::shared_ptr<PickleTensor>>(a[0].v))
+        throw fail("bad _rebuild_parameter");
       return a[0];
     }
-    if (g->name == "torch._utils._rebuild_tensor_v2") {  // (storage, offset, size, stride, requires_grad, hooks[, metadata])
+    if (g->name == "torch._utils._rebuild_tensor_v2") {  // (storage, offset, size, stride, requires_grad,
+                                                         // hooks[, metadata])
       if (a.size() < 4) throw fail("_rebuild_tensor_v2 with " + std::to_string(a.size()) + " arguments");
       auto* s = std::get_if<std::shared_ptr<PickleStorage>>(&a[0].v);
       if (!s) throw fail("_rebuild_tensor_v2 without a storage");
@@ -566,22 +581,51 @@ Tensor<T> torch_tensor_from_storage(const PickleTensor& t, const std::string& da
       hi += (shape[d] - 1) * t.stride[d];
     }
   if (n > t.storage->numel)
-    throw fail("view of " + std::to_string(n) + " elements over a storage of " + std::to_string(t.storage->numel));
+    throw fail("view of " + std::to_string(n) + " elements over a storage of " +
+               std::to_string(t.storage->numel));
   if (n > 0 && (lo < 0 || hi >= t.storage->numel))
-    throw fail("view [offset " + std::to_string(t.offset) + ", shape " + to_string(shape) + "] reaches past its storage of " +
-               std::to_string(t.storage->numel) + " elements");
+    throw fail("view [offset " + std::to_string(t.offset) + ", shape " + to_string(shape) +
+               "] reaches past its storage of " + std::to_string(t.storage->numel) + " elements");
   Tensor<T> out = Tensor<T>::empty(shape);
   T* o = out.data();
   const std::string& d = t.storage->dtype;
   auto element = [&](std::int64_t i) -> T {
     const char* p = data.data() + static_cast<std::size_t>(i) * es;
-    if (d == "F32") { float v; std::memcpy(&v, p, 4); return static_cast<T>(v); }
-    if (d == "F64") { double v; std::memcpy(&v, p, 8); return static_cast<T>(v); }
-    if (d == "F16") { std::uint16_t v; std::memcpy(&v, p, 2); return static_cast<T>(half_to_float(v)); }
-    if (d == "BF16") { std::uint16_t v; std::memcpy(&v, p, 2); return static_cast<T>(bf16_to_float(v)); }
-    if (d == "I64") { std::int64_t v; std::memcpy(&v, p, 8); return static_cast<T>(v); }
-    if (d == "I32") { std::int32_t v; std::memcpy(&v, p, 4); return static_cast<T>(v); }
-    if (d == "I16") { std::int16_t v; std::memcpy(&v, p, 2); return static_cast<T>(v); }
+    if (d == "F32") {
+      float v;
+      std::memcpy(&v, p, 4);
+      return static_cast<T>(v);
+    }
+    if (d == "F64") {
+      double v;
+      std::memcpy(&v, p, 8);
+      return static_cast<T>(v);
+    }
+    if (d == "F16") {
+      std::uint16_t v;
+      std::memcpy(&v, p, 2);
+      return static_cast<T>(half_to_float(v));
+    }
+    if (d == "BF16") {
+      std::uint16_t v;
+      std::memcpy(&v, p, 2);
+      return static_cast<T>(bf16_to_float(v));
+    }
+    if (d == "I64") {
+      std::int64_t v;
+      std::memcpy(&v, p, 8);
+      return static_cast<T>(v);
+    }
+    if (d == "I32") {
+      std::int32_t v;
+      std::memcpy(&v, p, 4);
+      return static_cast<T>(v);
+    }
+    if (d == "I16") {
+      std::int16_t v;
+      std::memcpy(&v, p, 2);
+      return static_cast<T>(v);
+    }
     if (d == "I8") return static_cast<T>(static_cast<std::int8_t>(*p));
     return static_cast<T>(static_cast<std::uint8_t>(*p));  // U8, BOOL
   };
@@ -606,7 +650,8 @@ std::map<std::string, Tensor<T>> load_pytorch_bin(const std::filesystem::path& p
   const std::string where = "PyTorch file '" + path.string() + "'";
   const std::string bytes = read_file_bytes(path);
   if (bytes.size() >= 2 && static_cast<unsigned char>(bytes[0]) == 0x80 && bytes[1] == 0x02)
-    throw FileError(where + ": written in PyTorch's legacy (pre-1.6) format; re-save it with a newer torch.save");
+    throw FileError(where +
+                    ": written in PyTorch's legacy (pre-1.6) format; re-save it with a newer torch.save");
   detail::ZipReader zip(bytes, where);
   const detail::ZipEntry* pickle = nullptr;
   std::map<std::string, const detail::ZipEntry*> storages;  // key -> entry
@@ -614,10 +659,12 @@ std::map<std::string, Tensor<T>> load_pytorch_bin(const std::filesystem::path& p
     const auto slash = e.name.find('/');
     if (slash == std::string::npos) continue;
     const std::string rest = e.name.substr(slash + 1);
-    if (rest == "data.pkl") pickle = &e;
+    if (rest == "data.pkl")
+      pickle = &e;
     else if (rest == "byteorder" && zip.read(e, 16) != "little")
       throw FileError(where + ": written on a big-endian machine; only little-endian files are read");
-    else if (rest.rfind("data/", 0) == 0) storages[rest.substr(5)] = &e;
+    else if (rest.rfind("data/", 0) == 0)
+      storages[rest.substr(5)] = &e;
   }
   if (!pickle) throw FileError(where + ": no data.pkl inside (not a torch.save archive)");
   const std::string pkl = zip.read(*pickle, bytes.size() * 64 + (1u << 20));
@@ -636,7 +683,8 @@ std::map<std::string, Tensor<T>> load_pytorch_bin(const std::filesystem::path& p
     const auto& key = (*tensor)->storage->key;
     if (!loaded.count(key)) {
       auto it = storages.find(key);
-      if (it == storages.end()) throw FileError(where + ": tensor '" + *name + "': storage '" + key + "' is missing");
+      if (it == storages.end())
+        throw FileError(where + ": tensor '" + *name + "': storage '" + key + "' is missing");
       loaded[key] = zip.read(*it->second, static_cast<std::uint64_t>((*tensor)->storage->numel) *
                                               detail::torch_dtype_size((*tensor)->storage->dtype));
     }

@@ -29,7 +29,8 @@ void for_each_block16(std::int64_t n, F&& block) {
 #pragma omp parallel for schedule(static) if (chunks > 1)
   for (std::int64_t c = 0; c < chunks; ++c) {
     const std::int64_t end = std::min(n, (c + 1) * kActivationChunk);
-    for (std::int64_t i = c * kActivationChunk; i < end; i += 16) block(i, std::min<std::int64_t>(16, end - i));
+    for (std::int64_t i = c * kActivationChunk; i < end; i += 16)
+      block(i, std::min<std::int64_t>(16, end - i));
   }
 }
 }  // namespace detail

@@ -12,7 +12,8 @@
 namespace diffuse::kernels {
 
 namespace detail {
-inline void check_attention(std::int64_t B, std::int64_t Lq, std::int64_t Lk, std::int64_t D, std::int64_t Dv) {
+inline void check_attention(std::int64_t B, std::int64_t Lq, std::int64_t Lk, std::int64_t D,
+                            std::int64_t Dv) {
   check_positive("attention", {{"B", B}, {"Lq", Lq}, {"Lk", Lk}, {"D", D}, {"Dv", Dv}});
 }
 // Query rows per forward task: a fixed split, so a single long sequence still spreads over threads.
@@ -22,8 +23,8 @@ inline constexpr std::int64_t kAttnTileQ = 64;
 // q [B,Lq,D], k [B,Lk,D], v [B,Lk,Dv] -> out [B,Lq,Dv]; probs [B,Lq,Lk] = softmax(scale*q k^T) saved
 // for backward.
 template <class T>
-void attention_forward(std::int64_t B, std::int64_t Lq, std::int64_t Lk, std::int64_t D, std::int64_t Dv, T scale,
-                       const T* q, const T* k, const T* v, T* out, T* probs) {
+void attention_forward(std::int64_t B, std::int64_t Lq, std::int64_t Lk, std::int64_t D, std::int64_t Dv,
+                       T scale, const T* q, const T* k, const T* v, T* out, T* probs) {
   detail::check_attention(B, Lq, Lk, D, Dv);
   const std::int64_t tiles = detail::ceil_div(Lq, detail::kAttnTileQ), tasks = B * tiles;
 #pragma omp parallel for schedule(static) if (tasks > 1)
@@ -31,17 +32,19 @@ void attention_forward(std::int64_t B, std::int64_t Lq, std::int64_t Lk, std::in
     const std::int64_t b = t / tiles, i0 = (t % tiles) * detail::kAttnTileQ;
     const std::int64_t rows = std::min(detail::kAttnTileQ, Lq - i0);
     T* p = probs + (b * Lq + i0) * Lk;
-    detail::gemm_serial(false, true, rows, Lk, D, scale, q + (b * Lq + i0) * D, D, k + b * Lk * D, D, T(0), p, Lk);
+    detail::gemm_serial(false, true, rows, Lk, D, scale, q + (b * Lq + i0) * D, D, k + b * Lk * D, D, T(0), p,
+                        Lk);
     for (std::int64_t r = 0; r < rows; ++r) detail::softmax_row(Lk, p + r * Lk, p + r * Lk);
-    detail::gemm_serial(false, false, rows, Dv, Lk, T(1), p, Lk, v + b * Lk * Dv, Dv, T(0), out + (b * Lq + i0) * Dv,
-                        Dv);
+    detail::gemm_serial(false, false, rows, Dv, Lk, T(1), p, Lk, v + b * Lk * Dv, Dv, T(0),
+                        out + (b * Lq + i0) * Dv, Dv);
   }
 }
 
 // gq, gk, gv overwritten (same shapes as q, k, v).
 template <class T>
-void attention_backward(std::int64_t B, std::int64_t Lq, std::int64_t Lk, std::int64_t D, std::int64_t Dv, T scale,
-                        const T* q, const T* k, const T* v, const T* probs, const T* gout, T* gq, T* gk, T* gv) {
+void attention_backward(std::int64_t B, std::int64_t Lq, std::int64_t Lk, std::int64_t D, std::int64_t Dv,
+                        T scale, const T* q, const T* k, const T* v, const T* probs, const T* gout, T* gq,
+                        T* gk, T* gv) {
   detail::check_attention(B, Lq, Lk, D, Dv);
 #pragma omp parallel if (B > 1)
   {

@@ -40,7 +40,8 @@ void mha_softmax_row(std::int64_t L, S* p, S& m, S& s, bool compute_stats) {
 inline float torch_expf(float d) {
   if (d < -104.0f) return 0.0f;
   if (d > 100.0f) return INFINITY;
-  const int q = static_cast<int>(std::nearbyint(d * 1.442695040888963407359924681001892137426645954152985934135449406931f));
+  const int q = static_cast<int>(
+      std::nearbyint(d * 1.442695040888963407359924681001892137426645954152985934135449406931f));
   float s = std::fma(static_cast<float>(q), -0.693145751953125f, d);
   s = std::fma(static_cast<float>(q), -1.428606765330187045e-06f, s);
   float u = 0.000198527617612853646278381f;
@@ -77,11 +78,13 @@ float torch_reduce(std::int64_t n, First first, Next next, Fold fold) {
 inline void torch_softmax_row(std::int64_t L, float* p, float& m, float& s, bool compute_stats) {
   auto value = [&](std::int64_t i) { return p[i]; };
   if (compute_stats)
-    m = torch_reduce(L, value, [&](float a, std::int64_t i) { return std::max(a, p[i]); },
-                     [](float a, float b) { return std::max(a, b); });
+    m = torch_reduce(
+        L, value, [&](float a, std::int64_t i) { return std::max(a, p[i]); },
+        [](float a, float b) { return std::max(a, b); });
   for (std::int64_t j = 0; j < L; ++j) p[j] = torch_expf(p[j] - m);
   if (compute_stats)
-    s = torch_reduce(L, value, [&](float a, std::int64_t i) { return a + p[i]; }, [](float a, float b) { return a + b; });
+    s = torch_reduce(
+        L, value, [&](float a, std::int64_t i) { return a + p[i]; }, [](float a, float b) { return a + b; });
   const float inv = 1.0f / s;
   for (std::int64_t j = 0; j < L; ++j) p[j] *= inv;
 }
@@ -90,8 +93,9 @@ inline void torch_softmax_row(std::int64_t L, float* p, float& m, float& s, bool
 inline void torch_softmax_backward_row(std::int64_t L, const float* y, float* g) {
   // fma(a, b, -0) is the rounded product: keeps the compiler from fusing it into the next add
   auto product = [&](std::int64_t i) { return std::fma(g[i], y[i], -0.0f); };
-  const float dot = torch_reduce(L, product, [&](float a, std::int64_t i) { return std::fma(g[i], y[i], a); },
-                                 [](float a, float b) { return a + b; });
+  const float dot = torch_reduce(
+      L, product, [&](float a, std::int64_t i) { return std::fma(g[i], y[i], a); },
+      [](float a, float b) { return a + b; });
   for (std::int64_t j = 0; j < L; ++j) g[j] = (g[j] - dot) * y[j];
 }
 
@@ -100,8 +104,9 @@ inline void torch_softmax_backward_row(std::int64_t L, const float* y, float* g)
 // float_softmax: the softmax of a double model runs in float32 like PyTorch's (see above);
 // fbuf is float scratch of L elements.
 template <class T>
-void mha_probs(std::int64_t L, std::int64_t D, T scale, const T* q, const T* k, std::int64_t i0, std::int64_t rows,
-               T* P, T* row_max_out, T* row_sum_out, bool compute_stats, bool float_softmax, float* fbuf) {
+void mha_probs(std::int64_t L, std::int64_t D, T scale, const T* q, const T* k, std::int64_t i0,
+               std::int64_t rows, T* P, T* row_max_out, T* row_sum_out, bool compute_stats,
+               bool float_softmax, float* fbuf) {
   gemm_serial(true, false, rows, L, D, scale, q + i0, L, k, L, T(0), P, L);
   for (std::int64_t r = 0; r < rows; ++r) {
     T* p = P + r * L;
@@ -138,13 +143,15 @@ void mha_channels_first_forward(std::int64_t B, std::int64_t heads, std::int64_t
       const T* q = qkv + (b * 3 * C + h * D) * L;
       const T* k = q + C * L;
       const T* v = q + 2 * C * L;
-      detail::mha_probs(L, D, scale, q, k, i0, rows, P.data(), mx.data(), sm.data(), true, float_softmax, fbuf.data());
+      detail::mha_probs(L, D, scale, q, k, i0, rows, P.data(), mx.data(), sm.data(), true, float_softmax,
+                        fbuf.data());
       for (std::int64_t r = 0; r < rows; ++r) {
         stats[2 * (bh * L + i0 + r)] = mx[r];
         stats[2 * (bh * L + i0 + r) + 1] = sm[r];
       }
       // out[:, i0:i0+rows] = v [D, L] * P^T [L, rows]
-      detail::gemm_serial(false, true, D, rows, L, T(1), v, L, P.data(), L, T(0), out + (b * C + h * D) * L + i0, L);
+      detail::gemm_serial(false, true, D, rows, L, T(1), v, L, P.data(), L, T(0),
+                          out + (b * C + h * D) * L + i0, L);
     }
   }
 }
@@ -152,7 +159,8 @@ void mha_channels_first_forward(std::int64_t B, std::int64_t heads, std::int64_t
 // gout [B, C, L] -> gqkv [B, 3C, L] (overwritten).
 template <class T>
 void mha_channels_first_backward(std::int64_t B, std::int64_t heads, std::int64_t D, std::int64_t L, T scale,
-                                 const T* qkv, const T* stats, const T* gout, T* gqkv, bool float_softmax = false) {
+                                 const T* qkv, const T* stats, const T* gout, T* gqkv,
+                                 bool float_softmax = false) {
   detail::check_positive("attention", {{"B", B}, {"heads", heads}, {"D", D}, {"L", L}});
   const std::int64_t C = heads * D, tiles = detail::ceil_div(L, detail::kMhaTileQ), tasks = B * heads;
 #pragma omp parallel if (tasks > 1)
@@ -176,7 +184,8 @@ void mha_channels_first_backward(std::int64_t B, std::int64_t heads, std::int64_
           mx[r] = stats[2 * (bh * L + i0 + r)];
           sm[r] = stats[2 * (bh * L + i0 + r) + 1];
         }
-        detail::mha_probs(L, D, scale, q, k, i0, rows, P.data(), mx.data(), sm.data(), false, float_softmax, fbuf.data());
+        detail::mha_probs(L, D, scale, q, k, i0, rows, P.data(), mx.data(), sm.data(), false, float_softmax,
+                          fbuf.data());
         const T beta = it == 0 ? T(0) : T(1);
         // gv [D, L] += gout[:, tile] [D, rows] * P [rows, L]
         detail::gemm_serial(false, false, D, L, rows, T(1), go + i0, L, P.data(), L, beta, gv, L);

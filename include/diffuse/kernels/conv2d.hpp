@@ -304,18 +304,10 @@ void s1_forward_one(const S1Conv& s, const T* xp, const T* w, const T* bias, T* 
             break;
           }
           switch (std::min<std::int64_t>(4, s.KW - kw)) {
-            case 1:
-              shifted_axpys<1>(L, wr, src, a);
-              break;
-            case 2:
-              shifted_axpys<2>(L, wr, src, a);
-              break;
-            case 3:
-              shifted_axpys<3>(L, wr, src, a);
-              break;
-            default:
-              shifted_axpys<4>(L, wr, src, a);
-              break;
+            case 1: shifted_axpys<1>(L, wr, src, a); break;
+            case 2: shifted_axpys<2>(L, wr, src, a); break;
+            case 3: shifted_axpys<3>(L, wr, src, a); break;
+            default: shifted_axpys<4>(L, wr, src, a); break;
           }
         }
     for (std::int64_t oh = 0; oh < OH; ++oh)
@@ -381,22 +373,14 @@ void shifted_dots(std::int64_t n, const T* a, const T* b, T* out) {
 template <class T>
 void shifted_dots(std::int64_t n, int taps, const T* a, const T* b, T* out) {
   switch (taps) {
-    case 1:
-      return shifted_dots<1>(n, a, b, out);
-    case 2:
-      return shifted_dots<2>(n, a, b, out);
-    case 3:
-      return shifted_dots<3>(n, a, b, out);
-    case 4:
-      return shifted_dots<4>(n, a, b, out);
-    case 5:
-      return shifted_dots<5>(n, a, b, out);
-    case 6:
-      return shifted_dots<6>(n, a, b, out);
-    case 7:
-      return shifted_dots<7>(n, a, b, out);
-    default:
-      return shifted_dots<8>(n, a, b, out);
+    case 1: return shifted_dots<1>(n, a, b, out);
+    case 2: return shifted_dots<2>(n, a, b, out);
+    case 3: return shifted_dots<3>(n, a, b, out);
+    case 4: return shifted_dots<4>(n, a, b, out);
+    case 5: return shifted_dots<5>(n, a, b, out);
+    case 6: return shifted_dots<6>(n, a, b, out);
+    case 7: return shifted_dots<7>(n, a, b, out);
+    default: return shifted_dots<8>(n, a, b, out);
   }
 }
 

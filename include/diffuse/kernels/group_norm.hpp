@@ -14,8 +14,8 @@ namespace detail {
 inline void check_group_norm(std::int64_t N, std::int64_t C, std::int64_t HW, std::int64_t G) {
   check_positive("group_norm", {{"N", N}, {"C", C}, {"HW", HW}, {"G", G}});
   if (C % G != 0)
-    throw Error("group_norm: channel count C=" + std::to_string(C) + " is not divisible by the number of groups G=" +
-                std::to_string(G));
+    throw Error("group_norm: channel count C=" + std::to_string(C) +
+                " is not divisible by the number of groups G=" + std::to_string(G));
 }
 
 // a = sum(gy), b = sum(gy * (x - m)) over n elements, in fixed_sum's order.
@@ -61,8 +61,9 @@ void group_norm_forward(std::int64_t N, std::int64_t C, std::int64_t HW, std::in
 
 // gx [N,C,HW] overwritten; ggamma/gbeta [C] overwritten, may be nullptr.
 template <class T>
-void group_norm_backward(std::int64_t N, std::int64_t C, std::int64_t HW, std::int64_t G, const T* x, const T* gamma,
-                         const T* mean, const T* rstd, const T* gy, T* gx, T* ggamma, T* gbeta) {
+void group_norm_backward(std::int64_t N, std::int64_t C, std::int64_t HW, std::int64_t G, const T* x,
+                         const T* gamma, const T* mean, const T* rstd, const T* gy, T* gx, T* ggamma,
+                         T* gbeta) {
   detail::check_group_norm(N, C, HW, G);
   if (!gx && !ggamma && !gbeta) return;
   const std::int64_t CG = C / G, len = CG * HW;

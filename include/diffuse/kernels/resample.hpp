@@ -49,7 +49,8 @@ void upsample_nearest2x_backward(std::int64_t P, std::int64_t H, std::int64_t W,
 // y [P,H/2,W/2]; argmax [P,H/2,W/2] (or nullptr: not wanted) holds the flat input index (i*W + j) of
 // the max within the plane (the first one on ties).
 template <class T>
-void max_pool2x_forward(std::int64_t P, std::int64_t H, std::int64_t W, const T* x, T* y, std::int32_t* argmax) {
+void max_pool2x_forward(std::int64_t P, std::int64_t H, std::int64_t W, const T* x, T* y,
+                        std::int32_t* argmax) {
   detail::check_pool("max_pool2x", P, H, W);
   const std::int64_t OH = H / 2, OW = W / 2;
 #pragma omp parallel for schedule(static) if (P * H * W > (1 << 14))
@@ -77,8 +78,8 @@ void max_pool2x_forward(std::int64_t P, std::int64_t H, std::int64_t W, const T*
 
 // gx [P,H,W] overwritten: gy goes to the max of each window, zero elsewhere.
 template <class T>
-void max_pool2x_backward(std::int64_t P, std::int64_t H, std::int64_t W, const std::int32_t* argmax, const T* gy,
-                         T* gx) {
+void max_pool2x_backward(std::int64_t P, std::int64_t H, std::int64_t W, const std::int32_t* argmax,
+                         const T* gy, T* gx) {
   detail::check_pool("max_pool2x", P, H, W);
   const std::int64_t OHW = (H / 2) * (W / 2);
 #pragma omp parallel for schedule(static) if (P * H * W > (1 << 14))

@@ -10,7 +10,8 @@ namespace diffuse::models {
 template <class T = float>
 class BasicUNet : public nn::Module<T> {
  public:
-  explicit BasicUNet(std::int64_t in_channels = 1, std::int64_t out_channels = 1, Generator& gen = default_generator()) {
+  explicit BasicUNet(std::int64_t in_channels = 1, std::int64_t out_channels = 1,
+                     Generator& gen = default_generator()) {
     down_layers_ = this->register_module("down_layers", std::make_shared<nn::ModuleList<nn::Conv2d<T>>>());
     up_layers_ = this->register_module("up_layers", std::make_shared<nn::ModuleList<nn::Conv2d<T>>>());
     const nn::Conv2dOptions same{.padding = 2};

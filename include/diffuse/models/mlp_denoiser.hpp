@@ -12,17 +12,18 @@
 namespace diffuse::models {
 
 struct MLPDenoiserConfig {
-  std::int64_t dim = 2;                    // size of a data point
-  std::int64_t hidden = 64;                // width of the hidden layers
-  std::int64_t num_hidden_layers = 3;      // Linear + SiLU blocks before the output layer
-  std::int64_t num_frequencies = 8;        // sin/cos pairs of the timestep features
-  double num_train_timesteps = 1000;       // timesteps are divided by this before the features
+  std::int64_t dim = 2;                // size of a data point
+  std::int64_t hidden = 64;            // width of the hidden layers
+  std::int64_t num_hidden_layers = 3;  // Linear + SiLU blocks before the output layer
+  std::int64_t num_frequencies = 8;    // sin/cos pairs of the timestep features
+  double num_train_timesteps = 1000;   // timesteps are divided by this before the features
 };
 
 template <class T = float>
 class MLPDenoiser : public nn::Module<T> {
  public:
-  explicit MLPDenoiser(MLPDenoiserConfig config = {}, Generator& gen = default_generator()) : config_(config) {
+  explicit MLPDenoiser(MLPDenoiserConfig config = {}, Generator& gen = default_generator())
+      : config_(config) {
     if (config.dim < 1 || config.hidden < 1 || config.num_hidden_layers < 1 || config.num_frequencies < 0 ||
         !(config.num_train_timesteps > 0))
       throw Error("MLPDenoiser: dim, hidden, num_hidden_layers and num_train_timesteps must be positive");
@@ -47,8 +48,10 @@ class MLPDenoiser : public nn::Module<T> {
     for (std::int64_t i = 0; i < n; ++i) {
       const double s = 1.5 * timesteps[i] / config_.num_train_timesteps;
       for (std::int64_t k = 0; k < f; ++k) {
-        features.data()[i * 2 * f + 2 * k] = static_cast<T>(std::sin(s * std::ldexp(1.0, static_cast<int>(k))));
-        features.data()[i * 2 * f + 2 * k + 1] = static_cast<T>(std::cos(s * std::ldexp(1.0, static_cast<int>(k))));
+        features.data()[i * 2 * f + 2 * k] =
+            static_cast<T>(std::sin(s * std::ldexp(1.0, static_cast<int>(k))));
+        features.data()[i * 2 * f + 2 * k + 1] =
+            static_cast<T>(std::cos(s * std::ldexp(1.0, static_cast<int>(k))));
       }
     }
     Tensor<T> h = concat(std::vector<Tensor<T>>{x, features}, 1);

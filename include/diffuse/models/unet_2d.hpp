@@ -3,8 +3,9 @@
 //
 //   models::UNet2DModel<float> unet({.sample_size = 28, .in_channels = 1, .out_channels = 1,
 //                                    .block_out_channels = {32, 64, 64},
-//                                    .down_block_types = {"DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"},
-//                                    .up_block_types = {"AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"}});
+//                                    .down_block_types = {"DownBlock2D", "AttnDownBlock2D",
+//                                    "AttnDownBlock2D"}, .up_block_types = {"AttnUpBlock2D", "AttnUpBlock2D",
+//                                    "UpBlock2D"}});
 //   Tensor<float> noise_pred = unet(noisy_images, timesteps);          // timesteps [N] or one value
 //   unet.save_pretrained("my_unet");                                    // config.json + safetensors
 //   auto again = models::UNet2DModel<float>::from_pretrained("my_unet");
@@ -38,7 +39,8 @@ namespace diffuse::models {
 // diffusers' sample_size: one number (square images) or [height, width].
 struct SampleSize {
   std::int64_t height = 0, width = 0;
-  SampleSize(std::int64_t size) : height(size), width(size) {}  // NOLINT: implicit, so `.sample_size = 28` reads as in Python
+  SampleSize(std::int64_t size)
+      : height(size), width(size) {}  // NOLINT: implicit, so `.sample_size = 28` reads as in Python
   SampleSize(std::int64_t h, std::int64_t w) : height(h), width(w) {}
   bool square() const { return height == width; }
   bool operator==(const SampleSize&) const = default;
@@ -46,12 +48,14 @@ struct SampleSize {
 };
 
 struct UNet2DConfig {
-  std::optional<SampleSize> sample_size = std::nullopt;  // informational (pipelines use it for the image size)
+  std::optional<SampleSize> sample_size =
+      std::nullopt;  // informational (pipelines use it for the image size)
   std::int64_t in_channels = 3;
   std::int64_t out_channels = 3;
   std::int64_t layers_per_block = 2;
   std::vector<std::int64_t> block_out_channels = {224, 448, 672, 896};
-  std::vector<std::string> down_block_types = {"DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"};
+  std::vector<std::string> down_block_types = {"DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D",
+                                               "AttnDownBlock2D"};
   std::vector<std::string> up_block_types = {"AttnUpBlock2D", "AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"};
   bool center_input_sample = false;
   std::string time_embedding_type = "positional";  // "positional" or "fourier"
@@ -158,13 +162,16 @@ inline nlohmann::json to_config_value(const std::optional<SampleSize>& f) {
 inline nlohmann::json UNet2DConfig::to_json() const {
   // diffusers 0.21 would compute something else from these (or fail to load them).
   // (0.21's mid-block attention norm: norm_num_groups with the "default" time scale shift, none otherwise.)
-  if (attn_norm_num_groups && !(attn_norm_num_groups == norm_num_groups && resnet_time_scale_shift == "default"))
-    throw Error("UNet2DModel config: attn_norm_num_groups " + std::to_string(*attn_norm_num_groups) +
-                " cannot be saved for diffusers 0.21, which has no such key and would normalise the mid-block "
-                "attention otherwise (norm_num_groups with resnet_time_scale_shift \"default\", none else)");
+  if (attn_norm_num_groups &&
+      !(attn_norm_num_groups == norm_num_groups && resnet_time_scale_shift == "default"))
+    throw Error(
+        "UNet2DModel config: attn_norm_num_groups " + std::to_string(*attn_norm_num_groups) +
+        " cannot be saved for diffusers 0.21, which has no such key and would normalise the mid-block "
+        "attention otherwise (norm_num_groups with resnet_time_scale_shift \"default\", none else)");
   if (!norm_num_groups)
-    throw Error("UNet2DModel config: norm_num_groups null cannot be saved for diffusers 0.21, which fails to "
-                "load it; set the number of groups");
+    throw Error(
+        "UNet2DModel config: norm_num_groups null cannot be saved for diffusers 0.21, which fails to "
+        "load it; set the number of groups");
   nlohmann::json j = io::config_to_json(*this, diffuse::detail::kUNet2DClassName);
   j.erase("attn_norm_num_groups");  // read from newer diffusers' folders; 0.21 does not accept it
   return j;
@@ -173,7 +180,8 @@ inline nlohmann::json UNet2DConfig::to_json() const {
 inline UNet2DConfig UNet2DConfig::from_json(const nlohmann::json& j) {
   if (!j.is_object()) throw Error("UNet2DModel config: expected a JSON object, got " + io::describe_json(j));
   if (j.contains("_class_name") && j["_class_name"] != diffuse::detail::kUNet2DClassName)
-    throw Error("UNet2DModel config: _class_name is " + io::describe_json(j["_class_name"]) + ", not \"UNet2DModel\"");
+    throw Error("UNet2DModel config: _class_name is " + io::describe_json(j["_class_name"]) +
+                ", not \"UNet2DModel\"");
   // Newer diffusers' UNet2DModel also takes num_train_timesteps (for a "learned" time embedding,
   // which is refused here anyway): it passes quietly.
   return io::config_from_json<UNet2DConfig>(j, "UNet2DModel", {"num_train_timesteps"});
@@ -190,25 +198,29 @@ class UNet2DModel : public nn::Module<T> {
     fourier_ = c.time_embedding_type == "fourier";
     const std::int64_t ch0 = c.block_out_channels[0], time_embed_dim = ch0 * 4;
     const std::int64_t groups = c.norm_num_groups.value_or(std::min<std::int64_t>(ch0 / 4, 32));
-    conv_in = this->register_module("conv_in", std::make_shared<nn::Conv2d<T>>(c.in_channels, ch0, 3,
-                                                                                nn::Conv2dOptions{.padding = 1}, gen));
+    conv_in = this->register_module(
+        "conv_in",
+        std::make_shared<nn::Conv2d<T>>(c.in_channels, ch0, 3, nn::Conv2dOptions{.padding = 1}, gen));
     std::int64_t timestep_input_dim = ch0;
     if (fourier_) {
-      fourier_proj = this->register_module("time_proj",
-                                           std::make_shared<nn::GaussianFourierProjection<T>>(ch0, 16.0, true, false, gen));
+      fourier_proj = this->register_module(
+          "time_proj", std::make_shared<nn::GaussianFourierProjection<T>>(ch0, 16.0, true, false, gen));
       timestep_input_dim = 2 * ch0;
     } else {
       positional_proj = this->register_module(
-          "time_proj", std::make_shared<nn::Timesteps<T>>(ch0, c.flip_sin_to_cos, static_cast<double>(c.freq_shift)));
+          "time_proj",
+          std::make_shared<nn::Timesteps<T>>(ch0, c.flip_sin_to_cos, static_cast<double>(c.freq_shift)));
     }
     time_embedding = this->register_module(
-        "time_embedding", std::make_shared<nn::TimestepEmbedding<T>>(timestep_input_dim, time_embed_dim, "silu", gen));
+        "time_embedding",
+        std::make_shared<nn::TimestepEmbedding<T>>(timestep_input_dim, time_embed_dim, "silu", gen));
     if (!c.class_embed_type && c.num_class_embeds)
-      class_embedding = this->register_module("class_embedding",
-                                              std::make_shared<nn::Embedding<T>>(*c.num_class_embeds, time_embed_dim, gen));
+      class_embedding = this->register_module(
+          "class_embedding", std::make_shared<nn::Embedding<T>>(*c.num_class_embeds, time_embed_dim, gen));
     else if (c.class_embed_type == "timestep")
       class_timestep_embedding = this->register_module(
-          "class_embedding", std::make_shared<nn::TimestepEmbedding<T>>(timestep_input_dim, time_embed_dim, "silu", gen));
+          "class_embedding",
+          std::make_shared<nn::TimestepEmbedding<T>>(timestep_input_dim, time_embed_dim, "silu", gen));
 
     down_blocks = this->register_module("down_blocks", std::make_shared<nn::ModuleList<DownBlock2D<T>>>());
     const std::size_t nb = c.block_out_channels.size();
@@ -225,16 +237,20 @@ class UNet2DModel : public nn::Module<T> {
       down_blocks->push_back(std::make_shared<DownBlock2D<T>>(o, gen));
     }
     mid_block = this->register_module(
-        "mid_block",
-        std::make_shared<UNetMidBlock2D<T>>(
-            UNetMidBlockOptions{.in_channels = c.block_out_channels.back(), .temb_channels = time_embed_dim,
-                                .dropout = c.dropout, .resnet_eps = c.norm_eps,
-                                .resnet_time_scale_shift = c.resnet_time_scale_shift, .resnet_act_fn = c.act_fn,
-                                .resnet_groups = groups, .attn_groups = c.attn_norm_num_groups,
-                                .add_attention = c.add_attention,
-                                .attention_head_dim = c.attention_head_dim.value_or(c.block_out_channels.back()),
-                                .output_scale_factor = c.mid_block_scale_factor},
-            gen));
+        "mid_block", std::make_shared<UNetMidBlock2D<T>>(
+                         UNetMidBlockOptions{
+                             .in_channels = c.block_out_channels.back(),
+                             .temb_channels = time_embed_dim,
+                             .dropout = c.dropout,
+                             .resnet_eps = c.norm_eps,
+                             .resnet_time_scale_shift = c.resnet_time_scale_shift,
+                             .resnet_act_fn = c.act_fn,
+                             .resnet_groups = groups,
+                             .attn_groups = c.attn_norm_num_groups,
+                             .add_attention = c.add_attention,
+                             .attention_head_dim = c.attention_head_dim.value_or(c.block_out_channels.back()),
+                             .output_scale_factor = c.mid_block_scale_factor},
+                         gen));
     up_blocks = this->register_module("up_blocks", std::make_shared<nn::ModuleList<UpBlock2D<T>>>());
     std::vector<std::int64_t> reversed(c.block_out_channels.rbegin(), c.block_out_channels.rend());
     output_channel = reversed[0];
@@ -250,20 +266,23 @@ class UNet2DModel : public nn::Module<T> {
       o.add_upsample = i + 1 != nb;
       up_blocks->push_back(std::make_shared<UpBlock2D<T>>(o, gen));
     }
-    conv_norm_out = this->register_module("conv_norm_out", std::make_shared<nn::GroupNorm<T>>(groups, ch0, c.norm_eps));
+    conv_norm_out =
+        this->register_module("conv_norm_out", std::make_shared<nn::GroupNorm<T>>(groups, ch0, c.norm_eps));
     conv_out = this->register_module(
-        "conv_out", std::make_shared<nn::Conv2d<T>>(ch0, c.out_channels, 3, nn::Conv2dOptions{.padding = 1}, gen));
+        "conv_out",
+        std::make_shared<nn::Conv2d<T>>(ch0, c.out_channels, 3, nn::Conv2dOptions{.padding = 1}, gen));
   }
 
   const Config& config() const { return config_; }
 
   // sample [N, in_channels, H, W]; timesteps [N] or a single value (also [] or [1]); class_labels [N]
   // (whole numbers) when the model has a class embedding ([N, time_embed_dim] for "identity").
-  Tensor<T> operator()(const Tensor<T>& sample, const Tensor<T>& timesteps, const Tensor<T>& class_labels = {}) const {
+  Tensor<T> operator()(const Tensor<T>& sample, const Tensor<T>& timesteps,
+                       const Tensor<T>& class_labels = {}) const {
     const Config& c = config_;
     if (sample.dim() != 4 || sample.size(1) != c.in_channels)
-      throw Error("UNet2DModel: expected a sample [N, " + std::to_string(c.in_channels) + ", H, W], got shape " +
-                  to_string(sample.shape()));
+      throw Error("UNet2DModel: expected a sample [N, " + std::to_string(c.in_channels) +
+                  ", H, W], got shape " + to_string(sample.shape()));
     const std::int64_t N = sample.size(0);
     const std::int64_t factor = std::int64_t{1} << (c.block_out_channels.size() - 1);
     if (sample.size(2) % factor != 0 || sample.size(3) % factor != 0)
@@ -271,8 +290,9 @@ class UNet2DModel : public nn::Module<T> {
                   std::to_string(c.block_out_channels.size() - 1) + " downsamplings), got sample shape " +
                   to_string(sample.shape()));
     if (!timesteps.defined() || (timesteps.numel() != 1 && timesteps.numel() != N) || timesteps.dim() > 1)
-      throw Error("UNet2DModel: timesteps must hold one value or one per batch element (" + std::to_string(N) +
-                  "), got shape " + (timesteps.defined() ? to_string(timesteps.shape()) : std::string("undefined")));
+      throw Error("UNet2DModel: timesteps must hold one value or one per batch element (" +
+                  std::to_string(N) + "), got shape " +
+                  (timesteps.defined() ? to_string(timesteps.shape()) : std::string("undefined")));
     // 0. center input
     Tensor<T> x = c.center_input_sample ? sample * T(2) - T(1) : sample;
     // 1. time (one timestep per image; not differentiated)
@@ -293,11 +313,12 @@ class UNet2DModel : public nn::Module<T> {
         if (class_labels.dim() != 1 || class_labels.size(0) != N)
           throw Error("UNet2DModel: class_labels must be [" + std::to_string(N) + "], got shape " +
                       to_string(class_labels.shape()));
-        class_emb = (*class_timestep_embedding)(fourier_ ? (*fourier_proj)(class_labels) : (*positional_proj)(class_labels));
+        class_emb = (*class_timestep_embedding)(fourier_ ? (*fourier_proj)(class_labels)
+                                                         : (*positional_proj)(class_labels));
       } else {
         if (class_labels.shape() != emb.shape())
-          throw Error("UNet2DModel: identity class embedding must have shape " + to_string(emb.shape()) + ", got " +
-                      to_string(class_labels.shape()));
+          throw Error("UNet2DModel: identity class embedding must have shape " + to_string(emb.shape()) +
+                      ", got " + to_string(class_labels.shape()));
         class_emb = class_labels;
       }
       emb = emb + class_emb;
@@ -321,8 +342,9 @@ class UNet2DModel : public nn::Module<T> {
   // course's model(noisy, timesteps) with timesteps = torch.randint(0, 1000, (bs,)).
   Tensor<T> operator()(const Tensor<T>& sample, const std::vector<std::int64_t>& timesteps,
                        const Tensor<T>& class_labels = {}) const {
-    return (*this)(sample, Tensor<T>(Shape{static_cast<std::int64_t>(timesteps.size())},
-                                     std::vector<T>(timesteps.begin(), timesteps.end())),
+    return (*this)(sample,
+                   Tensor<T>(Shape{static_cast<std::int64_t>(timesteps.size())},
+                             std::vector<T>(timesteps.begin(), timesteps.end())),
                    class_labels);
   }
 
@@ -349,15 +371,16 @@ class UNet2DModel : public nn::Module<T> {
     if (ec || !std::filesystem::is_directory(dir))
       throw FileError("save_pretrained: cannot create folder '" + dir.string() + "'" +
                       (ec ? ": " + ec.message() : std::string()));
-    io::save_safetensors(dir / "diffusion_pytorch_model.safetensors", this->state_dict(), {{"format", "pt"}}, dtype);
+    io::save_safetensors(dir / "diffusion_pytorch_model.safetensors", this->state_dict(), {{"format", "pt"}},
+                         dtype);
     io::write_json(dir / "config.json", config_.to_json());
   }
 
   std::shared_ptr<nn::Conv2d<T>> conv_in, conv_out;
-  std::shared_ptr<nn::Timesteps<T>> positional_proj;                 // "time_proj" (positional)
-  std::shared_ptr<nn::GaussianFourierProjection<T>> fourier_proj;    // "time_proj" (fourier)
+  std::shared_ptr<nn::Timesteps<T>> positional_proj;               // "time_proj" (positional)
+  std::shared_ptr<nn::GaussianFourierProjection<T>> fourier_proj;  // "time_proj" (fourier)
   std::shared_ptr<nn::TimestepEmbedding<T>> time_embedding;
-  std::shared_ptr<nn::Embedding<T>> class_embedding;                 // num_class_embeds
+  std::shared_ptr<nn::Embedding<T>> class_embedding;                   // num_class_embeds
   std::shared_ptr<nn::TimestepEmbedding<T>> class_timestep_embedding;  // class_embed_type "timestep"
   std::shared_ptr<nn::ModuleList<DownBlock2D<T>>> down_blocks;
   std::shared_ptr<UNetMidBlock2D<T>> mid_block;
@@ -391,7 +414,8 @@ class UNet2DModel : public nn::Module<T> {
 
   // from_pretrained builds the model in place (a Module cannot be moved); the initial values drawn
   // from `gen` are overwritten by the checkpoint.
-  UNet2DModel(PretrainedTag, const std::filesystem::path& dir, PretrainedOptions options, Generator gen = Generator(0))
+  UNet2DModel(PretrainedTag, const std::filesystem::path& dir, PretrainedOptions options,
+              Generator gen = Generator(0))
       : UNet2DModel(ConfigFileTag{}, read_config(dir / "config.json"), dir / "config.json", gen) {
     // diffusers prefers safetensors and falls back to PyTorch's .bin (many course-era models).
     auto weights_path = dir / "diffusion_pytorch_model.safetensors";
@@ -411,7 +435,8 @@ class UNet2DModel : public nn::Module<T> {
         if (bad != w.end())
           throw FileError("'" + weights_path.string() + "': weight '" + name + "' holds " +
                           std::to_string(static_cast<double>(*bad)) + " at index " +
-                          std::to_string(bad - w.begin()) + "; the file is damaged (PretrainedOptions{.check_finite "
+                          std::to_string(bad - w.begin()) +
+                          "; the file is damaged (PretrainedOptions{.check_finite "
                           "= false} loads it anyway)");
       }
     try {
@@ -422,7 +447,8 @@ class UNet2DModel : public nn::Module<T> {
     this->eval();  // as diffusers' from_pretrained: a loaded model is for inference until train()
   }
 
-  static UNetBlockOptions block_options(const Config& c, std::int64_t temb, std::int64_t groups, std::int64_t channels) {
+  static UNetBlockOptions block_options(const Config& c, std::int64_t temb, std::int64_t groups,
+                                        std::int64_t channels) {
     UNetBlockOptions o;
     o.temb_channels = temb;
     o.dropout = c.dropout;
@@ -444,37 +470,45 @@ class UNet2DModel : public nn::Module<T> {
     if (c.block_out_channels.empty()) throw fail("block_out_channels must not be empty");
     for (auto ch : c.block_out_channels)
       if (ch < 1) throw fail("block_out_channels must be positive, got " + std::to_string(ch));
-    if (c.down_block_types.size() != c.block_out_channels.size() || c.up_block_types.size() != c.block_out_channels.size())
+    if (c.down_block_types.size() != c.block_out_channels.size() ||
+        c.up_block_types.size() != c.block_out_channels.size())
       throw fail("down_block_types (" + std::to_string(c.down_block_types.size()) + "), up_block_types (" +
                  std::to_string(c.up_block_types.size()) + ") and block_out_channels (" +
                  std::to_string(c.block_out_channels.size()) + ") must have the same length");
     for (const auto& t : c.down_block_types)
       if (t != "DownBlock2D" && t != "AttnDownBlock2D")
-        throw fail("unsupported down block type '" + t + "' (accepted: " + join_names({"DownBlock2D", "AttnDownBlock2D"}) + ")");
+        throw fail("unsupported down block type '" + t +
+                   "' (accepted: " + join_names({"DownBlock2D", "AttnDownBlock2D"}) + ")");
     for (const auto& t : c.up_block_types)
       if (t != "UpBlock2D" && t != "AttnUpBlock2D")
-        throw fail("unsupported up block type '" + t + "' (accepted: " + join_names({"UpBlock2D", "AttnUpBlock2D"}) + ")");
+        throw fail("unsupported up block type '" + t +
+                   "' (accepted: " + join_names({"UpBlock2D", "AttnUpBlock2D"}) + ")");
     if (c.in_channels < 1 || c.out_channels < 1)
-      throw fail("in_channels and out_channels must be positive, got " + std::to_string(c.in_channels) + " and " +
-                 std::to_string(c.out_channels));
-    if (c.layers_per_block < 1) throw fail("layers_per_block must be positive, got " + std::to_string(c.layers_per_block));
+      throw fail("in_channels and out_channels must be positive, got " + std::to_string(c.in_channels) +
+                 " and " + std::to_string(c.out_channels));
+    if (c.layers_per_block < 1)
+      throw fail("layers_per_block must be positive, got " + std::to_string(c.layers_per_block));
     if (c.time_embedding_type != "fourier" && c.time_embedding_type != "positional")
-      throw fail("unsupported time_embedding_type '" + c.time_embedding_type + "' (accepted: positional, fourier)");
+      throw fail("unsupported time_embedding_type '" + c.time_embedding_type +
+                 "' (accepted: positional, fourier)");
     nn::activation_from_name(c.act_fn);  // throws naming the value
     if (c.resnet_time_scale_shift != "default" && c.resnet_time_scale_shift != "scale_shift")
-      throw fail("unsupported resnet_time_scale_shift '" + c.resnet_time_scale_shift + "' (accepted: default, scale_shift)");
+      throw fail("unsupported resnet_time_scale_shift '" + c.resnet_time_scale_shift +
+                 "' (accepted: default, scale_shift)");
     if (c.downsample_type != "conv" && c.downsample_type != "resnet")
       throw fail("unsupported downsample_type '" + c.downsample_type + "' (accepted: conv, resnet)");
     if (c.upsample_type != "conv" && c.upsample_type != "resnet")
       throw fail("unsupported upsample_type '" + c.upsample_type + "' (accepted: conv, resnet)");
     if (c.class_embed_type && *c.class_embed_type != "timestep" && *c.class_embed_type != "identity")
-      throw fail("unsupported class_embed_type '" + *c.class_embed_type + "' (accepted: null, timestep, identity)");
+      throw fail("unsupported class_embed_type '" + *c.class_embed_type +
+                 "' (accepted: null, timestep, identity)");
     if (c.num_class_embeds && *c.num_class_embeds < 1)
       throw fail("num_class_embeds must be positive, got " + std::to_string(*c.num_class_embeds));
     if (c.block_out_channels.size() > 30) throw fail("too many blocks");
     if (!(c.norm_eps > 0 && std::isfinite(c.norm_eps)))
       throw fail("norm_eps must be positive and finite, got " + std::to_string(c.norm_eps));
-    if (!(c.dropout >= 0 && c.dropout < 1)) throw fail("dropout must lie in [0, 1), got " + std::to_string(c.dropout));
+    if (!(c.dropout >= 0 && c.dropout < 1))
+      throw fail("dropout must lie in [0, 1), got " + std::to_string(c.dropout));
     // Sizes are checked before anything is allocated: a hostile config.json ("block_out_channels":
     // [100000, 100000], "in_channels": 1e12, "layers_per_block": 1e7) must be an Error here, not
     // std::bad_alloc or minutes of building. The estimate counts every block's convolutions at the
@@ -491,8 +525,10 @@ class UNet2DModel : public nn::Module<T> {
     if (params > kMaxParameters) {
       char about[32];
       std::snprintf(about, sizeof about, "%.3g", static_cast<double>(params));
-      throw fail("the config describes about " + std::string(about) + " parameters (block_out_channels, layers_per_block, in/out_channels, num_class_embeds), more than "
-                 "the limit of 2^32; is config.json damaged?");
+      throw fail(
+          "the config describes about " + std::string(about) +
+          " parameters (block_out_channels, layers_per_block, in/out_channels, num_class_embeds), more than "
+          "the limit of 2^32; is config.json damaged?");
     }
   }
 

@@ -30,32 +30,45 @@ struct UNetBlockOptions {
   std::int64_t resnet_groups = 32;
   std::string resnet_time_scale_shift = "default";
   double output_scale_factor = 1.0;
-  bool attention = false;                  // AttnDownBlock2D / AttnUpBlock2D
-  std::int64_t attention_head_dim = 1;     // channels per head
-  bool add_downsample = false;             // down blocks
+  bool attention = false;               // AttnDownBlock2D / AttnUpBlock2D
+  std::int64_t attention_head_dim = 1;  // channels per head
+  bool add_downsample = false;          // down blocks
   std::int64_t downsample_padding = 1;
-  std::string downsample_type = "conv";    // "conv" or "resnet" (attention blocks only, as in diffusers)
-  bool add_upsample = false;               // up blocks
-  std::string upsample_type = "conv";      // "conv" or "resnet" (attention blocks only)
+  std::string downsample_type = "conv";  // "conv" or "resnet" (attention blocks only, as in diffusers)
+  bool add_upsample = false;             // up blocks
+  std::string upsample_type = "conv";    // "conv" or "resnet" (attention blocks only)
 };
 
 }  // namespace diffuse::models
 
 namespace diffuse::detail {
-inline nn::ResnetBlock2DOptions unet_resnet_options(const models::UNetBlockOptions& o, std::int64_t in, std::int64_t out) {
-  return {.in_channels = in, .out_channels = out, .temb_channels = o.temb_channels, .groups = o.resnet_groups,
-          .eps = o.resnet_eps, .dropout = o.dropout, .non_linearity = o.resnet_act_fn,
-          .time_embedding_norm = o.resnet_time_scale_shift, .output_scale_factor = o.output_scale_factor};
+inline nn::ResnetBlock2DOptions unet_resnet_options(const models::UNetBlockOptions& o, std::int64_t in,
+                                                    std::int64_t out) {
+  return {.in_channels = in,
+          .out_channels = out,
+          .temb_channels = o.temb_channels,
+          .groups = o.resnet_groups,
+          .eps = o.resnet_eps,
+          .dropout = o.dropout,
+          .non_linearity = o.resnet_act_fn,
+          .time_embedding_norm = o.resnet_time_scale_shift,
+          .output_scale_factor = o.output_scale_factor};
 }
 
 inline nn::AttentionOptions unet_attention_options(std::int64_t channels, std::int64_t head_dim,
-                                              std::optional<std::int64_t> groups, double eps, double rescale,
-                                              const char* block) {
+                                                   std::optional<std::int64_t> groups, double eps,
+                                                   double rescale, const char* block) {
   if (head_dim < 1 || head_dim > channels)
     throw Error(std::string(block) + ": attention_head_dim " + std::to_string(head_dim) + " does not fit " +
                 std::to_string(channels) + " channels (need 1 <= attention_head_dim <= channels)");
-  return {.query_dim = channels, .heads = channels / head_dim, .dim_head = head_dim, .norm_num_groups = groups,
-          .eps = eps, .rescale_output_factor = rescale, .residual_connection = true, .upcast_softmax = true};
+  return {.query_dim = channels,
+          .heads = channels / head_dim,
+          .dim_head = head_dim,
+          .norm_num_groups = groups,
+          .eps = eps,
+          .rescale_output_factor = rescale,
+          .residual_connection = true,
+          .upcast_softmax = true};
 }
 
 inline void check_unet_resample_type(const std::string& type, const char* key) {
@@ -72,15 +85,17 @@ class DownBlock2D : public nn::Module<T> {
   explicit DownBlock2D(const UNetBlockOptions& o, Generator& gen = default_generator()) {
     const char* name = o.attention ? "AttnDownBlock2D" : "DownBlock2D";
     if (o.num_layers < 1) throw Error(std::string(name) + ": num_layers must be positive");
-    if (o.attention) attentions = this->register_module("attentions", std::make_shared<nn::ModuleList<nn::Attention<T>>>());
+    if (o.attention)
+      attentions = this->register_module("attentions", std::make_shared<nn::ModuleList<nn::Attention<T>>>());
     resnets = this->register_module("resnets", std::make_shared<nn::ModuleList<nn::ResnetBlock2D<T>>>());
     for (std::int64_t i = 0; i < o.num_layers; ++i) {
       resnets->push_back(std::make_shared<nn::ResnetBlock2D<T>>(
-          diffuse::detail::unet_resnet_options(o, i == 0 ? o.in_channels : o.out_channels, o.out_channels), gen));
+          diffuse::detail::unet_resnet_options(o, i == 0 ? o.in_channels : o.out_channels, o.out_channels),
+          gen));
       if (o.attention)
         attentions->push_back(std::make_shared<nn::Attention<T>>(
-            diffuse::detail::unet_attention_options(o.out_channels, o.attention_head_dim, o.resnet_groups, o.resnet_eps,
-                                      o.output_scale_factor, name),
+            diffuse::detail::unet_attention_options(o.out_channels, o.attention_head_dim, o.resnet_groups,
+                                                    o.resnet_eps, o.output_scale_factor, name),
             gen));
     }
     if (o.add_downsample) {
@@ -88,11 +103,13 @@ class DownBlock2D : public nn::Module<T> {
       const std::string type = o.attention ? o.downsample_type : "conv";
       diffuse::detail::check_unet_resample_type(type, "downsample_type");
       if (type == "conv") {
-        conv_downsamplers = this->register_module("downsamplers", std::make_shared<nn::ModuleList<nn::Downsample2D<T>>>());
-        conv_downsamplers->push_back(
-            std::make_shared<nn::Downsample2D<T>>(o.out_channels, true, o.out_channels, o.downsample_padding, gen));
+        conv_downsamplers =
+            this->register_module("downsamplers", std::make_shared<nn::ModuleList<nn::Downsample2D<T>>>());
+        conv_downsamplers->push_back(std::make_shared<nn::Downsample2D<T>>(
+            o.out_channels, true, o.out_channels, o.downsample_padding, gen));
       } else {
-        resnet_downsamplers = this->register_module("downsamplers", std::make_shared<nn::ModuleList<nn::ResnetBlock2D<T>>>());
+        resnet_downsamplers =
+            this->register_module("downsamplers", std::make_shared<nn::ModuleList<nn::ResnetBlock2D<T>>>());
         auto ro = diffuse::detail::unet_resnet_options(o, o.out_channels, o.out_channels);
         ro.down = true;
         resnet_downsamplers->push_back(std::make_shared<nn::ResnetBlock2D<T>>(ro, gen));
@@ -133,7 +150,8 @@ struct UNetMidBlockOptions {
   std::string resnet_time_scale_shift = "default";
   std::string resnet_act_fn = "swish";
   std::int64_t resnet_groups = 32;
-  std::optional<std::int64_t> attn_groups = std::nullopt;  // default: resnet_groups with "default" time scale shift, else none
+  std::optional<std::int64_t> attn_groups =
+      std::nullopt;  // default: resnet_groups with "default" time scale shift, else none
   bool add_attention = true;
   std::int64_t attention_head_dim = 1;
   double output_scale_factor = 1.0;
@@ -143,22 +161,30 @@ template <class T = float>
 class UNetMidBlock2D : public nn::Module<T> {
  public:
   explicit UNetMidBlock2D(const UNetMidBlockOptions& o, Generator& gen = default_generator()) {
-    UNetBlockOptions b{.in_channels = o.in_channels, .out_channels = o.in_channels, .temb_channels = o.temb_channels,
-                       .dropout = o.dropout, .resnet_eps = o.resnet_eps, .resnet_act_fn = o.resnet_act_fn,
-                       .resnet_groups = o.resnet_groups, .resnet_time_scale_shift = o.resnet_time_scale_shift,
+    UNetBlockOptions b{.in_channels = o.in_channels,
+                       .out_channels = o.in_channels,
+                       .temb_channels = o.temb_channels,
+                       .dropout = o.dropout,
+                       .resnet_eps = o.resnet_eps,
+                       .resnet_act_fn = o.resnet_act_fn,
+                       .resnet_groups = o.resnet_groups,
+                       .resnet_time_scale_shift = o.resnet_time_scale_shift,
                        .output_scale_factor = o.output_scale_factor};
     std::optional<std::int64_t> attn_groups = o.attn_groups;
     if (!attn_groups && o.resnet_time_scale_shift == "default") attn_groups = o.resnet_groups;
-    if (o.add_attention) attentions = this->register_module("attentions", std::make_shared<nn::ModuleList<nn::Attention<T>>>());
+    if (o.add_attention)
+      attentions = this->register_module("attentions", std::make_shared<nn::ModuleList<nn::Attention<T>>>());
     resnets = this->register_module("resnets", std::make_shared<nn::ModuleList<nn::ResnetBlock2D<T>>>());
-    resnets->push_back(std::make_shared<nn::ResnetBlock2D<T>>(diffuse::detail::unet_resnet_options(b, o.in_channels, o.in_channels), gen));
+    resnets->push_back(std::make_shared<nn::ResnetBlock2D<T>>(
+        diffuse::detail::unet_resnet_options(b, o.in_channels, o.in_channels), gen));
     for (std::int64_t i = 0; i < o.num_layers; ++i) {
       if (o.add_attention)
         attentions->push_back(std::make_shared<nn::Attention<T>>(
-            diffuse::detail::unet_attention_options(o.in_channels, o.attention_head_dim, attn_groups, o.resnet_eps,
-                                      o.output_scale_factor, "UNetMidBlock2D"),
+            diffuse::detail::unet_attention_options(o.in_channels, o.attention_head_dim, attn_groups,
+                                                    o.resnet_eps, o.output_scale_factor, "UNetMidBlock2D"),
             gen));
-      resnets->push_back(std::make_shared<nn::ResnetBlock2D<T>>(diffuse::detail::unet_resnet_options(b, o.in_channels, o.in_channels), gen));
+      resnets->push_back(std::make_shared<nn::ResnetBlock2D<T>>(
+          diffuse::detail::unet_resnet_options(b, o.in_channels, o.in_channels), gen));
     }
   }
 
@@ -181,26 +207,31 @@ class UpBlock2D : public nn::Module<T> {
   explicit UpBlock2D(const UNetBlockOptions& o, Generator& gen = default_generator()) {
     const char* name = o.attention ? "AttnUpBlock2D" : "UpBlock2D";
     if (o.num_layers < 1) throw Error(std::string(name) + ": num_layers must be positive");
-    if (o.attention) attentions = this->register_module("attentions", std::make_shared<nn::ModuleList<nn::Attention<T>>>());
+    if (o.attention)
+      attentions = this->register_module("attentions", std::make_shared<nn::ModuleList<nn::Attention<T>>>());
     resnets = this->register_module("resnets", std::make_shared<nn::ModuleList<nn::ResnetBlock2D<T>>>());
     for (std::int64_t i = 0; i < o.num_layers; ++i) {
       const std::int64_t skip = i == o.num_layers - 1 ? o.in_channels : o.out_channels;
       const std::int64_t in = i == 0 ? o.prev_output_channel : o.out_channels;
-      resnets->push_back(std::make_shared<nn::ResnetBlock2D<T>>(diffuse::detail::unet_resnet_options(o, in + skip, o.out_channels), gen));
+      resnets->push_back(std::make_shared<nn::ResnetBlock2D<T>>(
+          diffuse::detail::unet_resnet_options(o, in + skip, o.out_channels), gen));
       if (o.attention)
         attentions->push_back(std::make_shared<nn::Attention<T>>(
-            diffuse::detail::unet_attention_options(o.out_channels, o.attention_head_dim, o.resnet_groups, o.resnet_eps,
-                                      o.output_scale_factor, name),
+            diffuse::detail::unet_attention_options(o.out_channels, o.attention_head_dim, o.resnet_groups,
+                                                    o.resnet_eps, o.output_scale_factor, name),
             gen));
     }
     if (o.add_upsample) {
       const std::string type = o.attention ? o.upsample_type : "conv";
       diffuse::detail::check_unet_resample_type(type, "upsample_type");
       if (type == "conv") {
-        conv_upsamplers = this->register_module("upsamplers", std::make_shared<nn::ModuleList<nn::Upsample2D<T>>>());
-        conv_upsamplers->push_back(std::make_shared<nn::Upsample2D<T>>(o.out_channels, true, o.out_channels, gen));
+        conv_upsamplers =
+            this->register_module("upsamplers", std::make_shared<nn::ModuleList<nn::Upsample2D<T>>>());
+        conv_upsamplers->push_back(
+            std::make_shared<nn::Upsample2D<T>>(o.out_channels, true, o.out_channels, gen));
       } else {
-        resnet_upsamplers = this->register_module("upsamplers", std::make_shared<nn::ModuleList<nn::ResnetBlock2D<T>>>());
+        resnet_upsamplers =
+            this->register_module("upsamplers", std::make_shared<nn::ModuleList<nn::ResnetBlock2D<T>>>());
         auto ro = diffuse::detail::unet_resnet_options(o, o.out_channels, o.out_channels);
         ro.up = true;
         resnet_upsamplers->push_back(std::make_shared<nn::ResnetBlock2D<T>>(ro, gen));
@@ -220,14 +251,17 @@ class UpBlock2D : public nn::Module<T> {
     for (std::size_t i = 0; i < resnets->size(); ++i) {
       Tensor<T> skip = res_samples.back();
       res_samples.pop_back();
-      if (skip.dim() != 4 || skip.size(0) != h.size(0) || skip.size(2) != h.size(2) || skip.size(3) != h.size(3))
+      if (skip.dim() != 4 || skip.size(0) != h.size(0) || skip.size(2) != h.size(2) ||
+          skip.size(3) != h.size(3))
         throw Error("UpBlock2D: skip connection of shape " + to_string(skip.shape()) + " does not match " +
                     to_string(h.shape()) + " (input sizes must be divisible by 2^(number of blocks - 1))");
       h = (*resnets)[i](concat<T>({h, skip}, 1), temb);
       if (attentions) h = (*attentions)[i](h);
     }
-    if (conv_upsamplers) h = (*conv_upsamplers)[0](h);
-    else if (resnet_upsamplers) h = (*resnet_upsamplers)[0](h, temb);
+    if (conv_upsamplers)
+      h = (*conv_upsamplers)[0](h);
+    else if (resnet_upsamplers)
+      h = (*resnet_upsamplers)[0](h, temb);
     return h;
   }
 

@@ -17,7 +17,8 @@ inline constexpr const char* kAcceptedActivations = "silu, swish, mish, gelu, re
 // Parses an activation name; diffuse::Error naming the value and the accepted names otherwise.
 inline Activation activation_from_name(const std::string& name) {
   std::string n = name;
-  std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::transform(n.begin(), n.end(), n.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   if (n == "silu" || n == "swish") return Activation::silu;
   if (n == "mish") return Activation::mish;
   if (n == "gelu") return Activation::gelu;

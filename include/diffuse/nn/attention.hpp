@@ -20,20 +20,24 @@ namespace functional {
 // Self-attention of qkv [B, 3*heads*D, L] (q | k | v rows) -> [B, heads*D, L].
 // float_softmax: the softmax in float whatever T is (diffusers' upcast_softmax; matters for double only).
 template <class T>
-Tensor<T> multihead_attention_channels_first(const Tensor<T>& qkv, std::int64_t heads, T scale, bool float_softmax = false) {
+Tensor<T> multihead_attention_channels_first(const Tensor<T>& qkv, std::int64_t heads, T scale,
+                                             bool float_softmax = false) {
   if (qkv.dim() != 3 || heads < 1 || qkv.size(1) % (3 * heads) != 0)
     throw Error("multihead_attention_channels_first: input of shape " + to_string(qkv.shape()) +
                 " is not [B, 3 * heads * D, L] for " + std::to_string(heads) + " heads");
   const std::int64_t B = qkv.size(0), C = qkv.size(1) / 3, D = C / heads, L = qkv.size(2);
   Tensor<T> out = Tensor<T>::empty({B, C, L});
   auto stats = std::make_shared<std::vector<T>>(static_cast<std::size_t>(2 * B * heads * L));
-  kernels::mha_channels_first_forward<T>(B, heads, D, L, scale, qkv.data(), out.data(), stats->data(), float_softmax);
-  return diffuse::detail::record(out, {&qkv}, "multihead_attention", [qkv, stats, B, heads, D, L, scale, float_softmax](const Tensor<T>& g) {
-    Tensor<T> gqkv = Tensor<T>::empty(qkv.shape());
-    kernels::mha_channels_first_backward<T>(B, heads, D, L, scale, qkv.data(), stats->data(), g.data(), gqkv.data(),
-                                             float_softmax);
-    return std::vector<Tensor<T>>{gqkv};
-  });
+  kernels::mha_channels_first_forward<T>(B, heads, D, L, scale, qkv.data(), out.data(), stats->data(),
+                                         float_softmax);
+  return diffuse::detail::record(out, {&qkv}, "multihead_attention",
+                                 [qkv, stats, B, heads, D, L, scale, float_softmax](const Tensor<T>& g) {
+                                   Tensor<T> gqkv = Tensor<T>::empty(qkv.shape());
+                                   kernels::mha_channels_first_backward<T>(B, heads, D, L, scale, qkv.data(),
+                                                                           stats->data(), g.data(),
+                                                                           gqkv.data(), float_softmax);
+                                   return std::vector<Tensor<T>>{gqkv};
+                                 });
 }
 }  // namespace functional
 
@@ -56,15 +60,21 @@ template <class T = float>
 class Attention : public Module<T> {
  public:
   explicit Attention(const AttentionOptions& o, Generator& gen = default_generator())
-      : query_dim_(o.query_dim), heads_(o.heads), dim_head_(o.dim_head), residual_(o.residual_connection),
-        upcast_softmax_(o.upcast_softmax), rescale_(o.rescale_output_factor) {
+      : query_dim_(o.query_dim),
+        heads_(o.heads),
+        dim_head_(o.dim_head),
+        residual_(o.residual_connection),
+        upcast_softmax_(o.upcast_softmax),
+        rescale_(o.rescale_output_factor) {
     if (o.query_dim < 1 || o.heads < 1 || o.dim_head < 1)
-      throw Error("Attention: query_dim, heads and dim_head must be positive, got " + std::to_string(o.query_dim) +
-                  ", " + std::to_string(o.heads) + ", " + std::to_string(o.dim_head));
+      throw Error("Attention: query_dim, heads and dim_head must be positive, got " +
+                  std::to_string(o.query_dim) + ", " + std::to_string(o.heads) + ", " +
+                  std::to_string(o.dim_head));
     if (!(o.rescale_output_factor != 0)) throw Error("Attention: rescale_output_factor must be non-zero");
     const std::int64_t inner = o.heads * o.dim_head;
     if (o.norm_num_groups)
-      group_norm = this->register_module("group_norm", std::make_shared<GroupNorm<T>>(*o.norm_num_groups, o.query_dim, o.eps));
+      group_norm = this->register_module(
+          "group_norm", std::make_shared<GroupNorm<T>>(*o.norm_num_groups, o.query_dim, o.eps));
     to_q = this->register_module("to_q", std::make_shared<Linear<T>>(o.query_dim, inner, o.bias, gen));
     to_k = this->register_module("to_k", std::make_shared<Linear<T>>(o.query_dim, inner, o.bias, gen));
     to_v = this->register_module("to_v", std::make_shared<Linear<T>>(o.query_dim, inner, o.bias, gen));
@@ -75,22 +85,26 @@ class Attention : public Module<T> {
   // x [B, query_dim, H, W] -> same shape.
   Tensor<T> operator()(const Tensor<T>& x) const {
     if (x.dim() != 4 || x.size(1) != query_dim_)
-      throw Error("Attention: expected input [B, " + std::to_string(query_dim_) + ", H, W], got " + to_string(x.shape()));
+      throw Error("Attention: expected input [B, " + std::to_string(query_dim_) + ", H, W], got " +
+                  to_string(x.shape()));
     const std::int64_t B = x.size(0), H = x.size(2), W = x.size(3), inner = heads_ * dim_head_;
     Tensor<T> h = group_norm ? (*group_norm)(x) : x;
     // q, k, v in one 1x1 convolution: weight [3*inner, C, 1, 1], bias [3*inner]
-    Tensor<T> w = concat<T>({to_q->weight, to_k->weight, to_v->weight}, 0).reshape({3 * inner, query_dim_, 1, 1});
+    Tensor<T> w =
+        concat<T>({to_q->weight, to_k->weight, to_v->weight}, 0).reshape({3 * inner, query_dim_, 1, 1});
     Tensor<T> b;
     if (to_q->bias.defined()) b = concat<T>({to_q->bias, to_k->bias, to_v->bias}, 0);
     Tensor<T> qkv = functional::conv2d(h, w, b).reshape({B, 3 * inner, H * W});
     const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(dim_head_)));
-    Tensor<T> a = functional::multihead_attention_channels_first(qkv, heads_, scale, upcast_softmax_).reshape({B, inner, H, W});
+    Tensor<T> a = functional::multihead_attention_channels_first(qkv, heads_, scale, upcast_softmax_)
+                      .reshape({B, inner, H, W});
     const Linear<T>& out_proj = (*to_out)[0];
     Tensor<T> y = functional::conv2d(a, out_proj.weight.reshape({query_dim_, inner, 1, 1}), out_proj.bias);
     if (residual_) y = y + x;
     if (rescale_ == 1.0) return y;
     const T f = static_cast<T>(rescale_);
-    return diffuse::detail::unary(y, "div_scalar", [f](T v) { return v / f; }, [f](T, T) { return T(1) / f; });
+    return diffuse::detail::unary(
+        y, "div_scalar", [f](T v) { return v / f; }, [f](T, T) { return T(1) / f; });
   }
 
   std::shared_ptr<GroupNorm<T>> group_norm;

@@ -15,16 +15,18 @@ struct Conv2dOptions {
 template <class T = float>
 class Conv2d : public Module<T> {
  public:
-  Conv2d(std::int64_t in_channels, std::int64_t out_channels, std::int64_t kernel_size, Conv2dOptions options = {},
-         Generator& gen = default_generator())
+  Conv2d(std::int64_t in_channels, std::int64_t out_channels, std::int64_t kernel_size,
+         Conv2dOptions options = {}, Generator& gen = default_generator())
       : options_(options) {
     if (in_channels < 1 || out_channels < 1 || kernel_size < 1)
-      throw Error("Conv2d: channels and kernel size must be positive, got " + std::to_string(in_channels) + " -> " +
-                  std::to_string(out_channels) + ", kernel " + std::to_string(kernel_size));
+      throw Error("Conv2d: channels and kernel size must be positive, got " + std::to_string(in_channels) +
+                  " -> " + std::to_string(out_channels) + ", kernel " + std::to_string(kernel_size));
     const std::int64_t fan_in = in_channels * kernel_size * kernel_size;
     weight = this->register_parameter(
-        "weight", init::default_uniform<T>({out_channels, in_channels, kernel_size, kernel_size}, fan_in, gen));
-    if (options.bias) bias = this->register_parameter("bias", init::default_uniform<T>({out_channels}, fan_in, gen));
+        "weight",
+        init::default_uniform<T>({out_channels, in_channels, kernel_size, kernel_size}, fan_in, gen));
+    if (options.bias)
+      bias = this->register_parameter("bias", init::default_uniform<T>({out_channels}, fan_in, gen));
   }
   Tensor<T> operator()(const Tensor<T>& x) const {
     return functional::conv2d(x, weight, bias, options_.stride, options_.padding);

@@ -8,8 +8,8 @@
 #include <cmath>
 #include <numbers>
 
-#include "diffuse/core/tensor.hpp"
 #include "diffuse/core/generator.hpp"
+#include "diffuse/core/tensor.hpp"
 #include "diffuse/nn/module.hpp"
 
 namespace diffuse::nn {
@@ -23,9 +23,11 @@ Tensor<T> timestep_embedding(const Tensor<T>& timesteps, std::int64_t dim, bool 
   if (timesteps.dim() != 1)
     throw Error("timestep_embedding: timesteps must be 1-D [N], got shape " + to_string(timesteps.shape()));
   const std::int64_t half = dim / 2;
-  if (dim < 1) throw Error("timestep_embedding: embedding dimension must be positive, got " + std::to_string(dim));
+  if (dim < 1)
+    throw Error("timestep_embedding: embedding dimension must be positive, got " + std::to_string(dim));
   if (half > 0 && static_cast<double>(half) == downscale_freq_shift)
-    throw Error("timestep_embedding: dim/2 = " + std::to_string(half) + " equals the frequency shift (division by zero)");
+    throw Error("timestep_embedding: dim/2 = " + std::to_string(half) +
+                " equals the frequency shift (division by zero)");
   // The same operations in the same order (and precision) as diffusers.
   std::vector<T> freq(static_cast<std::size_t>(half));
   const T neg_log_period = static_cast<T>(-std::log(max_period));
@@ -76,7 +78,8 @@ class GaussianFourierProjection : public Module<T> {
                             bool flip_sin_to_cos = false, Generator& gen = default_generator())
       : log_(log), flip_(flip_sin_to_cos) {
     if (embedding_size < 1)
-      throw Error("GaussianFourierProjection: embedding size must be positive, got " + std::to_string(embedding_size));
+      throw Error("GaussianFourierProjection: embedding size must be positive, got " +
+                  std::to_string(embedding_size));
     Tensor<T> w = gen.randn<T>({embedding_size});
     for (T& v : w) v = static_cast<T>(v * scale);
     weight = this->register_parameter("weight", w);
@@ -85,14 +88,16 @@ class GaussianFourierProjection : public Module<T> {
   }
 
   Tensor<T> operator()(const Tensor<T>& x) const {
-    if (x.dim() != 1) throw Error("GaussianFourierProjection: input must be 1-D [N], got " + to_string(x.shape()));
+    if (x.dim() != 1)
+      throw Error("GaussianFourierProjection: input must be 1-D [N], got " + to_string(x.shape()));
     const std::int64_t N = x.size(0), E = weight.numel();
     Tensor<T> out = Tensor<T>::empty({N, 2 * E});
     const T pi = static_cast<T>(std::numbers::pi);
     for (std::int64_t n = 0; n < N; ++n) {
       const T v = x.data()[n];
       if (log_ && !(v > 0))
-        throw Error("GaussianFourierProjection: log of a non-positive timestep (" + std::to_string(double(v)) + ")");
+        throw Error("GaussianFourierProjection: log of a non-positive timestep (" +
+                    std::to_string(double(v)) + ")");
       const T t = log_ ? std::log(v) : v;
       T* row = out.data() + n * 2 * E;
       T* sin_part = row + (flip_ ? E : 0);
@@ -126,7 +131,8 @@ class Embedding : public Module<T> {
 
   // indices [N] -> [N, embedding_dim]
   Tensor<T> operator()(const Tensor<T>& indices) const {
-    if (indices.dim() != 1) throw Error("Embedding: indices must be 1-D [N], got shape " + to_string(indices.shape()));
+    if (indices.dim() != 1)
+      throw Error("Embedding: indices must be 1-D [N], got shape " + to_string(indices.shape()));
     const std::int64_t N = indices.size(0), rows = weight.size(0), D = weight.size(1);
     std::vector<std::int64_t> idx(static_cast<std::size_t>(N));
     for (std::int64_t n = 0; n < N; ++n) {

@@ -16,16 +16,16 @@ namespace diffuse::nn::functional {
 
 // x [N,C,H,W], weight [O,C,KH,KW], bias [O] (or undefined).
 template <class T>
-Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias = {}, std::int64_t stride = 1,
-                 std::int64_t padding = 0) {
+Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias = {},
+                 std::int64_t stride = 1, std::int64_t padding = 0) {
   if (x.dim() != 4 || weight.dim() != 4 || x.size(1) != weight.size(1))
     throw Error("conv2d: input of shape " + to_string(x.shape()) + " does not fit weight of shape " +
                 to_string(weight.shape()) + " (expected input [N, C, H, W] with C = weight.shape[1])");
   if (bias.defined() && (bias.dim() != 1 || bias.size(0) != weight.size(0)))
-    throw Error("conv2d: bias of shape " + to_string(bias.shape()) + " for " + std::to_string(weight.size(0)) +
-                " output channels");
-  kernels::Conv2dGeometry geo{x.size(0), x.size(1), x.size(2), x.size(3), weight.size(0), weight.size(2), weight.size(3),
-                              stride, padding};
+    throw Error("conv2d: bias of shape " + to_string(bias.shape()) + " for " +
+                std::to_string(weight.size(0)) + " output channels");
+  kernels::Conv2dGeometry geo{x.size(0),      x.size(1),      x.size(2), x.size(3), weight.size(0),
+                              weight.size(2), weight.size(3), stride,    padding};
   if (stride < 1 || padding < 0 || geo.OH() < 1 || geo.OW() < 1)
     throw Error("conv2d: input of shape " + to_string(x.shape()) + " is too small for kernel " +
                 to_string({geo.KH, geo.KW}) + " with stride " + std::to_string(stride) + " and padding " +
@@ -51,15 +51,16 @@ Tensor<T> group_norm(const Tensor<T>& x, std::int64_t num_groups, const Tensor<T
   if (x.dim() < 2) throw Error("group_norm: input of shape " + to_string(x.shape()) + " has no channel axis");
   const std::int64_t N = x.size(0), C = x.size(1), HW = x.numel() / std::max<std::int64_t>(N * C, 1);
   if (num_groups < 1 || C % num_groups != 0)
-    throw Error("group_norm: " + std::to_string(C) + " channels cannot be split into " + std::to_string(num_groups) +
-                " groups");
+    throw Error("group_norm: " + std::to_string(C) + " channels cannot be split into " +
+                std::to_string(num_groups) + " groups");
   for (const Tensor<T>* p : {&weight, &bias})
     if (p->defined() && (p->dim() != 1 || p->size(0) != C))
-      throw Error("group_norm: affine parameter of shape " + to_string(p->shape()) + " for " + std::to_string(C) +
-                  " channels");
+      throw Error("group_norm: affine parameter of shape " + to_string(p->shape()) + " for " +
+                  std::to_string(C) + " channels");
   Tensor<T> y = Tensor<T>::empty(x.shape());
   Tensor<T> mean = Tensor<T>::empty({N * num_groups}), rstd = Tensor<T>::empty({N * num_groups});
-  kernels::group_norm_forward<T>(N, C, HW, num_groups, eps, x.data(), weight.defined() ? weight.data() : nullptr,
+  kernels::group_norm_forward<T>(N, C, HW, num_groups, eps, x.data(),
+                                 weight.defined() ? weight.data() : nullptr,
                                  bias.defined() ? bias.data() : nullptr, y.data(), mean.data(), rstd.data());
   const bool nw = weight.defined() && weight.requires_grad(), nb = bias.defined() && bias.requires_grad();
   return detail::record(y, {&x, &weight, &bias}, "group_norm",
@@ -68,9 +69,9 @@ Tensor<T> group_norm(const Tensor<T>& x, std::int64_t num_groups, const Tensor<T
                           if (nw) gw = Tensor<T>::empty({C});
                           if (nb) gb = Tensor<T>::empty({C});
                           kernels::group_norm_backward<T>(N, C, HW, num_groups, x.data(),
-                                                          weight.defined() ? weight.data() : nullptr, mean.data(),
-                                                          rstd.data(), g.data(), gx.data(), nw ? gw.data() : nullptr,
-                                                          nb ? gb.data() : nullptr);
+                                                          weight.defined() ? weight.data() : nullptr,
+                                                          mean.data(), rstd.data(), g.data(), gx.data(),
+                                                          nw ? gw.data() : nullptr, nb ? gb.data() : nullptr);
                           return std::vector<Tensor<T>>{gx, gw, gb};
                         });
 }
@@ -91,7 +92,8 @@ Tensor<T> softmax(const Tensor<T>& x) {
 
 // softmax(scale * q k^T) v for q [B,Lq,D], k [B,Lk,D], v [B,Lk,Dv]; scale defaults to 1/sqrt(D).
 template <class T>
-Tensor<T> scaled_dot_product_attention(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v, T scale = T(0)) {
+Tensor<T> scaled_dot_product_attention(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v,
+                                       T scale = T(0)) {
   if (q.dim() != 3 || k.dim() != 3 || v.dim() != 3 || q.size(0) != k.size(0) || k.size(0) != v.size(0) ||
       q.size(2) != k.size(2) || k.size(1) != v.size(1))
     throw Error("attention: shapes q " + to_string(q.shape()) + ", k " + to_string(k.shape()) + ", v " +
@@ -100,18 +102,23 @@ Tensor<T> scaled_dot_product_attention(const Tensor<T>& q, const Tensor<T>& k, c
   if (scale == T(0)) scale = T(1) / std::sqrt(static_cast<T>(D));
   Tensor<T> out = Tensor<T>::empty({B, Lq, Dv});
   Tensor<T> probs = Tensor<T>::empty({B, Lq, Lk});
-  kernels::attention_forward<T>(B, Lq, Lk, D, Dv, scale, q.data(), k.data(), v.data(), out.data(), probs.data());
-  return detail::record(out, {&q, &k, &v}, "attention", [q, k, v, probs, B, Lq, Lk, D, Dv, scale](const Tensor<T>& g) {
-    Tensor<T> gq = Tensor<T>::empty(q.shape()), gk = Tensor<T>::empty(k.shape()), gv = Tensor<T>::empty(v.shape());
-    kernels::attention_backward<T>(B, Lq, Lk, D, Dv, scale, q.data(), k.data(), v.data(), probs.data(), g.data(),
-                                   gq.data(), gk.data(), gv.data());
-    return std::vector<Tensor<T>>{gq, gk, gv};
-  });
+  kernels::attention_forward<T>(B, Lq, Lk, D, Dv, scale, q.data(), k.data(), v.data(), out.data(),
+                                probs.data());
+  return detail::record(
+      out, {&q, &k, &v}, "attention", [q, k, v, probs, B, Lq, Lk, D, Dv, scale](const Tensor<T>& g) {
+        Tensor<T> gq = Tensor<T>::empty(q.shape()), gk = Tensor<T>::empty(k.shape()),
+                  gv = Tensor<T>::empty(v.shape());
+        kernels::attention_backward<T>(B, Lq, Lk, D, Dv, scale, q.data(), k.data(), v.data(), probs.data(),
+                                       g.data(), gq.data(), gk.data(), gv.data());
+        return std::vector<Tensor<T>>{gq, gk, gv};
+      });
 }
 
 template <class T>
 void check_image_batch(const Tensor<T>& x, const char* op) {
-  if (x.dim() != 4) throw Error(std::string(op) + ": expected an image batch [N, C, H, W], got shape " + to_string(x.shape()));
+  if (x.dim() != 4)
+    throw Error(std::string(op) + ": expected an image batch [N, C, H, W], got shape " +
+                to_string(x.shape()));
 }
 
 // Nearest-neighbour upsampling by 2 (nn.Upsample(scale_factor=2)).
@@ -133,7 +140,8 @@ template <class T>
 Tensor<T> max_pool2x(const Tensor<T>& x) {
   check_image_batch(x, "max_pool2x");
   const std::int64_t P = x.size(0) * x.size(1), H = x.size(2), W = x.size(3);
-  if (H < 2 || W < 2) throw Error("max_pool2x: input of shape " + to_string(x.shape()) + " is smaller than 2x2");
+  if (H < 2 || W < 2)
+    throw Error("max_pool2x: input of shape " + to_string(x.shape()) + " is smaller than 2x2");
   Tensor<T> y = Tensor<T>::empty({x.size(0), x.size(1), H / 2, W / 2});
   if (!detail::any_requires_grad<T>({&x})) {  // nothing will ask where the maxima were
     kernels::max_pool2x_forward<T>(P, H, W, x.data(), y.data(), static_cast<std::int32_t*>(nullptr));
@@ -153,7 +161,8 @@ template <class T>
 Tensor<T> avg_pool2x(const Tensor<T>& x) {
   check_image_batch(x, "avg_pool2x");
   const std::int64_t P = x.size(0) * x.size(1), H = x.size(2), W = x.size(3);
-  if (H < 2 || W < 2) throw Error("avg_pool2x: input of shape " + to_string(x.shape()) + " is smaller than 2x2");
+  if (H < 2 || W < 2)
+    throw Error("avg_pool2x: input of shape " + to_string(x.shape()) + " is smaller than 2x2");
   Tensor<T> y = Tensor<T>::empty({x.size(0), x.size(1), H / 2, W / 2});
   kernels::avg_pool2x_forward<T>(P, H, W, x.data(), y.data());
   return detail::record(y, {&x}, "avg_pool2x", [s = x.shape(), P, H, W](const Tensor<T>& g) {

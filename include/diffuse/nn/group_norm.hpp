@@ -18,7 +18,9 @@ class GroupNorm : public Module<T> {
       bias = this->register_parameter("bias", Tensor<T>::zeros({num_channels}));
     }
   }
-  Tensor<T> operator()(const Tensor<T>& x) const { return functional::group_norm(x, num_groups_, weight, bias, eps_); }
+  Tensor<T> operator()(const Tensor<T>& x) const {
+    return functional::group_norm(x, num_groups_, weight, bias, eps_);
+  }
 
   Tensor<T> weight, bias;
 

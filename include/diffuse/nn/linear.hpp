@@ -15,8 +15,11 @@ class Linear : public Module<T> {
     if (in_features < 1 || out_features < 1)
       throw Error("Linear: features must be positive, got " + std::to_string(in_features) + " -> " +
                   std::to_string(out_features));
-    weight = this->register_parameter("weight", init::default_uniform<T>({out_features, in_features}, in_features, gen));
-    if (bias) this->bias = this->register_parameter("bias", init::default_uniform<T>({out_features}, in_features, gen));
+    weight = this->register_parameter(
+        "weight", init::default_uniform<T>({out_features, in_features}, in_features, gen));
+    if (bias)
+      this->bias =
+          this->register_parameter("bias", init::default_uniform<T>({out_features}, in_features, gen));
   }
   Tensor<T> operator()(const Tensor<T>& x) const { return linear(x, weight, bias); }
   std::int64_t in_features() const { return in_features_; }

@@ -67,8 +67,8 @@ class Module {
       if (it == state.end()) {
         missing.push_back(name);
       } else if (it->second.shape() != p.shape()) {
-        wrong_shape.push_back(name + " (expected " + to_string(p.shape()) + ", got " + to_string(it->second.shape()) +
-                              ")");
+        wrong_shape.push_back(name + " (expected " + to_string(p.shape()) + ", got " +
+                              to_string(it->second.shape()) + ")");
       }
     }
     for (auto& [name, t] : state)
@@ -114,7 +114,9 @@ class Module {
   // Makes this module and its submodules draw from `gen`, which must outlive them (like the
   // parameters an optimizer holds): the caller's training generator, say, so that one checkpointed
   // generator decides every draw.
-  void set_generator(Generator& gen) { share_generator(std::shared_ptr<Generator>(std::shared_ptr<Generator>{}, &gen)); }
+  void set_generator(Generator& gen) {
+    share_generator(std::shared_ptr<Generator>(std::shared_ptr<Generator>{}, &gen));
+  }
 
  protected:
   // Registers a parameter (requires_grad is turned on) and returns it.

@@ -29,7 +29,8 @@ Tensor<T> pad_bottom_right(const Tensor<T>& x) {
     T* pgx = gx.data();
     diffuse::detail::parallel_for_items(P, [&](std::int64_t p) {
       for (std::int64_t i = 0; i < H; ++i)
-        std::copy(pg + (p * (H + 1) + i) * (W + 1), pg + (p * (H + 1) + i) * (W + 1) + W, pgx + (p * H + i) * W);
+        std::copy(pg + (p * (H + 1) + i) * (W + 1), pg + (p * (H + 1) + i) * (W + 1) + W,
+                  pgx + (p * H + i) * W);
     });
     return std::vector<Tensor<T>>{gx};
   });
@@ -40,18 +41,21 @@ template <class T = float>
 class Downsample2D : public Module<T> {
  public:
   // out_channels 0 means `channels`. Without a convolution the channel count cannot change.
-  Downsample2D(std::int64_t channels, bool use_conv = false, std::int64_t out_channels = 0, std::int64_t padding = 1,
-               Generator& gen = default_generator())
-      : channels_(channels), out_channels_(out_channels ? out_channels : channels), use_conv_(use_conv),
+  Downsample2D(std::int64_t channels, bool use_conv = false, std::int64_t out_channels = 0,
+               std::int64_t padding = 1, Generator& gen = default_generator())
+      : channels_(channels),
+        out_channels_(out_channels ? out_channels : channels),
+        use_conv_(use_conv),
         padding_(padding) {
-    if (padding < 0) throw Error("Downsample2D: padding must be non-negative, got " + std::to_string(padding));
+    if (padding < 0)
+      throw Error("Downsample2D: padding must be non-negative, got " + std::to_string(padding));
     if (use_conv)
       conv = this->register_module(
-          "conv", std::make_shared<Conv2d<T>>(channels, out_channels_, 3, Conv2dOptions{.stride = 2, .padding = padding},
-                                              gen));
+          "conv", std::make_shared<Conv2d<T>>(channels, out_channels_, 3,
+                                              Conv2dOptions{.stride = 2, .padding = padding}, gen));
     else if (out_channels_ != channels)
-      throw Error("Downsample2D: average pooling keeps the channel count, but " + std::to_string(channels) + " -> " +
-                  std::to_string(out_channels_) + " was asked");
+      throw Error("Downsample2D: average pooling keeps the channel count, but " + std::to_string(channels) +
+                  " -> " + std::to_string(out_channels_) + " was asked");
   }
 
   Tensor<T> operator()(const Tensor<T>& x) const {
@@ -79,10 +83,11 @@ class Upsample2D : public Module<T> {
       : channels_(channels), use_conv_(use_conv) {
     const std::int64_t out = out_channels ? out_channels : channels;
     if (use_conv)
-      conv = this->register_module("conv", std::make_shared<Conv2d<T>>(channels, out, 3, Conv2dOptions{.padding = 1}, gen));
+      conv = this->register_module(
+          "conv", std::make_shared<Conv2d<T>>(channels, out, 3, Conv2dOptions{.padding = 1}, gen));
     else if (out != channels)
-      throw Error("Upsample2D: without a convolution the channel count cannot change (" + std::to_string(channels) +
-                  " -> " + std::to_string(out) + ")");
+      throw Error("Upsample2D: without a convolution the channel count cannot change (" +
+                  std::to_string(channels) + " -> " + std::to_string(out) + ")");
   }
 
   Tensor<T> operator()(const Tensor<T>& x) const {

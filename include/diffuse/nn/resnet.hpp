@@ -15,10 +15,10 @@ namespace diffuse::nn {
 
 struct ResnetBlock2DOptions {
   std::int64_t in_channels = 0;
-  std::int64_t out_channels = 0;      // 0: same as in_channels
-  std::int64_t temb_channels = 512;   // 0: no time embedding input
+  std::int64_t out_channels = 0;     // 0: same as in_channels
+  std::int64_t temb_channels = 512;  // 0: no time embedding input
   std::int64_t groups = 32;
-  std::int64_t groups_out = 0;        // 0: same as groups
+  std::int64_t groups_out = 0;  // 0: same as groups
   double eps = 1e-6;
   double dropout = 0.0;
   std::string non_linearity = "swish";
@@ -34,13 +34,16 @@ template <class T = float>
 class ResnetBlock2D : public Module<T> {
  public:
   explicit ResnetBlock2D(const ResnetBlock2DOptions& o, Generator& gen = default_generator())
-      : act_(activation_from_name(o.non_linearity)), dropout_(o.dropout), output_scale_factor_(o.output_scale_factor) {
+      : act_(activation_from_name(o.non_linearity)),
+        dropout_(o.dropout),
+        output_scale_factor_(o.output_scale_factor) {
     in_channels_ = o.in_channels;
     out_channels_ = o.out_channels ? o.out_channels : o.in_channels;
     if (in_channels_ < 1 || out_channels_ < 1)
-      throw Error("ResnetBlock2D: channel counts must be positive, got " + std::to_string(in_channels_) + " -> " +
-                  std::to_string(out_channels_));
-    if (o.time_embedding_norm == "scale_shift") scale_shift_ = true;
+      throw Error("ResnetBlock2D: channel counts must be positive, got " + std::to_string(in_channels_) +
+                  " -> " + std::to_string(out_channels_));
+    if (o.time_embedding_norm == "scale_shift")
+      scale_shift_ = true;
     else if (o.time_embedding_norm != "default")
       throw Error("ResnetBlock2D: unsupported time_embedding_norm '" + o.time_embedding_norm +
                   "' (accepted: default, scale_shift)");
@@ -48,21 +51,21 @@ class ResnetBlock2D : public Module<T> {
     if (!(o.output_scale_factor != 0)) throw Error("ResnetBlock2D: output_scale_factor must be non-zero");
     const std::int64_t groups_out = o.groups_out ? o.groups_out : o.groups;
     norm1 = this->register_module("norm1", std::make_shared<GroupNorm<T>>(o.groups, in_channels_, o.eps));
-    conv1 = this->register_module(
-        "conv1", std::make_shared<Conv2d<T>>(in_channels_, out_channels_, 3, Conv2dOptions{.padding = 1}, gen));
+    conv1 = this->register_module("conv1", std::make_shared<Conv2d<T>>(in_channels_, out_channels_, 3,
+                                                                       Conv2dOptions{.padding = 1}, gen));
     if (o.temb_channels > 0)
       time_emb_proj = this->register_module(
-          "time_emb_proj",
-          std::make_shared<Linear<T>>(o.temb_channels, scale_shift_ ? 2 * out_channels_ : out_channels_, true, gen));
+          "time_emb_proj", std::make_shared<Linear<T>>(
+                               o.temb_channels, scale_shift_ ? 2 * out_channels_ : out_channels_, true, gen));
     norm2 = this->register_module("norm2", std::make_shared<GroupNorm<T>>(groups_out, out_channels_, o.eps));
-    conv2 = this->register_module(
-        "conv2", std::make_shared<Conv2d<T>>(out_channels_, out_channels_, 3, Conv2dOptions{.padding = 1}, gen));
+    conv2 = this->register_module("conv2", std::make_shared<Conv2d<T>>(out_channels_, out_channels_, 3,
+                                                                       Conv2dOptions{.padding = 1}, gen));
     if (o.up) upsample = std::make_shared<Upsample2D<T>>(in_channels_, false);
     if (o.down) downsample = std::make_shared<Downsample2D<T>>(in_channels_, false);
     if (o.use_in_shortcut.value_or(in_channels_ != out_channels_))
       conv_shortcut = this->register_module(
           "conv_shortcut", std::make_shared<Conv2d<T>>(in_channels_, out_channels_, 1,
-                                                      Conv2dOptions{.bias = o.conv_shortcut_bias}, gen));
+                                                       Conv2dOptions{.bias = o.conv_shortcut_bias}, gen));
   }
 
   // x [N, in_channels, H, W], temb [N, temb_channels] (undefined when the block has no time input).
@@ -98,7 +101,8 @@ class ResnetBlock2D : public Module<T> {
     Tensor<T> out = input + h;
     if (output_scale_factor_ == 1.0) return out;
     const T f = static_cast<T>(output_scale_factor_);
-    return diffuse::detail::unary(out, "div_scalar", [f](T v) { return v / f; }, [f](T, T) { return T(1) / f; });
+    return diffuse::detail::unary(
+        out, "div_scalar", [f](T v) { return v / f; }, [f](T, T) { return T(1) / f; });
   }
 
   std::int64_t in_channels() const { return in_channels_; }

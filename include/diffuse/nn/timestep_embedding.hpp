@@ -12,12 +12,16 @@ class TimestepEmbedding : public Module<T> {
   TimestepEmbedding(std::int64_t in_channels, std::int64_t time_embed_dim, const std::string& act_fn = "silu",
                     Generator& gen = default_generator())
       : act_(activation_from_name(act_fn)) {
-    linear_1 = this->register_module("linear_1", std::make_shared<Linear<T>>(in_channels, time_embed_dim, true, gen));
-    linear_2 = this->register_module("linear_2", std::make_shared<Linear<T>>(time_embed_dim, time_embed_dim, true, gen));
+    linear_1 = this->register_module("linear_1",
+                                     std::make_shared<Linear<T>>(in_channels, time_embed_dim, true, gen));
+    linear_2 = this->register_module("linear_2",
+                                     std::make_shared<Linear<T>>(time_embed_dim, time_embed_dim, true, gen));
   }
 
   // x [N, in_channels] -> [N, time_embed_dim]
-  Tensor<T> operator()(const Tensor<T>& x) const { return (*linear_2)(apply_activation(act_, (*linear_1)(x))); }
+  Tensor<T> operator()(const Tensor<T>& x) const {
+    return (*linear_2)(apply_activation(act_, (*linear_1)(x)));
+  }
 
   std::shared_ptr<Linear<T>> linear_1, linear_2;
 

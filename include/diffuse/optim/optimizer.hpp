@@ -67,8 +67,10 @@ class Optimizer {
       for (auto& p : group.params) {
         // Frozen parameters (requires_grad off) are accepted and never get a gradient, as in PyTorch.
         if (!p.defined() || !p.is_leaf())
-          throw Error(type_ + ": parameters must be defined leaf tensors, not results of operations (parameter group '" +
-                      group.name + "')");
+          throw Error(
+              type_ +
+              ": parameters must be defined leaf tensors, not results of operations (parameter group '" +
+              group.name + "')");
         if (!seen.insert(p.impl().get()).second)
           throw Error(type_ + ": a parameter appears more than once (parameter group '" + group.name +
                       "'); each parameter may be in one group only");

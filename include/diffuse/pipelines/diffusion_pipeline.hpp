@@ -3,8 +3,8 @@
 // here loads in Python with DDPMPipeline.from_pretrained and the other way round.
 //
 //   pipelines::DDPMPipeline pipe(unet, scheduler);
-//   Tensor<float> images = pipe({.batch_size = 16, .num_inference_steps = 1000}, gen);  // [16,C,H,W] in [0,1]
-//   pipe.save_pretrained("my_pipeline");
+//   Tensor<float> images = pipe({.batch_size = 16, .num_inference_steps = 1000}, gen);  // [16,C,H,W] in
+//   [0,1] pipe.save_pretrained("my_pipeline");
 #pragma once
 #include <filesystem>
 #include <functional>
@@ -48,11 +48,14 @@ class DiffusionPipeline {
 
   // Uses the given model and scheduler without owning them (they must outlive the pipeline).
   DiffusionPipeline(UNet& unet, Scheduler& scheduler, std::string class_name = "DDPMPipeline")
-      : unet_(&unet, [](UNet*) {}), scheduler_(&scheduler, [](Scheduler*) {}), class_name_(std::move(class_name)) {}
+      : unet_(&unet, [](UNet*) {}),
+        scheduler_(&scheduler, [](Scheduler*) {}),
+        class_name_(std::move(class_name)) {}
   DiffusionPipeline(std::shared_ptr<UNet> unet, std::shared_ptr<Scheduler> scheduler,
                     std::string class_name = "DDPMPipeline")
       : unet_(std::move(unet)), scheduler_(std::move(scheduler)), class_name_(std::move(class_name)) {
-    if (!unet_ || !scheduler_) throw Error("DiffusionPipeline: the UNet and the scheduler must both be given");
+    if (!unet_ || !scheduler_)
+      throw Error("DiffusionPipeline: the UNet and the scheduler must both be given");
   }
 
   // Denoises Gaussian noise into images: for each timestep, the model predicts and the scheduler
@@ -70,13 +73,13 @@ class DiffusionPipeline {
                   "; the UNet config has no sample_size to default to)");
     if (h > io::max_image_pixels().load() / w)
       throw Error("DiffusionPipeline: " + std::to_string(h) + "x" + std::to_string(w) +
-                  " images are more pixels than the limit of " + std::to_string(io::max_image_pixels().load()) +
-                  " (io::max_image_pixels())");
+                  " images are more pixels than the limit of " +
+                  std::to_string(io::max_image_pixels().load()) + " (io::max_image_pixels())");
     try {
       return sample(options, gen, h, w);
     } catch (const std::bad_alloc&) {
-      throw Error("DiffusionPipeline: out of memory sampling " + std::to_string(options.batch_size) + " images of " +
-                  std::to_string(h) + "x" + std::to_string(w) + "; sample fewer at a time");
+      throw Error("DiffusionPipeline: out of memory sampling " + std::to_string(options.batch_size) +
+                  " images of " + std::to_string(h) + "x" + std::to_string(w) + "; sample fewer at a time");
     }
   }
 
@@ -93,24 +96,29 @@ class DiffusionPipeline {
   }
 
   // Loads a diffusers pipeline folder (one with a UNet2DModel and a scheduler).
-  static DiffusionPipeline from_pretrained(const std::filesystem::path& dir, models::PretrainedOptions options = {}) {
+  static DiffusionPipeline from_pretrained(const std::filesystem::path& dir,
+                                           models::PretrainedOptions options = {}) {
     const auto index_path = dir / "model_index.json";
     const io::json index = io::read_json(index_path);
     if (!index.is_object()) throw FileError("'" + index_path.string() + "': not a JSON object");
     for (const char* part : {"unet", "scheduler"})
       if (!index.contains(part))
-        throw FileError("'" + index_path.string() + "': no \"" + std::string(part) + "\" entry; not a UNet pipeline");
+        throw FileError("'" + index_path.string() + "': no \"" + std::string(part) +
+                        "\" entry; not a UNet pipeline");
     // A latent or text-to-image pipeline has more parts (vae, text_encoder, ...): say which.
     for (auto it = index.begin(); it != index.end(); ++it)
-      if (it.key().rfind('_', 0) != 0 && it.key() != "unet" && it.key() != "scheduler" && !it.value().is_null())
-        throw FileError("'" + index_path.string() + "': component \"" + it.key() + "\" (" + io::describe_json(it.value()) +
+      if (it.key().rfind('_', 0) != 0 && it.key() != "unet" && it.key() != "scheduler" &&
+          !it.value().is_null())
+        throw FileError("'" + index_path.string() + "': component \"" + it.key() + "\" (" +
+                        io::describe_json(it.value()) +
                         ") is not supported; diffuse loads pipelines made of a UNet2DModel and a scheduler");
     if (index["unet"].is_array() && index["unet"].size() == 2 && index["unet"][1] != "UNet2DModel")
       throw FileError("'" + index_path.string() + "': the unet is a " + io::describe_json(index["unet"][1]) +
                       ", diffuse loads UNet2DModel");
     // new UNet(prvalue) constructs in place: a Module is neither copied nor moved.
     std::shared_ptr<UNet> unet(new UNet(UNet::from_pretrained(dir / "unet", options)));
-    std::shared_ptr<Scheduler> scheduler = schedulers::load_scheduler<T>(dir / "scheduler" / "scheduler_config.json");
+    std::shared_ptr<Scheduler> scheduler =
+        schedulers::load_scheduler<T>(dir / "scheduler" / "scheduler_config.json");
     std::string class_name = "DDPMPipeline";
     if (index.contains("_class_name")) {
       if (!index["_class_name"].is_string())
@@ -157,13 +165,15 @@ class DiffusionPipeline {
     } else {
       image = gen.randn<T>(shape);
     }
-    if (const double sigma = scheduler_->init_noise_sigma(); sigma != 1.0) image = image * static_cast<T>(sigma);
+    if (const double sigma = scheduler_->init_noise_sigma(); sigma != 1.0)
+      image = image * static_cast<T>(sigma);
     const auto timesteps = scheduler_->timesteps();
     for (std::size_t i = 0; i < timesteps.size(); ++i) {
       const double t = timesteps[i];
       Tensor<T> model_output = (*unet_)(scheduler_->scale_model_input(image, t), t, class_labels);
       image = scheduler_->step(model_output, t, image, gen).prev_sample;
-      if (options.on_step) options.on_step(static_cast<std::int64_t>(i), static_cast<std::int64_t>(timesteps.size()));
+      if (options.on_step)
+        options.on_step(static_cast<std::int64_t>(i), static_cast<std::int64_t>(timesteps.size()));
     }
     return clamp(image * T(0.5) + T(0.5), T(0), T(1));
   }
@@ -173,12 +183,14 @@ class DiffusionPipeline {
     const std::int64_t classes = num_classes();
     if (classes == 0) {
       if (!o.class_labels.empty())
-        throw Error("DiffusionPipeline: class_labels given, but the UNet is not class-conditional (no num_class_embeds)");
+        throw Error(
+            "DiffusionPipeline: class_labels given, but the UNet is not class-conditional (no "
+            "num_class_embeds)");
       return {};
     }
     if (o.class_labels.empty())
-      throw Error("DiffusionPipeline: the UNet is class-conditional (num_class_embeds " + std::to_string(classes) +
-                  "): pass class_labels");
+      throw Error("DiffusionPipeline: the UNet is class-conditional (num_class_embeds " +
+                  std::to_string(classes) + "): pass class_labels");
     const auto n = static_cast<std::int64_t>(o.class_labels.size());
     if (n != 1 && n != o.batch_size)
       throw Error("DiffusionPipeline: " + std::to_string(n) + " class_labels for a batch of " +

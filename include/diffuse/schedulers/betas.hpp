@@ -57,12 +57,14 @@ inline std::vector<float> torch_linspace_f32(double start_d, double end_d, std::
   const float step = (end - start) / static_cast<float>(steps - 1);
   const std::int64_t halfway = steps / 2;
   for (std::int64_t i = 0; i < steps; ++i)
-    y[i] = i < halfway ? start + step * static_cast<float>(i) : end - step * static_cast<float>(steps - i - 1);
+    y[i] =
+        i < halfway ? start + step * static_cast<float>(i) : end - step * static_cast<float>(steps - i - 1);
   return y;
 }
 
 // diffusers' betas_for_alpha_bar: betas of a schedule given by its alpha_bar(t) on [0, 1].
-inline std::vector<float> betas_for_alpha_bar(std::int64_t n, const std::string& transform, double max_beta = 0.999) {
+inline std::vector<float> betas_for_alpha_bar(std::int64_t n, const std::string& transform,
+                                              double max_beta = 0.999) {
   auto alpha_bar = [&](double t) {
     if (transform == "cosine") {
       const double c = std::cos((t + 0.008) / 1.008 * std::numbers::pi / 2);
@@ -88,9 +90,9 @@ inline void check_one_of(const std::string& cls, const std::string& key, const s
 }
 
 // make_betas without the range check of the result.
-inline std::vector<float> make_betas_unchecked(const std::string& cls, const std::string& schedule, std::int64_t n,
-                                               double beta_start, double beta_end, const std::vector<double>& trained,
-                                               bool allow_exp) {
+inline std::vector<float> make_betas_unchecked(const std::string& cls, const std::string& schedule,
+                                               std::int64_t n, double beta_start, double beta_end,
+                                               const std::vector<double>& trained, bool allow_exp) {
   // Checked before anything is allocated: "num_train_timesteps": 1e12 in a hostile config must be
   // an Error, not std::bad_alloc. diffusers' models use 1000; a million is far beyond any, and
   // builds in a fraction of a second (10 million took seconds, 30 s under the fuzzers' ASan).
@@ -101,8 +103,8 @@ inline std::vector<float> make_betas_unchecked(const std::string& cls, const std
   if (!trained.empty()) {
     std::vector<float> b(trained.begin(), trained.end());
     if (static_cast<std::int64_t>(b.size()) != n)
-      throw Error(cls + ": trained_betas has " + std::to_string(b.size()) + " values but num_train_timesteps is " +
-                  std::to_string(n));
+      throw Error(cls + ": trained_betas has " + std::to_string(b.size()) +
+                  " values but num_train_timesteps is " + std::to_string(n));
     return b;
   }
   if (n < 1) throw Error(cls + ": num_train_timesteps must be positive, got " + std::to_string(n));
@@ -134,9 +136,10 @@ inline std::vector<float> make_betas(const std::string& cls, const std::string& 
   for (std::size_t i = 0; i < b.size(); ++i)
     if (!(b[i] > 0.0f && b[i] < 1.0f))
       throw Error(cls + ": beta " + std::to_string(i) + " of the " +
-                  (trained.empty() ? "\"" + schedule + "\" schedule (beta_start " + std::to_string(beta_start) +
-                                         ", beta_end " + std::to_string(beta_end) + ")"
-                                   : std::string("trained_betas")) +
+                  (trained.empty()
+                       ? "\"" + schedule + "\" schedule (beta_start " + std::to_string(beta_start) +
+                             ", beta_end " + std::to_string(beta_end) + ")"
+                       : std::string("trained_betas")) +
                   " is " + std::to_string(b[i]) + "; every beta must lie in (0, 1)");
   return b;
 }
@@ -183,8 +186,8 @@ inline std::vector<float> train_sigmas(const std::vector<float>& alphas_cumprod)
 }
 
 // Inference timesteps of DDPM/DDIM-style schedulers (descending) for a timestep_spacing.
-inline std::vector<double> spaced_timesteps(const std::string& cls, const std::string& spacing, std::int64_t n_train,
-                                            std::int64_t n, std::int64_t steps_offset) {
+inline std::vector<double> spaced_timesteps(const std::string& cls, const std::string& spacing,
+                                            std::int64_t n_train, std::int64_t n, std::int64_t steps_offset) {
   check_one_of(cls, "timestep_spacing", spacing, {"linspace", "leading", "trailing"});
   std::vector<double> ts;
   if (spacing == "linspace") {
@@ -237,7 +240,8 @@ inline double sigma_to_t(double sigma, const std::vector<float>& log_sigmas) {
   low = std::min(low, n - 2);
   const float lo = log_sigmas[low], hi = log_sigmas[low + 1];
   const float w = std::clamp((lo - log_sigma) / (lo - hi), 0.0f, 1.0f);
-  return static_cast<double>(1.0f - w) * static_cast<double>(low) + static_cast<double>(w) * static_cast<double>(low + 1);
+  return static_cast<double>(1.0f - w) * static_cast<double>(low) +
+         static_cast<double>(w) * static_cast<double>(low + 1);
 }
 
 // torch.quantile(values, q) with linear interpolation; sorts `v` in place.
@@ -272,9 +276,10 @@ Tensor<T> threshold_sample(const Tensor<T>& x, double ratio, double max_value) {
 // repeats. `last` is the number of usable training timesteps (DPM-Solver's lambda_min_clipped
 // can shorten it). With Karras sigmas the timesteps are those of the Karras noise levels;
 // `karras_out` receives the levels (ascending, as diffusers 0.21 stores them).
-inline std::vector<double> multistep_timesteps(const std::string& cls, const std::string& spacing, std::int64_t n_train,
-                                               std::int64_t last, std::int64_t n, std::int64_t steps_offset,
-                                               bool karras, const std::vector<float>& train_sigmas,
+inline std::vector<double> multistep_timesteps(const std::string& cls, const std::string& spacing,
+                                               std::int64_t n_train, std::int64_t last, std::int64_t n,
+                                               std::int64_t steps_offset, bool karras,
+                                               const std::vector<float>& train_sigmas,
                                                std::vector<double>* karras_out = nullptr) {
   check_one_of(cls, "timestep_spacing", spacing, {"linspace", "leading", "trailing"});
   std::vector<double> ts;
@@ -293,7 +298,8 @@ inline std::vector<double> multistep_timesteps(const std::string& cls, const std
     for (float s : train_sigmas) log_sigmas.push_back(std::log(s));
     auto ks = karras_sigmas(train_sigmas.front(), train_sigmas.back(), n);
     ts.clear();
-    for (auto it = ks.rbegin(); it != ks.rend(); ++it) ts.push_back(round_half_even(sigma_to_t(*it, log_sigmas)));
+    for (auto it = ks.rbegin(); it != ks.rend(); ++it)
+      ts.push_back(round_half_even(sigma_to_t(*it, log_sigmas)));
     if (karras_out) *karras_out = ks;
   }
   std::vector<double> unique;  // first occurrences, in order

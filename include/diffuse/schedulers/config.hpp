@@ -21,14 +21,42 @@ namespace detail {
 // Keys of diffusers' schedulers (0.21 and later) that are not every scheduler's own: reading one
 // scheduler's config from another's must not warn about them.
 inline const std::set<std::string_view>& scheduler_config_keys() {
-  static const std::set<std::string_view> keys = {
-      "algorithm_type", "beta_end", "beta_schedule", "beta_start", "clip_sample", "clip_sample_range",
-      "disable_corrector", "dynamic_thresholding_ratio", "euler_at_final", "final_sigmas_type",
-      "interpolation_type", "lambda_min_clipped", "lower_order_final", "noise_sampler_seed",
-      "num_train_timesteps", "predict_x0", "prediction_type", "rescale_betas_zero_snr", "sample_max_value",
-      "set_alpha_to_one", "sigma_max", "sigma_min", "skip_prk_steps", "solver_order", "solver_p",
-      "solver_type", "steps_offset", "thresholding", "timestep_spacing", "timestep_type", "trained_betas",
-      "use_beta_sigmas", "use_exponential_sigmas", "use_karras_sigmas", "use_lu_lambdas", "variance_type"};
+  static const std::set<std::string_view> keys = {"algorithm_type",
+                                                  "beta_end",
+                                                  "beta_schedule",
+                                                  "beta_start",
+                                                  "clip_sample",
+                                                  "clip_sample_range",
+                                                  "disable_corrector",
+                                                  "dynamic_thresholding_ratio",
+                                                  "euler_at_final",
+                                                  "final_sigmas_type",
+                                                  "interpolation_type",
+                                                  "lambda_min_clipped",
+                                                  "lower_order_final",
+                                                  "noise_sampler_seed",
+                                                  "num_train_timesteps",
+                                                  "predict_x0",
+                                                  "prediction_type",
+                                                  "rescale_betas_zero_snr",
+                                                  "sample_max_value",
+                                                  "set_alpha_to_one",
+                                                  "sigma_max",
+                                                  "sigma_min",
+                                                  "skip_prk_steps",
+                                                  "solver_order",
+                                                  "solver_p",
+                                                  "solver_type",
+                                                  "steps_offset",
+                                                  "thresholding",
+                                                  "timestep_spacing",
+                                                  "timestep_type",
+                                                  "trained_betas",
+                                                  "use_beta_sigmas",
+                                                  "use_exponential_sigmas",
+                                                  "use_karras_sigmas",
+                                                  "use_lu_lambdas",
+                                                  "variance_type"};
   return keys;
 }
 

@@ -59,36 +59,45 @@ class DDIMScheduler : public Scheduler<T> {
   };
   static constexpr const char* kClassName = "DDIMScheduler";
 
-  explicit DDIMScheduler(Config config = {}, StepOptions options = {}) : step_options(options), config_(std::move(config)) {
+  explicit DDIMScheduler(Config config = {}, StepOptions options = {})
+      : step_options(options), config_(std::move(config)) {
     const std::string cls = kClassName;
-    detail::check_one_of(cls, "prediction_type", config_.prediction_type, {"epsilon", "sample", "v_prediction"});
-    detail::check_one_of(cls, "timestep_spacing", config_.timestep_spacing, {"linspace", "leading", "trailing"});
-    auto betas = detail::make_betas(cls, config_.beta_schedule, config_.num_train_timesteps, config_.beta_start,
-                                    config_.beta_end, config_.trained_betas);
+    detail::check_one_of(cls, "prediction_type", config_.prediction_type,
+                         {"epsilon", "sample", "v_prediction"});
+    detail::check_one_of(cls, "timestep_spacing", config_.timestep_spacing,
+                         {"linspace", "leading", "trailing"});
+    auto betas = detail::make_betas(cls, config_.beta_schedule, config_.num_train_timesteps,
+                                    config_.beta_start, config_.beta_end, config_.trained_betas);
     if (config_.rescale_betas_zero_snr) betas = detail::rescale_zero_terminal_snr(betas);
     this->init_schedule(std::move(betas));
     final_alpha_cumprod_ = config_.set_alpha_to_one ? 1.0f : this->alphas_cumprod_[0];
-    for (std::int64_t t = config_.num_train_timesteps - 1; t >= 0; --t) this->timesteps_.push_back(static_cast<double>(t));
+    for (std::int64_t t = config_.num_train_timesteps - 1; t >= 0; --t)
+      this->timesteps_.push_back(static_cast<double>(t));
   }
-  static DDIMScheduler from_config(const json& j) { return DDIMScheduler(detail::config_from_json<Config>(j, kClassName)); }
+  static DDIMScheduler from_config(const json& j) {
+    return DDIMScheduler(detail::config_from_json<Config>(j, kClassName));
+  }
 
   const Config& config() const { return config_; }
   std::string class_name() const override { return kClassName; }
   json to_json() const override { return detail::config_to_json(config_, kClassName); }
   void set_step_kwargs(const json& kwargs) override {
     for (const auto& [key, value] : kwargs.items()) {
-      if (key == "eta" && value.is_number()) step_options.eta = value.template get<double>();
-      else if (key == "use_clipped_model_output" && value.is_boolean()) step_options.use_clipped_model_output = value.template get<bool>();
-      else throw Error(std::string(kClassName) + ".step: unknown or mistyped argument '" + key + "' = " + value.dump() +
-                       "; accepted: eta (number), use_clipped_model_output (bool)");
+      if (key == "eta" && value.is_number())
+        step_options.eta = value.template get<double>();
+      else if (key == "use_clipped_model_output" && value.is_boolean())
+        step_options.use_clipped_model_output = value.template get<bool>();
+      else
+        throw Error(std::string(kClassName) + ".step: unknown or mistyped argument '" + key +
+                    "' = " + value.dump() + "; accepted: eta (number), use_clipped_model_output (bool)");
     }
   }
 
   void set_timesteps(std::int64_t n) override {
     this->check_num_steps(n);
     this->num_inference_steps_ = n;
-    this->timesteps_ = detail::spaced_timesteps(kClassName, config_.timestep_spacing, config_.num_train_timesteps, n,
-                                                config_.steps_offset);
+    this->timesteps_ = detail::spaced_timesteps(kClassName, config_.timestep_spacing,
+                                                config_.num_train_timesteps, n, config_.steps_offset);
   }
 
   bool step_draws_noise(double) const override { return step_options.eta > 0; }
@@ -137,7 +146,8 @@ class DDIMScheduler : public Scheduler<T> {
     const double dir_coeff = std::sqrt(1.0f - apt_prev - std_dev * std_dev);
     Tensor<T> prev = Base::axpby(std::sqrt(apt_prev), x0, dir_coeff, eps);
     if (step_options.eta > 0)
-      for (std::int64_t i = 0; i < n; ++i) prev.data()[i] = static_cast<T>(prev.data()[i] + static_cast<double>(std_dev) * noise.data()[i]);
+      for (std::int64_t i = 0; i < n; ++i)
+        prev.data()[i] = static_cast<T>(prev.data()[i] + static_cast<double>(std_dev) * noise.data()[i]);
     return {prev, x0};
   }
 

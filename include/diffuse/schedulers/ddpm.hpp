@@ -22,8 +22,8 @@ class DDPMScheduler : public Scheduler<T> {
     std::int64_t num_train_timesteps = 1000;
     double beta_start = 0.0001;
     double beta_end = 0.02;
-    std::string beta_schedule = "linear";  // linear, scaled_linear, squaredcos_cap_v2, sigmoid
-    std::vector<double> trained_betas = {};     // overrides beta_schedule when non-empty
+    std::string beta_schedule = "linear";    // linear, scaled_linear, squaredcos_cap_v2, sigmoid
+    std::vector<double> trained_betas = {};  // overrides beta_schedule when non-empty
     // fixed_small, fixed_small_log, fixed_large, fixed_large_log, learned, learned_range
     std::string variance_type = "fixed_small";
     bool clip_sample = true;
@@ -57,16 +57,22 @@ class DDPMScheduler : public Scheduler<T> {
 
   explicit DDPMScheduler(Config config = {}) : config_(std::move(config)) {
     const std::string cls = kClassName;
-    detail::check_one_of(cls, "variance_type", config_.variance_type,
-                         {"fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log", "learned", "learned_range"});
-    detail::check_one_of(cls, "prediction_type", config_.prediction_type, {"epsilon", "sample", "v_prediction"});
-    detail::check_one_of(cls, "timestep_spacing", config_.timestep_spacing, {"linspace", "leading", "trailing"});
+    detail::check_one_of(
+        cls, "variance_type", config_.variance_type,
+        {"fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log", "learned", "learned_range"});
+    detail::check_one_of(cls, "prediction_type", config_.prediction_type,
+                         {"epsilon", "sample", "v_prediction"});
+    detail::check_one_of(cls, "timestep_spacing", config_.timestep_spacing,
+                         {"linspace", "leading", "trailing"});
     this->init_schedule(detail::make_betas(cls, config_.beta_schedule, config_.num_train_timesteps,
                                            config_.beta_start, config_.beta_end, config_.trained_betas));
-    for (std::int64_t t = config_.num_train_timesteps - 1; t >= 0; --t) this->timesteps_.push_back(static_cast<double>(t));
+    for (std::int64_t t = config_.num_train_timesteps - 1; t >= 0; --t)
+      this->timesteps_.push_back(static_cast<double>(t));
   }
   // From a diffusers config (any scheduler's: keys DDPM does not know are ignored).
-  static DDPMScheduler from_config(const json& j) { return DDPMScheduler(detail::config_from_json<Config>(j, kClassName)); }
+  static DDPMScheduler from_config(const json& j) {
+    return DDPMScheduler(detail::config_from_json<Config>(j, kClassName));
+  }
 
   const Config& config() const { return config_; }
   std::string class_name() const override { return kClassName; }
@@ -75,8 +81,8 @@ class DDPMScheduler : public Scheduler<T> {
   void set_timesteps(std::int64_t n) override {
     this->check_num_steps(n);
     this->num_inference_steps_ = n;
-    this->timesteps_ = detail::spaced_timesteps(kClassName, config_.timestep_spacing, config_.num_train_timesteps, n,
-                                                config_.steps_offset);
+    this->timesteps_ = detail::spaced_timesteps(kClassName, config_.timestep_spacing,
+                                                config_.num_train_timesteps, n, config_.steps_offset);
   }
 
   bool step_draws_noise(double t) const override { return t > 0; }
@@ -108,9 +114,12 @@ class DDPMScheduler : public Scheduler<T> {
     T* p = x0.data();
     const double sa = std::sqrt(apt), sb = std::sqrt(bpt);
     for (std::int64_t i = 0; i < n; ++i) {
-      if (config_.prediction_type == "epsilon") p[i] = static_cast<T>((s[i] - sb * m[i]) / sa);
-      else if (config_.prediction_type == "sample") p[i] = m[i];
-      else p[i] = static_cast<T>(sa * s[i] - sb * m[i]);
+      if (config_.prediction_type == "epsilon")
+        p[i] = static_cast<T>((s[i] - sb * m[i]) / sa);
+      else if (config_.prediction_type == "sample")
+        p[i] = m[i];
+      else
+        p[i] = static_cast<T>(sa * s[i] - sb * m[i]);
     }
     if (config_.thresholding)
       x0 = detail::threshold_sample(x0, config_.dynamic_thresholding_ratio, config_.sample_max_value);
@@ -129,12 +138,18 @@ class DDPMScheduler : public Scheduler<T> {
       const T* z = noise.data();
       for (std::int64_t i = 0; i < n; ++i) {
         double stddev;
-        if (vt == "fixed_small") stddev = std::sqrt(var);
-        else if (vt == "fixed_small_log") stddev = std::exp(0.5f * std::log(var));  // diffusers: exp(0.5 log var)
-        else if (vt == "fixed_large") stddev = std::sqrt(cur_beta);
+        if (vt == "fixed_small")
+          stddev = std::sqrt(var);
+        else if (vt == "fixed_small_log")
+          stddev = std::exp(0.5f * std::log(var));  // diffusers: exp(0.5 log var)
+        else if (vt == "fixed_large")
+          stddev = std::sqrt(cur_beta);
         // diffusers' step takes (log beta) ** 0.5 here, which is NaN; the meant value is sqrt(beta).
-        else if (vt == "fixed_large_log") stddev = std::exp(0.5 * std::log(cur_beta));
-        else if (vt == "learned") stddev = predicted_variance.defined() ? std::sqrt(static_cast<double>(predicted_variance.data()[i])) : std::sqrt(var);
+        else if (vt == "fixed_large_log")
+          stddev = std::exp(0.5 * std::log(cur_beta));
+        else if (vt == "learned")
+          stddev = predicted_variance.defined() ? std::sqrt(static_cast<double>(predicted_variance.data()[i]))
+                                                : std::sqrt(var);
         else {  // learned_range: interpolate log variance between posterior and beta
           const double frac = predicted_variance.defined() ? (predicted_variance.data()[i] + 1.0) / 2.0 : 0.0;
           const double logv = frac * std::log(cur_beta) + (1 - frac) * std::log(var);
@@ -148,7 +163,8 @@ class DDPMScheduler : public Scheduler<T> {
 
  private:
   std::int64_t previous_timestep(std::int64_t t) const {
-    const std::int64_t n = this->num_inference_steps_ > 0 ? this->num_inference_steps_ : config_.num_train_timesteps;
+    const std::int64_t n =
+        this->num_inference_steps_ > 0 ? this->num_inference_steps_ : config_.num_train_timesteps;
     return t - config_.num_train_timesteps / n;
   }
 

@@ -25,7 +25,7 @@ class DPMSolverMultistepScheduler : public Scheduler<T> {
     double beta_end = 0.02;
     std::string beta_schedule = "linear";  // linear, scaled_linear, squaredcos_cap_v2, sigmoid
     std::vector<double> trained_betas = {};
-    int solver_order = 2;                      // 1, 2 or 3
+    int solver_order = 2;                     // 1, 2 or 3
     std::string prediction_type = "epsilon";  // epsilon, sample, v_prediction
     bool thresholding = false;
     double dynamic_thresholding_ratio = 0.995;
@@ -74,9 +74,12 @@ class DPMSolverMultistepScheduler : public Scheduler<T> {
       config_.solver_type = "midpoint";
     detail::check_one_of(cls, "algorithm_type", config_.algorithm_type,
                          {"dpmsolver++", "dpmsolver", "sde-dpmsolver++", "sde-dpmsolver", "deis"});
-    detail::check_one_of(cls, "solver_type", config_.solver_type, {"midpoint", "heun", "logrho", "bh1", "bh2"});
-    detail::check_one_of(cls, "prediction_type", config_.prediction_type, {"epsilon", "sample", "v_prediction"});
-    detail::check_one_of(cls, "timestep_spacing", config_.timestep_spacing, {"linspace", "leading", "trailing"});
+    detail::check_one_of(cls, "solver_type", config_.solver_type,
+                         {"midpoint", "heun", "logrho", "bh1", "bh2"});
+    detail::check_one_of(cls, "prediction_type", config_.prediction_type,
+                         {"epsilon", "sample", "v_prediction"});
+    detail::check_one_of(cls, "timestep_spacing", config_.timestep_spacing,
+                         {"linspace", "leading", "trailing"});
     if (config_.solver_order < 1 || config_.solver_order > 3)
       throw Error(cls + ": solver_order must be 1, 2 or 3, got " + std::to_string(config_.solver_order));
     this->init_schedule(detail::make_betas(cls, config_.beta_schedule, config_.num_train_timesteps,
@@ -145,13 +148,16 @@ class DPMSolverMultistepScheduler : public Scheduler<T> {
   }
 
  private:
-  bool plus_plus() const { return config_.algorithm_type == "dpmsolver++" || config_.algorithm_type == "sde-dpmsolver++"; }
+  bool plus_plus() const {
+    return config_.algorithm_type == "dpmsolver++" || config_.algorithm_type == "sde-dpmsolver++";
+  }
 
   // The data prediction x0 (DPM-Solver++) or the noise prediction (DPM-Solver) at timestep t.
-  Tensor<T> convert_model_output(const Tensor<T>& model_output_in, std::int64_t t, const Tensor<T>& sample) const {
+  Tensor<T> convert_model_output(const Tensor<T>& model_output_in, std::int64_t t,
+                                 const Tensor<T>& sample) const {
     Tensor<T> mo = model_output_in;
-    if (config_.variance_type && config_.prediction_type == "epsilon" && mo.dim() >= 2 && sample.dim() == mo.dim() &&
-        mo.size(1) == 2 * sample.size(1))
+    if (config_.variance_type && config_.prediction_type == "epsilon" && mo.dim() >= 2 &&
+        sample.dim() == mo.dim() && mo.size(1) == 2 * sample.size(1))
       mo = first_channels(mo, sample.size(1));
     this->check_step_shapes(mo, sample);
     const double a = alpha_t_[t], s = sigma_t_[t];
@@ -184,7 +190,8 @@ class DPMSolverMultistepScheduler : public Scheduler<T> {
 
   // out = cs * sample + c0 * D0 + c1 * D1 + c2 * D2 + cn * noise (D1, D2, noise may be undefined)
   static Tensor<T> combine5(float cs, const Tensor<T>& sample, float c0, const Tensor<T>& d0, float c1,
-                            const Tensor<T>& d1, float c2, const Tensor<T>& d2, float cn, const Tensor<T>& noise) {
+                            const Tensor<T>& d1, float c2, const Tensor<T>& d2, float cn,
+                            const Tensor<T>& noise) {
     Tensor<T> out = Tensor<T>::empty(sample.shape());
     for (std::int64_t i = 0; i < out.numel(); ++i) {
       double v = static_cast<double>(cs) * sample.data()[i] + static_cast<double>(c0) * d0.data()[i];
@@ -199,7 +206,8 @@ class DPMSolverMultistepScheduler : public Scheduler<T> {
   static Tensor<T> diff(const Tensor<T>& m0, const Tensor<T>& m1, float c) {
     Tensor<T> out = Tensor<T>::empty(m0.shape());
     for (std::int64_t i = 0; i < out.numel(); ++i)
-      out.data()[i] = static_cast<T>(static_cast<double>(c) * (static_cast<double>(m0.data()[i]) - m1.data()[i]));
+      out.data()[i] =
+          static_cast<T>(static_cast<double>(c) * (static_cast<double>(m0.data()[i]) - m1.data()[i]));
     return out;
   }
 
@@ -209,8 +217,10 @@ class DPMSolverMultistepScheduler : public Scheduler<T> {
     const float at = alpha_t_[t], as = alpha_t_[s0], st = sigma_t_[t], ss = sigma_t_[s0];
     const std::string& alg = config_.algorithm_type;
     const Tensor<T> none;
-    if (alg == "dpmsolver++") return combine5(st / ss, sample, -(at * (std::exp(-h) - 1.0f)), m, 0, none, 0, none, 0, none);
-    if (alg == "dpmsolver") return combine5(at / as, sample, -(st * (std::exp(h) - 1.0f)), m, 0, none, 0, none, 0, none);
+    if (alg == "dpmsolver++")
+      return combine5(st / ss, sample, -(at * (std::exp(-h) - 1.0f)), m, 0, none, 0, none, 0, none);
+    if (alg == "dpmsolver")
+      return combine5(at / as, sample, -(st * (std::exp(h) - 1.0f)), m, 0, none, 0, none, 0, none);
     if (alg == "sde-dpmsolver++")
       return combine5(st / ss * std::exp(-h), sample, at * (1 - std::exp(-2.0f * h)), m, 0, none, 0, none,
                       st * std::sqrt(1.0f - std::exp(-2 * h)), noise);
@@ -229,13 +239,13 @@ class DPMSolverMultistepScheduler : public Scheduler<T> {
     const std::string& alg = config_.algorithm_type;
     if (alg == "dpmsolver++") {
       const float c = at * (std::exp(-h) - 1.0f);
-      return combine5(st / ss, sample, -c, m0, mid ? -(0.5f * c) : at * ((std::exp(-h) - 1.0f) / h + 1.0f), D1, 0,
-                      none, 0, none);
+      return combine5(st / ss, sample, -c, m0, mid ? -(0.5f * c) : at * ((std::exp(-h) - 1.0f) / h + 1.0f),
+                      D1, 0, none, 0, none);
     }
     if (alg == "dpmsolver") {
       const float c = st * (std::exp(h) - 1.0f);
-      return combine5(at / as, sample, -c, m0, mid ? -(0.5f * c) : -(st * ((std::exp(h) - 1.0f) / h - 1.0f)), D1, 0,
-                      none, 0, none);
+      return combine5(at / as, sample, -c, m0, mid ? -(0.5f * c) : -(st * ((std::exp(h) - 1.0f) / h - 1.0f)),
+                      D1, 0, none, 0, none);
     }
     if (alg == "sde-dpmsolver++") {
       const float c = at * (1 - std::exp(-2.0f * h));
@@ -244,8 +254,9 @@ class DPMSolverMultistepScheduler : public Scheduler<T> {
                       st * std::sqrt(1.0f - std::exp(-2 * h)), noise);
     }
     const float c = st * (std::exp(h) - 1.0f);
-    return combine5(at / as, sample, -(2.0f * c), m0, mid ? -c : -(2.0f * (st * ((std::exp(h) - 1.0f) / h - 1.0f))), D1,
-                    0, none, st * std::sqrt(std::exp(2 * h) - 1.0f), noise);
+    return combine5(at / as, sample, -(2.0f * c), m0,
+                    mid ? -c : -(2.0f * (st * ((std::exp(h) - 1.0f) / h - 1.0f))), D1, 0, none,
+                    st * std::sqrt(std::exp(2 * h) - 1.0f), noise);
   }
 
   Tensor<T> third_order(std::int64_t s2, std::int64_t s1, std::int64_t s0, std::int64_t t,
@@ -255,7 +266,8 @@ class DPMSolverMultistepScheduler : public Scheduler<T> {
                   "' has no third-order update (diffusers 0.21 neither); use solver_order <= 2");
     const std::size_t k = model_outputs_.size();
     const Tensor<T>&m0 = model_outputs_[k - 1], &m1 = model_outputs_[k - 2], &m2 = model_outputs_[k - 3];
-    const float h = lambda_t_[t] - lambda_t_[s0], h0 = lambda_t_[s0] - lambda_t_[s1], h1 = lambda_t_[s1] - lambda_t_[s2];
+    const float h = lambda_t_[t] - lambda_t_[s0], h0 = lambda_t_[s0] - lambda_t_[s1],
+                h1 = lambda_t_[s1] - lambda_t_[s2];
     const float r0 = h0 / h, r1 = h1 / h;
     const Tensor<T> D1_0 = diff(m0, m1, 1.0f / r0), D1_1 = diff(m1, m2, 1.0f / r1);
     const float w = r0 / (r0 + r1), w2 = 1.0f / (r0 + r1);
@@ -284,7 +296,8 @@ class DPMSolverMultistepScheduler : public Scheduler<T> {
     Tensor<T> out = Tensor<T>::empty(s);
     const std::int64_t b = x.size(0), inner = x.numel() / (b * total_c);
     for (std::int64_t i = 0; i < b; ++i)
-      for (std::int64_t k = 0; k < c * inner; ++k) out.data()[i * c * inner + k] = x.data()[i * total_c * inner + k];
+      for (std::int64_t k = 0; k < c * inner; ++k)
+        out.data()[i * c * inner + k] = x.data()[i * total_c * inner + k];
     return out;
   }
 

@@ -21,8 +21,8 @@ class EulerDiscreteScheduler : public SigmaScheduler<T> {
     double beta_end = 0.02;
     std::string beta_schedule = "linear";  // linear, scaled_linear, squaredcos_cap_v2, sigmoid
     std::vector<double> trained_betas = {};
-    std::string prediction_type = "epsilon";     // epsilon, sample, v_prediction
-    std::string interpolation_type = "linear";   // linear, log_linear
+    std::string prediction_type = "epsilon";    // epsilon, sample, v_prediction
+    std::string interpolation_type = "linear";  // linear, log_linear
     bool use_karras_sigmas = false;
     std::string timestep_spacing = "linspace";  // linspace, leading, trailing
     std::int64_t steps_offset = 0;
@@ -56,7 +56,8 @@ class EulerDiscreteScheduler : public SigmaScheduler<T> {
     detail::check_one_of(cls, "prediction_type", config_.prediction_type,
                          {"epsilon", "sample", "original_sample", "v_prediction"});
     detail::check_one_of(cls, "interpolation_type", config_.interpolation_type, {"linear", "log_linear"});
-    detail::check_one_of(cls, "timestep_spacing", config_.timestep_spacing, {"linspace", "leading", "trailing"});
+    detail::check_one_of(cls, "timestep_spacing", config_.timestep_spacing,
+                         {"linspace", "leading", "trailing"});
     this->init_sigma_schedule(detail::make_betas(cls, config_.beta_schedule, config_.num_train_timesteps,
                                                  config_.beta_start, config_.beta_end, config_.trained_betas),
                               config_.timestep_spacing);
@@ -72,13 +73,20 @@ class EulerDiscreteScheduler : public SigmaScheduler<T> {
   void set_step_kwargs(const json& kwargs) override {
     for (const auto& [key, value] : kwargs.items()) {
       if (!value.is_number())
-        throw Error(std::string(kClassName) + ".step: argument '" + key + "' must be a number, got " + value.dump());
+        throw Error(std::string(kClassName) + ".step: argument '" + key + "' must be a number, got " +
+                    value.dump());
       const double v = value.template get<double>();
-      if (key == "s_churn") step_options.s_churn = v;
-      else if (key == "s_tmin") step_options.s_tmin = v;
-      else if (key == "s_tmax") step_options.s_tmax = v;
-      else if (key == "s_noise") step_options.s_noise = v;
-      else throw Error(std::string(kClassName) + ".step: unknown argument '" + key + "'; accepted: s_churn, s_tmin, s_tmax, s_noise");
+      if (key == "s_churn")
+        step_options.s_churn = v;
+      else if (key == "s_tmin")
+        step_options.s_tmin = v;
+      else if (key == "s_tmax")
+        step_options.s_tmax = v;
+      else if (key == "s_noise")
+        step_options.s_noise = v;
+      else
+        throw Error(std::string(kClassName) + ".step: unknown argument '" + key +
+                    "'; accepted: s_churn, s_tmin, s_tmax, s_noise");
     }
   }
 
@@ -123,9 +131,12 @@ class EulerDiscreteScheduler : public SigmaScheduler<T> {
     const std::string& pt = config_.prediction_type;
     const double v_a = -sigma / std::sqrt(sigma * sigma + 1.0f), v_b = sigma * sigma + 1.0f;
     for (std::int64_t i = 0; i < n; ++i) {
-      if (pt == "epsilon") x0.data()[i] = static_cast<T>(s[i] - static_cast<double>(sigma_hat) * m[i]);
-      else if (pt == "v_prediction") x0.data()[i] = static_cast<T>(m[i] * v_a + s[i] / v_b);
-      else x0.data()[i] = m[i];
+      if (pt == "epsilon")
+        x0.data()[i] = static_cast<T>(s[i] - static_cast<double>(sigma_hat) * m[i]);
+      else if (pt == "v_prediction")
+        x0.data()[i] = static_cast<T>(m[i] * v_a + s[i] / v_b);
+      else
+        x0.data()[i] = m[i];
     }
     const double dt = this->sigmas_[this->step_index_ + 1] - sigma_hat;
     Tensor<T> prev = Tensor<T>::empty(sample.shape());

@@ -41,7 +41,8 @@ class EulerAncestralDiscreteScheduler : public SigmaScheduler<T> {
   explicit EulerAncestralDiscreteScheduler(Config config = {}) : config_(std::move(config)) {
     const std::string cls = kClassName;
     detail::check_one_of(cls, "prediction_type", config_.prediction_type, {"epsilon", "v_prediction"});
-    detail::check_one_of(cls, "timestep_spacing", config_.timestep_spacing, {"linspace", "leading", "trailing"});
+    detail::check_one_of(cls, "timestep_spacing", config_.timestep_spacing,
+                         {"linspace", "leading", "trailing"});
     this->init_sigma_schedule(detail::make_betas(cls, config_.beta_schedule, config_.num_train_timesteps,
                                                  config_.beta_start, config_.beta_end, config_.trained_betas),
                               config_.timestep_spacing);
@@ -75,7 +76,8 @@ class EulerAncestralDiscreteScheduler : public SigmaScheduler<T> {
     this->begin_step(t);
     const float sigma = this->sigmas_[this->step_index_];
     const float sigma_to = this->sigmas_[this->step_index_ + 1];
-    const float sigma_up = std::sqrt(sigma_to * sigma_to * (sigma * sigma - sigma_to * sigma_to) / (sigma * sigma));
+    const float sigma_up =
+        std::sqrt(sigma_to * sigma_to * (sigma * sigma - sigma_to * sigma_to) / (sigma * sigma));
     const float sigma_down = std::sqrt(sigma_to * sigma_to - sigma_up * sigma_up);
     const double dt = sigma_down - sigma;
     const double v_a = -sigma / std::sqrt(sigma * sigma + 1.0f), v_b = sigma * sigma + 1.0f;

@@ -23,11 +23,14 @@ namespace diffuse::schedulers {
 
 // The class names make_scheduler accepts.
 inline const std::vector<std::string>& scheduler_names() {
-  static const std::vector<std::string> names{
-      "DDPMScheduler",          "DDIMScheduler",
-      "PNDMScheduler",          "EulerDiscreteScheduler",
-      "EulerAncestralDiscreteScheduler", "HeunDiscreteScheduler",
-      "DPMSolverMultistepScheduler",     "UniPCMultistepScheduler"};
+  static const std::vector<std::string> names{"DDPMScheduler",
+                                              "DDIMScheduler",
+                                              "PNDMScheduler",
+                                              "EulerDiscreteScheduler",
+                                              "EulerAncestralDiscreteScheduler",
+                                              "HeunDiscreteScheduler",
+                                              "DPMSolverMultistepScheduler",
+                                              "UniPCMultistepScheduler"};
   return names;
 }
 
@@ -35,17 +38,22 @@ inline const std::vector<std::string>& scheduler_names() {
 template <class T = float>
 std::unique_ptr<Scheduler<T>> make_scheduler(const std::string& class_name, const json& config) {
   detail::check_one_of("make_scheduler", "scheduler class", class_name, scheduler_names());
-  if (class_name == "DDPMScheduler") return std::make_unique<DDPMScheduler<T>>(DDPMScheduler<T>::from_config(config));
-  if (class_name == "DDIMScheduler") return std::make_unique<DDIMScheduler<T>>(DDIMScheduler<T>::from_config(config));
-  if (class_name == "PNDMScheduler") return std::make_unique<PNDMScheduler<T>>(PNDMScheduler<T>::from_config(config));
+  if (class_name == "DDPMScheduler")
+    return std::make_unique<DDPMScheduler<T>>(DDPMScheduler<T>::from_config(config));
+  if (class_name == "DDIMScheduler")
+    return std::make_unique<DDIMScheduler<T>>(DDIMScheduler<T>::from_config(config));
+  if (class_name == "PNDMScheduler")
+    return std::make_unique<PNDMScheduler<T>>(PNDMScheduler<T>::from_config(config));
   if (class_name == "EulerDiscreteScheduler")
     return std::make_unique<EulerDiscreteScheduler<T>>(EulerDiscreteScheduler<T>::from_config(config));
   if (class_name == "EulerAncestralDiscreteScheduler")
-    return std::make_unique<EulerAncestralDiscreteScheduler<T>>(EulerAncestralDiscreteScheduler<T>::from_config(config));
+    return std::make_unique<EulerAncestralDiscreteScheduler<T>>(
+        EulerAncestralDiscreteScheduler<T>::from_config(config));
   if (class_name == "HeunDiscreteScheduler")
     return std::make_unique<HeunDiscreteScheduler<T>>(HeunDiscreteScheduler<T>::from_config(config));
   if (class_name == "DPMSolverMultistepScheduler")
-    return std::make_unique<DPMSolverMultistepScheduler<T>>(DPMSolverMultistepScheduler<T>::from_config(config));
+    return std::make_unique<DPMSolverMultistepScheduler<T>>(
+        DPMSolverMultistepScheduler<T>::from_config(config));
   return std::make_unique<UniPCMultistepScheduler<T>>(UniPCMultistepScheduler<T>::from_config(config));
 }
 
@@ -65,7 +73,8 @@ std::unique_ptr<Scheduler<T>> load_scheduler(const std::filesystem::path& path) 
   // A scheduler folder holds scheduler_config.json; a pipeline folder holds scheduler/.
   std::filesystem::path file = path;
   if (std::filesystem::is_directory(path))
-    file = std::filesystem::is_directory(path / "scheduler") && !std::filesystem::exists(path / "scheduler_config.json")
+    file = std::filesystem::is_directory(path / "scheduler") &&
+                   !std::filesystem::exists(path / "scheduler_config.json")
                ? path / "scheduler" / "scheduler_config.json"
                : path / "scheduler_config.json";
   const io::ConfigSource source(file.string());

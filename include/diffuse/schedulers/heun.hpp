@@ -48,8 +48,10 @@ class HeunDiscreteScheduler : public SigmaScheduler<T> {
 
   explicit HeunDiscreteScheduler(Config config = {}) : config_(std::move(config)) {
     const std::string cls = kClassName;
-    detail::check_one_of(cls, "prediction_type", config_.prediction_type, {"epsilon", "sample", "v_prediction"});
-    detail::check_one_of(cls, "timestep_spacing", config_.timestep_spacing, {"linspace", "leading", "trailing"});
+    detail::check_one_of(cls, "prediction_type", config_.prediction_type,
+                         {"epsilon", "sample", "v_prediction"});
+    detail::check_one_of(cls, "timestep_spacing", config_.timestep_spacing,
+                         {"linspace", "leading", "trailing"});
     this->init_sigma_schedule(detail::make_betas(cls, config_.beta_schedule, config_.num_train_timesteps,
                                                  config_.beta_start, config_.beta_end, config_.trained_betas,
                                                  /*allow_exp=*/true),
@@ -75,7 +77,8 @@ class HeunDiscreteScheduler : public SigmaScheduler<T> {
     sig.push_back(0.0);
     // sigmas: s0, s1, s1, ..., s_{n-1}, s_{n-1}, 0; timesteps: t0, t1, t1, ..., t_{n-1}, t_{n-1}
     this->sigmas_.assign(1, static_cast<float>(sig[0]));
-    for (std::size_t i = 1; i + 1 < sig.size(); ++i) this->sigmas_.insert(this->sigmas_.end(), 2, static_cast<float>(sig[i]));
+    for (std::size_t i = 1; i + 1 < sig.size(); ++i)
+      this->sigmas_.insert(this->sigmas_.end(), 2, static_cast<float>(sig[i]));
     this->sigmas_.push_back(static_cast<float>(sig.back()));
     this->timesteps_.assign(1, ts[0]);
     for (std::size_t i = 1; i < ts.size(); ++i) this->timesteps_.insert(this->timesteps_.end(), 2, ts[i]);
@@ -106,9 +109,12 @@ class HeunDiscreteScheduler : public SigmaScheduler<T> {
     const double v_a = -sigma_input / std::sqrt(sigma_input * sigma_input + 1.0f);
     const double v_b = sigma_input * sigma_input + 1.0f;
     for (std::int64_t i = 0; i < n; ++i) {
-      if (config_.prediction_type == "epsilon") x0.data()[i] = static_cast<T>(s[i] - static_cast<double>(sigma_input) * m[i]);
-      else if (config_.prediction_type == "v_prediction") x0.data()[i] = static_cast<T>(m[i] * v_a + s[i] / v_b);
-      else x0.data()[i] = m[i];
+      if (config_.prediction_type == "epsilon")
+        x0.data()[i] = static_cast<T>(s[i] - static_cast<double>(sigma_input) * m[i]);
+      else if (config_.prediction_type == "v_prediction")
+        x0.data()[i] = static_cast<T>(m[i] * v_a + s[i] / v_b);
+      else
+        x0.data()[i] = m[i];
     }
     if (config_.clip_sample) x0 = Base::clamp(x0, -config_.clip_sample_range, config_.clip_sample_range);
 

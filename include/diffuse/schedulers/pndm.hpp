@@ -25,7 +25,7 @@ class PNDMScheduler : public Scheduler<T> {
     std::vector<double> trained_betas = {};
     bool skip_prk_steps = false;
     bool set_alpha_to_one = false;
-    std::string prediction_type = "epsilon";  // epsilon, v_prediction
+    std::string prediction_type = "epsilon";   // epsilon, v_prediction
     std::string timestep_spacing = "leading";  // linspace, leading, trailing
     std::int64_t steps_offset = 0;
 
@@ -48,12 +48,15 @@ class PNDMScheduler : public Scheduler<T> {
   explicit PNDMScheduler(Config config = {}) : config_(std::move(config)) {
     const std::string cls = kClassName;
     detail::check_one_of(cls, "prediction_type", config_.prediction_type, {"epsilon", "v_prediction"});
-    detail::check_one_of(cls, "timestep_spacing", config_.timestep_spacing, {"linspace", "leading", "trailing"});
+    detail::check_one_of(cls, "timestep_spacing", config_.timestep_spacing,
+                         {"linspace", "leading", "trailing"});
     this->init_schedule(detail::make_betas(cls, config_.beta_schedule, config_.num_train_timesteps,
                                            config_.beta_start, config_.beta_end, config_.trained_betas));
     final_alpha_cumprod_ = config_.set_alpha_to_one ? 1.0f : this->alphas_cumprod_[0];
   }
-  static PNDMScheduler from_config(const json& j) { return PNDMScheduler(detail::config_from_json<Config>(j, kClassName)); }
+  static PNDMScheduler from_config(const json& j) {
+    return PNDMScheduler(detail::config_from_json<Config>(j, kClassName));
+  }
 
   const Config& config() const { return config_; }
   std::string class_name() const override { return kClassName; }
@@ -64,7 +67,8 @@ class PNDMScheduler : public Scheduler<T> {
     this->num_inference_steps_ = n;
     const std::int64_t N = config_.num_train_timesteps;
     // ascending base timesteps
-    std::vector<double> base = detail::spaced_timesteps(kClassName, config_.timestep_spacing, N, n, config_.steps_offset);
+    std::vector<double> base =
+        detail::spaced_timesteps(kClassName, config_.timestep_spacing, N, n, config_.steps_offset);
     std::reverse(base.begin(), base.end());
     prk_timesteps_.clear();
     std::vector<double> plms;
@@ -75,7 +79,8 @@ class PNDMScheduler : public Scheduler<T> {
       plms.push_back(base.back());
       std::reverse(plms.begin(), plms.end());
     } else {
-      if (n < 4) throw Error("PNDMScheduler: PRK steps need num_inference_steps >= 4, got " + std::to_string(n));
+      if (n < 4)
+        throw Error("PNDMScheduler: PRK steps need num_inference_steps >= 4, got " + std::to_string(n));
       const double half = static_cast<double>(N / n / 2);
       std::vector<double> prk;  // the last 4 base timesteps, each followed by its midpoint
       for (std::size_t i = base.size() - 4; i < base.size(); ++i) {
@@ -157,12 +162,14 @@ class PNDMScheduler : public Scheduler<T> {
     } else if (k == 3) {
       mo = Tensor<T>::empty(model_output.shape());
       for (std::int64_t i = 0; i < mo.numel(); ++i)
-        mo.data()[i] = static_cast<T>((23.0 * e[2].data()[i] - 16.0 * e[1].data()[i] + 5.0 * e[0].data()[i]) / 12);
+        mo.data()[i] =
+            static_cast<T>((23.0 * e[2].data()[i] - 16.0 * e[1].data()[i] + 5.0 * e[0].data()[i]) / 12);
     } else {
       mo = Tensor<T>::empty(model_output.shape());
       for (std::int64_t i = 0; i < mo.numel(); ++i)
-        mo.data()[i] = static_cast<T>(1.0 / 24 * (55.0 * e[k - 1].data()[i] - 59.0 * e[k - 2].data()[i] +
-                                                  37.0 * e[k - 3].data()[i] - 9.0 * e[k - 4].data()[i]));
+        mo.data()[i] = static_cast<T>(1.0 / 24 *
+                                      (55.0 * e[k - 1].data()[i] - 59.0 * e[k - 2].data()[i] +
+                                       37.0 * e[k - 3].data()[i] - 9.0 * e[k - 4].data()[i]));
     }
     Tensor<T> prev = prev_sample(sample, timestep, prev_t, mo);
     ++counter_;
@@ -170,24 +177,28 @@ class PNDMScheduler : public Scheduler<T> {
   }
 
   void accumulate(double w, const Tensor<T>& x) {
-    cur_model_output_ = cur_model_output_.defined() ? Base::axpby(1.0, cur_model_output_, w, x) : Base::scale(w, x);
+    cur_model_output_ =
+        cur_model_output_.defined() ? Base::axpby(1.0, cur_model_output_, w, x) : Base::scale(w, x);
   }
 
   // Formula (9) of the PNDM paper, with float32 coefficients like diffusers.
-  Tensor<T> prev_sample(const Tensor<T>& sample, std::int64_t t, std::int64_t prev_t, const Tensor<T>& model_output) const {
+  Tensor<T> prev_sample(const Tensor<T>& sample, std::int64_t t, std::int64_t prev_t,
+                        const Tensor<T>& model_output) const {
     if (t < 0 || t >= config_.num_train_timesteps)
       throw Error("PNDMScheduler.step: timestep " + std::to_string(t) + " is out of range");
     const float apt = this->alphas_cumprod_[t];
     const float apt_prev = prev_t >= 0 ? this->alphas_cumprod_[prev_t] : final_alpha_cumprod_;
     const float bpt = 1.0f - apt, bpt_prev = 1.0f - apt_prev;
     Tensor<T> mo = model_output;
-    if (config_.prediction_type == "v_prediction") mo = Base::axpby(std::sqrt(apt), model_output, std::sqrt(bpt), sample);
+    if (config_.prediction_type == "v_prediction")
+      mo = Base::axpby(std::sqrt(apt), model_output, std::sqrt(bpt), sample);
     const float sample_coeff = std::sqrt(apt_prev / apt);
     const float denom = apt * std::sqrt(bpt_prev) + std::sqrt(apt * bpt * apt_prev);
     const double diff = apt_prev - apt;
     Tensor<T> out = Tensor<T>::empty(sample.shape());
     for (std::int64_t i = 0; i < out.numel(); ++i)
-      out.data()[i] = static_cast<T>(static_cast<double>(sample_coeff) * sample.data()[i] - diff * mo.data()[i] / denom);
+      out.data()[i] =
+          static_cast<T>(static_cast<double>(sample_coeff) * sample.data()[i] - diff * mo.data()[i] / denom);
     return out;
   }
 

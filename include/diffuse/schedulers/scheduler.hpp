@@ -64,8 +64,8 @@ class Scheduler {
                           const Tensor<T>& noise = Tensor<T>()) {
     if (!model_output.defined() || !sample.defined()) throw Error(class_name() + ".step: undefined tensor");
     if (noise.defined() && noise.shape() != sample.shape())
-      throw Error(class_name() + ".step: noise of shape " + to_string(noise.shape()) + " for a sample of shape " +
-                  to_string(sample.shape()));
+      throw Error(class_name() + ".step: noise of shape " + to_string(noise.shape()) +
+                  " for a sample of shape " + to_string(sample.shape()));
     if (timesteps_.empty())
       throw Error(class_name() + ".step: call set_timesteps(num_inference_steps) before step()");
     if (!noise.defined() && step_draws_noise(t))
@@ -83,7 +83,8 @@ class Scheduler {
   virtual bool step_draws_noise(double /*t*/) const { return false; }
 
   // Forward process q(x_t | x_0): one timestep per batch element (the first axis).
-  virtual Tensor<T> add_noise(const Tensor<T>& x0, const Tensor<T>& noise, const std::vector<double>& t) const {
+  virtual Tensor<T> add_noise(const Tensor<T>& x0, const Tensor<T>& noise,
+                              const std::vector<double>& t) const {
     check_pairs("add_noise", x0, noise, t);
     std::vector<double> a, b;
     for (double ti : t) {
@@ -114,7 +115,8 @@ class Scheduler {
   Tensor<T> get_velocity(const Tensor<T>& x0, const Tensor<T>& noise, const Tensor<T>& t) const {
     return get_velocity(x0, noise, to_list(t));
   }
-  Tensor<T> get_velocity(const Tensor<T>& x0, const Tensor<T>& noise, const std::vector<std::int64_t>& t) const {
+  Tensor<T> get_velocity(const Tensor<T>& x0, const Tensor<T>& noise,
+                         const std::vector<std::int64_t>& t) const {
     return get_velocity(x0, noise, std::vector<double>(t.begin(), t.end()));
   }
 
@@ -197,7 +199,8 @@ class Scheduler {
     for (std::int64_t i = 0; i < t.numel(); ++i) v.push_back(static_cast<double>(t.data()[i]));
     return v;
   }
-  void check_pairs(const char* what, const Tensor<T>& x0, const Tensor<T>& noise, const std::vector<double>& t) const {
+  void check_pairs(const char* what, const Tensor<T>& x0, const Tensor<T>& noise,
+                   const std::vector<double>& t) const {
     if (x0.shape() != noise.shape())
       throw Error(class_name() + "." + what + ": sample of shape " + to_string(x0.shape()) +
                   " and noise of shape " + to_string(noise.shape()) + " differ");

@@ -32,17 +32,20 @@ class SigmaScheduler : public Scheduler<T> {
   }
 
   // x0 + sigma(t) * noise, t being one of timesteps() per batch element.
-  Tensor<T> add_noise(const Tensor<T>& x0, const Tensor<T>& noise, const std::vector<double>& t) const override {
+  Tensor<T> add_noise(const Tensor<T>& x0, const Tensor<T>& noise,
+                      const std::vector<double>& t) const override {
     if (x0.shape() != noise.shape() || x0.dim() < 1 || static_cast<std::int64_t>(t.size()) != x0.size(0))
       throw Error(this->class_name() + ".add_noise: sample " + to_string(x0.shape()) + ", noise " +
-                  to_string(noise.shape()) + " and " + std::to_string(t.size()) + " timesteps do not fit together");
+                  to_string(noise.shape()) + " and " + std::to_string(t.size()) +
+                  " timesteps do not fit together");
     std::vector<double> one(t.size(), 1.0), sig;
     for (double ti : t) {
       std::vector<std::int64_t> idx;
       for (std::size_t i = 0; i < this->timesteps_.size(); ++i)
         if (this->timesteps_[i] == ti) idx.push_back(static_cast<std::int64_t>(i));
       if (idx.empty())
-        throw Error(this->class_name() + ".add_noise: timestep " + std::to_string(ti) + " is not one of timesteps()");
+        throw Error(this->class_name() + ".add_noise: timestep " + std::to_string(ti) +
+                    " is not one of timesteps()");
       sig.push_back(this->sigmas_[idx.size() > 1 ? idx[1] : idx[0]]);
     }
     return Scheduler<T>::combine(x0, one, noise, sig);
@@ -54,10 +57,12 @@ class SigmaScheduler : public Scheduler<T> {
 
  protected:
   // The float32 timesteps of a spacing, descending.
-  std::vector<double> discrete_timesteps(std::int64_t n_train, std::int64_t n, std::int64_t steps_offset) const {
+  std::vector<double> discrete_timesteps(std::int64_t n_train, std::int64_t n,
+                                         std::int64_t steps_offset) const {
     std::vector<double> ts;
     if (spacing_ == "linspace") {
-      for (double v : detail::np_linspace(0, static_cast<double>(n_train - 1), n)) ts.push_back(static_cast<float>(v));
+      for (double v : detail::np_linspace(0, static_cast<double>(n_train - 1), n))
+        ts.push_back(static_cast<float>(v));
       std::reverse(ts.begin(), ts.end());
     } else if (spacing_ == "leading") {
       const std::int64_t ratio = n_train / n;

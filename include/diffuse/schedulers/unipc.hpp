@@ -65,10 +65,14 @@ class UniPCMultistepScheduler : public Scheduler<T> {
     const std::string cls = kClassName;
     if (config_.solver_type == "midpoint" || config_.solver_type == "heun" || config_.solver_type == "logrho")
       config_.solver_type = "bh2";
-    detail::check_one_of(cls, "solver_type", config_.solver_type, {"bh1", "bh2", "midpoint", "heun", "logrho"});
-    detail::check_one_of(cls, "prediction_type", config_.prediction_type, {"epsilon", "sample", "v_prediction"});
-    detail::check_one_of(cls, "timestep_spacing", config_.timestep_spacing, {"linspace", "leading", "trailing"});
-    if (config_.solver_order < 1) throw Error(cls + ": solver_order must be at least 1, got " + std::to_string(config_.solver_order));
+    detail::check_one_of(cls, "solver_type", config_.solver_type,
+                         {"bh1", "bh2", "midpoint", "heun", "logrho"});
+    detail::check_one_of(cls, "prediction_type", config_.prediction_type,
+                         {"epsilon", "sample", "v_prediction"});
+    detail::check_one_of(cls, "timestep_spacing", config_.timestep_spacing,
+                         {"linspace", "leading", "trailing"});
+    if (config_.solver_order < 1)
+      throw Error(cls + ": solver_order must be at least 1, got " + std::to_string(config_.solver_order));
     this->init_schedule(detail::make_betas(cls, config_.beta_schedule, config_.num_train_timesteps,
                                            config_.beta_start, config_.beta_end, config_.trained_betas));
     for (float ac : this->alphas_cumprod_) {
@@ -79,7 +83,8 @@ class UniPCMultistepScheduler : public Scheduler<T> {
   }
   static UniPCMultistepScheduler from_config(const json& j) {
     if (j.is_object() && j.contains("solver_p") && !j["solver_p"].is_null())
-      throw Error(std::string(kClassName) + ": config key 'solver_p' must be null (an alternative predictor is not supported)");
+      throw Error(std::string(kClassName) +
+                  ": config key 'solver_p' must be null (an alternative predictor is not supported)");
     return UniPCMultistepScheduler(detail::config_from_json<Config>(j, kClassName));
   }
 
@@ -95,8 +100,8 @@ class UniPCMultistepScheduler : public Scheduler<T> {
     this->check_num_steps(n);
     const std::int64_t N = config_.num_train_timesteps;
     std::vector<double> karras;
-    this->timesteps_ = detail::multistep_timesteps(kClassName, config_.timestep_spacing, N, N, n, config_.steps_offset,
-                                                   config_.use_karras_sigmas,
+    this->timesteps_ = detail::multistep_timesteps(kClassName, config_.timestep_spacing, N, N, n,
+                                                   config_.steps_offset, config_.use_karras_sigmas,
                                                    detail::train_sigmas(this->alphas_cumprod_), &karras);
     this->sigmas_ = config_.use_karras_sigmas ? std::vector<float>(karras.begin(), karras.end())
                                               : detail::train_sigmas(this->alphas_cumprod_);
@@ -117,7 +122,8 @@ class UniPCMultistepScheduler : public Scheduler<T> {
     std::int64_t idx = this->find_timestep(t_in);
     if (idx < 0) idx = len - 1;
     const auto& dc = config_.disable_corrector;
-    const bool use_corrector = idx > 0 && std::find(dc.begin(), dc.end(), idx - 1) == dc.end() && last_sample_.defined();
+    const bool use_corrector =
+        idx > 0 && std::find(dc.begin(), dc.end(), idx - 1) == dc.end() && last_sample_.defined();
 
     Tensor<T> converted = convert_model_output(model_output, t, sample_in);
     Tensor<T> sample = sample_in;
@@ -131,8 +137,9 @@ class UniPCMultistepScheduler : public Scheduler<T> {
     model_outputs_.back() = converted;
     timestep_list_.back() = t;
 
-    const std::int64_t order = config_.lower_order_final ? std::min<std::int64_t>(config_.solver_order, len - idx)
-                                                         : config_.solver_order;
+    const std::int64_t order = config_.lower_order_final
+                                   ? std::min<std::int64_t>(config_.solver_order, len - idx)
+                                   : config_.solver_order;
     this_order_ = static_cast<int>(std::min<std::int64_t>(order, lower_order_nums_ + 1));
     last_sample_ = sample;
     Tensor<T> prev = predictor(prev_t, sample, this_order_);
@@ -148,8 +155,10 @@ class UniPCMultistepScheduler : public Scheduler<T> {
     for (std::int64_t i = 0; i < out.numel(); ++i) {
       const double x = sample.data()[i], m = mo.data()[i];
       double v;
-      if (config_.predict_x0) v = pt == "epsilon" ? (x - s * m) / a : pt == "sample" ? m : a * x - s * m;
-      else v = pt == "epsilon" ? m : pt == "sample" ? (x - a * m) / s : a * m + s * x;
+      if (config_.predict_x0)
+        v = pt == "epsilon" ? (x - s * m) / a : pt == "sample" ? m : a * x - s * m;
+      else
+        v = pt == "epsilon" ? m : pt == "sample" ? (x - a * m) / s : a * m + s * x;
       out.data()[i] = static_cast<T>(v);
     }
     if (config_.predict_x0 && config_.thresholding)
@@ -194,10 +203,12 @@ class UniPCMultistepScheduler : public Scheduler<T> {
   }
 
   // Solves R x = b with R[i][j] = rks[j]^i (the first n rows and columns), in double.
-  static std::vector<double> solve(const std::vector<float>& rks, const std::vector<float>& b, std::size_t n) {
+  static std::vector<double> solve(const std::vector<float>& rks, const std::vector<float>& b,
+                                   std::size_t n) {
     std::vector<std::vector<double>> A(n, std::vector<double>(n + 1));
     for (std::size_t i = 0; i < n; ++i) {
-      for (std::size_t j = 0; j < n; ++j) A[i][j] = std::pow(static_cast<float>(rks[j]), static_cast<float>(i));
+      for (std::size_t j = 0; j < n; ++j)
+        A[i][j] = std::pow(static_cast<float>(rks[j]), static_cast<float>(i));
       A[i][n] = b[i];
     }
     for (std::size_t col = 0; col < n; ++col) {
@@ -205,7 +216,8 @@ class UniPCMultistepScheduler : public Scheduler<T> {
       for (std::size_t r = col + 1; r < n; ++r)
         if (std::abs(A[r][col]) > std::abs(A[piv][col])) piv = r;
       std::swap(A[col], A[piv]);
-      if (A[col][col] == 0) throw Error("UniPCMultistepScheduler: singular order conditions (repeated timesteps?)");
+      if (A[col][col] == 0)
+        throw Error("UniPCMultistepScheduler: singular order conditions (repeated timesteps?)");
       for (std::size_t r = col + 1; r < n; ++r) {
         const double f = A[r][col] / A[col][col];
         for (std::size_t j = col; j <= n; ++j) A[r][j] -= f * A[col][j];
@@ -224,8 +236,9 @@ class UniPCMultistepScheduler : public Scheduler<T> {
 
   // x_t_ = sigma_t / sigma_s0 * x - alpha_t * h_phi_1 * m0 (data prediction) or its noise
   // prediction counterpart; returns x_t_ - coeff * (sum_k rho_k D1_k + extra_rho * extra).
-  Tensor<T> update(std::int64_t s0, std::int64_t t, const Tensor<T>& x, const Coeffs& c, const std::vector<double>& rhos,
-                   std::size_t n_rhos, double extra_rho, const Tensor<T>& extra) const {
+  Tensor<T> update(std::int64_t s0, std::int64_t t, const Tensor<T>& x, const Coeffs& c,
+                   const std::vector<double>& rhos, std::size_t n_rhos, double extra_rho,
+                   const Tensor<T>& extra) const {
     const float at = alpha_t_[t], as = alpha_t_[s0], st = sigma_t_[t], ss = sigma_t_[s0];
     const Tensor<T>& m0 = model_outputs_.back();
     float cx, cm, cres;
@@ -253,16 +266,19 @@ class UniPCMultistepScheduler : public Scheduler<T> {
     const std::int64_t s0 = timestep_list_.back();
     const Coeffs c = coefficients(s0, prev_t, order);
     std::vector<double> rhos;
-    if (order == 2) rhos = {0.5};
-    else if (order > 2) rhos = solve(c.rks, c.b, static_cast<std::size_t>(order - 1));
+    if (order == 2)
+      rhos = {0.5};
+    else if (order > 2)
+      rhos = solve(c.rks, c.b, static_cast<std::size_t>(order - 1));
     return update(s0, prev_t, x, c, rhos, c.D1s.size(), 0.0, Tensor<T>());
   }
 
-  Tensor<T> corrector(const Tensor<T>& model_t, std::int64_t t, const Tensor<T>& last_sample, const Tensor<T>&,
-                      int order) const {
+  Tensor<T> corrector(const Tensor<T>& model_t, std::int64_t t, const Tensor<T>& last_sample,
+                      const Tensor<T>&, int order) const {
     const std::int64_t s0 = timestep_list_.back();
     const Coeffs c = coefficients(s0, t, order);
-    std::vector<double> rhos = order == 1 ? std::vector<double>{0.5} : solve(c.rks, c.b, static_cast<std::size_t>(order));
+    std::vector<double> rhos =
+        order == 1 ? std::vector<double>{0.5} : solve(c.rks, c.b, static_cast<std::size_t>(order));
     return update(s0, t, last_sample, c, rhos, c.D1s.size(), rhos.back(), model_t);
   }
 

@@ -9,8 +9,8 @@
 // A folder is written under a temporary name, synced to disk (fsync) and renamed into place, so
 // an interrupted save (or a power loss) never leaves a half-written checkpoint under a real name,
 // and "latest" keeps pointing to the last complete one. Pruning renames a folder to a hidden
-// ".old-" name before deleting it, for the same reason. Loading checks the format, every file and every name and shape before it
-// changes anything; on any error it throws and the objects are as before.
+// ".old-" name before deleting it, for the same reason. Loading checks the format, every file and every name
+// and shape before it changes anything; on any error it throws and the objects are as before.
 //
 //   training::CheckpointManager checkpoints("output", {.checkpoints_total_limit = 3});
 //   training::TrainingState<float> state{.model = &unet, .optimizer = &opt, .lr_scheduler = &sched,
@@ -95,8 +95,10 @@ inline void checkpoint_remove_all_quietly(const std::filesystem::path& p) {
 inline bool checkpoint_version_is_readable(const nlohmann::json& s) {
   if (!s.contains("version")) return false;
   const nlohmann::json& v = s["version"];
-  if (v.is_number_unsigned()) return v.get<std::uint64_t>() >= 1 && v.get<std::uint64_t>() <= training::kCheckpointVersion;
-  return v.is_number_integer() && v.get<std::int64_t>() >= 1 && v.get<std::int64_t>() <= training::kCheckpointVersion;
+  if (v.is_number_unsigned())
+    return v.get<std::uint64_t>() >= 1 && v.get<std::uint64_t>() <= training::kCheckpointVersion;
+  return v.is_number_integer() && v.get<std::int64_t>() >= 1 &&
+         v.get<std::int64_t>() <= training::kCheckpointVersion;
 }
 
 // Reads and checks trainer_state.json and the sizes of the files it lists. Throws FileError
@@ -468,7 +470,8 @@ class CheckpointManager {
   bool resume(const std::string& from, TrainingState<T>& state) const {
     if (from == "latest") {
       const auto all = scan();
-      auto chosen = std::find_if(all.rbegin(), all.rend(), [](const Candidate& c) { return c.problem.empty(); });
+      auto chosen =
+          std::find_if(all.rbegin(), all.rend(), [](const Candidate& c) { return c.problem.empty(); });
       for (auto it = all.rbegin(); it != chosen; ++it)
         warn("skipping '" + it->path.string() + "': " + it->problem);
       if (chosen == all.rend()) return false;
@@ -532,8 +535,10 @@ class CheckpointManager {
     for (auto& p : aside) {
       const std::string name = p.filename().string();
       const fs::path original = p.parent_path() / name.substr(0, name.find(".old-"));
-      if (!fs::exists(original, ec)) fs::rename(p, original, ec);
-      else diffuse::detail::checkpoint_remove_all_quietly(p);
+      if (!fs::exists(original, ec))
+        fs::rename(p, original, ec);
+      else
+        diffuse::detail::checkpoint_remove_all_quietly(p);
     }
     for (auto& p : pruned) diffuse::detail::checkpoint_remove_all_quietly(p);
   }
@@ -552,8 +557,8 @@ class CheckpointManager {
   }
   // Renames `p` to ".old-<name>-<random>", then deletes it.
   static void retire(const std::filesystem::path& p) {
-    const std::filesystem::path hidden =
-        p.parent_path() / (".old-" + p.filename().string() + "-" + diffuse::detail::checkpoint_random_suffix());
+    const std::filesystem::path hidden = p.parent_path() / (".old-" + p.filename().string() + "-" +
+                                                            diffuse::detail::checkpoint_random_suffix());
     std::error_code ec;
     std::filesystem::rename(p, hidden, ec);
     if (ec) {

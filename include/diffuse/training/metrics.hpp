@@ -1,6 +1,7 @@
 // MetricsLogger: one row of metrics per step, appended to a CSV file or a JSON-lines file and
 // flushed line by line, so a crash loses at most the line being written and never the earlier
-// ones (NaN and infinities written as Python's json does). read_metrics() reads either format back (e.g. to plot the loss with viz::loss_plot).
+// ones (NaN and infinities written as Python's json does). read_metrics() reads either format back (e.g. to
+// plot the loss with viz::loss_plot).
 //   training::MetricsLogger log("run/metrics.csv");                 // format from the extension
 //   log.log({{"step", step}, {"epoch", epoch}, {"loss", loss.item()}, {"lr", lr}});
 // CSV: the first row's keys become the header; later rows may leave columns out (empty cells)
@@ -11,9 +12,9 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
-#include <cstdlib>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -34,7 +35,7 @@ enum class MetricsFormat { csv, jsonl };
 
 struct MetricsOptions {
   std::optional<MetricsFormat> format = {};  // default: csv for ".csv", JSON lines otherwise
-  bool append = false;                  // continue an existing file instead of replacing it
+  bool append = false;                       // continue an existing file instead of replacing it
 };
 
 namespace detail {
@@ -64,7 +65,8 @@ inline std::string csv_cell(const nlohmann::ordered_json& v, const std::string& 
     for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
     return q + "\"";
   }
-  throw Error("MetricsLogger: metric '" + key + "' is " + v.type_name() + "; a CSV cell takes a number, bool or string");
+  throw Error("MetricsLogger: metric '" + key + "' is " + v.type_name() +
+              "; a CSV cell takes a number, bool or string");
 }
 
 // Splits one CSV line into cells (quotes as RFC 4180).
@@ -74,9 +76,12 @@ inline std::vector<std::string> csv_split(const std::string& line) {
   for (std::size_t i = 0; i < line.size(); ++i) {
     const char c = line[i];
     if (quoted) {
-      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') cells.back() += '"', ++i;
-      else if (c == '"') quoted = false;
-      else cells.back() += c;
+      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"')
+        cells.back() += '"', ++i;
+      else if (c == '"')
+        quoted = false;
+      else
+        cells.back() += c;
     } else if (c == '"') {
       quoted = true;
     } else if (c == ',') {
@@ -138,7 +143,8 @@ class MetricsLogger {
 
   // Appends one row and flushes it to the file.
   void log(const MetricsRow& row) {
-    if (!row.is_object()) throw Error("MetricsLogger: a row must be a JSON object of metrics, got " + row.dump());
+    if (!row.is_object())
+      throw Error("MetricsLogger: a row must be a JSON object of metrics, got " + row.dump());
     std::string line;
     if (format_ == MetricsFormat::jsonl) {
       // One object per line; NaN and infinities as Python's json writes them (a diverged loss
@@ -162,11 +168,12 @@ class MetricsLogger {
         if (std::find(columns_.begin(), columns_.end(), k) == columns_.end()) {
           std::string cols;
           for (const auto& c : columns_) cols += (cols.empty() ? "" : ", ") + c;
-          throw Error("MetricsLogger: metric '" + k + "' is not a column of '" + path_.string() + "' (" + cols +
-                      "); log every metric from the first row on, or use JSON lines");
+          throw Error("MetricsLogger: metric '" + k + "' is not a column of '" + path_.string() + "' (" +
+                      cols + "); log every metric from the first row on, or use JSON lines");
         }
       for (std::size_t i = 0; i < columns_.size(); ++i)
-        line += (i ? "," : "") + (row.contains(columns_[i]) ? detail::csv_cell(row[columns_[i]], columns_[i]) : "");
+        line += (i ? "," : "") +
+                (row.contains(columns_[i]) ? detail::csv_cell(row[columns_[i]], columns_[i]) : "");
       line += "\n";
     }
     if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() || std::fflush(file_) != 0)
@@ -197,7 +204,8 @@ inline std::vector<MetricsRow> read_metrics(const std::filesystem::path& path,
   std::ostringstream ss;
   ss << in.rdbuf();
   std::string text = ss.str();
-  if (!text.empty() && text.back() != '\n') text.erase(text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1);
+  if (!text.empty() && text.back() != '\n')
+    text.erase(text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1);
   const MetricsFormat f = detail::format_for(path, format);
   std::vector<MetricsRow> rows;
   std::vector<std::string> columns;

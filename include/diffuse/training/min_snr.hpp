@@ -29,7 +29,8 @@ std::int64_t snr_timestep_index(const Tensor<T>& alphas_cumprod, T t, const char
 }
 template <class T>
 Tensor<T> timesteps_tensor(const std::vector<std::int64_t>& timesteps) {
-  return Tensor<T>(Shape{static_cast<std::int64_t>(timesteps.size())}, std::vector<T>(timesteps.begin(), timesteps.end()));
+  return Tensor<T>(Shape{static_cast<std::int64_t>(timesteps.size())},
+                   std::vector<T>(timesteps.begin(), timesteps.end()));
 }
 template <class T>
 void snr_check_schedule(const Tensor<T>& alphas_cumprod, const Tensor<T>& timesteps, const char* what) {
@@ -83,9 +84,10 @@ Tensor<T> compute_snr(const Tensor<T>& alphas_cumprod, const std::vector<std::in
   return compute_snr(alphas_cumprod, diffuse::detail::timesteps_tensor<T>(timesteps));
 }
 template <class T>
-Tensor<T> min_snr_weights(const Tensor<T>& alphas_cumprod, const std::vector<std::int64_t>& timesteps, double gamma,
-                          const std::string& prediction_type = "epsilon") {
-  return min_snr_weights(alphas_cumprod, diffuse::detail::timesteps_tensor<T>(timesteps), gamma, prediction_type);
+Tensor<T> min_snr_weights(const Tensor<T>& alphas_cumprod, const std::vector<std::int64_t>& timesteps,
+                          double gamma, const std::string& prediction_type = "epsilon") {
+  return min_snr_weights(alphas_cumprod, diffuse::detail::timesteps_tensor<T>(timesteps), gamma,
+                         prediction_type);
 }
 
 }  // namespace diffuse::training

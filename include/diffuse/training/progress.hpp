@@ -24,7 +24,7 @@ struct ProgressInfo {
   std::string desc = {};             // e.g. "epoch 3/30"
   std::int64_t step = 0, total = 0;  // total 0: unknown (no bar, no ETA)
   std::optional<double> loss = {};
-  double elapsed = 0;                // seconds since the start
+  double elapsed = 0;  // seconds since the start
 };
 
 // "mm:ss", or "h:mm:ss" from an hour on; "--:--" for an unknown time.
@@ -36,7 +36,8 @@ inline std::string format_duration(double seconds) {
     std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", static_cast<long long>(s / 3600),
                   static_cast<long long>(s / 60 % 60), static_cast<long long>(s % 60));
   else
-    std::snprintf(buf, sizeof buf, "%02lld:%02lld", static_cast<long long>(s / 60), static_cast<long long>(s % 60));
+    std::snprintf(buf, sizeof buf, "%02lld:%02lld", static_cast<long long>(s / 60),
+                  static_cast<long long>(s % 60));
   return buf;
 }
 
@@ -76,7 +77,7 @@ struct ProgressOptions {
   std::string desc = {};
   std::FILE* stream = stderr;
   std::optional<bool> enabled = {};  // default: on exactly when `stream` is a terminal
-  double min_interval = 0.1;    // seconds between redraws
+  double min_interval = 0.1;         // seconds between redraws
   int bar_width = 30;
 };
 

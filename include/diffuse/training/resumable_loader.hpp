@@ -41,7 +41,8 @@ struct LoaderPosition {
       LoaderPosition p;
       p.epoch = io::json_integer<std::int64_t>(j.at("epoch"), "data-loader epoch");
       p.batch = io::json_integer<std::int64_t>(j.at("batch"), "data-loader batch");
-      p.batches_per_epoch = io::json_integer<std::int64_t>(j.at("batches_per_epoch"), "data-loader batches_per_epoch");
+      p.batches_per_epoch =
+          io::json_integer<std::int64_t>(j.at("batches_per_epoch"), "data-loader batches_per_epoch");
       const nlohmann::json& g = j.at("epoch_start_generator");
       p.epoch_start.seed = io::json_integer<std::uint64_t>(g.at("seed"), "data-loader generator seed");
       p.epoch_start.offset = io::json_integer<std::uint64_t>(g.at("offset"), "data-loader generator offset");

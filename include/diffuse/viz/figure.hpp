@@ -11,8 +11,8 @@
 
 #include "diffuse/core/error.hpp"
 #include "diffuse/core/tensor.hpp"
-#include "diffuse/viz/grid.hpp"
 #include "diffuse/io/image.hpp"
+#include "diffuse/viz/grid.hpp"
 
 namespace diffuse::viz {
 

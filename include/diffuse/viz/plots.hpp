@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "diffuse/core/error.hpp"
-#include "diffuse/viz/svg_plot.hpp"
 #include "diffuse/schedulers/scheduler.hpp"
+#include "diffuse/viz/svg_plot.hpp"
 
 namespace diffuse::viz {
 
@@ -44,12 +44,15 @@ struct LossPlotOptions {
 
 // The raw losses (thin, faint) and their EMA (solid), against the step index.
 inline SvgPlot loss_plot(const std::vector<double>& losses, const LossPlotOptions& o = {}) {
-  SvgPlot plot({.title = o.title, .xlabel = o.xlabel, .ylabel = o.ylabel + (o.log_y ? " (log scale)" : ""),
+  SvgPlot plot({.title = o.title,
+                .xlabel = o.xlabel,
+                .ylabel = o.ylabel + (o.log_y ? " (log scale)" : ""),
                 .log_y = o.log_y});
   plot.add_line(losses, {.label = "raw", .color = "#1f77b4", .width = 1.0, .opacity = 0.35});
   if (o.smoothing > 0)
-    plot.add_line(ema(losses, o.smoothing), {.label = "EMA " + detail::tick_label(o.smoothing, 0.01),
-                                             .color = "#1f77b4", .width = 2.2});
+    plot.add_line(
+        ema(losses, o.smoothing),
+        {.label = "EMA " + detail::tick_label(o.smoothing, 0.01), .color = "#1f77b4", .width = 2.2});
   return plot;
 }
 
@@ -72,7 +75,8 @@ SvgPlot schedule_plot(const std::vector<std::pair<std::string, const schedulers:
     }
     const std::string prefix = schedules.size() > 1 ? name + ": " : "";
     plot.add_line(signal, {.label = prefix + "sqrt(alphas_cumprod)", .color = colors[k % 6]});
-    plot.add_line(noise, {.label = prefix + "sqrt(1 - alphas_cumprod)", .color = colors[k % 6], .dashed = true});
+    plot.add_line(noise,
+                  {.label = prefix + "sqrt(1 - alphas_cumprod)", .color = colors[k % 6], .dashed = true});
   }
   return plot;
 }

@@ -60,7 +60,8 @@ class ScatterPlot {
       for (std::int64_t dy = -r; dy <= r; ++dy)
         for (std::int64_t dx = -r; dx <= r; ++dx) {
           if (dx * dx + dy * dy > radius * radius) continue;
-          const auto x = static_cast<std::int64_t>(std::lround(cx)) + dx, y = static_cast<std::int64_t>(std::lround(cy)) + dy;
+          const auto x = static_cast<std::int64_t>(std::lround(cx)) + dx,
+                     y = static_cast<std::int64_t>(std::lround(cy)) + dy;
           if (x > 0 && x < o_.width - 1 && y > 0 && y < o_.height - 1) set(x, y, color);
         }
     }
@@ -72,8 +73,12 @@ class ScatterPlot {
   void save(const std::filesystem::path& path) const { io::write_png(path, image_); }
 
  private:
-  double px(double x) const { return (x - o_.xmin) / (o_.xmax - o_.xmin) * static_cast<double>(o_.width - 1); }
-  double py(double y) const { return (o_.ymax - y) / (o_.ymax - o_.ymin) * static_cast<double>(o_.height - 1); }
+  double px(double x) const {
+    return (x - o_.xmin) / (o_.xmax - o_.xmin) * static_cast<double>(o_.width - 1);
+  }
+  double py(double y) const {
+    return (o_.ymax - y) / (o_.ymax - o_.ymin) * static_cast<double>(o_.height - 1);
+  }
   void set(std::int64_t x, std::int64_t y, const Color& c) {
     const std::int64_t plane = o_.height * o_.width;
     for (int k = 0; k < 3; ++k) image_.data()[k * plane + y * o_.width + x] = c[k];

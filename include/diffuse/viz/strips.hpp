@@ -1,8 +1,8 @@
 // The course's noising figures as image grids: a strip of scheduler.add_noise at several
 // timesteps, and a strip of the from-scratch notebook's corrupt() at several amounts. Row n
 // shows image n; column k the k-th timestep (or amount). Save with viz::save_image/write_png.
-//   auto strip = viz::noise_strip(scheduler, images /*[N,C,H,W] in [-1,1]*/, {0, 50, 100, 200, 400, 999}, gen);
-//   io::write_png("noise_strip.png", strip);
+//   auto strip = viz::noise_strip(scheduler, images /*[N,C,H,W] in [-1,1]*/, {0, 50, 100, 200, 400, 999},
+//   gen); io::write_png("noise_strip.png", strip);
 #pragma once
 #include <cstdint>
 #include <string>
@@ -11,9 +11,9 @@
 #include "diffuse/core/error.hpp"
 #include "diffuse/core/generator.hpp"
 #include "diffuse/core/tensor.hpp"
-#include "diffuse/viz/grid.hpp"
 #include "diffuse/models/basic_unet.hpp"
 #include "diffuse/schedulers/scheduler.hpp"
+#include "diffuse/viz/grid.hpp"
 
 namespace diffuse::viz {
 
@@ -24,7 +24,8 @@ Tensor<T> as_batch(const Tensor<T>& images, const char* what) {
   if (!images.defined()) throw Error(std::string(what) + ": the images tensor is undefined");
   if (images.dim() == 3) return images.reshape({1, images.size(0), images.size(1), images.size(2)});
   if (images.dim() != 4 || images.size(0) < 1)
-    throw Error(std::string(what) + ": expected images [N,C,H,W] or [C,H,W], got shape " + to_string(images.shape()));
+    throw Error(std::string(what) + ": expected images [N,C,H,W] or [C,H,W], got shape " +
+                to_string(images.shape()));
   return images;
 }
 // Row-major (image, column) batch: entry (n, k) = images[n], for `cols` columns.
@@ -54,7 +55,8 @@ Tensor<T> noise_strip(const schedulers::Scheduler<T>& scheduler, const Tensor<T>
   const Tensor<T> noise = gen.randn<T>(x.shape());
   std::vector<std::int64_t> t;
   for (std::int64_t i = 0; i < n; ++i) t.insert(t.end(), timesteps.begin(), timesteps.end());
-  const Tensor<T> noisy = scheduler.add_noise(detail::repeat_per_column(x, cols), detail::repeat_per_column(noise, cols), t);
+  const Tensor<T> noisy =
+      scheduler.add_noise(detail::repeat_per_column(x, cols), detail::repeat_per_column(noise, cols), t);
   opts.nrow = cols;
   return make_grid(noisy, opts);
 }
@@ -67,7 +69,8 @@ Tensor<T> corruption_strip(const Tensor<T>& images, const std::vector<double>& a
   const Tensor<T> x = detail::as_batch(images, "corruption_strip");
   if (amounts.empty()) throw Error("corruption_strip: no amounts given");
   for (double a : amounts)
-    if (!(a >= 0.0 && a <= 1.0)) throw Error("corruption_strip: amount " + std::to_string(a) + " is not in [0, 1]");
+    if (!(a >= 0.0 && a <= 1.0))
+      throw Error("corruption_strip: amount " + std::to_string(a) + " is not in [0, 1]");
   const std::int64_t cols = static_cast<std::int64_t>(amounts.size()), n = x.size(0);
   Tensor<T> amount = Tensor<T>::empty({n * cols});
   for (std::int64_t i = 0; i < n * cols; ++i) amount.data()[i] = static_cast<T>(amounts[i % cols]);

@@ -32,7 +32,7 @@ struct PlotOptions {
 struct LineStyle {
   std::string label = {};  // legend entry (none if empty)
   std::string color = {};  // CSS colour; empty: the next of matplotlib's tab10 colours
-  double width = 1.8;     // stroke width in pixels
+  double width = 1.8;      // stroke width in pixels
   double opacity = 1.0;
   bool dashed = false;
 };
@@ -114,7 +114,8 @@ inline std::vector<double> log_ticks(double lo, double hi) {
   if (!(lo > 0) || !(hi > 0) || !std::isfinite(lo) || !std::isfinite(hi))
     throw Error("log_ticks: range must be positive and finite");
   if (hi < lo) std::swap(lo, hi);
-  const int e0 = static_cast<int>(std::floor(std::log10(lo) + 1e-9)), e1 = static_cast<int>(std::ceil(std::log10(hi) - 1e-9));
+  const int e0 = static_cast<int>(std::floor(std::log10(lo) + 1e-9)),
+            e1 = static_cast<int>(std::ceil(std::log10(hi) - 1e-9));
   const int last = std::max(e1, e0 + 1);
   std::vector<double> ticks;
   const bool fine = last - e0 < 3;
@@ -140,8 +141,8 @@ class SvgPlot {
   // A line through (xs[i], ys[i]).
   SvgPlot& add_line(std::vector<double> xs, std::vector<double> ys, LineStyle style = {}) {
     if (xs.size() != ys.size())
-      throw Error("SvgPlot::add_line('" + style.label + "'): " + std::to_string(xs.size()) + " x values but " +
-                  std::to_string(ys.size()) + " y values");
+      throw Error("SvgPlot::add_line('" + style.label + "'): " + std::to_string(xs.size()) +
+                  " x values but " + std::to_string(ys.size()) + " y values");
     if (style.color.empty()) style.color = palette(series_.size());
     series_.push_back({std::move(xs), std::move(ys), std::move(style)});
     return *this;
@@ -184,7 +185,8 @@ class SvgPlot {
     out += "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
     out += "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + std::to_string(o_.width) + "\" height=\"" +
            std::to_string(o_.height) + "\" viewBox=\"0 0 " + std::to_string(o_.width) + " " +
-           std::to_string(o_.height) + "\" font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\" font-size=\"12\">\n";
+           std::to_string(o_.height) +
+           "\" font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\" font-size=\"12\">\n";
     out += "<rect x=\"0\" y=\"0\" width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
     if (!o_.title.empty())
       out += "<text class=\"title\" x=\"" + detail::fmt((left + right) / 2) +
@@ -201,7 +203,8 @@ class SvgPlot {
              "\" text-anchor=\"middle\">" + detail::tick_label(t, xstep) + "</text>\n";
     for (double t : yt)
       out += "<text class=\"ytick\" x=\"" + detail::fmt(left - 8) + "\" y=\"" + detail::fmt(py(t) + 4) +
-             "\" text-anchor=\"end\">" + (o_.log_y ? log_label(t) : detail::tick_label(t, ystep)) + "</text>\n";
+             "\" text-anchor=\"end\">" + (o_.log_y ? log_label(t) : detail::tick_label(t, ystep)) +
+             "</text>\n";
     out += "</g>\n";
     out += "<rect class=\"frame\" x=\"" + detail::fmt(left) + "\" y=\"" + detail::fmt(top) + "\" width=\"" +
            detail::fmt(right - left) + "\" height=\"" + detail::fmt(bottom - top) +
@@ -227,7 +230,8 @@ class SvgPlot {
         if (count >= 1)
           out += "<polyline stroke=\"" + detail::xml_escape(s.style.color) + "\" stroke-width=\"" +
                  detail::fmt(s.style.width) + "\"" +
-                 (s.style.opacity < 1 ? " stroke-opacity=\"" + detail::fmt(s.style.opacity) + "\"" : std::string()) +
+                 (s.style.opacity < 1 ? " stroke-opacity=\"" + detail::fmt(s.style.opacity) + "\""
+                                      : std::string()) +
                  (s.style.dashed ? " stroke-dasharray=\"6 4\"" : "") + " points=\"" + points + "\"/>\n";
         points.clear(), count = 0;
       };
@@ -255,12 +259,14 @@ class SvgPlot {
     if (!named.empty()) {
       std::size_t longest = 0;
       for (auto* s : named) longest = std::max(longest, s->style.label.size());
-      const double w = 40 + 7.0 * static_cast<double>(longest), h = 8 + 18.0 * static_cast<double>(named.size());
+      const double w = 40 + 7.0 * static_cast<double>(longest),
+                   h = 8 + 18.0 * static_cast<double>(named.size());
       // The corner whose box covers the fewest points (top right on ties).
       double lx = right - w - 10, ly = top + 10;
       std::size_t best = std::numeric_limits<std::size_t>::max();
-      for (const auto& [cx, cy] : {std::pair{right - w - 10, top + 10}, std::pair{left + 10, top + 10},
-                                   std::pair{right - w - 10, bottom - h - 10}, std::pair{left + 10, bottom - h - 10}}) {
+      for (const auto& [cx, cy] :
+           {std::pair{right - w - 10, top + 10}, std::pair{left + 10, top + 10},
+            std::pair{right - w - 10, bottom - h - 10}, std::pair{left + 10, bottom - h - 10}}) {
         std::size_t covered = 0;
         for (const auto& s : series_)
           for (std::size_t i = 0; i < s.xs.size(); i += 1 + s.xs.size() / 2000)
@@ -270,16 +276,18 @@ class SvgPlot {
             }
         if (covered < best) best = covered, lx = cx, ly = cy;
       }
-      out += "<g class=\"legend\">\n<rect x=\"" + detail::fmt(lx) + "\" y=\"" + detail::fmt(ly) + "\" width=\"" +
-             detail::fmt(w) + "\" height=\"" + detail::fmt(h) +
+      out += "<g class=\"legend\">\n<rect x=\"" + detail::fmt(lx) + "\" y=\"" + detail::fmt(ly) +
+             "\" width=\"" + detail::fmt(w) + "\" height=\"" + detail::fmt(h) +
              "\" fill=\"white\" fill-opacity=\"0.85\" stroke=\"#999\"/>\n";
       for (std::size_t k = 0; k < named.size(); ++k) {
         const double y = ly + 14 + 18.0 * static_cast<double>(k);
         const auto& st = named[k]->style;
-        out += "<line x1=\"" + detail::fmt(lx + 8) + "\" y1=\"" + detail::fmt(y) + "\" x2=\"" + detail::fmt(lx + 30) +
-               "\" y2=\"" + detail::fmt(y) + "\" stroke=\"" + detail::xml_escape(st.color) + "\" stroke-width=\"" +
-               detail::fmt(std::max(st.width, 2.0)) + "\"" +
-               (st.opacity < 1 ? " stroke-opacity=\"" + detail::fmt(std::max(st.opacity, 0.4)) + "\"" : std::string()) +
+        out += "<line x1=\"" + detail::fmt(lx + 8) + "\" y1=\"" + detail::fmt(y) + "\" x2=\"" +
+               detail::fmt(lx + 30) + "\" y2=\"" + detail::fmt(y) + "\" stroke=\"" +
+               detail::xml_escape(st.color) + "\" stroke-width=\"" + detail::fmt(std::max(st.width, 2.0)) +
+               "\"" +
+               (st.opacity < 1 ? " stroke-opacity=\"" + detail::fmt(std::max(st.opacity, 0.4)) + "\""
+                               : std::string()) +
                (st.dashed ? " stroke-dasharray=\"6 4\"" : "") + "/>\n";
         out += "<text x=\"" + detail::fmt(lx + 36) + "\" y=\"" + detail::fmt(y + 4) + "\">" +
                detail::xml_escape(st.label) + "</text>\n";
@@ -306,15 +314,17 @@ class SvgPlot {
     return tab10[i % 10];
   }
   static std::string line(double x1, double y1, double x2, double y2) {
-    return "<line x1=\"" + detail::fmt(x1) + "\" y1=\"" + detail::fmt(y1) + "\" x2=\"" + detail::fmt(x2) + "\" y2=\"" +
-           detail::fmt(y2) + "\"/>\n";
+    return "<line x1=\"" + detail::fmt(x1) + "\" y1=\"" + detail::fmt(y1) + "\" x2=\"" + detail::fmt(x2) +
+           "\" y2=\"" + detail::fmt(y2) + "\"/>\n";
   }
   static std::string log_label(double v) {
     char buf[32];
     std::snprintf(buf, sizeof buf, "%g", v);
     return buf;
   }
-  bool plottable(double x, double y) const { return std::isfinite(x) && std::isfinite(y) && (!o_.log_y || y > 0); }
+  bool plottable(double x, double y) const {
+    return std::isfinite(x) && std::isfinite(y) && (!o_.log_y || y > 0);
+  }
 
   // Indices of the points to draw, kBreak where the line breaks.
   template <class PX>

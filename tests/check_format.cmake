@@ -1,0 +1,31 @@
+# Every C++ source of the project is formatted as .clang-format says: fails naming the files that
+# clang-format would change (and how, for the first few).
+# Run as: cmake -DCLANG_FORMAT=clang-format-14 -DSOURCE_DIR=<repo> -P check_format.cmake
+set(files "")
+foreach(folder include examples tests benchmarks)
+  file(GLOB_RECURSE found ${SOURCE_DIR}/${folder}/*.hpp ${SOURCE_DIR}/${folder}/*.cpp ${SOURCE_DIR}/${folder}/*.h)
+  list(APPEND files ${found})
+endforeach()
+list(LENGTH files count)
+if(count EQUAL 0)
+  message(FATAL_ERROR "no C++ sources found under ${SOURCE_DIR}")
+endif()
+set(unformatted "")
+set(shown 0)
+foreach(file ${files})
+  execute_process(COMMAND ${CLANG_FORMAT} --dry-run --Werror ${file} RESULT_VARIABLE result
+                  ERROR_VARIABLE report OUTPUT_QUIET)
+  if(NOT result EQUAL 0)
+    file(RELATIVE_PATH name ${SOURCE_DIR} ${file})
+    string(APPEND unformatted "\n  ${name}")
+    if(shown LESS 3)
+      message("${report}")
+      math(EXPR shown "${shown} + 1")
+    endif()
+  endif()
+endforeach()
+if(unformatted)
+  message(FATAL_ERROR "Not formatted as .clang-format says (fix: git ls-files '*.hpp' '*.cpp' | "
+                      "xargs ${CLANG_FORMAT} -i):${unformatted}")
+endif()
+message(STATUS "${count} files formatted as .clang-format says")
