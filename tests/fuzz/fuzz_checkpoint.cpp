@@ -21,9 +21,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace diffuse;
-  const fuzz::Archive archive = fuzz::split_archive(data, size);
-  const auto dir = fuzz::Scratch::get().fresh();
-  fuzz::write_archive(archive, dir);
+  const auto dir = fuzz::unpack_archive(data, size).dir;
   fuzz::expect_error_or_success([&] {
     fuzz::CheckpointFixture f;
     training::CheckpointManager checkpoints(dir);

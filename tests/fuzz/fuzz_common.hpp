@@ -152,6 +152,18 @@ inline void write_archive(const Archive& a, const std::filesystem::path& dir) {
   }
 }
 
+// The input's archive, written into a fresh scratch folder `dir` (what every folder harness does
+// first). `archive` views the input's bytes: it lives as long as the call of the harness.
+struct UnpackedArchive {
+  Archive archive;
+  std::filesystem::path dir;
+};
+inline UnpackedArchive unpack_archive(const std::uint8_t* data, std::size_t size) {
+  UnpackedArchive u{split_archive(data, size), Scratch::get().fresh()};
+  write_archive(u.archive, u.dir);
+  return u;
+}
+
 // Runs f; a diffuse::Error is the expected way to refuse a bad file. Any other exception escapes
 // to libFuzzer, which reports it as a crash.
 template <class F>

@@ -7,9 +7,9 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace diffuse;
-  const fuzz::Archive archive = fuzz::split_archive(data, size);
-  const auto root = fuzz::Scratch::get().fresh();
-  fuzz::write_archive(archive, root);
+  const fuzz::UnpackedArchive input = fuzz::unpack_archive(data, size);
+  const fuzz::Archive& archive = input.archive;
+  const std::filesystem::path& root = input.dir;
   auto option = [&](std::size_t i) -> unsigned {
     return i < archive.preamble.size() ? static_cast<unsigned char>(archive.preamble[i]) : 0u;
   };
