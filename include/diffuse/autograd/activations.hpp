@@ -1,6 +1,7 @@
-// Differentiable activations beyond elementwise.hpp's silu/relu/sigmoid/tanh: GELU (exact, erf form,
-// like torch.nn.GELU()) and Mish (x * tanh(softplus(x)), like torch.nn.Mish). Each is one fused
-// elementwise pass forward and one backward.
+/// @file
+/// Differentiable activations beyond elementwise.hpp's silu/relu/sigmoid/tanh: GELU (exact, erf form,
+/// like torch.nn.GELU()) and Mish (x * tanh(softplus(x)), like torch.nn.Mish). Each is one fused
+/// elementwise pass forward and one backward.
 #pragma once
 #include <cmath>
 #include <numbers>
@@ -9,7 +10,7 @@
 
 namespace diffuse {
 
-// GELU(x) = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)); derivative Phi(x) + x phi(x).
+/// GELU(x) = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)); derivative Phi(x) + x phi(x).
 template <class T>
 Tensor<T> gelu(const Tensor<T>& x) {
   constexpr T inv_sqrt2 = T(1) / std::numbers::sqrt2_v<T>;
@@ -22,14 +23,14 @@ Tensor<T> gelu(const Tensor<T>& x) {
 }
 
 namespace detail {
-// log(1 + e^v) without overflow (torch.nn.functional.softplus with threshold 20 returns v above it).
+/// log(1 + e^v) without overflow (torch.nn.functional.softplus with threshold 20 returns v above it).
 template <class T>
 T softplus(T v) {
   return v > T(20) ? v : std::log1p(std::exp(v));
 }
 }  // namespace detail
 
-// Mish(x) = x tanh(softplus(x)); derivative tanh(sp) + x sigmoid(x) (1 - tanh(sp)^2).
+/// Mish(x) = x tanh(softplus(x)); derivative tanh(sp) + x sigmoid(x) (1 - tanh(sp)^2).
 template <class T>
 Tensor<T> mish(const Tensor<T>& x) {
   return detail::unary(

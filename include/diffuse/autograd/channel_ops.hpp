@@ -1,7 +1,8 @@
-// Differentiable per-(image, channel) broadcasts of the UNet's time conditioning, fused into one
-// pass each: add_per_channel (x + b[:, :, None, None]) and scale_shift
-// (x * (1 + scale[:, :, None, None]) + shift[:, :, None, None], diffusers' "scale_shift" norm).
-// x is [N, C, ...]; the per-channel tensors are [N, C] (or [N, 2C] for scale_shift).
+/// @file
+/// Differentiable per-(image, channel) broadcasts of the UNet's time conditioning, fused into one
+/// pass each: add_per_channel (x + b[:, :, None, None]) and scale_shift
+/// (x * (1 + scale[:, :, None, None]) + shift[:, :, None, None], diffusers' "scale_shift" norm).
+/// x is [N, C, ...]; the per-channel tensors are [N, C] (or [N, 2C] for scale_shift).
 #pragma once
 #include "diffuse/core/tensor.hpp"
 #include "diffuse/kernels/common.hpp"
@@ -9,7 +10,7 @@
 namespace diffuse {
 
 namespace detail {
-// N, C and the plane size of x [N, C, ...]; throws unless `per` is [N, k*C].
+/// N, C and the plane size of x [N, C, ...]; throws unless `per` is [N, k*C].
 template <class T>
 void channel_geometry(const Tensor<T>& x, const Tensor<T>& per, std::int64_t k, const char* op,
                       std::int64_t& N, std::int64_t& C, std::int64_t& HW) {
@@ -23,7 +24,8 @@ void channel_geometry(const Tensor<T>& x, const Tensor<T>& per, std::int64_t k, 
 }
 }  // namespace detail
 
-// y[n, c, ...] = x[n, c, ...] + b[n, c]
+/// y[n, c, ...] = x[n, c, ...] + b[n, c]
+/// x is [N, C, ...] and b is [N, C]; throws diffuse::Error otherwise.
 template <class T>
 Tensor<T> add_per_channel(const Tensor<T>& x, const Tensor<T>& b) {
   std::int64_t N, C, HW;
@@ -50,7 +52,8 @@ Tensor<T> add_per_channel(const Tensor<T>& x, const Tensor<T>& b) {
   });
 }
 
-// y = x * (1 + scale) + shift with scale = ss[:, :C], shift = ss[:, C:] (torch.chunk(ss, 2, dim=1)).
+/// y = x * (1 + scale) + shift with scale = ss[:, :C], shift = ss[:, C:] (torch.chunk(ss, 2, dim=1)).
+/// x is [N, C, ...] and ss is [N, 2C]; throws diffuse::Error otherwise.
 template <class T>
 Tensor<T> scale_shift(const Tensor<T>& x, const Tensor<T>& ss) {
   std::int64_t N, C, HW;

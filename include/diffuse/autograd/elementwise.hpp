@@ -1,7 +1,8 @@
-// Differentiable elementwise operations: arithmetic with NumPy broadcasting (+ - * /),
-// scalar arithmetic, and the unary functions diffusion models use (exp, log, sin, cos, sqrt,
-// pow, tanh, sigmoid, relu, silu, clamp, abs). Broadcasting goes through xtensor; equal shapes
-// and scalars take a direct OpenMP loop.
+/// @file
+/// Differentiable elementwise operations: arithmetic with NumPy broadcasting (+ - * /),
+/// scalar arithmetic, and the unary functions diffusion models use (exp, log, sin, cos, sqrt,
+/// pow, tanh, sigmoid, relu, silu, clamp, abs). Broadcasting goes through xtensor; equal shapes
+/// and scalars take a direct OpenMP loop.
 #pragma once
 #include <cmath>
 
@@ -13,7 +14,7 @@ namespace diffuse {
 
 namespace detail {
 
-// out[i] = f(x[i])
+/// out[i] = f(x[i])
 template <class T, class F>
 Tensor<T> map(const Tensor<T>& x, F f) {
   Tensor<T> out = Tensor<T>::empty(x.shape());
@@ -23,7 +24,7 @@ Tensor<T> map(const Tensor<T>& x, F f) {
   return out;
 }
 
-// out[i] = f(a[i], b[i]) for equal shapes
+/// out[i] = f(a[i], b[i]) for equal shapes
 template <class T, class F>
 Tensor<T> zip(const Tensor<T>& a, const Tensor<T>& b, F f) {
   Tensor<T> out = Tensor<T>::empty(a.shape());
@@ -33,7 +34,7 @@ Tensor<T> zip(const Tensor<T>& a, const Tensor<T>& b, F f) {
   return out;
 }
 
-// out[i] = f(a[i], b[i], c[i]) for equal shapes
+/// out[i] = f(a[i], b[i], c[i]) for equal shapes
 template <class T, class F>
 Tensor<T> zip3(const Tensor<T>& a, const Tensor<T>& b, const Tensor<T>& c, F f) {
   Tensor<T> out = Tensor<T>::empty(a.shape());
@@ -43,8 +44,8 @@ Tensor<T> zip3(const Tensor<T>& a, const Tensor<T>& b, const Tensor<T>& c, F f) 
   return out;
 }
 
-// Sums x over the axes where `reduce` is true, keeping them as extent 1. Accumulates in
-// double, in a fixed order. (Written by hand: xtensor 0.24's reducers crash under C++20.)
+/// Sums x over the axes where `reduce` is true, keeping them as extent 1. Accumulates in
+/// double, in a fixed order. (Written by hand: xtensor 0.24's reducers crash under C++20.)
 template <class T>
 Tensor<T> sum_keepdim(const Tensor<T>& x, const std::vector<bool>& reduce) {
   const Shape& s = x.shape();
@@ -73,7 +74,7 @@ Tensor<T> sum_keepdim(const Tensor<T>& x, const std::vector<bool>& reduce) {
   return out;
 }
 
-// Sums a broadcast gradient back to the shape of the operand it came from.
+/// Sums a broadcast gradient back to the shape of the operand it came from.
 template <class T>
 Tensor<T> sum_to(const Tensor<T>& g, const Shape& target) {
   if (g.shape() == target) return g;
@@ -84,7 +85,7 @@ Tensor<T> sum_to(const Tensor<T>& g, const Shape& target) {
   return sum_keepdim(g, reduce).detach().reshape(target);
 }
 
-// f applied with broadcasting. f must work on scalars and on xtensor expressions.
+/// f applied with broadcasting. f must work on scalars and on xtensor expressions.
 template <class T, class F>
 Tensor<T> broadcast_zip(const Tensor<T>& a, const Tensor<T>& b, F f) {
   if (a.shape() == b.shape()) return zip(a, b, f);
@@ -105,7 +106,7 @@ Tensor<T> broadcast_zip(const Tensor<T>& a, const Tensor<T>& b, F f) {
   return out;
 }
 
-// Records an elementwise unary op whose local derivative is df(x, y) (x input, y output).
+/// Records an elementwise unary op whose local derivative is df(x, y) (x input, y output).
 template <class T, class F, class DF>
 Tensor<T> unary(const Tensor<T>& x, const char* name, F f, DF df) {
   Tensor<T> y = map(x, f);
@@ -119,6 +120,8 @@ Tensor<T> unary(const Tensor<T>& x, const char* name, F f, DF df) {
 
 // ---- binary arithmetic with broadcasting ----
 
+/// a + b with NumPy broadcasting (like torch.add); throws diffuse::Error when the shapes do
+/// not broadcast.
 template <class T>
 Tensor<T> add(const Tensor<T>& a, const Tensor<T>& b) {
   Tensor<T> out = detail::broadcast_zip(a, b, [](const auto& x, const auto& y) { return x + y; });
@@ -127,6 +130,7 @@ Tensor<T> add(const Tensor<T>& a, const Tensor<T>& b) {
   });
 }
 
+/// a - b with broadcasting (like torch.sub).
 template <class T>
 Tensor<T> sub(const Tensor<T>& a, const Tensor<T>& b) {
   Tensor<T> out = detail::broadcast_zip(a, b, [](const auto& x, const auto& y) { return x - y; });
@@ -136,6 +140,7 @@ Tensor<T> sub(const Tensor<T>& a, const Tensor<T>& b) {
   });
 }
 
+/// a * b, elementwise with broadcasting (like torch.mul).
 template <class T>
 Tensor<T> mul(const Tensor<T>& a, const Tensor<T>& b) {
   Tensor<T> out = detail::broadcast_zip(a, b, [](const auto& x, const auto& y) { return x * y; });
@@ -149,6 +154,7 @@ Tensor<T> mul(const Tensor<T>& a, const Tensor<T>& b) {
   });
 }
 
+/// a / b with broadcasting (like torch.div).
 template <class T>
 Tensor<T> div(const Tensor<T>& a, const Tensor<T>& b) {
   Tensor<T> out = detail::broadcast_zip(a, b, [](const auto& x, const auto& y) { return x / y; });
@@ -170,16 +176,19 @@ Tensor<T> div(const Tensor<T>& a, const Tensor<T>& b) {
 
 // ---- scalar arithmetic ----
 
+/// x + s for a scalar s.
 template <class T>
 Tensor<T> add_scalar(const Tensor<T>& x, T s) {
   return detail::unary(
       x, "add_scalar", [s](T v) { return v + s; }, [](T, T) { return T(1); });
 }
+/// x * s for a scalar s.
 template <class T>
 Tensor<T> mul_scalar(const Tensor<T>& x, T s) {
   return detail::unary(
       x, "mul_scalar", [s](T v) { return v * s; }, [s](T, T) { return s; });
 }
+/// -x (like torch.neg).
 template <class T>
 Tensor<T> neg(const Tensor<T>& x) {
   return mul_scalar(x, T(-1));
@@ -187,63 +196,75 @@ Tensor<T> neg(const Tensor<T>& x) {
 
 // ---- unary functions ----
 
+/// e^x (like torch.exp).
 template <class T>
 Tensor<T> exp(const Tensor<T>& x) {
   return detail::unary(
       x, "exp", [](T v) { return std::exp(v); }, [](T, T y) { return y; });
 }
+/// Natural logarithm (like torch.log).
 template <class T>
 Tensor<T> log(const Tensor<T>& x) {
   return detail::unary(
       x, "log", [](T v) { return std::log(v); }, [](T v, T) { return T(1) / v; });
 }
+/// Sine (like torch.sin).
 template <class T>
 Tensor<T> sin(const Tensor<T>& x) {
   return detail::unary(
       x, "sin", [](T v) { return std::sin(v); }, [](T v, T) { return std::cos(v); });
 }
+/// Cosine (like torch.cos).
 template <class T>
 Tensor<T> cos(const Tensor<T>& x) {
   return detail::unary(
       x, "cos", [](T v) { return std::cos(v); }, [](T v, T) { return -std::sin(v); });
 }
+/// Square root (like torch.sqrt).
 template <class T>
 Tensor<T> sqrt(const Tensor<T>& x) {
   return detail::unary(
       x, "sqrt", [](T v) { return std::sqrt(v); }, [](T, T y) { return T(0.5) / y; });
 }
+/// x * x (like torch.square).
 template <class T>
 Tensor<T> square(const Tensor<T>& x) {
   return detail::unary(
       x, "square", [](T v) { return v * v; }, [](T v, T) { return T(2) * v; });
 }
+/// x^p for a scalar exponent p (like torch.pow(x, p)).
 template <class T>
 Tensor<T> pow(const Tensor<T>& x, T p) {
   return detail::unary(
       x, "pow", [p](T v) { return std::pow(v, p); }, [p](T v, T) { return p * std::pow(v, p - T(1)); });
 }
+/// |x| (like torch.abs); the gradient at 0 is 0.
 template <class T>
 Tensor<T> abs(const Tensor<T>& x) {
   return detail::unary(
       x, "abs", [](T v) { return std::abs(v); },
       [](T v, T) { return v > 0 ? T(1) : (v < 0 ? T(-1) : T(0)); });
 }
+/// Hyperbolic tangent (like torch.tanh).
 template <class T>
 Tensor<T> tanh(const Tensor<T>& x) {
   return detail::unary(
       x, "tanh", [](T v) { return std::tanh(v); }, [](T, T y) { return T(1) - y * y; });
 }
+/// 1 / (1 + e^-x) (like torch.sigmoid).
 template <class T>
 Tensor<T> sigmoid(const Tensor<T>& x) {
   return detail::unary(
       x, "sigmoid", [](T v) { return T(1) / (T(1) + std::exp(-v)); }, [](T, T y) { return y * (T(1) - y); });
 }
+/// max(x, 0) (like torch.relu); the gradient at 0 is 0.
 template <class T>
 Tensor<T> relu(const Tensor<T>& x) {
   return detail::unary(
       x, "relu", [](T v) { return v > 0 ? v : T(0); }, [](T v, T) { return v > 0 ? T(1) : T(0); });
 }
-// x * sigmoid(x), forward and fused backward in vectorised kernels.
+/// x * sigmoid(x), forward and fused backward in vectorised kernels.
+/// Like torch.nn.functional.silu.
 template <class T>
 Tensor<T> silu(const Tensor<T>& x) {
   Tensor<T> y = Tensor<T>::empty(x.shape());
@@ -254,7 +275,8 @@ Tensor<T> silu(const Tensor<T>& x) {
     return std::vector<Tensor<T>>{gx};
   });
 }
-// Gradient flows where the value was inside [lo, hi] (like torch.clamp).
+/// Limits x to [lo, hi]; throws diffuse::Error when lo > hi.
+/// Gradient flows where the value was inside [lo, hi] (like torch.clamp).
 template <class T>
 Tensor<T> clamp(const Tensor<T>& x, T lo, T hi) {
   if (lo > hi) throw Error("clamp: lower bound is above upper bound");
@@ -265,50 +287,62 @@ Tensor<T> clamp(const Tensor<T>& x, T lo, T hi) {
 
 // ---- operators ----
 
+/// add(a, b).
 template <class T>
 Tensor<T> operator+(const Tensor<T>& a, const Tensor<T>& b) {
   return add(a, b);
 }
+/// sub(a, b).
 template <class T>
 Tensor<T> operator-(const Tensor<T>& a, const Tensor<T>& b) {
   return sub(a, b);
 }
+/// mul(a, b).
 template <class T>
 Tensor<T> operator*(const Tensor<T>& a, const Tensor<T>& b) {
   return mul(a, b);
 }
+/// div(a, b).
 template <class T>
 Tensor<T> operator/(const Tensor<T>& a, const Tensor<T>& b) {
   return div(a, b);
 }
+/// neg(a).
 template <class T>
 Tensor<T> operator-(const Tensor<T>& a) {
   return neg(a);
 }
+/// a + s for a scalar s, converted to the element type (so x + 1.0 works on a float tensor).
 template <class T>
 Tensor<T> operator+(const Tensor<T>& a, std::type_identity_t<T> s) {
   return add_scalar(a, s);
 }
+/// s + a.
 template <class T>
 Tensor<T> operator+(std::type_identity_t<T> s, const Tensor<T>& a) {
   return add_scalar(a, s);
 }
+/// a - s.
 template <class T>
 Tensor<T> operator-(const Tensor<T>& a, std::type_identity_t<T> s) {
   return add_scalar(a, -s);
 }
+/// s - a.
 template <class T>
 Tensor<T> operator-(std::type_identity_t<T> s, const Tensor<T>& a) {
   return add_scalar(neg(a), s);
 }
+/// a * s.
 template <class T>
 Tensor<T> operator*(const Tensor<T>& a, std::type_identity_t<T> s) {
   return mul_scalar(a, s);
 }
+/// s * a.
 template <class T>
 Tensor<T> operator*(std::type_identity_t<T> s, const Tensor<T>& a) {
   return mul_scalar(a, s);
 }
+/// a / s, computed as a * (1 / s).
 template <class T>
 Tensor<T> operator/(const Tensor<T>& a, std::type_identity_t<T> s) {
   return mul_scalar(a, T(1) / s);

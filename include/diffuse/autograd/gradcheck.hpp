@@ -1,5 +1,6 @@
-// Finite-difference gradient checking (in double): compares the gradients backward() gives
-// with central differences of a scalar function of some input tensors.
+/// @file
+/// Finite-difference gradient checking (in double): compares the gradients backward() gives
+/// with central differences of a scalar function of some input tensors.
 #pragma once
 #include <functional>
 #include <sstream>
@@ -8,14 +9,18 @@
 
 namespace diffuse {
 
+/// What gradcheck() found.
 struct GradcheckResult {
+  /// Whether every element passed.
   bool ok = true;
   double max_abs_error = 0;  // over all inputs and elements
   std::string message;       // where the worst mismatch is, when !ok
 };
 
-// f maps the inputs to a scalar. Each input must be a double leaf with requires_grad.
-// An element passes when |analytic - numeric| <= atol + rtol * |numeric|.
+/// f maps the inputs to a scalar. Each input must be a double leaf; requires_grad is set where missing.
+/// An element passes when |analytic - numeric| <= atol + rtol * |numeric|.
+/// Like torch.autograd.gradcheck. The inputs share memory with the caller's tensors, whose
+/// grad() is replaced. Throws diffuse::Error unless f returns one element.
 inline GradcheckResult gradcheck(const std::function<Tensor<double>(const std::vector<Tensor<double>>&)>& f,
                                  std::vector<Tensor<double>> inputs, double eps = 1e-6, double atol = 1e-7,
                                  double rtol = 1e-5) {

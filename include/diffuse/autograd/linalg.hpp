@@ -1,12 +1,15 @@
-// Differentiable matrix products (matmul, bmm, linear). Every product runs through
-// kernels::gemm (Eigen).
+/// @file
+/// Differentiable matrix products (matmul, bmm, linear). Every product runs through
+/// kernels::gemm (Eigen).
 #pragma once
 #include "diffuse/core/tensor.hpp"
 #include "diffuse/kernels/gemm.hpp"
 
 namespace diffuse {
 
-// [M,K] @ [K,N] -> [M,N]; [B,M,K] @ [B,K,N] -> [B,M,N]; [...,M,K] @ [K,N] -> [...,M,N].
+/// [M,K] @ [K,N] -> [M,N]; [B,M,K] @ [B,K,N] -> [B,M,N]; [...,M,K] @ [K,N] -> [...,M,N].
+/// Like torch.matmul, but batch axes must match (no broadcasting); throws diffuse::Error
+/// when the shapes do not multiply or a matrix axis is empty.
 template <class T>
 Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
   auto mismatch = [&] {
@@ -63,6 +66,7 @@ Tensor<T> matmul(const Tensor<T>& a, const Tensor<T>& b) {
   });
 }
 
+/// [B,M,K] @ [B,K,N] -> [B,M,N] (like torch.bmm); throws diffuse::Error unless both are 3-D.
 template <class T>
 Tensor<T> bmm(const Tensor<T>& a, const Tensor<T>& b) {
   if (a.dim() != 3 || b.dim() != 3)
@@ -70,7 +74,7 @@ Tensor<T> bmm(const Tensor<T>& a, const Tensor<T>& b) {
   return matmul(a, b);
 }
 
-// y = x W^T + b for x [..., in], W [out, in], b [out] (may be undefined), like torch.nn.functional.linear.
+/// y = x W^T + b for x [..., in], W [out, in], b [out] (may be undefined), like torch.nn.functional.linear.
 template <class T>
 Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias = {}) {
   if (weight.dim() != 2 || x.dim() < 1 || x.size(-1) != weight.size(1))

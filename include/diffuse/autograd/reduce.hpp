@@ -1,4 +1,5 @@
-// Differentiable reductions: sum and mean (all elements or over axes), max over one axis.
+/// @file
+/// Differentiable reductions: sum and mean (all elements or over axes), max over one axis.
 #pragma once
 #include <limits>
 
@@ -9,7 +10,7 @@
 namespace diffuse {
 
 namespace detail {
-// Sorted, unique, normalised axes.
+/// Sorted, unique, normalised axes.
 inline std::vector<std::size_t> reduction_axes(const std::vector<std::int64_t>& axes, std::int64_t ndim) {
   std::vector<std::size_t> out;
   for (auto a : axes) out.push_back(static_cast<std::size_t>(normalize_axis(a, ndim)));
@@ -28,7 +29,7 @@ inline Shape reduced_shape(const Shape& s, const std::vector<std::size_t>& axes,
   }
   return out;
 }
-// Broadcasts g (shape with the reduced axes kept as 1) back to `full`, times `scale`.
+/// Broadcasts g (shape with the reduced axes kept as 1) back to `full`, times `scale`.
 template <class T>
 Tensor<T> expand_scaled(const Tensor<T>& g_kept, const Shape& full, T scale) {
   Tensor<T> out = Tensor<T>::empty(full);
@@ -38,7 +39,7 @@ Tensor<T> expand_scaled(const Tensor<T>& g_kept, const Shape& full, T scale) {
 }
 }  // namespace detail
 
-// Sum of all elements (a scalar tensor).
+/// Sum of all elements (a scalar tensor, like torch.sum).
 template <class T>
 Tensor<T> sum(const Tensor<T>& x) {
   // Fixed-order pairwise blocks so the value does not depend on the thread count.
@@ -58,13 +59,15 @@ Tensor<T> sum(const Tensor<T>& x) {
   });
 }
 
+/// Mean of all elements (a scalar tensor, like torch.mean); throws diffuse::Error on an empty tensor.
 template <class T>
 Tensor<T> mean(const Tensor<T>& x) {
   if (x.numel() == 0) throw Error("mean of an empty tensor");
   return mul_scalar(sum(x), T(1) / static_cast<T>(x.numel()));
 }
 
-// Sum over the given axes.
+/// Sum over the given axes.
+/// Like torch.sum(x, dims, keepdim); throws diffuse::Error on a repeated or out-of-range axis.
 template <class T>
 Tensor<T> sum(const Tensor<T>& x, const std::vector<std::int64_t>& axes, bool keepdim = false) {
   auto ax = detail::reduction_axes(axes, x.dim());
@@ -78,6 +81,8 @@ Tensor<T> sum(const Tensor<T>& x, const std::vector<std::int64_t>& axes, bool ke
   });
 }
 
+/// Mean over the given axes (like torch.mean(x, dims, keepdim)); throws diffuse::Error when
+/// they hold no element.
 template <class T>
 Tensor<T> mean(const Tensor<T>& x, const std::vector<std::int64_t>& axes, bool keepdim = false) {
   auto ax = detail::reduction_axes(axes, x.dim());
@@ -87,7 +92,8 @@ Tensor<T> mean(const Tensor<T>& x, const std::vector<std::int64_t>& axes, bool k
   return mul_scalar(sum(x, axes, keepdim), T(1) / static_cast<T>(count));
 }
 
-// Maximum over one axis; the gradient goes to the (first) maximal element.
+/// Maximum over one axis; the gradient goes to the (first) maximal element.
+/// The values of torch.max(x, axis, keepdim).
 template <class T>
 Tensor<T> max(const Tensor<T>& x, std::int64_t axis, bool keepdim = false) {
   const std::int64_t a = normalize_axis(axis, x.dim());
@@ -116,14 +122,15 @@ Tensor<T> max(const Tensor<T>& x, std::int64_t axis, bool keepdim = false) {
   });
 }
 
-// Maximum of all elements (not differentiable; for inspection and tolerances).
+/// Maximum of all elements (not differentiable; for inspection and tolerances).
 template <class T>
 T max_value(const Tensor<T>& x) {
   if (x.numel() == 0) throw Error("max_value of an empty tensor");
   return *std::max_element(x.begin(), x.end());
 }
 
-// max |x|
+/// max |x|
+/// Not differentiable; 0 for an empty tensor.
 template <class T>
 T max_abs(const Tensor<T>& x) {
   T m = 0;

@@ -1,4 +1,5 @@
-// Differentiable layout changes that copy: permute/transpose and concatenation.
+/// @file
+/// Differentiable layout changes that copy: permute/transpose and concatenation.
 #pragma once
 #include <numeric>
 #include <xtensor/xmanipulation.hpp>
@@ -7,7 +8,7 @@
 
 namespace diffuse {
 
-// Reorders the axes (like torch.permute) into a new contiguous tensor.
+/// Reorders the axes (like torch.permute) into a new contiguous tensor.
 template <class T>
 Tensor<T> permute(const Tensor<T>& x, const std::vector<std::int64_t>& dims) {
   if (static_cast<std::int64_t>(dims.size()) != x.dim())
@@ -33,7 +34,7 @@ Tensor<T> permute(const Tensor<T>& x, const std::vector<std::int64_t>& dims) {
   });
 }
 
-// Swaps two axes.
+/// Swaps two axes, into a new contiguous tensor (like torch.transpose, which returns a view).
 template <class T>
 Tensor<T> transpose(const Tensor<T>& x, std::int64_t a, std::int64_t b) {
   std::vector<std::int64_t> dims(static_cast<std::size_t>(x.dim()));
@@ -42,7 +43,7 @@ Tensor<T> transpose(const Tensor<T>& x, std::int64_t a, std::int64_t b) {
   return permute(x, dims);
 }
 
-// Joins tensors along an axis; the other extents must agree.
+/// Joins tensors along an axis (like torch.cat); the other extents must agree (diffuse::Error otherwise).
 template <class T>
 Tensor<T> concat(const std::vector<Tensor<T>>& xs, std::int64_t axis = 0) {
   if (xs.empty()) throw Error("concat: no tensors given");

@@ -1,12 +1,13 @@
-// The memory behind every tensor. Large blocks are cached when a tensor dies and handed to the next
-// tensor of the same size (or up to half that), so a training or sampling loop, which allocates the
-// same shapes at every step, stops asking the kernel for fresh pages: a fresh page costs a fault and
-// zero-filling, which took 40% of the wall time of batched sampling before this cache. The cache is
-// bounded: before a block is taken from the system, the oldest cached blocks are returned until
-// in use + cached + new stays within twice the most the program has ever had in use at once.
-//
-//   diffuse::release_cached_memory();         // give every cached block back now
-//   diffuse::allocator_stats().cached_bytes;  // what the cache holds
+/// @file
+/// The memory behind every tensor. Large blocks are cached when a tensor dies and handed to the next
+/// tensor of the same size (or up to half that), so a training or sampling loop, which allocates the
+/// same shapes at every step, stops asking the kernel for fresh pages: a fresh page costs a fault and
+/// zero-filling, which took 40% of the wall time of batched sampling before this cache. The cache is
+/// bounded: before a block is taken from the system, the oldest cached blocks are returned until
+/// in use + cached + new stays within twice the most the program has ever had in use at once.
+///
+///   diffuse::release_cached_memory();         // give every cached block back now
+///   diffuse::allocator_stats().cached_bytes;  // what the cache holds
 #pragma once
 #include <algorithm>
 #include <cstddef>
@@ -18,6 +19,7 @@
 
 namespace diffuse {
 
+/// Counters of the tensor memory cache, as allocator_stats() returns them.
 struct AllocatorStats {
   std::size_t in_use_bytes = 0;  // blocks held by live tensors (cached sizes only)
   std::size_t cached_bytes = 0;  // free blocks kept for reuse
@@ -30,7 +32,7 @@ namespace detail {
 
 class CachingAllocator {
  public:
-  // Blocks below this size come from malloc directly: its own free lists already reuse them.
+  /// Blocks below this size come from malloc directly: its own free lists already reuse them.
   static constexpr std::size_t kMinCached = std::size_t(64) << 10;
   static constexpr std::size_t kAlignment = 64;
 
@@ -39,8 +41,8 @@ class CachingAllocator {
     return *a;
   }
 
-  // An uninitialised, 64-byte aligned block of at least `bytes`; `bytes` is set to the block's size,
-  // which deallocate must be given back. nullptr when the system has no memory left.
+  /// An uninitialised, 64-byte aligned block of at least `bytes`; `bytes` is set to the block's size,
+  /// which deallocate must be given back. nullptr when the system has no memory left.
   void* allocate(std::size_t& bytes) {
     if (bytes < kMinCached) return std::aligned_alloc(kAlignment, bytes = round_up(bytes));
     bytes = round_up(bytes);
@@ -69,7 +71,7 @@ class CachingAllocator {
     return p ? track(p, bytes) : nullptr;
   }
 
-  // Returns a block from allocate(bytes), with the size allocate set.
+  /// Returns a block from allocate(bytes), with the size allocate set.
   void deallocate(void* p, std::size_t bytes) {
     if (!p) return;
     if (bytes < kMinCached) {
@@ -132,9 +134,10 @@ class CachingAllocator {
 
 }  // namespace detail
 
-// Gives every cached tensor block back to the system (tensors in use are not touched).
+/// Gives every cached tensor block back to the system (tensors in use are not touched).
 inline void release_cached_memory() { detail::CachingAllocator::instance().release(); }
 
+/// A snapshot of the cache's counters (bytes in use, cached and at peak; hits and misses).
 inline AllocatorStats allocator_stats() { return detail::CachingAllocator::instance().stats(); }
 
 }  // namespace diffuse

@@ -1,10 +1,11 @@
-// The parts of Tensor<T> that record and run the autograd graph: how an operation records
-// itself (detail::record), the views (reshape, unsqueeze/squeeze, select and slice along the
-// first axis, each differentiable) and reverse-mode differentiation (Tensor::backward(): one walk
-// of the recorded graph in reverse topological order, gradients summed where a tensor is used
-// more than once and added into the leaves' grad(), then the graph freed).
-// core/tensor.hpp includes this file at its end, so every Tensor member is defined wherever
-// Tensor is; it may also be included first.
+/// @file
+/// The parts of Tensor<T> that record and run the autograd graph: how an operation records
+/// itself (detail::record), the views (reshape, unsqueeze/squeeze, select and slice along the
+/// first axis, each differentiable) and reverse-mode differentiation (Tensor::backward(): one walk
+/// of the recorded graph in reverse topological order, gradients summed where a tensor is used
+/// more than once and added into the leaves' grad(), then the graph freed).
+/// core/tensor.hpp includes this file at its end, so every Tensor member is defined wherever
+/// Tensor is; it may also be included first.
 #pragma once
 #include <initializer_list>
 #include <memory>
@@ -28,8 +29,8 @@ bool any_requires_grad(std::initializer_list<const Tensor<T>*> inputs) {
   return false;
 }
 
-// Attaches a backward function to `out` when grad mode is on and an input requires grad.
-// `backward(grad_out)` returns one gradient per input, in order (undefined where none flows).
+/// Attaches a backward function to `out` when grad mode is on and an input requires grad.
+/// `backward(grad_out)` returns one gradient per input, in order (undefined where none flows).
 template <class T, class F>
 Tensor<T> record(Tensor<T> out, std::initializer_list<const Tensor<T>*> inputs, const char* name,
                  F&& backward) {
@@ -43,7 +44,7 @@ Tensor<T> record(Tensor<T> out, std::initializer_list<const Tensor<T>*> inputs, 
   return out;
 }
 
-// Same, for a variable number of inputs (concat).
+/// Same, for a variable number of inputs (concat).
 template <class T, class F>
 Tensor<T> record(Tensor<T> out, const std::vector<Tensor<T>>& inputs, const char* name, F&& backward) {
   bool any = false;

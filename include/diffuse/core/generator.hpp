@@ -1,6 +1,7 @@
-// Generator: a seeded, counter-based random source (Philox 4x32-10). The value drawn for
-// element i of a request depends only on (seed, offset, i), so draws are the same whatever
-// the number of OpenMP threads. state()/set_state() save and restore it.
+/// @file
+/// Generator: a seeded, counter-based random source (Philox 4x32-10). The value drawn for
+/// element i of a request depends only on (seed, offset, i), so draws are the same whatever
+/// the number of OpenMP threads. state()/set_state() save and restore it.
 #pragma once
 #include <array>
 #include <cmath>
@@ -14,7 +15,7 @@
 namespace diffuse {
 
 namespace detail {
-// One Philox 4x32 block: 10 rounds over a 128-bit counter with a 64-bit key.
+/// One Philox 4x32 block: 10 rounds over a 128-bit counter with a 64-bit key.
 inline std::array<std::uint32_t, 4> philox4x32(std::array<std::uint32_t, 4> ctr,
                                                std::array<std::uint32_t, 2> key) {
   constexpr std::uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u, kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
@@ -30,23 +31,32 @@ inline std::array<std::uint32_t, 4> philox4x32(std::array<std::uint32_t, 4> ctr,
 }
 }  // namespace detail
 
-// The complete state of a Generator: its seed and how many Philox blocks it has used.
+/// The complete state of a Generator: its seed and how many Philox blocks it has used.
 struct GeneratorState {
+  /// The seed it was created or last seeded with.
   std::uint64_t seed = 0;
+  /// Philox blocks used since then (one block gives 4 values).
   std::uint64_t offset = 0;
   bool operator==(const GeneratorState&) const = default;
 };
 
+/// A seeded random source for noise, timesteps and initialisation (like torch.Generator).
 class Generator {
  public:
+  /// A generator seeded with `seed`.
   explicit Generator(std::uint64_t seed = 0) : state_{seed, 0} {}
 
+  /// Starts over from `seed` (like torch.Generator.manual_seed).
   void manual_seed(std::uint64_t seed) { state_ = {seed, 0}; }
+  /// The seed (like torch.Generator.initial_seed).
   std::uint64_t initial_seed() const { return state_.seed; }
+  /// The current state (like torch.Generator.get_state).
   GeneratorState state() const { return state_; }
+  /// Restores a state from state(): the draws made after it was saved come again.
   void set_state(const GeneratorState& s) { state_ = s; }
 
-  // Standard normal samples (Box-Muller on Philox output).
+  /// Standard normal samples (Box-Muller on Philox output).
+  /// Like torch.randn(shape, generator=gen).
   template <class T = float>
   Tensor<T> randn(const Shape& shape) {
     Tensor<T> t = Tensor<T>::empty(shape);
@@ -62,7 +72,8 @@ class Generator {
     return t;
   }
 
-  // Uniform samples in [0, 1).
+  /// Uniform samples in [0, 1).
+  /// Like torch.rand(shape, generator=gen).
   template <class T = float>
   Tensor<T> rand(const Shape& shape) {
     Tensor<T> t = Tensor<T>::empty(shape);
@@ -76,21 +87,22 @@ class Generator {
     return t;
   }
 
-  // Integers uniform in [low, high) as values of T (gen.randint<float>(0, 10, {4, 4})); without a
-  // T, randint(low, high, n) below gives the integers themselves.
+  /// Integers uniform in [low, high) as values of T (gen.randint<float>(0, 10, {4, 4})); without a
+  /// T, randint(low, high, n) below gives the integers themselves.
   template <class T>
   Tensor<T> randint(std::int64_t low, std::int64_t high, const Shape& shape) {
     auto ints = randint_list(low, high, numel_of(shape));
     return Tensor<T>(shape, std::vector<T>(ints.begin(), ints.end()));
   }
 
-  // n integers uniform in [low, high): timesteps as the course draws them
-  // (torch.randint(0, 1000, (bs,))), taken by the models, add_noise and get_velocity.
+  /// n integers uniform in [low, high): timesteps as the course draws them
+  /// (torch.randint(0, 1000, (bs,))), taken by the models, add_noise and get_velocity.
   std::vector<std::int64_t> randint(std::int64_t low, std::int64_t high, std::int64_t n) {
     return randint_list(low, high, n);
   }
 
-  // Integers uniform in [low, high).
+  /// Integers uniform in [low, high).
+  /// Throws diffuse::Error when high <= low or n < 0.
   std::vector<std::int64_t> randint_list(std::int64_t low, std::int64_t high, std::int64_t n) {
     if (high <= low)
       throw Error("randint: empty range [" + std::to_string(low) + ", " + std::to_string(high) + ")");
@@ -111,7 +123,7 @@ class Generator {
     return out;
   }
 
-  // A random permutation of 0..n-1 (Fisher-Yates).
+  /// A random permutation of 0..n-1 (Fisher-Yates).
   std::vector<std::int64_t> randperm(std::int64_t n) {
     std::vector<std::int64_t> p(static_cast<std::size_t>(n));
     for (std::int64_t i = 0; i < n; ++i) p[i] = i;
@@ -155,11 +167,12 @@ class Generator {
 
 namespace diffuse {
 
-// The generator used where none is passed (parameter initialisation); seed it with manual_seed.
+/// The generator used where none is passed (parameter initialisation); seed it with manual_seed.
 inline Generator& default_generator() {
   static Generator gen(0);
   return gen;
 }
+/// Seeds default_generator() (like torch.manual_seed).
 inline void manual_seed(std::uint64_t seed) { default_generator().manual_seed(seed); }
 
 }  // namespace diffuse

@@ -1,4 +1,5 @@
-// Whether operations record the autograd graph (per thread), and the guard that turns it off.
+/// @file
+/// Whether operations record the autograd graph (per thread), and the guard that turns it off.
 #pragma once
 
 namespace diffuse {
@@ -10,11 +11,13 @@ inline bool& grad_mode_flag() {
 }
 }  // namespace detail
 
+/// Whether operations on this thread record the graph (like torch.is_grad_enabled()).
 inline bool is_grad_enabled() { return detail::grad_mode_flag(); }
 
-// While alive, operations build no graph (like torch.no_grad()).
+/// While alive, operations build no graph (like torch.no_grad()).
 class NoGradGuard {
  public:
+  /// Turns recording off on this thread; the destructor restores the previous mode.
   NoGradGuard() : previous_(detail::grad_mode_flag()) { detail::grad_mode_flag() = false; }
   ~NoGradGuard() { detail::grad_mode_flag() = previous_; }
   NoGradGuard(const NoGradGuard&) = delete;

@@ -1,4 +1,5 @@
-// Shapes: a list of extents, row-major. Helpers to print, count, normalise axes and broadcast.
+/// @file
+/// Shapes: a list of extents, row-major. Helpers to print, count, normalise axes and broadcast.
 #pragma once
 #include <cstdint>
 #include <sstream>
@@ -9,8 +10,10 @@
 
 namespace diffuse {
 
+/// The extents of a tensor, outermost first (like torch.Size); {} is a scalar's.
 using Shape = std::vector<std::int64_t>;
 
+/// "[2, 3, 4]": shapes as error messages print them.
 inline std::string to_string(const Shape& s) {
   std::ostringstream os;
   os << '[';
@@ -19,6 +22,8 @@ inline std::string to_string(const Shape& s) {
   return os.str();
 }
 
+/// Number of elements (1 for a scalar's empty shape); throws diffuse::Error on a negative extent
+/// or when the count overflows.
 inline std::int64_t numel_of(const Shape& s) {
   std::int64_t n = 1;
   bool overflow = false;
@@ -31,7 +36,7 @@ inline std::int64_t numel_of(const Shape& s) {
   return n;
 }
 
-// Maps a possibly negative axis into [0, ndim); throws when out of range.
+/// Maps a possibly negative axis into [0, ndim); throws when out of range.
 inline std::int64_t normalize_axis(std::int64_t axis, std::int64_t ndim) {
   std::int64_t a = axis < 0 ? axis + ndim : axis;
   if (a < 0 || a >= ndim)
@@ -40,7 +45,7 @@ inline std::int64_t normalize_axis(std::int64_t axis, std::int64_t ndim) {
   return a;
 }
 
-// NumPy broadcasting of two shapes; throws naming both when they do not broadcast.
+/// NumPy broadcasting of two shapes; throws naming both when they do not broadcast.
 inline Shape broadcast_shapes(const Shape& a, const Shape& b) {
   const std::size_t n = std::max(a.size(), b.size());
   Shape out(n);
@@ -54,7 +59,7 @@ inline Shape broadcast_shapes(const Shape& a, const Shape& b) {
   return out;
 }
 
-// Row-major strides (in elements).
+/// Row-major strides (in elements).
 inline Shape contiguous_strides(const Shape& s) {
   Shape st(s.size());
   std::int64_t acc = 1;

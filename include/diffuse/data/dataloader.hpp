@@ -1,40 +1,41 @@
-// DataLoader: iterates over a dataset in (optionally shuffled) batches, like
-// torch.utils.data.DataLoader, assembling the next batch on a worker thread while the caller
-// trains on the current one.
-//   data::DataLoader loader(dataset, {.batch_size = 128, .shuffle = true}, gen);
-//   for (auto& batch : loader) { batch.images /*[B,C,H,W]*/; batch.labels /*[B]*/; }
-// Each range-for (each begin()) starts a new epoch. When shuffling, begin() draws one 64-bit
-// epoch seed from the Generator; the epoch's order (a permutation) and every random transform
-// of its samples derive from that seed alone, so batches are the same whatever the prefetch
-// depth or thread count. The loader keeps references to the dataset and the generator: both
-// must outlive it.
-//
-// Prefetch: with options.prefetch = k > 0 (default 1), up to k batches ahead are assembled on
-// worker threads. An exception thrown while assembling a batch (a bad file, a transform error)
-// is rethrown in the caller's loop, as a diffuse::Error (FileError stays FileError) naming the
-// batch and epoch, when that batch is reached. Leaving a loop early waits for the batches in
-// flight, so nothing outlives the loop.
-//
-// Resuming mid-epoch (for checkpoints):
-//   LoaderState s = loader.state();   // {epoch, batch, seed, started}: plain values to save
-//   ...                               // later, in a new process, with the same dataset/options:
-//   loader.set_state(s);              // the next begin() continues epoch s.epoch at batch s.batch
-//                                     // with the same order and the same random transforms
-// state().batch counts the batches of the current epoch already handed out (inside the loop
-// body of batch b it is b + 1). After set_state, only the next begin() resumes; a begin() after
-// that starts a new epoch, as without set_state. Restore the Generator's state too: the next
-// epoch's seed is drawn from it. set_state with batch == size() (an epoch that had ended) makes
-// the next begin() start epoch s.epoch + 1.
-//
-// The Dataset concept (ImageDataset, TensorDataset, FashionMNIST, TransformedDataset model it):
-//   std::int64_t size() const;                       number of samples
-//   Shape sample_shape() const;                      shape of one sample, e.g. [1,28,28]
-//   template <class T> void get_into(std::int64_t i, T* dst) const;
-//                                                    writes sample i (numel(sample_shape()) values)
-//   std::int64_t label(std::int64_t i) const;        class id of sample i (0 if unlabelled)
-// Optionally get_into(i, dst, Generator& g): then the loader passes a generator seeded from the
-// epoch seed and the sample index, for random transforms.
-// get_into is called from several threads at once, so it must only read the dataset.
+/// @file
+/// DataLoader: iterates over a dataset in (optionally shuffled) batches, like
+/// torch.utils.data.DataLoader, assembling the next batch on a worker thread while the caller
+/// trains on the current one.
+///   data::DataLoader loader(dataset, {.batch_size = 128, .shuffle = true}, gen);
+///   for (auto& batch : loader) { batch.images /*[B,C,H,W]*/; batch.labels /*[B]*/; }
+/// Each range-for (each begin()) starts a new epoch. When shuffling, begin() draws one 64-bit
+/// epoch seed from the Generator; the epoch's order (a permutation) and every random transform
+/// of its samples derive from that seed alone, so batches are the same whatever the prefetch
+/// depth or thread count. The loader keeps references to the dataset and the generator: both
+/// must outlive it.
+///
+/// Prefetch: with options.prefetch = k > 0 (default 1), up to k batches ahead are assembled on
+/// worker threads. An exception thrown while assembling a batch (a bad file, a transform error)
+/// is rethrown in the caller's loop, as a diffuse::Error (FileError stays FileError) naming the
+/// batch and epoch, when that batch is reached. Leaving a loop early waits for the batches in
+/// flight, so nothing outlives the loop.
+///
+/// Resuming mid-epoch (for checkpoints):
+///   LoaderState s = loader.state();   // {epoch, batch, seed, started}: plain values to save
+///   ...                               // later, in a new process, with the same dataset/options:
+///   loader.set_state(s);              // the next begin() continues epoch s.epoch at batch s.batch
+///                                     // with the same order and the same random transforms
+/// state().batch counts the batches of the current epoch already handed out (inside the loop
+/// body of batch b it is b + 1). After set_state, only the next begin() resumes; a begin() after
+/// that starts a new epoch, as without set_state. Restore the Generator's state too: the next
+/// epoch's seed is drawn from it. set_state with batch == size() (an epoch that had ended) makes
+/// the next begin() start epoch s.epoch + 1.
+///
+/// The Dataset concept (ImageDataset, TensorDataset, FashionMNIST, TransformedDataset model it):
+///   std::int64_t size() const;                       number of samples
+///   Shape sample_shape() const;                      shape of one sample, e.g. [1,28,28]
+///   template <class T> void get_into(std::int64_t i, T* dst) const;
+///                                                    writes sample i (numel(sample_shape()) values)
+///   std::int64_t label(std::int64_t i) const;        class id of sample i (0 if unlabelled)
+/// Optionally get_into(i, dst, Generator& g): then the loader passes a generator seeded from the
+/// epoch seed and the sample index, for random transforms.
+/// get_into is called from several threads at once, so it must only read the dataset.
 #pragma once
 #include <algorithm>
 #include <concepts>
@@ -56,6 +57,8 @@
 
 namespace diffuse::data {
 
+/// What a DataLoader reads: size(), sample_shape(), label(i) and get_into(i, dst) (see the top of
+/// this file).
 template <class D, class T = float>
 concept Dataset = requires(const D& d, std::int64_t i, T* dst) {
   { d.size() } -> std::convertible_to<std::int64_t>;
@@ -64,12 +67,13 @@ concept Dataset = requires(const D& d, std::int64_t i, T* dst) {
   d.get_into(i, dst);
 };
 
-// A dataset whose samples take random draws (random crops, flips).
+/// A dataset whose samples take random draws (random crops, flips).
 template <class D, class T = float>
 concept RandomDataset = Dataset<D, T> && requires(const D& d, std::int64_t i, T* dst, Generator& g) {
   d.get_into(i, dst, g);
 };
 
+/// DataLoader options: batch_size, shuffle and drop_last as in torch.utils.data.DataLoader.
 struct LoaderOptions {
   std::int64_t batch_size = 1;
   bool shuffle = false;    // a new random order every epoch (needs a Generator)
@@ -77,7 +81,7 @@ struct LoaderOptions {
   int prefetch = 1;        // batches assembled ahead on worker threads (0: in the caller's thread)
 };
 
-// Where a loader is in its sequence of epochs; plain values, to store in a checkpoint.
+/// Where a loader is in its sequence of epochs; plain values, to store in a checkpoint.
 struct LoaderState {
   std::int64_t epoch = 0;  // the current epoch (0-based)
   std::int64_t batch = 0;  // batches of it already handed out
@@ -86,17 +90,19 @@ struct LoaderState {
   bool operator==(const LoaderState&) const = default;
 };
 
+/// One batch: the samples stacked, their labels and their indices in the dataset.
 template <class T = float>
 struct Batch {
   Tensor<T> images;                     // [B, sample_shape...], e.g. [B,C,H,W]
   Tensor<T> labels;                     // [B], the class ids as values of T
   std::vector<std::int64_t> label_ids;  // the class ids
   std::vector<std::int64_t> indices;    // which samples of the dataset
+  /// Number of samples (the last batch of an epoch may hold fewer than batch_size).
   std::int64_t size() const { return static_cast<std::int64_t>(label_ids.size()); }
 };
 
 namespace detail {
-// SplitMix64: spreads (seed, index) into independent generator seeds.
+/// SplitMix64: spreads (seed, index) into independent generator seeds.
 inline std::uint64_t mix_seed(std::uint64_t seed, std::uint64_t index) {
   std::uint64_t z = seed + 0x9E3779B97F4A7C15ull * (index + 1);
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -105,35 +111,43 @@ inline std::uint64_t mix_seed(std::uint64_t seed, std::uint64_t index) {
 }
 }  // namespace detail
 
+/// Batches of a Dataset, like torch.utils.data.DataLoader (see the top of this file). Keeps
+/// references to the dataset and the generator.
 template <class D, class T = float>
 requires Dataset<D, T>
 class DataLoader {
  public:
+  /// `gen` draws each epoch's seed. Error if batch_size < 1 or prefetch < 0.
   DataLoader(const D& dataset, LoaderOptions options, Generator& gen)
       : dataset_(&dataset), options_(options), gen_(&gen) {
     validate();
   }
-  // Without a Generator: shuffle must be off (random transforms then draw from the epoch number).
+  /// Without a Generator: shuffle must be off (random transforms then draw from the epoch number).
   explicit DataLoader(const D& dataset, LoaderOptions options = {}) : dataset_(&dataset), options_(options) {
     validate();
     if (options_.shuffle)
       throw Error("DataLoader: shuffle = true needs a Generator: DataLoader(data, options, gen)");
   }
-  // A temporary dataset would dangle: keep the dataset in a variable.
+  /// A temporary dataset would dangle: keep the dataset in a variable.
   DataLoader(D&& dataset, LoaderOptions options, Generator& gen) = delete;
   DataLoader(D&& dataset, LoaderOptions options = {}) = delete;
 
+  /// The dataset read.
   const D& dataset() const { return *dataset_; }
+  /// The options given at construction.
   const LoaderOptions& options() const { return options_; }
 
-  // Number of batches per epoch.
+  /// Number of batches per epoch.
   std::int64_t size() const {
     const std::int64_t n = dataset_->size(), b = options_.batch_size;
     return options_.drop_last ? n / b : (n + b - 1) / b;
   }
 
   // ---- position (see the top of this file) ----
+  /// The position to save in a checkpoint: epoch, batches handed out, epoch seed.
   LoaderState state() const { return state_; }
+  /// Makes the next begin() resume at `s` (see the top of this file). Error if `s` is not a
+  /// position within an epoch of size() batches.
   void set_state(const LoaderState& s) {
     if (s.epoch < 0 || s.batch < 0 || s.batch > size())
       throw Error("DataLoader::set_state: position epoch " + std::to_string(s.epoch) + ", batch " +
@@ -145,16 +159,18 @@ class DataLoader {
     resume_ = s.started;
     if (resume_) order_ = make_order(s.seed);
   }
+  /// The current epoch (0-based): state().epoch.
   std::int64_t epoch() const { return state_.epoch; }
+  /// Batches of the current epoch handed out: state().batch.
   std::int64_t batch_index() const { return state_.batch; }
 
-  // Assembles the batch of the given sample indices (bounds-checked), with random transforms
-  // seeded from `seed` and each sample's index.
+  /// Assembles the batch of the given sample indices (bounds-checked), with random transforms
+  /// seeded from `seed` and each sample's index.
   Batch<T> make_batch(const std::vector<std::int64_t>& indices, std::uint64_t seed = 0) const {
     return assemble(indices, seed, /*threads=*/true);
   }
 
-  // Input iterator over the batches of one epoch (move-only).
+  /// Input iterator over the batches of one epoch (move-only).
   class iterator {
    public:
     using value_type = Batch<T>;
@@ -166,8 +182,10 @@ class DataLoader {
     iterator& operator=(iterator&&) noexcept = default;
     ~iterator() { drain(); }
 
+    /// The current batch.
     Batch<T>& operator*() { return batch_; }
     Batch<T>* operator->() { return &batch_; }
+    /// The next batch; an exception from assembling it is rethrown here (as Error or FileError).
     iterator& operator++() {
       ++index_;
       load();
@@ -221,7 +239,7 @@ class DataLoader {
     Batch<T> batch_;
   };
 
-  // Starts a new epoch (new order when shuffling), or resumes the position given to set_state.
+  /// Starts a new epoch (new order when shuffling), or resumes the position given to set_state.
   iterator begin() {
     std::int64_t first = 0;
     if (resume_ && state_.batch < size()) {
@@ -247,6 +265,7 @@ class DataLoader {
     it.load();
     return it;
   }
+  /// The end of the epoch.
   std::default_sentinel_t end() const { return {}; }
 
  private:

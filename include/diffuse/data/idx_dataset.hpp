@@ -1,6 +1,7 @@
-// Loading an ImageDataset from IDX files: a pair of images [N,H,W] / labels [N] files, or a
-// split ("train", "t10k") of an MNIST-style folder: {train,t10k}-{images-idx3,labels-idx1}-ubyte,
-// gzipped or not, directly in the folder or under raw/ (torchvision's layout).
+/// @file
+/// Loading an ImageDataset from IDX files: a pair of images [N,H,W] / labels [N] files, or a
+/// split ("train", "t10k") of an MNIST-style folder: {train,t10k}-{images-idx3,labels-idx1}-ubyte,
+/// gzipped or not, directly in the folder or under raw/ (torchvision's layout).
 #pragma once
 #include <cstdint>
 #include <filesystem>
@@ -16,7 +17,7 @@ namespace diffuse::data {
 
 namespace detail {
 
-// root/<stem> with ".gz" or without, also under root/raw (torchvision's layout).
+/// root/<stem> with ".gz" or without, also under root/raw (torchvision's layout).
 inline std::filesystem::path find_idx_file(const std::filesystem::path& root, const std::string& stem,
                                            const std::string& dataset) {
   for (const auto& dir : {root, root / "raw"})
@@ -34,8 +35,9 @@ inline std::filesystem::path find_idx_file(const std::filesystem::path& root, co
 
 }  // namespace detail
 
-// Loads images [N,H,W] and labels [N] (IDX files of unsigned bytes) into an ImageDataset of
-// [1,H,W] samples; `dataset` names it in errors. Labels must index class_names (if given).
+/// Loads images [N,H,W] and labels [N] (IDX files of unsigned bytes) into an ImageDataset of
+/// [1,H,W] samples; `dataset` names it in errors. Labels must index class_names (if given).
+/// FileError if the files do not hold images [N,H,W] and labels [N] of the same N.
 inline ImageDataset load_idx_dataset(const std::filesystem::path& images_path,
                                      const std::filesystem::path& labels_path,
                                      std::vector<std::string> class_names,
@@ -62,7 +64,7 @@ inline ImageDataset load_idx_dataset(const std::filesystem::path& images_path,
 }
 
 namespace detail {
-// One split ("train" or "t10k") of an MNIST-style folder.
+/// One split ("train" or "t10k") of an MNIST-style folder.
 inline ImageDataset load_idx_split(const std::filesystem::path& root, const std::string& split,
                                    std::vector<std::string> class_names, const std::string& dataset) {
   const auto images =

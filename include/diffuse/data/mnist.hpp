@@ -1,6 +1,7 @@
-// MNIST: 28x28 grayscale handwritten digits, from the IDX files of the original download
-// (gzipped or not) in a folder the user names.
-//   auto digits = data::MNIST::train("/data/mnist");
+/// @file
+/// MNIST: 28x28 grayscale handwritten digits, from the IDX files of the original download
+/// (gzipped or not) in a folder the user names.
+///   auto digits = data::MNIST::train("/data/mnist");
 #pragma once
 #include <filesystem>
 #include <string>
@@ -11,10 +12,15 @@
 
 namespace diffuse::data {
 
+/// MNIST as an ImageDataset of [1,28,28] samples, like torchvision.datasets.MNIST.
 class MNIST : public ImageDataset {
  public:
+  /// The class names "0" to "9".
   static std::vector<std::string> classes() { return {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}; }
+  /// The 60000 training images in `root` (or root/raw). FileError naming the file if one is missing
+  /// or malformed.
   static MNIST train(const std::filesystem::path& root) { return load(root, "train"); }
+  /// The 10000 test images; errors as train().
   static MNIST test(const std::filesystem::path& root) { return load(root, "t10k"); }
 
  private:

@@ -1,6 +1,7 @@
-// TensorDataset: samples that are already a tensor [N, ...] (e.g. 2-D points for toy
-// diffusion models, or preprocessed images), with optional integer labels. Models the
-// DataLoader's Dataset concept.
+/// @file
+/// TensorDataset: samples that are already a tensor [N, ...] (e.g. 2-D points for toy
+/// diffusion models, or preprocessed images), with optional integer labels. Models the
+/// DataLoader's Dataset concept.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -14,10 +15,12 @@
 
 namespace diffuse::data {
 
+/// The slices of one tensor along dim 0, like torch.utils.data.TensorDataset (with optional labels).
 template <class T = float>
 class TensorDataset {
  public:
-  // data [N, ...]; labels empty (all 0) or one per sample.
+  /// data [N, ...]; labels empty (all 0) or one per sample.
+  /// Error for an undefined or 0-d tensor, or a wrong number of labels.
   explicit TensorDataset(Tensor<T> data, std::vector<std::int64_t> labels = {})
       : data_(std::move(data)), labels_(std::move(labels)) {
     if (!data_.defined() || data_.dim() < 1) throw Error("TensorDataset: data must be a tensor [N, ...]");
@@ -28,14 +31,19 @@ class TensorDataset {
     per_ = numel_of(shape_);
   }
 
+  /// N, the first dimension of the data.
   std::int64_t size() const { return data_.size(0); }
+  /// The data's shape without its first dimension.
   const Shape& sample_shape() const { return shape_; }
+  /// Label of sample i (0 without labels).
   std::int64_t label(std::int64_t i) const { return labels_.empty() ? 0 : labels_[check(i)]; }
+  /// Writes sample i, converted to U, to dst; Error if i is out of range.
   template <class U>
   void get_into(std::int64_t i, U* dst) const {
     const T* src = data_.data() + check(i) * per_;
     std::transform(src, src + per_, dst, [](T v) { return static_cast<U>(v); });
   }
+  /// The whole data tensor [N, ...].
   const Tensor<T>& data() const { return data_; }
 
  private:

@@ -1,13 +1,14 @@
-// Image transforms as composable objects, like torchvision.transforms: Resize (bilinear or
-// bicubic, through stb_image_resize), CenterCrop, RandomCrop, RandomHorizontalFlip, ToTensor,
-// Normalize and Compose. Each maps one image [C,H,W] (float) to another; the random ones draw
-// from the Generator they are given, so a seed decides every crop and flip:
-//   data::Compose preprocess({data::Resize(32), data::RandomHorizontalFlip(),
-//                             data::Normalize({0.5}, {0.5})});       // [0,1] -> [-1,1]
-//   Tensor<float> x = preprocess(image, gen);
-// Datasets hand transforms images already in [0,1] (ToTensor's convention); ToTensor converts
-// 8-bit pictures (io::ImageU8) or [H,W] arrays to that form. Any callable
-// Tensor<float>(const Tensor<float>&, Generator&) is a Transform too (a lambda, say).
+/// @file
+/// Image transforms as composable objects, like torchvision.transforms: Resize (bilinear or
+/// bicubic, through stb_image_resize), CenterCrop, RandomCrop, RandomHorizontalFlip, ToTensor,
+/// Normalize and Compose. Each maps one image [C,H,W] (float) to another; the random ones draw
+/// from the Generator they are given, so a seed decides every crop and flip:
+///   data::Compose preprocess({data::Resize(32), data::RandomHorizontalFlip(),
+///                             data::Normalize({0.5}, {0.5})});       // [0,1] -> [-1,1]
+///   Tensor<float> x = preprocess(image, gen);
+/// Datasets hand transforms images already in [0,1] (ToTensor's convention); ToTensor converts
+/// 8-bit pictures (io::ImageU8) or [H,W] arrays to that form. Any callable
+/// Tensor<float>(const Tensor<float>&, Generator&) is a Transform too (a lambda, say).
 #pragma once
 #include <algorithm>
 #include <array>
@@ -29,11 +30,11 @@
 
 namespace diffuse::data {
 
-// One image [C,H,W] in, one out; random transforms draw from the generator.
+/// One image [C,H,W] in, one out; random transforms draw from the generator.
 using Transform = std::function<Tensor<float>(const Tensor<float>&, Generator&)>;
 
 namespace detail {
-// The (C, H, W) of an image tensor, or an Error naming the transform.
+/// The (C, H, W) of an image tensor, or an Error naming the transform.
 inline std::array<std::int64_t, 3> chw(const Tensor<float>& img, const char* what) {
   if (!img.defined()) throw Error(std::string(what) + ": the image tensor is undefined");
   if (img.dim() != 3)
@@ -45,7 +46,7 @@ inline void check_size(std::int64_t h, std::int64_t w, const char* what) {
     throw Error(std::string(what) + ": size " + std::to_string(h) + "x" + std::to_string(w) +
                 " must be within 1..32768 pixels");
 }
-// Copies the window [top, top+h) x [left, left+w) of img; pixels outside img are `fill`.
+/// Copies the window [top, top+h) x [left, left+w) of img; pixels outside img are `fill`.
 inline Tensor<float> crop(const Tensor<float>& img, std::int64_t top, std::int64_t left, std::int64_t h,
                           std::int64_t w, float fill = 0.0f) {
   const std::int64_t c = img.size(0), ih = img.size(1), iw = img.size(2);
@@ -62,29 +63,33 @@ inline Tensor<float> crop(const Tensor<float>& img, std::int64_t top, std::int64
 }
 }  // namespace detail
 
+/// Resize's filter: bilinear (triangle) or bicubic (Catmull-Rom), as torchvision's InterpolationMode.
 enum class Interpolation { bilinear, bicubic };
 
-// Resize(size): the shorter side becomes `size`, the aspect ratio is kept (torchvision's
-// Resize(int)). Resize(height, width): exactly that size. Bilinear (triangle filter) or bicubic
-// (Catmull-Rom); shrinking averages over the covered pixels (antialiasing). Edges are clamped.
+/// Resize(size): the shorter side becomes `size`, the aspect ratio is kept (torchvision's
+/// Resize(int)). Resize(height, width): exactly that size. Bilinear (triangle filter) or bicubic
+/// (Catmull-Rom); shrinking averages over the covered pixels (antialiasing). Edges are clamped.
 class Resize {
  public:
+  /// The shorter side to `size`. Error unless 1 <= size <= 32768.
   explicit Resize(std::int64_t size, Interpolation mode = Interpolation::bilinear)
       : size_(size), mode_(mode) {
     detail::check_size(size, size, "Resize");
   }
+  /// Exactly height x width. Error unless both are within 1..32768.
   Resize(std::int64_t height, std::int64_t width, Interpolation mode = Interpolation::bilinear)
       : height_(height), width_(width), mode_(mode) {
     detail::check_size(height, width, "Resize");
   }
 
-  // The output (height, width) for an input of h x w.
+  /// The output (height, width) for an input of h x w.
   std::pair<std::int64_t, std::int64_t> output_size(std::int64_t h, std::int64_t w) const {
     if (size_ == 0) return {height_, width_};
     if (h <= w) return {size_, std::max<std::int64_t>(1, size_ * w / h)};
     return {std::max<std::int64_t>(1, size_ * h / w), size_};
   }
 
+  /// The resized image; Error if `img` is not an image [C,H,W].
   Tensor<float> operator()(const Tensor<float>& img) const {
     const auto [c, h, w] = detail::chw(img, "Resize");
     if (h < 1 || w < 1)
@@ -111,6 +116,7 @@ class Resize {
       for (std::int64_t p = 0; p < oplane; ++p) d[k * oplane + p] = res[p * c + k];
     return out;
   }
+  /// As a Transform (draws nothing).
   Tensor<float> operator()(const Tensor<float>& img, Generator&) const { return (*this)(img); }
 
  private:
@@ -118,14 +124,17 @@ class Resize {
   Interpolation mode_;
 };
 
-// The central height x width window (padded with zeros where the image is smaller), as
-// torchvision's CenterCrop.
+/// The central height x width window (padded with zeros where the image is smaller), as
+/// torchvision's CenterCrop.
 class CenterCrop {
  public:
+  /// A size x size window.
   explicit CenterCrop(std::int64_t size) : CenterCrop(size, size) {}
+  /// Error unless both sides are within 1..32768.
   CenterCrop(std::int64_t height, std::int64_t width) : h_(height), w_(width) {
     detail::check_size(height, width, "CenterCrop");
   }
+  /// The window of `img`; Error if it is not an image [C,H,W].
   Tensor<float> operator()(const Tensor<float>& img) const {
     const auto [c, h, w] = detail::chw(img, "CenterCrop");
     // torchvision: int(round((H - h) / 2)), Python's round halves to even.
@@ -133,22 +142,26 @@ class CenterCrop {
     const auto left = static_cast<std::int64_t>(std::nearbyint(static_cast<double>(w - w_) / 2.0));
     return detail::crop(img, top, left, h_, w_);
   }
+  /// As a Transform (draws nothing).
   Tensor<float> operator()(const Tensor<float>& img, Generator&) const { return (*this)(img); }
 
  private:
   std::int64_t h_, w_;
 };
 
-// A height x width window at a random position, after `padding` zero pixels on every side
-// (torchvision's RandomCrop(size, padding)). An image smaller than the window is an Error.
+/// A height x width window at a random position, after `padding` zero pixels on every side
+/// (torchvision's RandomCrop(size, padding)). An image smaller than the window is an Error.
 class RandomCrop {
  public:
+  /// A size x size window.
   explicit RandomCrop(std::int64_t size, std::int64_t padding = 0) : RandomCrop(size, size, padding) {}
+  /// Error for a side outside 1..32768 or a negative padding.
   RandomCrop(std::int64_t height, std::int64_t width, std::int64_t padding)
       : h_(height), w_(width), pad_(padding) {
     detail::check_size(height, width, "RandomCrop");
     if (padding < 0) throw Error("RandomCrop: padding must be non-negative, got " + std::to_string(padding));
   }
+  /// The window at a position drawn from `gen` (one draw).
   Tensor<float> operator()(const Tensor<float>& img, Generator& gen) const {
     const auto [c, h, w] = detail::chw(img, "RandomCrop");
     const std::int64_t ph = h + 2 * pad_, pw = w + 2 * pad_;
@@ -166,13 +179,15 @@ class RandomCrop {
   std::int64_t h_, w_, pad_;
 };
 
-// Mirrors the image left-right with probability p.
+/// Mirrors the image left-right with probability p.
 class RandomHorizontalFlip {
  public:
+  /// Error unless 0 <= p <= 1.
   explicit RandomHorizontalFlip(double p = 0.5) : p_(p) {
     if (!(p >= 0.0 && p <= 1.0))
       throw Error("RandomHorizontalFlip: p must be in [0, 1], got " + std::to_string(p));
   }
+  /// The image mirrored with probability p, else `img` itself; one draw from `gen` whatever p is.
   Tensor<float> operator()(const Tensor<float>& img, Generator& gen) const {
     const auto [c, h, w] = detail::chw(img, "RandomHorizontalFlip");
     const double u = gen.rand<double>({1}).item();  // drawn always, so the draws do not depend on p
@@ -189,11 +204,12 @@ class RandomHorizontalFlip {
   double p_;
 };
 
-// Converts to the tensor form every other transform takes: an 8-bit picture (io::ImageU8,
-// channels last) becomes [C,H,W] in [0,1]; an [H,W] tensor becomes [1,H,W]; a [C,H,W] tensor
-// with 1..4 channels passes through (datasets already deliver that form).
+/// Converts to the tensor form every other transform takes: an 8-bit picture (io::ImageU8,
+/// channels last) becomes [C,H,W] in [0,1]; an [H,W] tensor becomes [1,H,W]; a [C,H,W] tensor
+/// with 1..4 channels passes through (datasets already deliver that form).
 class ToTensor {
  public:
+  /// An 8-bit picture as [C,H,W] in [0,1]; Error if its sizes and its bytes disagree.
   Tensor<float> operator()(const io::ImageU8& img) const {
     if (img.width < 1 || img.height < 1 || img.channels < 1 || img.channels > 4 ||
         img.pixels.size() != static_cast<std::size_t>(img.width) * img.height * img.channels)
@@ -206,6 +222,7 @@ class ToTensor {
       for (std::int64_t k = 0; k < c; ++k) t.data()[k * plane + p] = img.pixels[p * c + k] / 255.0f;
     return t;
   }
+  /// [H,W] as [1,H,W]; [C,H,W] with 1..4 channels unchanged; anything else is an Error.
   Tensor<float> operator()(const Tensor<float>& img) const {
     if (img.defined() && img.dim() == 2) return img.reshape({1, img.size(0), img.size(1)});
     const auto [c, h, w] = detail::chw(img, "ToTensor");
@@ -213,13 +230,16 @@ class ToTensor {
       throw Error("ToTensor: an image has 1..4 channels, got shape " + to_string(img.shape()));
     return img;
   }
+  /// As a Transform (draws nothing).
   Tensor<float> operator()(const Tensor<float>& img, Generator&) const { return (*this)(img); }
 };
 
-// (x - mean[c]) / std[c] per channel; one value applies to every channel.
-// Normalize({0.5}, {0.5}) maps [0,1] to [-1,1].
+/// (x - mean[c]) / std[c] per channel; one value applies to every channel.
+/// Normalize({0.5}, {0.5}) maps [0,1] to [-1,1].
 class Normalize {
  public:
+  /// One mean and std per channel, or one of each for every channel. Error for no values, counts
+  /// that differ, or a std that is zero or not finite.
   Normalize(std::vector<double> mean, std::vector<double> std)
       : mean_(std::move(mean)), std_(std::move(std)) {
     if (mean_.empty() || mean_.size() != std_.size())
@@ -230,6 +250,7 @@ class Normalize {
       if (!(s != 0.0) || !std::isfinite(s))
         throw Error("Normalize: std must be finite and non-zero, got " + std::to_string(s));
   }
+  /// Error if the image has another channel count than the means (unless one mean was given).
   Tensor<float> operator()(const Tensor<float>& img) const {
     const auto [c, h, w] = detail::chw(img, "Normalize");
     if (mean_.size() != 1 && static_cast<std::int64_t>(mean_.size()) != c)
@@ -245,27 +266,32 @@ class Normalize {
     }
     return out;
   }
+  /// As a Transform (draws nothing).
   Tensor<float> operator()(const Tensor<float>& img, Generator&) const { return (*this)(img); }
 
  private:
   std::vector<double> mean_, std_;
 };
 
-// Applies transforms in order.
+/// Applies transforms in order.
 class Compose {
  public:
+  /// Error if a transform is empty.
   Compose(std::initializer_list<Transform> transforms) : transforms_(transforms) { check(); }
+  /// The same, from a vector.
   explicit Compose(std::vector<Transform> transforms) : transforms_(std::move(transforms)) { check(); }
+  /// Each transform in turn, all drawing from `gen`.
   Tensor<float> operator()(const Tensor<float>& img, Generator& gen) const {
     Tensor<float> x = img;
     for (const auto& t : transforms_) x = t(x, gen);
     return x;
   }
-  // For compositions without random transforms (draws from a generator seeded 0 otherwise).
+  /// For compositions without random transforms (draws from a generator seeded 0 otherwise).
   Tensor<float> operator()(const Tensor<float>& img) const {
     Generator gen(0);
     return (*this)(img, gen);
   }
+  /// Number of transforms.
   std::size_t size() const { return transforms_.size(); }
 
  private:

@@ -1,7 +1,8 @@
-// Atomic file writes and whole-file reads. Every writer in diffuse writes to
-// "<path>.tmp-<random>" in the same folder and renames it into place, so a crash or a full
-// disk never leaves a half-written file under the real name. fsync_path flushes a file or a
-// folder to the disk, for writers that must also survive a power loss (checkpoints).
+/// @file
+/// Atomic file writes and whole-file reads. Every writer in diffuse writes to
+/// "<path>.tmp-<random>" in the same folder and renames it into place, so a crash or a full
+/// disk never leaves a half-written file under the real name. fsync_path flushes a file or a
+/// folder to the disk, for writers that must also survive a power loss (checkpoints).
 #pragma once
 #include <cerrno>
 #include <cstdio>
@@ -23,7 +24,7 @@
 namespace diffuse::io {
 
 namespace detail {
-// A temporary name next to `path` (same folder, so the rename stays on one file system).
+/// A temporary name next to `path` (same folder, so the rename stays on one file system).
 inline std::filesystem::path temp_path_for(const std::filesystem::path& path) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   std::ostringstream os;
@@ -32,9 +33,9 @@ inline std::filesystem::path temp_path_for(const std::filesystem::path& path) {
 }
 }  // namespace detail
 
-// Writes through `write(stream)` into a temporary file, then renames it to `path`.
-// Throws FileError naming the path if the file cannot be created, written or renamed; the
-// temporary is removed on failure. An exception thrown by `write` propagates unchanged.
+/// Writes through `write(stream)` into a temporary file, then renames it to `path`.
+/// Throws FileError naming the path if the file cannot be created, written or renamed; the
+/// temporary is removed on failure. An exception thrown by `write` propagates unchanged.
 inline void write_file_atomic(const std::filesystem::path& path,
                               const std::function<void(std::ostream&)>& write) {
   namespace fs = std::filesystem;
@@ -73,15 +74,15 @@ inline void write_file_atomic(const std::filesystem::path& path,
   }
 }
 
-// Writes `bytes` to `path` atomically.
+/// Writes `bytes` to `path` atomically.
 inline void write_file_atomic(const std::filesystem::path& path, std::string_view bytes) {
   write_file_atomic(
       path, [&](std::ostream& out) { out.write(bytes.data(), static_cast<std::streamsize>(bytes.size())); });
 }
 
-// Flushes the file or folder `path` to the disk (POSIX fsync). A rename is durable only once the
-// renamed files and the folder holding the new name are synced. Throws FileError naming the
-// path; a file system that cannot sync a folder (EINVAL) is not an error.
+/// Flushes the file or folder `path` to the disk (POSIX fsync). A rename is durable only once the
+/// renamed files and the folder holding the new name are synced. Throws FileError naming the
+/// path; a file system that cannot sync a folder (EINVAL) is not an error.
 inline void fsync_path(const std::filesystem::path& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0)
@@ -95,7 +96,7 @@ inline void fsync_path(const std::filesystem::path& path) {
     throw FileError("cannot sync '" + path.string() + "' to disk: " + std::generic_category().message(err));
 }
 
-// Reads a whole file into a string; FileError naming the path if missing or unreadable.
+/// Reads a whole file into a string; FileError naming the path if missing or unreadable.
 inline std::string read_file_bytes(const std::filesystem::path& path) {
   namespace fs = std::filesystem;
   std::error_code ec;

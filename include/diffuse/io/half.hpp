@@ -1,5 +1,6 @@
-// IEEE float16 and bfloat16 <-> float conversions (bit-exact, round-to-nearest-even), used by
-// the safetensors and npy readers and writers. Values are carried as raw uint16_t bits.
+/// @file
+/// IEEE float16 and bfloat16 <-> float conversions (bit-exact, round-to-nearest-even), used by
+/// the safetensors and npy readers and writers. Values are carried as raw uint16_t bits.
 #pragma once
 #include <bit>
 #include <cmath>
@@ -7,7 +8,7 @@
 
 namespace diffuse::io {
 
-// float16 bits -> float (exact: every half is a float).
+/// float16 bits -> float (exact: every half is a float).
 inline float half_to_float(std::uint16_t h) {
   const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
   const std::uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
@@ -19,7 +20,7 @@ inline float half_to_float(std::uint16_t h) {
   return std::bit_cast<float>(sign | ((exp + 112u) << 23) | (mant << 13));
 }
 
-// float -> float16 bits, rounding to nearest even; overflow gives inf, NaN stays NaN.
+/// float -> float16 bits, rounding to nearest even; overflow gives inf, NaN stays NaN.
 inline std::uint16_t float_to_half(float f) {
   const std::uint32_t x = std::bit_cast<std::uint32_t>(f);
   const auto sign = static_cast<std::uint16_t>((x >> 16) & 0x8000u);
@@ -36,12 +37,12 @@ inline std::uint16_t float_to_half(float f) {
   return sign | static_cast<std::uint16_t>(a >> 13);
 }
 
-// bfloat16 bits -> float (exact).
+/// bfloat16 bits -> float (exact).
 inline float bf16_to_float(std::uint16_t b) {
   return std::bit_cast<float>(static_cast<std::uint32_t>(b) << 16);
 }
 
-// float -> bfloat16 bits, rounding to nearest even; NaN stays a (quiet) NaN.
+/// float -> bfloat16 bits, rounding to nearest even; NaN stays a (quiet) NaN.
 inline std::uint16_t float_to_bf16(float f) {
   const std::uint32_t x = std::bit_cast<std::uint32_t>(f);
   if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((x >> 16) | 0x40u);

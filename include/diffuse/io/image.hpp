@@ -1,12 +1,13 @@
-// Reading and writing images: PNG and JPEG. Tensors are [C,H,W] (or [H,W] for grayscale) with
-// values in [0,1], like torchvision's ToTensor; writing clamps to [0,1] and rounds to 8 bits as
-// torchvision.utils.save_image does.
-// Reading is guarded against hostile files before stb_image sees them: the format is decided by
-// the file's first bytes and only PNG and JPEG are decoded (stb guesses the format from the bytes,
-// so a 35-byte RLE TGA named .png "decoded" into a 4.7 GB image); the pixel count is read from
-// the header and refused above max_image_pixels(); JPEG Huffman tables (DHT) declaring more than
-// 256 codes are refused (Debian's stb_image 2.27 writes past a buffer on them), and so are PNG
-// chunks longer than the rest of the file (stb allocates their declared size first).
+/// @file
+/// Reading and writing images: PNG and JPEG. Tensors are [C,H,W] (or [H,W] for grayscale) with
+/// values in [0,1], like torchvision's ToTensor; writing clamps to [0,1] and rounds to 8 bits as
+/// torchvision.utils.save_image does.
+/// Reading is guarded against hostile files before stb_image sees them: the format is decided by
+/// the file's first bytes and only PNG and JPEG are decoded (stb guesses the format from the bytes,
+/// so a 35-byte RLE TGA named .png "decoded" into a 4.7 GB image); the pixel count is read from
+/// the header and refused above max_image_pixels(); JPEG Huffman tables (DHT) declaring more than
+/// 256 codes are refused (Debian's stb_image 2.27 writes past a buffer on them), and so are PNG
+/// chunks longer than the rest of the file (stb allocates their declared size first).
 #pragma once
 #include <algorithm>
 #include <array>
@@ -28,16 +29,16 @@
 
 namespace diffuse::io {
 
-// An image decoded to 8 bits: interleaved HWC pixels.
+/// An image decoded to 8 bits: interleaved HWC pixels.
 struct ImageU8 {
   int width = 0, height = 0, channels = 0;
   std::vector<std::uint8_t> pixels;  // height * width * channels, row-major, channels last
   int file_channels = 0;             // the channel count stored in the file (before any conversion)
 };
 
-// The most pixels (width x height) an image may have to be decoded; larger ones are refused
-// before any pixel memory is allocated. Default: PIL's Image.MAX_IMAGE_PIXELS (89,478,485, about
-// 9459 x 9459); set it to read larger images.
+/// The most pixels (width x height) an image may have to be decoded; larger ones are refused
+/// before any pixel memory is allocated. Default: PIL's Image.MAX_IMAGE_PIXELS (89,478,485, about
+/// 9459 x 9459); set it to read larger images.
 inline std::atomic<std::int64_t>& max_image_pixels() {
   static std::atomic<std::int64_t> limit{89478485};
   return limit;
@@ -53,8 +54,8 @@ inline ImageFormat image_format(const std::string& bytes) {
   return ImageFormat::other;
 }
 
-// Walks a JPEG's marker segments (and over entropy-coded data after each SOS) and refuses a DHT
-// table that declares more than 256 codes. Anything else malformed is left to stb to report.
+/// Walks a JPEG's marker segments (and over entropy-coded data after each SOS) and refuses a DHT
+/// table that declares more than 256 codes. Anything else malformed is left to stb to report.
 inline void check_jpeg_huffman_tables(const std::string& b, const std::string& what) {
   const std::size_t n = b.size();
   auto byte = [&](std::size_t i) { return static_cast<unsigned char>(b[i]); };
@@ -90,10 +91,10 @@ inline void check_jpeg_huffman_tables(const std::string& b, const std::string& w
   }
 }
 
-// Walks a PNG's chunks up to IEND and refuses one whose declared length runs past the end of the
-// file: stb 2.27 allocates an IDAT chunk's declared size (up to 2 GiB) before it notices that the
-// file is shorter (a 230-byte file asked for 1.8 GB; found by tests/fuzz/fuzz_image_folder). stb
-// cannot decode such a file anyway; a file that ends between two chunks is left to stb to report.
+/// Walks a PNG's chunks up to IEND and refuses one whose declared length runs past the end of the
+/// file: stb 2.27 allocates an IDAT chunk's declared size (up to 2 GiB) before it notices that the
+/// file is shorter (a 230-byte file asked for 1.8 GB; found by tests/fuzz/fuzz_image_folder). stb
+/// cannot decode such a file anyway; a file that ends between two chunks is left to stb to report.
 inline void check_png_chunks(const std::string& b, const std::string& what) {
   std::size_t i = 8;  // after the signature
   while (i + 8 <= b.size()) {
@@ -116,9 +117,9 @@ inline void check_png_chunks(const std::string& b, const std::string& what) {
 
 }  // namespace detail
 
-// Decodes an image file to 8-bit pixels; `channels` as in read_image. FileError naming the
-// file and the reason when the file is missing, is not a PNG or JPEG, is larger than
-// max_image_pixels() or cannot be decoded.
+/// Decodes an image file to 8-bit pixels; `channels` as in read_image. FileError naming the
+/// file and the reason when the file is missing, is not a PNG or JPEG, is larger than
+/// max_image_pixels() or cannot be decoded.
 inline ImageU8 read_image_u8(const std::filesystem::path& path, int channels = 0) {
   if (channels < 0 || channels > 4)
     throw Error("read_image('" + path.string() + "'): channels must be 0..4, got " +
@@ -168,8 +169,9 @@ inline ImageU8 read_image_u8(const std::filesystem::path& path, int channels = 0
   return img;
 }
 
-// Decodes an image file into a [C,H,W] tensor with values in [0,1]. `channels` = 0 keeps the
-// file's channel count; 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA) converts to it.
+/// Decodes an image file into a [C,H,W] tensor with values in [0,1]. `channels` = 0 keeps the
+/// file's channel count; 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA) converts to it.
+/// Like PIL's Image.open followed by torchvision's ToTensor. Throws as read_image_u8.
 template <class T = float>
 Tensor<T> read_image(const std::filesystem::path& path, int channels = 0) {
   const ImageU8 img = read_image_u8(path, channels);
@@ -185,7 +187,7 @@ Tensor<T> read_image(const std::filesystem::path& path, int channels = 0) {
 
 namespace detail {
 
-// [H,W], [C,H,W] or [1,C,H,W] with C in 1..4 -> (C, H, W), or throws naming `what`.
+/// [H,W], [C,H,W] or [1,C,H,W] with C in 1..4 -> (C, H, W), or throws naming `what`.
 template <class T>
 std::array<std::int64_t, 3> image_dims(const Tensor<T>& t, const std::string& what) {
   if (!t.defined()) throw Error(what + ": the image tensor is undefined");
@@ -208,8 +210,8 @@ std::array<std::int64_t, 3> image_dims(const Tensor<T>& t, const std::string& wh
   return {chw[0], chw[1], chw[2]};
 }
 
-// [C,H,W] values in [0,1] -> interleaved 8-bit HWC: clamp(v * 255 + 0.5) truncated, as
-// torchvision.utils.save_image does; NaN becomes 0.
+/// [C,H,W] values in [0,1] -> interleaved 8-bit HWC: clamp(v * 255 + 0.5) truncated, as
+/// torchvision.utils.save_image does; NaN becomes 0.
 template <class T>
 std::vector<unsigned char> to_hwc_u8(const Tensor<T>& t, std::int64_t c, std::int64_t h, std::int64_t w) {
   std::vector<unsigned char> out(static_cast<std::size_t>(c * h * w));
@@ -230,7 +232,7 @@ inline void append_to_string(void* ctx, void* data, int size) {
 
 }  // namespace detail
 
-// PNG bytes of an image tensor (see write_png).
+/// PNG bytes of an image tensor (see write_png).
 template <class T>
 std::string encode_png(const Tensor<T>& image) {
   const auto [c, h, w] = detail::image_dims(image, "encode_png");
@@ -242,7 +244,8 @@ std::string encode_png(const Tensor<T>& image) {
   return out;
 }
 
-// JPEG bytes of an image tensor (see write_jpeg).
+/// JPEG bytes of an image tensor (see write_jpeg).
+/// Error for a tensor that is not an image or a quality outside 1..100.
 template <class T>
 std::string encode_jpeg(const Tensor<T>& image, int quality = 95) {
   const auto [c, h, w] = detail::image_dims(image, "encode_jpeg");
@@ -256,8 +259,8 @@ std::string encode_jpeg(const Tensor<T>& image, int quality = 95) {
   return out;
 }
 
-// Writes an image ([C,H,W] with C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA; or [H,W]) as an
-// 8-bit PNG. Values are clamped to [0,1]. Atomic.
+/// Writes an image ([C,H,W] with C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA; or [H,W]) as an
+/// 8-bit PNG. Values are clamped to [0,1]. Atomic.
 template <class T>
 void write_png(const std::filesystem::path& path, const Tensor<T>& image) {
   try {
@@ -269,7 +272,7 @@ void write_png(const std::filesystem::path& path, const Tensor<T>& image) {
   }
 }
 
-// Writes an image as a baseline JPEG (alpha, if any, is dropped). Atomic.
+/// Writes an image as a baseline JPEG (alpha, if any, is dropped). Atomic.
 template <class T>
 void write_jpeg(const std::filesystem::path& path, const Tensor<T>& image, int quality = 95) {
   try {
@@ -281,7 +284,8 @@ void write_jpeg(const std::filesystem::path& path, const Tensor<T>& image, int q
   }
 }
 
-// Writes PNG or JPEG chosen by the file extension (.png, .jpg, .jpeg; case-insensitive).
+/// Writes PNG or JPEG chosen by the file extension (.png, .jpg, .jpeg; case-insensitive).
+/// Error for another extension; FileError if the file cannot be written.
 template <class T>
 void write_image(const std::filesystem::path& path, const Tensor<T>& image) {
   std::string ext = path.extension().string();

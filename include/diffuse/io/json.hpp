@@ -1,7 +1,8 @@
-// JSON files (configs, manifests): read with errors naming the file, write atomically and
-// pretty-printed with a 2-space indent, sorted keys and a final newline, like diffusers'
-// config.json (json.dumps(config, indent=2, sort_keys=True) + "\n"). Reading accepts the bare
-// NaN, Infinity and -Infinity that Python's json module writes for non-finite floats.
+/// @file
+/// JSON files (configs, manifests): read with errors naming the file, write atomically and
+/// pretty-printed with a 2-space indent, sorted keys and a final newline, like diffusers'
+/// config.json (json.dumps(config, indent=2, sort_keys=True) + "\n"). Reading accepts the bare
+/// NaN, Infinity and -Infinity that Python's json module writes for non-finite floats.
 #pragma once
 #include <cmath>
 #include <filesystem>
@@ -18,11 +19,12 @@
 
 namespace diffuse::io {
 
+/// The JSON value type of diffuse's readers and writers.
 using json = nlohmann::json;
 
 namespace detail {
-// Replaces Python's bare NaN / Infinity / -Infinity (outside strings) by tagged strings, so
-// nlohmann's strict parser accepts the text; restore_non_finite turns them back into numbers.
+/// Replaces Python's bare NaN / Infinity / -Infinity (outside strings) by tagged strings, so
+/// nlohmann's strict parser accepts the text; restore_non_finite turns them back into numbers.
 inline constexpr const char* kNonFiniteTag =
     "\x01"
     "diffuse-non-finite:";
@@ -76,7 +78,7 @@ void restore_non_finite(J& j) {
   }
 }
 
-// The inverse for writing: non-finite floats become tagged strings, unwrapped after dumping.
+/// The inverse for writing: non-finite floats become tagged strings, unwrapped after dumping.
 inline void tag_non_finite(json& j) {
   if (j.is_number_float() && !std::isfinite(j.get<double>())) {
     const double v = j.get<double>();
@@ -87,8 +89,8 @@ inline void tag_non_finite(json& j) {
 }
 }  // namespace detail
 
-// A JSON value for a message: at most `max_chars` characters and 8 levels deep (a hostile file
-// must not make an error message huge or recurse without bound).
+/// A JSON value for a message: at most `max_chars` characters and 8 levels deep (a hostile file
+/// must not make an error message huge or recurse without bound).
 inline std::string describe_json(const json& v, std::size_t max_chars = 120) {
   std::string out;
   auto put = [&](auto&& self, const json& x, int depth) -> void {
@@ -116,9 +118,9 @@ inline std::string describe_json(const json& v, std::size_t max_chars = 120) {
   return out;
 }
 
-// The integer a JSON value from a file holds, as I: a JSON integer within I's range, else an Error
-// naming `what` and the value. (nlohmann's get<I>() converts a float such as 1e300 or NaN with
-// undefined behaviour, and wraps an integer out of I's range.)
+/// The integer a JSON value from a file holds, as I: a JSON integer within I's range, else an Error
+/// naming `what` and the value. (nlohmann's get<I>() converts a float such as 1e300 or NaN with
+/// undefined behaviour, and wraps an integer out of I's range.)
 template <class I>
 I json_integer(const json& v, const std::string& what) {
   static_assert(std::is_integral_v<I> && !std::is_same_v<I, bool>);
@@ -134,13 +136,13 @@ I json_integer(const json& v, const std::string& what) {
   throw Error(what + " is out of range, got " + describe_json(v));
 }
 
-// Arrays and objects nested deeper than this are refused before parsing: nlohmann's parser is
-// iterative, but dumping, copying and walking a value recurse, and a 200 KB file nested 100,000
-// deep overflowed the stack. diffusers' files nest 3 deep.
+/// Arrays and objects nested deeper than this are refused before parsing: nlohmann's parser is
+/// iterative, but dumping, copying and walking a value recurse, and a 200 KB file nested 100,000
+/// deep overflowed the stack. diffusers' files nest 3 deep.
 inline constexpr int kMaxJsonDepth = 256;
 
-// Throws Error if [begin, end) nests arrays/objects deeper than kMaxJsonDepth (brackets inside
-// strings do not count).
+/// Throws Error if [begin, end) nests arrays/objects deeper than kMaxJsonDepth (brackets inside
+/// strings do not count).
 template <class It>
 void check_json_depth(It begin, It end) {
   int depth = 0;
@@ -165,9 +167,9 @@ void check_json_depth(It begin, It end) {
   }
 }
 
-// Parses JSON text, accepting Python's NaN, Infinity and -Infinity; Error with the parser's
-// position and reason otherwise, or if it nests deeper than kMaxJsonDepth. J: json or
-// nlohmann::ordered_json.
+/// Parses JSON text, accepting Python's NaN, Infinity and -Infinity; Error with the parser's
+/// position and reason otherwise, or if it nests deeper than kMaxJsonDepth. J: json or
+/// nlohmann::ordered_json.
 template <class J = json>
 J parse_json(const std::string& text) {
   check_json_depth(text.begin(), text.end());
@@ -182,8 +184,8 @@ J parse_json(const std::string& text) {
   return j;
 }
 
-// Parses a JSON file. FileError if it is missing or is not valid JSON (with the parser's
-// position and reason).
+/// Parses a JSON file. FileError if it is missing or is not valid JSON (with the parser's
+/// position and reason).
 inline json read_json(const std::filesystem::path& path) {
   const std::string text = read_file_bytes(path);
   try {
@@ -193,8 +195,8 @@ inline json read_json(const std::filesystem::path& path) {
   }
 }
 
-// JSON text with sorted keys (nlohmann's objects are ordered maps), non-ASCII escaped and
-// non-finite floats written bare (NaN, Infinity, -Infinity), as Python's json.dumps does.
+/// JSON text with sorted keys (nlohmann's objects are ordered maps), non-ASCII escaped and
+/// non-finite floats written bare (NaN, Infinity, -Infinity), as Python's json.dumps does.
 inline std::string dump_json(json j, int indent = 2) {
   detail::tag_non_finite(j);
   std::string s = j.dump(indent, ' ', /*ensure_ascii=*/true);
@@ -207,10 +209,11 @@ inline std::string dump_json(json j, int indent = 2) {
   return s;
 }
 
-// The JSON text exactly as write_json stores it: dump_json with a 2-space indent and a final newline.
+/// The JSON text exactly as write_json stores it: dump_json with a 2-space indent and a final newline.
 inline std::string to_pretty_json(const json& j) { return dump_json(j, 2) + "\n"; }
 
-// Writes `j` to `path` atomically.
+/// Writes `j` to `path` atomically.
+/// Error if `j` holds a string that is not valid UTF-8; FileError if the file cannot be written.
 inline void write_json(const std::filesystem::path& path, const json& j) {
   std::string text;
   try {

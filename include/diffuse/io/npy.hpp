@@ -1,6 +1,7 @@
-// NumPy .npy files: save a tensor as '<f4' / '<f8', load '<f4', '<f8', '<f2', '<i8', '<i4',
-// '<i2', '|i1', '|u1' and '|b1' converting to T. C order only; the header and the data size
-// are checked so a broken file throws FileError instead of reading out of bounds.
+/// @file
+/// NumPy .npy files: save a tensor as '<f4' / '<f8', load '<f4', '<f8', '<f2', '<i8', '<i4',
+/// '<i2', '|i1', '|u1' and '|b1' converting to T. C order only; the header and the data size
+/// are checked so a broken file throws FileError instead of reading out of bounds.
 #pragma once
 #include <bit>
 #include <cctype>
@@ -23,7 +24,7 @@ static_assert(std::endian::native == std::endian::little,
 
 namespace detail {
 
-// The parsed header of a .npy file.
+/// The parsed header of a .npy file.
 struct NpyHeader {
   std::string descr;
   bool fortran_order = false;
@@ -100,7 +101,7 @@ inline NpyHeader parse_npy_header(const std::string& bytes, const std::string& w
   return out;
 }
 
-// Bytes per element of a supported descr, 0 if unsupported.
+/// Bytes per element of a supported descr, 0 if unsupported.
 inline std::size_t npy_descr_size(const std::string& d) {
   if (d == "<f8" || d == "<i8") return 8;
   if (d == "<f4" || d == "<i4") return 4;
@@ -120,7 +121,8 @@ void npy_cast(const char* src, std::int64_t n, T* dst) {
 
 }  // namespace detail
 
-// Writes `t` as a version 1.0 .npy file ('<f4' for float, '<f8' for double), atomically.
+/// Writes `t` as a version 1.0 .npy file ('<f4' for float, '<f8' for double), atomically.
+/// Like numpy.save.
 template <class T>
 void save_npy(const std::filesystem::path& path, const Tensor<T>& t) {
   std::string shape = "(";
@@ -143,8 +145,9 @@ void save_npy(const std::filesystem::path& path, const Tensor<T>& t) {
   write_file_atomic(path, bytes);
 }
 
-// Reads a C-order .npy file, converting its dtype to T. FileError for a Fortran-order file, an
-// unsupported dtype, a malformed header or a data size that does not match the shape.
+/// Reads a C-order .npy file, converting its dtype to T. FileError for a Fortran-order file, an
+/// unsupported dtype, a malformed header or a data size that does not match the shape.
+/// Like numpy.load for a single array.
 template <class T = float>
 Tensor<T> load_npy(const std::filesystem::path& path) {
   const std::string where = ".npy file '" + path.string() + "'";

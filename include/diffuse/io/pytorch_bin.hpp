@@ -1,14 +1,15 @@
-// PyTorch checkpoints (diffusers' diffusion_pytorch_model.bin): the zip archive torch.save writes
-// (torch >= 1.6): "<name>/data.pkl", a pickle of the state dict, and "<name>/data/<key>", the raw
-// little-endian bytes of each storage.
-//
-// The pickle is read by a restricted unpickler: a small stack machine that knows only the opcodes
-// a state dict uses and only these globals: collections.OrderedDict,
-// torch._utils._rebuild_tensor_v2 (and _rebuild_parameter) and the torch.*Storage types. Nothing
-// is ever executed; any other global, opcode or shape of data is refused with a FileError, and
-// every size and offset is checked before it is used.
-//
-//   auto weights = io::load_pytorch_bin<float>("unet/diffusion_pytorch_model.bin");
+/// @file
+/// PyTorch checkpoints (diffusers' diffusion_pytorch_model.bin): the zip archive torch.save writes
+/// (torch >= 1.6): "<name>/data.pkl", a pickle of the state dict, and "<name>/data/<key>", the raw
+/// little-endian bytes of each storage.
+///
+/// The pickle is read by a restricted unpickler: a small stack machine that knows only the opcodes
+/// a state dict uses and only these globals: collections.OrderedDict,
+/// torch._utils._rebuild_tensor_v2 (and _rebuild_parameter) and the torch.*Storage types. Nothing
+/// is ever executed; any other global, opcode or shape of data is refused with a FileError, and
+/// every size and offset is checked before it is used.
+///
+///   auto weights = io::load_pytorch_bin<float>("unet/diffusion_pytorch_model.bin");
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -51,7 +52,7 @@ class ZipReader {
 
   const std::vector<ZipEntry>& entries() const { return entries_; }
 
-  // The bytes of an entry, checked against the archive's bounds and the recorded size.
+  /// The bytes of an entry, checked against the archive's bounds and the recorded size.
   std::string read(const ZipEntry& e, std::uint64_t max_size) const {
     if (e.size > max_size)
       throw fail("entry '" + e.name + "' claims " + std::to_string(e.size) + " bytes, more than expected (" +
@@ -185,9 +186,9 @@ class ZipReader {
 // ---------------------------------------------------------------- restricted unpickler
 
 struct PickleValue;
-// Lists, tuples and dicts record how deep they nest and whether they already sit inside another
-// container: a container is filled before it is put into another (as pickle writes them), which
-// rules out cycles and, with the depth limit, recursion too deep to free.
+/// Lists, tuples and dicts record how deep they nest and whether they already sit inside another
+/// container: a container is filled before it is put into another (as pickle writes them), which
+/// rules out cycles and, with the depth limit, recursion too deep to free.
 struct PickleList {
   std::vector<PickleValue> items;
   int depth = 1;
@@ -222,7 +223,7 @@ struct PickleValue {
   bool is_tuple = false;  // a PickleList that came from a TUPLE opcode
 };
 
-// The storage classes torch.save names, with their safetensors-style dtype.
+/// The storage classes torch.save names, with their safetensors-style dtype.
 inline std::string torch_storage_dtype(const std::string& global) {
   static const std::map<std::string, std::string> types = {
       {"torch.FloatStorage", "F32"},     {"torch.DoubleStorage", "F64"}, {"torch.HalfStorage", "F16"},
@@ -554,7 +555,7 @@ class RestrictedUnpickler {
   std::vector<PickleValue> stack_, memo_;
 };
 
-// Copies the elements of a strided view of a storage into a contiguous tensor.
+/// Copies the elements of a strided view of a storage into a contiguous tensor.
 template <class T>
 Tensor<T> torch_tensor_from_storage(const PickleTensor& t, const std::string& data, const std::string& name,
                                     const std::string& where) {
@@ -644,7 +645,9 @@ Tensor<T> torch_tensor_from_storage(const PickleTensor& t, const std::string& da
 
 }  // namespace detail
 
-// Reads a state dict that torch.save wrote (zip format) as tensors of type T.
+/// Reads a state dict that torch.save wrote (zip format) as tensors of type T.
+/// Like torch.load(path, weights_only=True) on a state dict. FileError naming the file (and the
+/// tensor) for a legacy or big-endian file, a damaged archive, or a pickle holding anything else.
 template <class T = float>
 std::map<std::string, Tensor<T>> load_pytorch_bin(const std::filesystem::path& path) {
   const std::string where = "PyTorch file '" + path.string() + "'";

@@ -1,8 +1,9 @@
-// safetensors: the Hugging Face tensor file format (diffusers' *.safetensors weights).
-// Layout: 8-byte little-endian header length N, N bytes of JSON
-// {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {..}},
-// then the raw little-endian data. The reader validates everything before touching the data,
-// so a broken or hostile file throws FileError instead of reading out of bounds.
+/// @file
+/// safetensors: the Hugging Face tensor file format (diffusers' *.safetensors weights).
+/// Layout: 8-byte little-endian header length N, N bytes of JSON
+/// {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {..}},
+/// then the raw little-endian data. The reader validates everything before touching the data,
+/// so a broken or hostile file throws FileError instead of reading out of bounds.
 #pragma once
 #include <algorithm>
 #include <bit>
@@ -28,7 +29,7 @@ namespace diffuse::io {
 static_assert(std::endian::native == std::endian::little,
               "diffuse's file readers assume a little-endian host");
 
-// What the header says about one tensor.
+/// What the header says about one tensor.
 struct SafetensorsInfo {
   std::string dtype;  // "F32", "F16", "BF16", ...
   Shape shape;
@@ -37,10 +38,10 @@ struct SafetensorsInfo {
 
 namespace detail {
 
-// Header larger than this is rejected (the reference implementation uses the same limit).
+/// Header larger than this is rejected (the reference implementation uses the same limit).
 inline constexpr std::uint64_t kSafetensorsMaxHeader = 100'000'000;
 
-// Bytes per element of a safetensors dtype, 0 if unknown.
+/// Bytes per element of a safetensors dtype, 0 if unknown.
 inline std::size_t safetensors_dtype_size(const std::string& d) {
   static const std::map<std::string, std::size_t> sizes = {
       {"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"I64", 8}, {"I32", 4}, {"I16", 2},
@@ -49,7 +50,7 @@ inline std::size_t safetensors_dtype_size(const std::string& d) {
   return it == sizes.end() ? 0 : it->second;
 }
 
-// A parsed and validated file: the bytes, where the data starts, the tensors and the metadata.
+/// A parsed and validated file: the bytes, where the data starts, the tensors and the metadata.
 struct SafetensorsFile {
   std::string bytes;
   std::size_t data_start = 0;
@@ -178,7 +179,7 @@ inline SafetensorsFile parse_safetensors(const std::filesystem::path& path) {
   return f;
 }
 
-// Converts n elements of safetensors dtype `dtype` at `src` into `dst`.
+/// Converts n elements of safetensors dtype `dtype` at `src` into `dst`.
 template <class T>
 void convert_from_dtype(const std::string& dtype, const char* src, std::int64_t n, T* dst) {
   auto cast = [&]<class S>(S) {
@@ -227,8 +228,9 @@ void convert_from_dtype(const std::string& dtype, const char* src, std::int64_t 
 
 }  // namespace detail
 
-// Reads every tensor of a .safetensors file, converting F16, BF16, F32, F64 (and the integer
-// and BOOL dtypes) to T. Throws FileError naming the file, the tensor and the problem.
+/// Reads every tensor of a .safetensors file, converting F16, BF16, F32, F64 (and the integer
+/// and BOOL dtypes) to T. Throws FileError naming the file, the tensor and the problem.
+/// Like safetensors.torch.load_file.
 template <class T = float>
 std::map<std::string, Tensor<T>> load_safetensors(const std::filesystem::path& path) {
   detail::SafetensorsFile f = detail::parse_safetensors(path);
@@ -241,19 +243,23 @@ std::map<std::string, Tensor<T>> load_safetensors(const std::filesystem::path& p
   return out;
 }
 
-// The "__metadata__" string map of a .safetensors file (empty if it has none).
+/// The "__metadata__" string map of a .safetensors file (empty if it has none).
+/// Like safe_open(path).metadata(). FileError as load_safetensors.
 inline std::map<std::string, std::string> load_safetensors_metadata(const std::filesystem::path& path) {
   return detail::parse_safetensors(path).metadata;
 }
 
-// Name -> dtype, shape and byte range of every tensor, without converting any data.
+/// Name -> dtype, shape and byte range of every tensor, without converting any data.
+/// The whole file is still read and checked; FileError as load_safetensors.
 inline std::map<std::string, SafetensorsInfo> load_safetensors_info(const std::filesystem::path& path) {
   return detail::parse_safetensors(path).tensors;
 }
 
-// Writes tensors (sorted by name; header padded with spaces to a multiple of 8 bytes as the
-// format requires) with dtype "F32" (default), "F64", "F16" or "BF16". Atomic: written to a
-// temporary file in the same folder, then renamed into place.
+/// Writes tensors (sorted by name; header padded with spaces to a multiple of 8 bytes as the
+/// format requires) with dtype "F32" (default), "F64", "F16" or "BF16". Atomic: written to a
+/// temporary file in the same folder, then renamed into place.
+/// Like safetensors.torch.save_file. Error for another dtype, an undefined tensor or one named
+/// "__metadata__"; FileError if the file cannot be written.
 template <class T>
 void save_safetensors(const std::filesystem::path& path, const std::map<std::string, Tensor<T>>& tensors,
                       const std::map<std::string, std::string>& metadata = {},

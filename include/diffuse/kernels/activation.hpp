@@ -1,7 +1,8 @@
-// SiLU (x * sigmoid(x)) forward and backward with Eigen's vectorised exp: the activation of
-// every UNet block, where a scalar expf per element is a measurable part of a training step.
-// Work is cut into fixed chunks and 16-element blocks at fixed offsets, so results do not
-// depend on the thread count or on the buffers' alignment.
+/// @file
+/// SiLU (x * sigmoid(x)) forward and backward with Eigen's vectorised exp: the activation of
+/// every UNet block, where a scalar expf per element is a measurable part of a training step.
+/// Work is cut into fixed chunks and 16-element blocks at fixed offsets, so results do not
+/// depend on the thread count or on the buffers' alignment.
 #pragma once
 // See gemm.hpp: GCC 12 false (maybe-)uninitialized warnings in AVX-512 intrinsics inlined from
 // Eigen (here from the min/max inside its vectorised exp).
@@ -21,8 +22,8 @@ namespace diffuse::kernels {
 namespace detail {
 inline constexpr std::int64_t kActivationChunk = 1 << 14;  // elements per parallel task
 
-// Calls block(offset, count) over [0, n) in 16-element blocks (the last may be shorter),
-// chunked across threads at fixed boundaries.
+/// Calls block(offset, count) over [0, n) in 16-element blocks (the last may be shorter),
+/// chunked across threads at fixed boundaries.
 template <class F>
 void for_each_block16(std::int64_t n, F&& block) {
   const std::int64_t chunks = (n + kActivationChunk - 1) / kActivationChunk;
@@ -35,7 +36,8 @@ void for_each_block16(std::int64_t n, F&& block) {
 }
 }  // namespace detail
 
-// y = x / (1 + exp(-x))
+/// y = x / (1 + exp(-x))
+/// for n elements (the forward of diffuse::silu()).
 template <class T>
 void silu_forward(std::int64_t n, const T* x, T* y) {
   using Block = Eigen::Array<T, 16, 1>;
@@ -52,7 +54,8 @@ void silu_forward(std::int64_t n, const T* x, T* y) {
   });
 }
 
-// gx = gy * s * (1 + x * (1 - s)), s = sigmoid(x)
+/// gx = gy * s * (1 + x * (1 - s)), s = sigmoid(x)
+/// for n elements (the backward of diffuse::silu()).
 template <class T>
 void silu_backward(std::int64_t n, const T* x, const T* gy, T* gx) {
   using Block = Eigen::Array<T, 16, 1>;

@@ -1,5 +1,6 @@
-// Scaled dot-product attention, out = softmax(scale * q k^T) v, batched over B (batch * heads),
-// forward and backward. GEMMs are single-threaded Eigen inside our OpenMP loop.
+/// @file
+/// Scaled dot-product attention, out = softmax(scale * q k^T) v, batched over B (batch * heads),
+/// forward and backward. GEMMs are single-threaded Eigen inside our OpenMP loop.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -16,12 +17,13 @@ inline void check_attention(std::int64_t B, std::int64_t Lq, std::int64_t Lk, st
                             std::int64_t Dv) {
   check_positive("attention", {{"B", B}, {"Lq", Lq}, {"Lk", Lk}, {"D", D}, {"Dv", Dv}});
 }
-// Query rows per forward task: a fixed split, so a single long sequence still spreads over threads.
+/// Query rows per forward task: a fixed split, so a single long sequence still spreads over threads.
 inline constexpr std::int64_t kAttnTileQ = 64;
 }  // namespace detail
 
-// q [B,Lq,D], k [B,Lk,D], v [B,Lk,Dv] -> out [B,Lq,Dv]; probs [B,Lq,Lk] = softmax(scale*q k^T) saved
-// for backward.
+/// q [B,Lq,D], k [B,Lk,D], v [B,Lk,Dv] -> out [B,Lq,Dv]; probs [B,Lq,Lk] = softmax(scale*q k^T) saved
+/// for backward.
+/// Throws diffuse::Error unless every size is positive.
 template <class T>
 void attention_forward(std::int64_t B, std::int64_t Lq, std::int64_t Lk, std::int64_t D, std::int64_t Dv,
                        T scale, const T* q, const T* k, const T* v, T* out, T* probs) {
@@ -40,7 +42,8 @@ void attention_forward(std::int64_t B, std::int64_t Lq, std::int64_t Lk, std::in
   }
 }
 
-// gq, gk, gv overwritten (same shapes as q, k, v).
+/// Gradients of attention_forward's inputs from gout [B,Lq,Dv] and the saved probs;
+/// gq, gk, gv overwritten (same shapes as q, k, v).
 template <class T>
 void attention_backward(std::int64_t B, std::int64_t Lq, std::int64_t Lk, std::int64_t D, std::int64_t Dv,
                         T scale, const T* q, const T* k, const T* v, const T* probs, const T* gout, T* gq,

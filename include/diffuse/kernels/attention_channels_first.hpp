@@ -1,10 +1,11 @@
-// Multi-head self-attention on channel-first buffers, the layout of a UNet feature map: qkv is
-// [B, 3*heads*D, L] (rows q | k | v, head h = rows h*D .. h*D+D-1 of each), out is [B, heads*D, L].
-// out_h = v_h softmax(scale q_h^T k_h)^T, so no transposes or head permutes are needed around it.
-// The attention matrix is never stored: forward keeps each query row's max and exp-sum, backward
-// recomputes the probabilities from them (bit for bit). Tasks are fixed tiles of query rows, so
-// results do not depend on the thread count. Optionally (float_softmax) the softmax of double data
-// runs in float32 exactly as PyTorch's CPU kernel computes it, to reproduce diffusers' upcast_softmax.
+/// @file
+/// Multi-head self-attention on channel-first buffers, the layout of a UNet feature map: qkv is
+/// [B, 3*heads*D, L] (rows q | k | v, head h = rows h*D .. h*D+D-1 of each), out is [B, heads*D, L].
+/// out_h = v_h softmax(scale q_h^T k_h)^T, so no transposes or head permutes are needed around it.
+/// The attention matrix is never stored: forward keeps each query row's max and exp-sum, backward
+/// recomputes the probabilities from them (bit for bit). Tasks are fixed tiles of query rows, so
+/// results do not depend on the thread count. Optionally (float_softmax) the softmax of double data
+/// runs in float32 exactly as PyTorch's CPU kernel computes it, to reproduce diffusers' upcast_softmax.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -21,7 +22,7 @@ namespace diffuse::kernels {
 namespace detail {
 inline constexpr std::int64_t kMhaTileQ = 64;  // query rows per task
 
-// softmax of one row in place, keeping (max, exp-sum) or reusing them (bit-identical recompute).
+/// softmax of one row in place, keeping (max, exp-sum) or reusing them (bit-identical recompute).
 template <class S>
 void mha_softmax_row(std::int64_t L, S* p, S& m, S& s, bool compute_stats) {
   if (compute_stats) m = row_max(L, p);
@@ -36,7 +37,7 @@ void mha_softmax_row(std::int64_t L, S* p, S& m, S& s, bool compute_stats) {
 // diffusers' Attention casts the scores to float32 before the softmax (upcast_softmax) whatever the
 // model's dtype, so a double model needs this to reproduce diffusers run in float64.
 
-// Sleef_expf8_u10, one lane.
+/// Sleef_expf8_u10, one lane.
 inline float torch_expf(float d) {
   if (d < -104.0f) return 0.0f;
   if (d > 100.0f) return INFINITY;
@@ -54,9 +55,9 @@ inline float torch_expf(float d) {
   return std::ldexp(std::ldexp(u, q >> 1), q - (q >> 1));
 }
 
-// vec::reduce_all / map2_reduce_all over n values: 8 lane accumulators (first block by `first`,
-// later ones by `next`), folded lane i with i^4, then i^2, then i^1; fewer than 8 values are folded
-// in order.
+/// vec::reduce_all / map2_reduce_all over n values: 8 lane accumulators (first block by `first`,
+/// later ones by `next`), folded lane i with i^4, then i^2, then i^1; fewer than 8 values are folded
+/// in order.
 template <class First, class Next, class Fold>
 float torch_reduce(std::int64_t n, First first, Next next, Fold fold) {
   if (n < 8) {
@@ -89,7 +90,7 @@ inline void torch_softmax_row(std::int64_t L, float* p, float& m, float& s, bool
   for (std::int64_t j = 0; j < L; ++j) p[j] *= inv;
 }
 
-// g <- (g - sum(g * y)) * y, as torch's softmax backward.
+/// g <- (g - sum(g * y)) * y, as torch's softmax backward.
 inline void torch_softmax_backward_row(std::int64_t L, const float* y, float* g) {
   // fma(a, b, -0) is the rounded product: keeps the compiler from fusing it into the next add
   auto product = [&](std::int64_t i) { return std::fma(g[i], y[i], -0.0f); };
@@ -99,10 +100,10 @@ inline void torch_softmax_backward_row(std::int64_t L, const float* y, float* g)
   for (std::int64_t j = 0; j < L; ++j) g[j] = (g[j] - dot) * y[j];
 }
 
-// Probabilities of query rows [i0, i0+rows) against all L keys: P = softmax(scale q^T k).
-// Forward (compute_stats) stores each row's max and exp-sum; backward passes them back in.
-// float_softmax: the softmax of a double model runs in float32 like PyTorch's (see above);
-// fbuf is float scratch of L elements.
+/// Probabilities of query rows [i0, i0+rows) against all L keys: P = softmax(scale q^T k).
+/// Forward (compute_stats) stores each row's max and exp-sum; backward passes them back in.
+/// float_softmax: the softmax of a double model runs in float32 like PyTorch's (see above);
+/// fbuf is float scratch of L elements.
 template <class T>
 void mha_probs(std::int64_t L, std::int64_t D, T scale, const T* q, const T* k, std::int64_t i0,
                std::int64_t rows, T* P, T* row_max_out, T* row_sum_out, bool compute_stats,
@@ -126,7 +127,9 @@ void mha_probs(std::int64_t L, std::int64_t D, T scale, const T* q, const T* k, 
 }
 }  // namespace detail
 
-// stats [B*heads*L*2] receives (max, sum) per query row for the backward pass.
+/// Forward: qkv [B, 3*heads*D, L] -> out [B, heads*D, L] (see the file comment); throws
+/// diffuse::Error unless every size is positive.
+/// stats [B*heads*L*2] receives (max, sum) per query row for the backward pass.
 template <class T>
 void mha_channels_first_forward(std::int64_t B, std::int64_t heads, std::int64_t D, std::int64_t L, T scale,
                                 const T* qkv, T* out, T* stats, bool float_softmax = false) {
@@ -156,7 +159,8 @@ void mha_channels_first_forward(std::int64_t B, std::int64_t heads, std::int64_t
   }
 }
 
-// gout [B, C, L] -> gqkv [B, 3C, L] (overwritten).
+/// Backward from the stats the forward wrote, with the same scale and float_softmax:
+/// gout [B, C, L] -> gqkv [B, 3C, L] (overwritten).
 template <class T>
 void mha_channels_first_backward(std::int64_t B, std::int64_t heads, std::int64_t D, std::int64_t L, T scale,
                                  const T* qkv, const T* stats, const T* gout, T* gqkv,

@@ -1,5 +1,6 @@
-// Shared helpers of the raw kernels: argument checks that throw diffuse::Error, and a guard that
-// keeps Eigen single-threaded inside our own OpenMP loops (so summation order is fixed).
+/// @file
+/// Shared helpers of the raw kernels: argument checks that throw diffuse::Error, and a guard that
+/// keeps Eigen single-threaded inside our own OpenMP loops (so summation order is fixed).
 #pragma once
 #include <omp.h>
 
@@ -14,9 +15,9 @@
 
 namespace diffuse::kernels {
 
-// Floating-point operations done by the product kernels (GEMM, convolution), two per multiply-add,
-// since the program started: what the benchmarks divide by time to report GFLOP/s. A Winograd
-// convolution counts the direct sum's operations (an effective rate, as cuDNN and oneDNN report).
+/// Floating-point operations done by the product kernels (GEMM, convolution), two per multiply-add,
+/// since the program started: what the benchmarks divide by time to report GFLOP/s. A Winograd
+/// convolution counts the direct sum's operations (an effective rate, as cuDNN and oneDNN report).
 inline std::atomic<std::int64_t>& flop_counter() {
   static std::atomic<std::int64_t> count{0};
   return count;
@@ -30,7 +31,7 @@ inline void count_flops(std::int64_t multiply_adds) {
   flop_counter().fetch_add(2 * multiply_adds, std::memory_order_relaxed);
 }
 
-// Throws unless every size is >= 1; `what` names the kernel, `names` the sizes (comma separated).
+/// Throws unless every size is >= 1; `what` names the kernel, `sizes` the (name, value) pairs.
 inline void check_positive(const char* what,
                            std::initializer_list<std::pair<const char*, std::int64_t>> sizes) {
   for (auto& [name, v] : sizes)
@@ -44,10 +45,10 @@ inline void check_nonnegative(const char* what,
       throw Error(std::string(what) + ": " + name + " must be non-negative, got " + std::to_string(v));
 }
 
-// Eigen's GEMM spreads over omp_get_max_threads() threads unless it already runs inside an active
-// parallel region, and it picks its blocking from that count. Setting this thread's OpenMP
-// thread-count ICV to 1 for the duration of a call makes Eigen run single-threaded everywhere
-// (also in a one-thread team, where Eigen's own check would let it fork).
+/// Eigen's GEMM spreads over omp_get_max_threads() threads unless it already runs inside an active
+/// parallel region, and it picks its blocking from that count. Setting this thread's OpenMP
+/// thread-count ICV to 1 for the duration of a call makes Eigen run single-threaded everywhere
+/// (also in a one-thread team, where Eigen's own check would let it fork).
 class SerialEigen {
  public:
   SerialEigen() : saved_(omp_get_max_threads()) { omp_set_num_threads(1); }
@@ -59,9 +60,9 @@ class SerialEigen {
   int saved_;
 };
 
-// Sum of f(i) over [0, n) in an order fixed by n alone: 8 interleaved partial sums combined
-// pairwise. Unlike `omp simd reduction` or Eigen's sum(), the order does not depend on how the
-// buffer happens to be aligned, and the 8 independent chains still vectorise.
+/// Sum of f(i) over [0, n) in an order fixed by n alone: 8 interleaved partial sums combined
+/// pairwise. Unlike `omp simd reduction` or Eigen's sum(), the order does not depend on how the
+/// buffer happens to be aligned, and the 8 independent chains still vectorise.
 template <class Acc, class F>
 inline Acc fixed_sum(std::int64_t n, F&& f) {
   Acc a[8] = {};
@@ -74,9 +75,9 @@ inline Acc fixed_sum(std::int64_t n, F&& f) {
 
 inline std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
 
-// Scratch of at least n elements (uninitialised), owned by the calling thread and kept between calls,
-// so repeated convolutions neither page-fault fresh memory nor zero-fill it. Each Slot is one buffer;
-// a thread must not use a slot twice at the same time.
+/// Scratch of at least n elements (uninitialised), owned by the calling thread and kept between calls,
+/// so repeated convolutions neither page-fault fresh memory nor zero-fill it. Each Slot is one buffer;
+/// a thread must not use a slot twice at the same time.
 template <class T, int Slot>
 T* thread_scratch(std::int64_t n) {
   thread_local std::unique_ptr<T[]> buf;

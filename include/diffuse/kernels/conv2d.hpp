@@ -1,14 +1,15 @@
-// 2-D convolution (cross-correlation, like torch.nn.functional.conv2d) on NCHW buffers, forward and
-// backward. Stride 1 (the common case): the batch is zero-padded once, then the output pixels of the
-// whole batch, flattened image after image, are cut into tiles of a fixed width; each tile is one
-// branch-free im2col and one Eigen GEMM, so small images share a well-shaped GEMM. The input
-// gradient is the forward convolution of the padded output gradient with the flipped, transposed
-// weights (no col2im); the weight gradient sums fixed chunks of tiles, reduced in a fixed order.
-// One output channel takes a direct path (a GEMV would be memory-bound). Other strides use
-// im2col + GEMM per band of output rows. float32 stride-1 3x3 and 5x5 convolutions with 16 or more
-// channels on both sides (forward and input gradient) take Winograd's F(4x4, RxR) instead
-// (kernels/winograd.hpp).
-// Every partition depends on the geometry alone, so results do not depend on the number of threads.
+/// @file
+/// 2-D convolution (cross-correlation, like torch.nn.functional.conv2d) on NCHW buffers, forward and
+/// backward. Stride 1 (the common case): the batch is zero-padded once, then the output pixels of the
+/// whole batch, flattened image after image, are cut into tiles of a fixed width; each tile is one
+/// branch-free im2col and one Eigen GEMM, so small images share a well-shaped GEMM. The input
+/// gradient is the forward convolution of the padded output gradient with the flipped, transposed
+/// weights (no col2im); the weight gradient sums fixed chunks of tiles, reduced in a fixed order.
+/// One output channel takes a direct path (a GEMV would be memory-bound). Other strides use
+/// im2col + GEMM per band of output rows. float32 stride-1 3x3 and 5x5 convolutions with 16 or more
+/// channels on both sides (forward and input gradient) take Winograd's F(4x4, RxR) instead
+/// (kernels/winograd.hpp).
+/// Every partition depends on the geometry alone, so results do not depend on the number of threads.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -23,14 +24,17 @@
 
 namespace diffuse::kernels {
 
+/// The sizes of a 2-D convolution: one stride and one padding for both axes, no dilation or groups.
 struct Conv2dGeometry {
   std::int64_t N, C, H, W;  // input
   std::int64_t O, KH, KW;   // output channels, kernel
   std::int64_t stride = 1, padding = 0;
+  /// Output height.
   std::int64_t OH() const { return (H + 2 * padding - KH) / stride + 1; }
+  /// Output width.
   std::int64_t OW() const { return (W + 2 * padding - KW) / stride + 1; }
 
-  // Throws diffuse::Error naming the values when the geometry is impossible.
+  /// Throws diffuse::Error naming the values when the geometry is impossible.
   void validate() const {
     detail::check_positive(
         "conv2d",
@@ -42,13 +46,13 @@ struct Conv2dGeometry {
                   std::to_string(W + 2 * padding) + " (H=" + std::to_string(H) + ", W=" + std::to_string(W) +
                   ", padding=" + std::to_string(padding) + ")");
   }
-  // A 1x1, stride-1, unpadded convolution is a plain GEMM on the input: no im2col needed.
+  /// A 1x1, stride-1, unpadded convolution is a plain GEMM on the input: no im2col needed.
   bool is_pointwise() const { return KH == 1 && KW == 1 && stride == 1 && padding == 0; }
 };
 
 namespace detail {
 
-// Output columns ow in [lo, hi) read an input column inside [0, W) for kernel column kw.
+/// Output columns ow in [lo, hi) read an input column inside [0, W) for kernel column kw.
 inline void valid_range(std::int64_t OW, std::int64_t W, std::int64_t stride, std::int64_t pad,
                         std::int64_t k, std::int64_t& lo, std::int64_t& hi) {
   // iw = ow*stride - pad + k must satisfy 0 <= iw < W
@@ -58,8 +62,8 @@ inline void valid_range(std::int64_t OW, std::int64_t W, std::int64_t stride, st
   hi = std::clamp(hi, lo, OW);
 }
 
-// col[(c-c0)*KH*KW + kh*KW + kw][(oh-oh0)*OW + ow] = x[c][ih][iw] (0 outside), for one image,
-// channels [c0, c1) and output rows [oh0, oh1). ldcol = row stride of col.
+/// col[(c-c0)*KH*KW + kh*KW + kw][(oh-oh0)*OW + ow] = x[c][ih][iw] (0 outside), for one image,
+/// channels [c0, c1) and output rows [oh0, oh1). ldcol = row stride of col.
 template <class T>
 void im2col(const Conv2dGeometry& g, const T* x, std::int64_t c0, std::int64_t c1, std::int64_t oh0,
             std::int64_t oh1, T* col, std::int64_t ldcol) {
@@ -89,7 +93,7 @@ void im2col(const Conv2dGeometry& g, const T* x, std::int64_t c0, std::int64_t c
       }
 }
 
-// The adjoint of im2col over all output rows: gx[c][ih][iw] += col[...] for channels [c0, c1).
+/// The adjoint of im2col over all output rows: gx[c][ih][iw] += col[...] for channels [c0, c1).
 template <class T>
 void col2im(const Conv2dGeometry& g, const T* col, std::int64_t c0, std::int64_t c1, T* gx) {
   const std::int64_t OH = g.OH(), OW = g.OW(), s = g.stride, p = g.padding, ldcol = OH * OW;
@@ -110,29 +114,29 @@ void col2im(const Conv2dGeometry& g, const T* col, std::int64_t c0, std::int64_t
       }
 }
 
-// About this many output pixels per forward GEMM: big enough for Eigen to run at full speed,
-// small enough that a single large image still splits into tasks.
+/// About this many output pixels per forward GEMM: big enough for Eigen to run at full speed,
+/// small enough that a single large image still splits into tasks.
 inline constexpr std::int64_t kConvTileCols = 256;
-// About this many im2col rows (channels x KH x KW) per backward task.
+/// About this many im2col rows (channels x KH x KW) per backward task.
 inline constexpr std::int64_t kConvBlockRows = 144;
 
 // ---- stride-1 path ------------------------------------------------------------------------------
 
-// Weight-gradient partial sums: the tiles are split into at most this many fixed chunks.
+/// Weight-gradient partial sums: the tiles are split into at most this many fixed chunks.
 inline constexpr std::int64_t kGradChunks = 8;
 
-// A stride-1 convolution of an already zero-padded input [N, C, Hp, Wp] with weights [O, C, KH, KW].
+/// A stride-1 convolution of an already zero-padded input [N, C, Hp, Wp] with weights [O, C, KH, KW].
 struct S1Conv {
   std::int64_t N, C, Hp, Wp, KH, KW, O;
   std::int64_t OH() const { return Hp - KH + 1; }
   std::int64_t OW() const { return Wp - KW + 1; }
   std::int64_t CKK() const { return C * KH * KW; }
   std::int64_t cols() const { return N * OH() * OW(); }  // output pixels of the whole batch
-  // Columns per tile. At most a multiple of 48 (Eigen's float panel height with AVX-512) that keeps
-  // the im2col tile near 512 Ki elements (measured best on the BasicUNet layers among 128-1024 Ki);
-  // then the tiles are made equal (multiples of 16) and even in number (a multiple of kGradChunks past
-  // it), so two threads, and the weight gradient's chunks, get the same work: a 4x4 layer of
-  // 256 pixels was split 192 + 64 and ran at two thirds of both cores.
+  /// Columns per tile. At most a multiple of 48 (Eigen's float panel height with AVX-512) that keeps
+  /// the im2col tile near 512 Ki elements (measured best on the BasicUNet layers among 128-1024 Ki);
+  /// then the tiles are made equal (multiples of 16) and even in number (a multiple of kGradChunks past
+  /// it), so two threads, and the weight gradient's chunks, get the same work: a 4x4 layer of
+  /// 256 pixels was split 192 + 64 and ran at two thirds of both cores.
   std::int64_t tile() const {
     const std::int64_t cap = std::clamp<std::int64_t>(kS1ColBudget / CKK() / 48 * 48, 48, 1536);
     std::int64_t n = (cols() + cap - 1) / cap;
@@ -142,15 +146,15 @@ struct S1Conv {
   static constexpr std::int64_t kS1ColBudget = std::int64_t(1) << 19;
 };
 
-// im2col copies rows in whole chunks of this many elements (reading and writing a little past the
-// end of a segment, into slack that the next segment or nothing else uses), so no copy has a tail.
+/// im2col copies rows in whole chunks of this many elements (reading and writing a little past the
+/// end of a segment, into slack that the next segment or nothing else uses), so no copy has a tail.
 inline constexpr std::int64_t kCopyChunk = 8;
-// Elements of zeroed slack after every padded buffer, so chunked copies may read past its end.
+/// Elements of zeroed slack after every padded buffer, so chunked copies may read past its end.
 inline constexpr std::int64_t kPadSlack = 16;
 
-// A run of output pixels on one output row of one image: x = offset of its first input pixel in the
-// padded batch (channel 0, kernel tap 0), y = offset of its first output in [N, O, OH, OW] (channel
-// 0), pos = its first column in the tile, len = its length.
+/// A run of output pixels on one output row of one image: x = offset of its first input pixel in the
+/// padded batch (channel 0, kernel tap 0), y = offset of its first output in [N, O, OH, OW] (channel
+/// 0), pos = its first column in the tile, len = its length.
 struct ConvSeg {
   std::int64_t x, y, pos, len;
 };
@@ -165,7 +169,7 @@ inline void s1_segments(const S1Conv& s, std::int64_t j0, std::int64_t j1, std::
   }
 }
 
-// thread_scratch of n elements followed by kPadSlack zeros.
+/// thread_scratch of n elements followed by kPadSlack zeros.
 template <class T, int Slot>
 T* padded_buffer(std::int64_t n) {
   T* b = thread_scratch<T, Slot>(n + kPadSlack);
@@ -173,8 +177,8 @@ T* padded_buffer(std::int64_t n) {
   return b;
 }
 
-// xp[i] [Hp, Wp] = zeros with plane x[i] [H, W] placed at row `top`, column `left` (Hp >= top + H,
-// Wp >= left + W). Work-shares over the planes: call inside a parallel region (ends with a barrier).
+/// xp[i] [Hp, Wp] = zeros with plane x[i] [H, W] placed at row `top`, column `left` (Hp >= top + H,
+/// Wp >= left + W). Work-shares over the planes: call inside a parallel region (ends with a barrier).
 template <class T>
 void place_planes(std::int64_t planes, std::int64_t H, std::int64_t W, std::int64_t top, std::int64_t left,
                   std::int64_t Hp, std::int64_t Wp, const T* x, T* xp) {
@@ -193,15 +197,15 @@ void place_planes(std::int64_t planes, std::int64_t H, std::int64_t W, std::int6
   }
 }
 
-// xp[i] = planes x[i] [H, W] with ph zero rows above and below and pw zero columns left and right.
+/// xp[i] = planes x[i] [H, W] with ph zero rows above and below and pw zero columns left and right.
 template <class T>
 void pad_planes(std::int64_t planes, std::int64_t H, std::int64_t W, std::int64_t ph, std::int64_t pw,
                 const T* x, T* xp) {
   place_planes(planes, H, W, ph, pw, H + 2 * ph, W + 2 * pw, x, xp);
 }
 
-// Winograd F(4x4, RxR) of x [N, C, H, W] padded by pad, weights w [O, C, R, R], into y; Slot picks
-// the calling thread's buffer for the padded input. Opens its own parallel region.
+/// Winograd F(4x4, RxR) of x [N, C, H, W] padded by pad, weights w [O, C, R, R], into y; Slot picks
+/// the calling thread's buffer for the padded input. Opens its own parallel region.
 template <class T, int Slot>
 void winograd_conv(const WinogradGeometry& wg, const T* x, const T* w, const T* bias, T* y) {
   T* xw = thread_scratch<T, Slot>(wg.N * wg.C * wg.Hw() * wg.Ww() + 8);  // + 8: tile rows are read 8 wide
@@ -219,7 +223,7 @@ void winograd_conv(const WinogradGeometry& wg, const T* x, const T* w, const T* 
   }
 }
 
-// col[(c*KH + kh)*KW + kw][pos..] = the tile's patches, from the padded batch: no bounds checks.
+/// col[(c*KH + kh)*KW + kw][pos..] = the tile's patches, from the padded batch: no bounds checks.
 template <class T>
 void s1_im2col(const S1Conv& s, const T* xp, const std::vector<ConvSeg>& segs, T* col, std::int64_t ldcol) {
   const std::int64_t plane = s.Hp * s.Wp;
@@ -237,8 +241,8 @@ void s1_im2col(const S1Conv& s, const T* xp, const std::vector<ConvSeg>& segs, T
       }
 }
 
-// y [N, O, OH, OW] = bias + conv(xp, w), w as [O, CKK]. Work-shares over tiles of output pixels:
-// call inside a parallel region; no barrier at the end.
+/// y [N, O, OH, OW] = bias + conv(xp, w), w as [O, CKK]. Work-shares over tiles of output pixels:
+/// call inside a parallel region; no barrier at the end.
 template <class T>
 void s1_forward(const S1Conv& s, const T* xp, const T* w, const T* bias, T* y) {
   const std::int64_t tile = s.tile(), total = s.cols(), ntiles = ceil_div(total, tile), CKK = s.CKK();
@@ -263,7 +267,7 @@ void s1_forward(const S1Conv& s, const T* xp, const T* w, const T* bias, T* y) {
   }
 }
 
-// acc[0, n) += sum over t < TAPS of w[t] * b[t, n + t), in 64-byte vectors (n a multiple of 16).
+/// acc[0, n) += sum over t < TAPS of w[t] * b[t, n + t), in 64-byte vectors (n a multiple of 16).
 template <int TAPS, class T>
 void shifted_axpys(std::int64_t n, const T* w, const T* b, T* acc) {
   typedef T vec __attribute__((vector_size(64)));
@@ -280,9 +284,9 @@ void shifted_axpys(std::int64_t n, const T* w, const T* b, T* acc) {
   }
 }
 
-// One output channel: y[n] = bias + sum over (c, kh, kw) of w * shifted padded plane, accumulated on
-// the padded-width grid (rounded up to whole 16-element blocks) in L1, each kernel row's taps at once.
-// Work-shares over images; no barrier at the end.
+/// One output channel: y[n] = bias + sum over (c, kh, kw) of w * shifted padded plane, accumulated on
+/// the padded-width grid (rounded up to whole 16-element blocks) in L1, each kernel row's taps at once.
+/// Work-shares over images; no barrier at the end.
 template <class T>
 void s1_forward_one(const S1Conv& s, const T* xp, const T* w, const T* bias, T* y) {
   const std::int64_t OH = s.OH(), OW = s.OW(), L = ceil_div((OH - 1) * s.Wp + OW, 16) * 16,
@@ -315,9 +319,9 @@ void s1_forward_one(const S1Conv& s, const T* xp, const T* w, const T* bias, T* 
   }
 }
 
-// part[chunk] [CKK, O] = sum over the chunk's tiles of col_tile * gy_tile^T, tiles in order; chunk
-// ch holds tiles [ch * ntiles / chunks, (ch + 1) * ntiles / chunks). Work-shares over the chunks; no barrier
-// at the end.
+/// part[chunk] [CKK, O] = sum over the chunk's tiles of col_tile * gy_tile^T, tiles in order; chunk
+/// ch holds tiles [ch * ntiles / chunks, (ch + 1) * ntiles / chunks). Work-shares over the chunks; no barrier
+/// at the end.
 template <class T>
 void s1_weight_grad(const S1Conv& s, const T* xp, const T* gy, T* part, std::int64_t chunks) {
   const std::int64_t tile = s.tile(), total = s.cols(), ntiles = ceil_div(total, tile), CKK = s.CKK();
@@ -343,9 +347,9 @@ void s1_weight_grad(const S1Conv& s, const T* xp, const T* gy, T* part, std::int
     }
 }
 
-// TAPS dot products of a with b + 0, b + 1, ..., b + TAPS - 1 at once (a is loaded once for all),
-// each in an order fixed by n alone: 64-byte vectors of partial sums, lanes combined pairwise.
-// n is a multiple of 16.
+/// TAPS dot products of a with b + 0, b + 1, ..., b + TAPS - 1 at once (a is loaded once for all),
+/// each in an order fixed by n alone: 64-byte vectors of partial sums, lanes combined pairwise.
+/// n is a multiple of 16.
 template <int TAPS, class T>
 void shifted_dots(std::int64_t n, const T* a, const T* b, T* out) {
   constexpr int lanes = 64 / sizeof(T);
@@ -384,10 +388,10 @@ void shifted_dots(std::int64_t n, int taps, const T* a, const T* b, T* out) {
   }
 }
 
-// One output channel: gw[c][kh][kw] = sum over images of gyl[n] . shifted padded plane, where gyl
-// holds gy on the padded-width grid [N, L16] (zeros past OW and past the last row, L16 a multiple of
-// 16). Work-shares over the input channels (each owns its weights and sums the images in order);
-// no barrier at the end.
+/// One output channel: gw[c][kh][kw] = sum over images of gyl[n] . shifted padded plane, where gyl
+/// holds gy on the padded-width grid [N, L16] (zeros past OW and past the last row, L16 a multiple of
+/// 16). Work-shares over the input channels (each owns its weights and sums the images in order);
+/// no barrier at the end.
 template <class T>
 void s1_weight_grad_one(const S1Conv& s, const T* xp, const T* gyl, std::int64_t L16, T* gw) {
   const std::int64_t plane = s.Hp * s.Wp, KK = s.KH * s.KW;
@@ -408,7 +412,7 @@ void s1_weight_grad_one(const S1Conv& s, const T* xp, const T* gyl, std::int64_t
   }
 }
 
-// Any stride: im2col + GEMM per (image, band of output rows).
+/// Any stride: im2col + GEMM per (image, band of output rows).
 template <class T>
 void conv2d_forward_banded(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y) {
   const std::int64_t OH = g.OH(), OW = g.OW(), CKK = g.C * g.KH * g.KW;
@@ -443,7 +447,7 @@ void conv2d_forward_banded(const Conv2dGeometry& g, const T* x, const T* w, cons
   }
 }
 
-// Any stride: gx and gw per block of input channels, image after image (col2im for gx).
+/// Any stride: gx and gw per block of input channels, image after image (col2im for gx).
 template <class T>
 void conv2d_backward_blocked(const Conv2dGeometry& g, const T* x, const T* w, const T* gy, T* gx, T* gw) {
   const std::int64_t OHW = g.OH() * g.OW(), KK = g.KH * g.KW, CKK = g.C * KK;
@@ -491,7 +495,8 @@ void conv2d_backward_blocked(const Conv2dGeometry& g, const T* x, const T* w, co
 
 }  // namespace detail
 
-// x [N,C,H,W], w [O,C,KH,KW], bias [O] or nullptr, y [N,O,OH,OW] (overwritten)
+/// Convolution forward (like torch.nn.functional.conv2d); throws diffuse::Error when validate() does.
+/// x [N,C,H,W], w [O,C,KH,KW], bias [O] or nullptr, y [N,O,OH,OW] (overwritten)
 template <class T>
 void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bias, T* y) {
   g.validate();
@@ -517,8 +522,10 @@ void conv2d_forward(const Conv2dGeometry& g, const T* x, const T* w, const T* bi
   }
 }
 
-// gy [N,O,OH,OW]; any of gx [N,C,H,W], gw [O,C,KH,KW], gb [O] may be nullptr (not wanted).
-// Outputs are OVERWRITTEN.
+/// Convolution backward: gradients of the input, weights and bias; throws diffuse::Error when
+/// validate() does.
+/// gy [N,O,OH,OW]; any of gx [N,C,H,W], gw [O,C,KH,KW], gb [O] may be nullptr (not wanted).
+/// Outputs are OVERWRITTEN.
 template <class T>
 void conv2d_backward(const Conv2dGeometry& g, const T* x, const T* w, const T* gy, T* gx, T* gw, T* gb) {
   g.validate();

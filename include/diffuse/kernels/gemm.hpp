@@ -1,6 +1,7 @@
-// Matrix products on row-major raw buffers. Every product in diffuse goes through here: Eigen::Map
-// views of the buffers and Eigen's GEMM, run single-threaded on tiles that our own OpenMP loop hands
-// out, so the result does not depend on the number of threads.
+/// @file
+/// Matrix products on row-major raw buffers. Every product in diffuse goes through here: Eigen::Map
+/// views of the buffers and Eigen's GEMM, run single-threaded on tiles that our own OpenMP loop hands
+/// out, so the result does not depend on the number of threads.
 #pragma once
 // GCC 12 reports a false -Wmaybe-uninitialized inside its own AVX-512 intrinsics when Eigen's GEMM
 // is inlined (GCC bug 105593); silence it for the Eigen code instantiated from this header only.
@@ -26,8 +27,8 @@ using CMap = Eigen::Map<const RowMat<T>, Eigen::Unaligned, Eigen::OuterStride<>>
 template <class T>
 using MMap = Eigen::Map<RowMat<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
 
-// C = alpha op(A) op(B) + beta C on one thread (no checks), not counted in flop_counter() (for
-// callers that count the work they stand for). beta == 0 never reads C.
+/// C = alpha op(A) op(B) + beta C on one thread (no checks), not counted in flop_counter() (for
+/// callers that count the work they stand for). beta == 0 never reads C.
 template <class T>
 void gemm_serial_uncounted(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K,
                            T alpha, const T* A, std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C,
@@ -53,7 +54,7 @@ void gemm_serial_uncounted(bool trans_a, bool trans_b, std::int64_t M, std::int6
     c.noalias() += alpha * a.transpose() * b.transpose();
 }
 
-// The same, counted.
+/// The same, counted.
 template <class T>
 void gemm_serial(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K, T alpha,
                  const T* A, std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C, std::int64_t ldc) {
@@ -72,15 +73,17 @@ inline void check_gemm(const char* what, bool trans_a, bool trans_b, std::int64_
                 " needs >= " + std::to_string(N) + ")");
 }
 
-// Tile sizes of the parallel GEMM: fixed constants, so the partition depends only on the shape.
+/// Tile sizes of the parallel GEMM: fixed constants, so the partition depends only on the shape.
 inline constexpr std::int64_t kGemmTileM = 128;
 inline constexpr std::int64_t kGemmTileN = 512;
 
 }  // namespace detail
 
-// Row-major C[M,N] = alpha * op(A) * op(B) + beta * C, op = transpose when trans_* is true.
-// A is stored [M,K] (or [K,M] when trans_a), B is [K,N] (or [N,K] when trans_b). ld* = row stride.
-// Parallel over fixed tiles of C; each tile is one single-threaded Eigen product.
+/// Row-major C[M,N] = alpha * op(A) * op(B) + beta * C, op = transpose when trans_* is true.
+/// A is stored [M,K] (or [K,M] when trans_a), B is [K,N] (or [N,K] when trans_b). ld* = row stride.
+/// Parallel over fixed tiles of C; each tile is one single-threaded Eigen product.
+/// beta == 0 never reads C. Throws diffuse::Error on a negative size or a leading dimension too
+/// small.
 template <class T>
 void gemm(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K, T alpha, const T* A,
           std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C, std::int64_t ldc) {
@@ -99,8 +102,8 @@ void gemm(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64
   }
 }
 
-// Same, but batched: count independent products with the given element strides between batches;
-// parallel over the batch with single-threaded Eigen inside (fixed summation order).
+/// Same, but batched: count independent products with the given element strides between batches;
+/// parallel over the batch with single-threaded Eigen inside (fixed summation order).
 template <class T>
 void gemm_batched(std::int64_t count, bool trans_a, bool trans_b, std::int64_t M, std::int64_t N,
                   std::int64_t K, T alpha, const T* A, std::int64_t lda, std::int64_t strideA, const T* B,

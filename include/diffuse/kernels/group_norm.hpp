@@ -1,5 +1,6 @@
-// Group normalisation (torch.nn.GroupNorm) on [N, C, HW] buffers, forward and backward.
-// Statistics are accumulated in double in a fixed order, one (image, group) per task.
+/// @file
+/// Group normalisation (torch.nn.GroupNorm) on [N, C, HW] buffers, forward and backward.
+/// Statistics are accumulated in double in a fixed order, one (image, group) per task.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -18,7 +19,7 @@ inline void check_group_norm(std::int64_t N, std::int64_t C, std::int64_t HW, st
                 " is not divisible by the number of groups G=" + std::to_string(G));
 }
 
-// a = sum(gy), b = sum(gy * (x - m)) over n elements, in fixed_sum's order.
+/// a = sum(gy), b = sum(gy * (x - m)) over n elements, in fixed_sum's order.
 template <class T>
 void grad_sums(std::int64_t n, const T* gy, const T* x, double m, double& a, double& b) {
   a = fixed_sum<double>(n, [&](std::int64_t i) { return gy[i]; });
@@ -26,8 +27,10 @@ void grad_sums(std::int64_t n, const T* gy, const T* x, double m, double& a, dou
 }
 }  // namespace detail
 
-// x viewed as [N, C, HW], G groups of C/G channels; gamma/beta [C] or nullptr.
-// mean and rstd [N*G] are written for the backward pass.
+/// GroupNorm forward (like torch.nn.functional.group_norm); throws diffuse::Error unless the
+/// sizes are positive and G divides C.
+/// x viewed as [N, C, HW], G groups of C/G channels; gamma/beta [C] or nullptr.
+/// mean and rstd [N*G] are written for the backward pass.
 template <class T>
 void group_norm_forward(std::int64_t N, std::int64_t C, std::int64_t HW, std::int64_t G, T eps, const T* x,
                         const T* gamma, const T* beta, T* y, T* mean, T* rstd) {
@@ -59,7 +62,8 @@ void group_norm_forward(std::int64_t N, std::int64_t C, std::int64_t HW, std::in
   }
 }
 
-// gx [N,C,HW] overwritten; ggamma/gbeta [C] overwritten, may be nullptr.
+/// GroupNorm backward, from the mean and rstd the forward wrote;
+/// gx [N,C,HW] overwritten; ggamma/gbeta [C] overwritten, may be nullptr.
 template <class T>
 void group_norm_backward(std::int64_t N, std::int64_t C, std::int64_t HW, std::int64_t G, const T* x,
                          const T* gamma, const T* mean, const T* rstd, const T* gy, T* gx, T* ggamma,

@@ -1,5 +1,6 @@
-// Resampling of image planes (P = N*C planes of H x W): nearest 2x upsampling and 2x2/stride-2
-// max and average pooling (odd sizes drop the last row/column, like PyTorch), forward and backward.
+/// @file
+/// Resampling of image planes (P = N*C planes of H x W): nearest 2x upsampling and 2x2/stride-2
+/// max and average pooling (odd sizes drop the last row/column, like PyTorch), forward and backward.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -18,7 +19,8 @@ inline void check_pool(const char* what, std::int64_t P, std::int64_t H, std::in
 }
 }  // namespace detail
 
-// y [P,2H,2W]
+/// Nearest 2x upsampling of x [P,H,W] (like F.interpolate(x, scale_factor=2, mode="nearest")):
+/// y [P,2H,2W]
 template <class T>
 void upsample_nearest2x_forward(std::int64_t P, std::int64_t H, std::int64_t W, const T* x, T* y) {
   detail::check_positive("upsample_nearest2x", {{"P", P}, {"H", H}, {"W", W}});
@@ -32,7 +34,7 @@ void upsample_nearest2x_forward(std::int64_t P, std::int64_t H, std::int64_t W, 
     }
 }
 
-// gx [P,H,W] overwritten: each input pixel collects its 2x2 block of gy.
+/// gx [P,H,W] overwritten: each input pixel collects its 2x2 block of gy.
 template <class T>
 void upsample_nearest2x_backward(std::int64_t P, std::int64_t H, std::int64_t W, const T* gy, T* gx) {
   detail::check_positive("upsample_nearest2x", {{"P", P}, {"H", H}, {"W", W}});
@@ -46,8 +48,10 @@ void upsample_nearest2x_backward(std::int64_t P, std::int64_t H, std::int64_t W,
     }
 }
 
-// y [P,H/2,W/2]; argmax [P,H/2,W/2] (or nullptr: not wanted) holds the flat input index (i*W + j) of
-// the max within the plane (the first one on ties).
+/// 2x2, stride-2 max pooling of x [P,H,W] (like F.max_pool2d(x, 2)); throws diffuse::Error
+/// when H or W is below 2.
+/// y [P,H/2,W/2]; argmax [P,H/2,W/2] (or nullptr: not wanted) holds the flat input index (i*W + j) of
+/// the max within the plane (the first one on ties).
 template <class T>
 void max_pool2x_forward(std::int64_t P, std::int64_t H, std::int64_t W, const T* x, T* y,
                         std::int32_t* argmax) {
@@ -76,7 +80,7 @@ void max_pool2x_forward(std::int64_t P, std::int64_t H, std::int64_t W, const T*
     }
 }
 
-// gx [P,H,W] overwritten: gy goes to the max of each window, zero elsewhere.
+/// gx [P,H,W] overwritten: gy goes to the max of each window, zero elsewhere.
 template <class T>
 void max_pool2x_backward(std::int64_t P, std::int64_t H, std::int64_t W, const std::int32_t* argmax,
                          const T* gy, T* gx) {
@@ -90,7 +94,9 @@ void max_pool2x_backward(std::int64_t P, std::int64_t H, std::int64_t W, const s
   }
 }
 
-// y [P,H/2,W/2] = mean of each 2x2 window.
+/// 2x2, stride-2 average pooling of x [P,H,W] (like F.avg_pool2d(x, 2)); throws diffuse::Error
+/// when H or W is below 2.
+/// y [P,H/2,W/2] = mean of each 2x2 window.
 template <class T>
 void avg_pool2x_forward(std::int64_t P, std::int64_t H, std::int64_t W, const T* x, T* y) {
   detail::check_pool("avg_pool2x", P, H, W);
@@ -106,7 +112,7 @@ void avg_pool2x_forward(std::int64_t P, std::int64_t H, std::int64_t W, const T*
     }
 }
 
-// gx [P,H,W] overwritten: a quarter of gy to each pixel of its window (zero on a dropped odd edge).
+/// gx [P,H,W] overwritten: a quarter of gy to each pixel of its window (zero on a dropped odd edge).
 template <class T>
 void avg_pool2x_backward(std::int64_t P, std::int64_t H, std::int64_t W, const T* gy, T* gx) {
   detail::check_pool("avg_pool2x", P, H, W);

@@ -1,4 +1,5 @@
-// Softmax over the last axis of a [rows, cols] buffer, forward and backward; one row per task.
+/// @file
+/// Softmax over the last axis of a [rows, cols] buffer, forward and backward; one row per task.
 #pragma once
 // See gemm.hpp: GCC 12 false -Wmaybe-uninitialized in AVX-512 intrinsics inlined from Eigen.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -14,9 +15,9 @@
 namespace diffuse::kernels {
 
 namespace detail {
-// y[j] = exp(x[j] - shift) with Eigen's vectorised exp. Every element goes through the same packet
-// code on a fixed-size local block, so the result does not depend on the buffers' alignment (Eigen
-// on a Map would compute an unaligned head with the scalar exp, which rounds differently).
+/// y[j] = exp(x[j] - shift) with Eigen's vectorised exp. Every element goes through the same packet
+/// code on a fixed-size local block, so the result does not depend on the buffers' alignment (Eigen
+/// on a Map would compute an unaligned head with the scalar exp, which rounds differently).
 template <class T>
 void exp_shifted(std::int64_t n, const T* x, T shift, T* y) {
   constexpr int B = 16;
@@ -36,7 +37,7 @@ void exp_shifted(std::int64_t n, const T* x, T shift, T* y) {
   }
 }
 
-// Largest element; 8 independent chains so the loop is not latency-bound.
+/// Largest element; 8 independent chains so the loop is not latency-bound.
 template <class T>
 T row_max(std::int64_t n, const T* x) {
   T m[8];
@@ -49,7 +50,7 @@ T row_max(std::int64_t n, const T* x) {
   return m[0];
 }
 
-// One row, in place allowed (y may equal x). Subtracting the max keeps exp from overflowing.
+/// One row, in place allowed (y may equal x). Subtracting the max keeps exp from overflowing.
 template <class T>
 void softmax_row(std::int64_t cols, const T* x, T* y) {
   exp_shifted(cols, x, row_max(cols, x), y);
@@ -57,7 +58,7 @@ void softmax_row(std::int64_t cols, const T* x, T* y) {
   for (std::int64_t j = 0; j < cols; ++j) y[j] *= inv;
 }
 
-// gx = y * (gy - sum(gy * y)); gx may alias gy.
+/// gx = y * (gy - sum(gy * y)); gx may alias gy.
 template <class T>
 void softmax_backward_row(std::int64_t cols, const T* y, const T* gy, T* gx) {
   const T dot = fixed_sum<T>(cols, [&](std::int64_t j) { return gy[j] * y[j]; });
@@ -65,7 +66,7 @@ void softmax_backward_row(std::int64_t cols, const T* y, const T* gy, T* gx) {
 }
 }  // namespace detail
 
-// softmax over the last axis of [rows, cols]; y may equal x.
+/// softmax over the last axis of [rows, cols] (like torch.softmax(x, -1)); y may equal x.
 template <class T>
 void softmax_forward(std::int64_t rows, std::int64_t cols, const T* x, T* y) {
   detail::check_positive("softmax", {{"rows", rows}, {"cols", cols}});
@@ -73,7 +74,8 @@ void softmax_forward(std::int64_t rows, std::int64_t cols, const T* x, T* y) {
   for (std::int64_t r = 0; r < rows; ++r) detail::softmax_row(cols, x + r * cols, y + r * cols);
 }
 
-// gx [rows, cols] overwritten (may equal gy).
+/// Backward of softmax_forward from its output y and the output gradient gy:
+/// gx [rows, cols] overwritten (may equal gy).
 template <class T>
 void softmax_backward(std::int64_t rows, std::int64_t cols, const T* y, const T* gy, T* gx) {
   detail::check_positive("softmax", {{"rows", rows}, {"cols", cols}});

@@ -1,11 +1,12 @@
-// Winograd's minimal filtering F(4x4, RxR) (Lavin & Gray, "Fast Algorithms for Convolutional Neural
-// Networks", 2016) for stride-1 3x3 and 5x5 convolutions. Each 4x4 block of outputs comes from an
-// AxA input tile (A = R + 3), y = A^T [(G g G^T) . (B^T d B)] A, in A^2 multiplies per (input,
-// output) channel pair instead of 16 R^2 (3x3: 36 instead of 144; 5x5: 64 instead of 400); the A^2
-// products of a block of tiles are A^2 GEMMs [O, C] x [C, tiles]. The matrices come from Toom-Cook
-// on the points 0, +-1, +-2 (and +-1/2 for 5x5) and infinity, built once in double. Blocks of tiles
-// have a size fixed by the geometry and each is computed by one thread, so results do not depend on
-// the number of threads.
+/// @file
+/// Winograd's minimal filtering F(4x4, RxR) (Lavin & Gray, "Fast Algorithms for Convolutional Neural
+/// Networks", 2016) for stride-1 3x3 and 5x5 convolutions. Each 4x4 block of outputs comes from an
+/// AxA input tile (A = R + 3), y = A^T [(G g G^T) . (B^T d B)] A, in A^2 multiplies per (input,
+/// output) channel pair instead of 16 R^2 (3x3: 36 instead of 144; 5x5: 64 instead of 400); the A^2
+/// products of a block of tiles are A^2 GEMMs [O, C] x [C, tiles]. The matrices come from Toom-Cook
+/// on the points 0, +-1, +-2 (and +-1/2 for 5x5) and infinity, built once in double. Blocks of tiles
+/// have a size fixed by the geometry and each is computed by one thread, so results do not depend on
+/// the number of threads.
 #pragma once
 #include <algorithm>
 #include <atomic>
@@ -20,9 +21,10 @@
 
 namespace diffuse::kernels {
 
-// Whether float32 stride-1 3x3 and 5x5 convolutions with 16 or more channels on both sides use
-// Winograd (default: yes). Off, they take im2col + GEMM, whose rounding is that of a direct sum (Winograd's
-// float32 results differ from it by a few 1e-6 of the output's scale).
+/// Whether float32 stride-1 3x3 and 5x5 convolutions with 16 or more channels on both sides use
+/// Winograd (default: yes). Off, they take im2col + GEMM, whose rounding is that of a direct sum (Winograd's
+/// float32 results differ from it by a few 1e-6 of the output's scale).
+/// Switch it off with `diffuse::kernels::winograd_enabled() = false;`.
 inline std::atomic<bool>& winograd_enabled() {
   static std::atomic<bool> on{true};
   return on;
@@ -32,17 +34,17 @@ inline std::atomic<bool>& winograd_enabled() {
 
 namespace diffuse::kernels::detail {
 
-// F(4x4, RxR): A^T [4xA], G [AxR], B^T [AxA], in the element type of the computation.
+/// F(4x4, RxR): A^T [4xA], G [AxR], B^T [AxA], in the element type of the computation.
 template <class T, int R>
 struct WinogradMatrices {
   static constexpr int m = 4, r = R, a = R + 3;
   T AT[m][a], G[a][r], BT[a][a];
 };
 
-// Toom-Cook: with V the evaluation matrix of polynomials of degree < A at the A - 1 points and at
-// infinity (its leading coefficient), B^T = (V^-1)^T, A^T[i][j] = p_j^i, G[j][k] = p_j^k (the row
-// of infinity picks the last coefficient). Each row of B^T is scaled to a largest entry of 1 and the
-// same row of G by the inverse, which leaves the product unchanged and the entries well scaled.
+/// Toom-Cook: with V the evaluation matrix of polynomials of degree < A at the A - 1 points and at
+/// infinity (its leading coefficient), B^T = (V^-1)^T, A^T[i][j] = p_j^i, G[j][k] = p_j^k (the row
+/// of infinity picks the last coefficient). Each row of B^T is scaled to a largest entry of 1 and the
+/// same row of G by the inverse, which leaves the product unchanged and the entries well scaled.
 template <int R>
 WinogradMatrices<double, R> make_winograd() {
   using W = WinogradMatrices<double, R>;
@@ -95,12 +97,12 @@ const WinogradMatrices<T, R>& winograd_matrices() {
   return cast;
 }
 
-// float32, stride-1 square 3x3 or 5x5 convolutions where the GEMMs are well shaped (measured: below
-// 16 channels on either side, im2col or the one-channel path wins) and there are enough tiles of
-// 4x4 outputs in the batch to pay for transforming the weights (measured on the butterfly UNet at
-// batch 16, whose 4x4 level has 16 tiles: im2col wins there). float64 keeps im2col: Winograd's
-// rounding (about 1e-14 of the output's scale instead of 1e-16) would blur the float64 checks
-// against PyTorch that double precision is there for.
+/// float32, stride-1 square 3x3 or 5x5 convolutions where the GEMMs are well shaped (measured: below
+/// 16 channels on either side, im2col or the one-channel path wins) and there are enough tiles of
+/// 4x4 outputs in the batch to pay for transforming the weights (measured on the butterfly UNet at
+/// batch 16, whose 4x4 level has 16 tiles: im2col wins there). float64 keeps im2col: Winograd's
+/// rounding (about 1e-14 of the output's scale instead of 1e-16) would blur the float64 checks
+/// against PyTorch that double precision is there for.
 inline constexpr std::int64_t kWinogradMinTiles = 64;
 inline std::int64_t winograd_tiles(std::int64_t N, std::int64_t OH, std::int64_t OW) {
   return N * ceil_div(OH, 4) * ceil_div(OW, 4);
@@ -112,17 +114,17 @@ bool winograd_applies(std::int64_t C, std::int64_t O, std::int64_t KH, std::int6
          (KH == 3 || KH == 5) && stride == 1 && C >= 16 && O >= 16 && tiles >= kWinogradMinTiles;
 }
 
-// At most this many tiles per block (a multiple of the 16 or 8 lanes the transforms work on): the
-// block's transformed input and products, A^2 x channels x 128 values each, stay within a core's
-// L2. Batches of fewer than 512 tiles take blocks of a quarter of them, so both cores get work.
+/// At most this many tiles per block (a multiple of the 16 or 8 lanes the transforms work on): the
+/// block's transformed input and products, A^2 x channels x 128 values each, stay within a core's
+/// L2. Batches of fewer than 512 tiles take blocks of a quarter of them, so both cores get work.
 inline constexpr std::int64_t kWinogradBlock = 128;
 inline std::int64_t winograd_block(std::int64_t tiles) {
   return std::clamp<std::int64_t>(ceil_div(ceil_div(tiles, 4), 16) * 16, 16, kWinogradBlock);
 }
 
-// The convolution of an input [N, C, H, W] with padding p by an RxR kernel into [N, O, OH, OW],
-// OH = H + 2p - R + 1, cut into th x tw tiles of 4x4 outputs per image; the padded input plane is
-// Hw x Ww so that every AxA input tile lies inside it.
+/// The convolution of an input [N, C, H, W] with padding p by an RxR kernel into [N, O, OH, OW],
+/// OH = H + 2p - R + 1, cut into th x tw tiles of 4x4 outputs per image; the padded input plane is
+/// Hw x Ww so that every AxA input tile lies inside it.
 struct WinogradGeometry {
   std::int64_t N, C, H, W, pad, O, R;
   std::int64_t OH() const { return H + 2 * pad - R + 1; }
@@ -134,8 +136,8 @@ struct WinogradGeometry {
   std::int64_t tiles() const { return winograd_tiles(N, OH(), OW()); }
 };
 
-// U [A^2][O][C] = G w[o][c] G^T (computed in double), w [O, C, R, R]. Eight channels at a time, one
-// per lane. Work-shares over output channels; ends with a barrier.
+/// U [A^2][O][C] = G w[o][c] G^T (computed in double), w [O, C, R, R]. Eight channels at a time, one
+/// per lane. Work-shares over output channels; ends with a barrier.
 template <int R, class T>
 void winograd_weights(std::int64_t O, std::int64_t C, const T* w, T* U) {
   typedef double vec __attribute__((vector_size(64)));
@@ -176,18 +178,18 @@ template <class Index, std::size_t... K>
 inline f32x16 shuffle16(f32x16 a, f32x16 b, std::index_sequence<K...>) {
   return __builtin_shufflevector(a, b, Index::idx(K)...);
 }
-// Round 1: [tiles 4q..4q+3] x [columns 4G..4G+3], k = column * 4 + tile, from the two vectors that hold
-// tiles (4q, 4q+1) and (4q+2, 4q+3), eight columns each.
+/// Round 1: [tiles 4q..4q+3] x [columns 4G..4G+3], k = column * 4 + tile, from the two vectors that hold
+/// tiles (4q, 4q+1) and (4q+2, 4q+3), eight columns each.
 template <int G>
 struct GatherRound1 {
   static constexpr int idx(std::size_t k) { return int((k % 4) / 2 * 16 + (k % 2) * 8 + 4 * G + k / 4); }
 };
-// Round 2: [tiles 8h..8h+7] x [columns 2S, 2S+1 of the group], k = column * 8 + tile.
+/// Round 2: [tiles 8h..8h+7] x [columns 2S, 2S+1 of the group], k = column * 8 + tile.
 template <int S>
 struct GatherRound2 {
   static constexpr int idx(std::size_t k) { return int((k % 8) / 4 * 16 + (2 * S + k / 8) * 4 + k % 4); }
 };
-// Round 3: one column of all 16 tiles.
+/// Round 3: one column of all 16 tiles.
 template <int CL>
 struct GatherRound3 {
   static constexpr int idx(std::size_t k) { return int(k / 8 * 16 + CL * 8 + k % 8); }
@@ -222,9 +224,9 @@ inline void gather_tiles_f32(const float* base, const std::int64_t* off, std::in
   }
 }
 
-// y [N, O, OH, OW] = bias + conv(xw, w), xw the padded input [N, C, Hw, Ww], U from
-// winograd_weights. Work-shares over blocks of tiles: call inside a parallel region; no barrier at
-// the end.
+/// y [N, O, OH, OW] = bias + conv(xw, w), xw the padded input [N, C, Hw, Ww], U from
+/// winograd_weights. Work-shares over blocks of tiles: call inside a parallel region; no barrier at
+/// the end.
 template <int R, class T>
 void winograd_forward(const WinogradGeometry& g, const T* xw, const T* U, const T* bias, T* y) {
   typedef T vec __attribute__((vector_size(64)));  // one AVX-512 register: the tiles of a group
