@@ -1,15 +1,18 @@
-// BasicUNet from the course's "Diffusion Models from Scratch" notebook: three 5x5 convolutions
-// down (with 2x2 max-pooling between them), three up (nearest upsampling, skip connections
-// added), SiLU everywhere. 309,057 parameters with one input and one output channel.
-// Also corrupt(), the notebook's noising: x * (1 - amount) + uniform_noise * amount.
+/// @file
+/// BasicUNet from the course's "Diffusion Models from Scratch" notebook: three 5x5 convolutions
+/// down (with 2x2 max-pooling between them), three up (nearest upsampling, skip connections
+/// added), SiLU everywhere. 309,057 parameters with one input and one output channel.
+/// Also corrupt(), the notebook's noising: x * (1 - amount) + uniform_noise * amount.
 #pragma once
 #include "diffuse/nn/conv2d.hpp"
 
 namespace diffuse::models {
 
+/// The notebook's BasicUNet (see the file comment); parameters "down_layers.i.*" and "up_layers.i.*".
 template <class T = float>
 class BasicUNet : public nn::Module<T> {
  public:
+  /// Draws the initial weights from `gen`.
   explicit BasicUNet(std::int64_t in_channels = 1, std::int64_t out_channels = 1,
                      Generator& gen = default_generator()) {
     down_layers_ = this->register_module("down_layers", std::make_shared<nn::ModuleList<nn::Conv2d<T>>>());
@@ -21,7 +24,7 @@ class BasicUNet : public nn::Module<T> {
       up_layers_->push_back(std::make_shared<nn::Conv2d<T>>(in, out, 5, same, gen));
   }
 
-  // x [N, in_channels, H, W] with H and W divisible by 4.
+  /// x [N, in_channels, H, W] with H and W divisible by 4.
   Tensor<T> operator()(const Tensor<T>& input) const {
     if (input.dim() != 4 || input.size(2) % 4 != 0 || input.size(3) % 4 != 0)
       throw Error("BasicUNet: expected input [N, C, H, W] with H and W divisible by 4, got " +
@@ -49,8 +52,8 @@ class BasicUNet : public nn::Module<T> {
   std::shared_ptr<nn::ModuleList<nn::Conv2d<T>>> down_layers_, up_layers_;
 };
 
-// The notebook's corruption: mixes each image with uniform noise by its own amount in [0, 1].
-// x [N, ...], amount [N].
+/// The notebook's corruption: mixes each image with uniform noise by its own amount in [0, 1].
+/// x [N, ...], amount [N].
 template <class T>
 Tensor<T> corrupt(const Tensor<T>& x, const Tensor<T>& amount, Generator& gen) {
   if (amount.dim() != 1 || x.dim() < 1 || amount.size(0) != x.size(0))

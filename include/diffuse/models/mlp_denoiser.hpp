@@ -1,6 +1,7 @@
-// MLPDenoiser: a small model for 2-D (or any low-dimensional) toy distributions. It sees the
-// noisy point and sinusoidal features of the timestep, and predicts the noise (or whatever the
-// scheduler's prediction_type asks for). Made for checking schedulers and samplers in seconds.
+/// @file
+/// MLPDenoiser: a small model for 2-D (or any low-dimensional) toy distributions. It sees the
+/// noisy point and sinusoidal features of the timestep, and predicts the noise (or whatever the
+/// scheduler's prediction_type asks for). Made for checking schedulers and samplers in seconds.
 #pragma once
 #include <cmath>
 #include <vector>
@@ -11,6 +12,7 @@
 
 namespace diffuse::models {
 
+/// Sizes of an MLPDenoiser.
 struct MLPDenoiserConfig {
   std::int64_t dim = 2;                // size of a data point
   std::int64_t hidden = 64;            // width of the hidden layers
@@ -19,9 +21,11 @@ struct MLPDenoiserConfig {
   double num_train_timesteps = 1000;   // timesteps are divided by this before the features
 };
 
+/// Small MLP denoiser for toy data (see the file comment); parameters "layers.i.weight" / "layers.i.bias".
 template <class T = float>
 class MLPDenoiser : public nn::Module<T> {
  public:
+  /// Draws the initial weights from `gen`. diffuse::Error when a size is not positive.
   explicit MLPDenoiser(MLPDenoiserConfig config = {}, Generator& gen = default_generator())
       : config_(config) {
     if (config.dim < 1 || config.hidden < 1 || config.num_hidden_layers < 1 || config.num_frequencies < 0 ||
@@ -34,7 +38,7 @@ class MLPDenoiser : public nn::Module<T> {
     layers_->push_back(std::make_shared<nn::Linear<T>>(config.hidden, config.dim, true, gen));
   }
 
-  // x [N, dim]; one timestep per point.
+  /// x [N, dim]; one timestep per point.
   Tensor<T> operator()(const Tensor<T>& x, const std::vector<double>& timesteps) const {
     const std::int64_t n = x.dim() == 2 ? x.size(0) : -1, d = config_.dim, f = config_.num_frequencies;
     if (x.dim() != 2 || x.size(1) != d)
@@ -58,14 +62,16 @@ class MLPDenoiser : public nn::Module<T> {
     for (std::size_t i = 0; i + 1 < layers_->size(); ++i) h = silu((*layers_)[i](h));
     return (*layers_)[layers_->size() - 1](h);
   }
+  /// The same with integer timesteps (what randint gives in training).
   Tensor<T> operator()(const Tensor<T>& x, const std::vector<std::int64_t>& timesteps) const {
     return (*this)(x, std::vector<double>(timesteps.begin(), timesteps.end()));
   }
-  // The same timestep for every point (sampling).
+  /// The same timestep for every point (sampling).
   Tensor<T> operator()(const Tensor<T>& x, double t) const {
     return (*this)(x, std::vector<double>(static_cast<std::size_t>(x.dim() == 2 ? x.size(0) : 0), t));
   }
 
+  /// The config the model was built with.
   const MLPDenoiserConfig& config() const { return config_; }
 
  private:

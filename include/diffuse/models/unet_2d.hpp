@@ -1,17 +1,19 @@
-// UNet2DModel: diffusers' unconditional (optionally class-conditional) image UNet, with the same
-// config keys, the same parameter names and the same numbers, so checkpoints move both ways:
-//
-//   models::UNet2DModel<float> unet({.sample_size = 28, .in_channels = 1, .out_channels = 1,
-//                                    .block_out_channels = {32, 64, 64},
-//                                    .down_block_types = {"DownBlock2D", "AttnDownBlock2D",
-//                                    "AttnDownBlock2D"}, .up_block_types = {"AttnUpBlock2D", "AttnUpBlock2D",
-//                                    "UpBlock2D"}});
-//   Tensor<float> noise_pred = unet(noisy_images, timesteps);          // timesteps [N] or one value
-//   unet.save_pretrained("my_unet");                                    // config.json + safetensors
-//   auto again = models::UNet2DModel<float>::from_pretrained("my_unet");
-//
-// Config fields are the keys of diffusers' config.json with diffusers' defaults (declared in the
-// order the course notebooks pass them, so designated initializers read the same).
+/// @file
+/// UNet2DModel: diffusers' unconditional (optionally class-conditional) image UNet, with the same
+/// config keys, the same parameter names and the same numbers, so checkpoints move both ways:
+///
+/// @code
+///   models::UNet2DModel<float> unet({
+///       .sample_size = 28, .in_channels = 1, .out_channels = 1, .block_out_channels = {32, 64, 64},
+///       .down_block_types = {"DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"},
+///       .up_block_types = {"AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"}});
+///   Tensor<float> noise_pred = unet(noisy_images, timesteps);  // timesteps [N] or one value
+///   unet.save_pretrained("my_unet");                            // config.json + safetensors
+///   auto again = models::UNet2DModel<float>::from_pretrained("my_unet");
+/// @endcode
+///
+/// Config fields are the keys of diffusers' config.json with diffusers' defaults (declared in the
+/// order the course notebooks pass them, so designated initializers read the same).
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -36,49 +38,72 @@
 
 namespace diffuse::models {
 
-// diffusers' sample_size: one number (square images) or [height, width].
+/// diffusers' sample_size: one number (square images) or [height, width].
 struct SampleSize {
+  /// Image height and width in pixels.
   std::int64_t height = 0, width = 0;
+  /// A square size.
   SampleSize(std::int64_t size)
       : height(size), width(size) {}  // NOLINT: implicit, so `.sample_size = 28` reads as in Python
+  /// height x width.
   SampleSize(std::int64_t h, std::int64_t w) : height(h), width(w) {}
+  /// Whether height equals width.
   bool square() const { return height == width; }
+  /// Same height and width.
   bool operator==(const SampleSize&) const = default;
+  /// Whether this is `size` x `size`.
   bool operator==(std::int64_t size) const { return height == size && width == size; }
 };
 
+/// UNet2DModel's config: the keys of diffusers' config.json with their defaults (see the file comment).
 struct UNet2DConfig {
   std::optional<SampleSize> sample_size =
       std::nullopt;  // informational (pipelines use it for the image size)
+  /// Channels of the input sample.
   std::int64_t in_channels = 3;
+  /// Channels of the output.
   std::int64_t out_channels = 3;
+  /// ResnetBlock2Ds per down block (up blocks have one more).
   std::int64_t layers_per_block = 2;
+  /// Output channels of each block, from the highest resolution down; its length is the number of blocks.
   std::vector<std::int64_t> block_out_channels = {224, 448, 672, 896};
+  /// "DownBlock2D" or "AttnDownBlock2D" for each block, from the highest resolution down.
   std::vector<std::string> down_block_types = {"DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D",
                                                "AttnDownBlock2D"};
+  /// "UpBlock2D" or "AttnUpBlock2D" for each block, from the lowest resolution up.
   std::vector<std::string> up_block_types = {"AttnUpBlock2D", "AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"};
+  /// Maps the sample from [0, 1] to [-1, 1] (2x - 1) first.
   bool center_input_sample = false;
   std::string time_embedding_type = "positional";  // "positional" or "fourier"
+  /// downscale_freq_shift of the positional time embedding.
   std::int64_t freq_shift = 0;
+  /// cos before sin in the positional time embedding.
   bool flip_sin_to_cos = true;
+  /// output_scale_factor of the mid block.
   double mid_block_scale_factor = 1.0;
+  /// Padding of the down blocks' Downsample2D convolutions.
   std::int64_t downsample_padding = 1;
   std::string downsample_type = "conv";  // "conv" or "resnet"
   std::string upsample_type = "conv";    // "conv" or "resnet"
+  /// Dropout probability of every ResnetBlock2D.
   double dropout = 0.0;
+  /// Activation of the ResnetBlock2Ds (the time embedding MLP and the output use SiLU whatever this is).
   std::string act_fn = "silu";
   std::optional<std::int64_t> attention_head_dim = 8;  // null: one head over all channels
   std::optional<std::int64_t> norm_num_groups = 32;    // null: min(block_out_channels[0] / 4, 32)
-  // Newer diffusers' key (read, never written): diffusers 0.21 has no such key and always uses
-  // norm_num_groups, so a model with another value cannot be saved for it.
+  /// Newer diffusers' key (read, never written): diffusers 0.21 has no such key and always uses
+  /// norm_num_groups, so a model with another value cannot be saved for it.
   std::optional<std::int64_t> attn_norm_num_groups = std::nullopt;
+  /// Epsilon of every GroupNorm.
   double norm_eps = 1e-5;
   std::string resnet_time_scale_shift = "default";  // "default" or "scale_shift"
+  /// Whether the mid block has attention.
   bool add_attention = true;
   std::optional<std::string> class_embed_type = std::nullopt;  // null, "timestep" or "identity"
+  /// Number of classes: with class_embed_type null, a class Embedding of that many rows.
   std::optional<std::int64_t> num_class_embeds = std::nullopt;
 
-  // Calls v(key, field) for every config key, in diffusers' order.
+  /// Calls v(key, field) for every config key, in diffusers' order.
   template <class C, class V>
   static void visit(C& c, V&& v) {
     v("sample_size", c.sample_size);
@@ -108,10 +133,10 @@ struct UNet2DConfig {
     v("num_class_embeds", c.num_class_embeds);
   }
 
-  // diffusers' config.json contents ("_class_name": "UNet2DModel", "_diffusers_version").
+  /// diffusers' config.json contents ("_class_name": "UNet2DModel", "_diffusers_version").
   nlohmann::json to_json() const;
-  // Reads a config.json object. Keys starting with "_" and keys this model does not know are
-  // ignored (as diffusers does); a known key with a value of the wrong type is an Error naming it.
+  /// Reads a config.json object. Keys starting with "_" and keys this model does not know are
+  /// ignored (as diffusers does); a known key with a value of the wrong type is an Error naming it.
   static UNet2DConfig from_json(const nlohmann::json& j);
 };
 
@@ -131,12 +156,12 @@ inline std::string join_names(std::initializer_list<const char*> names) {
 
 namespace diffuse::models {
 
-// How from_pretrained loads a folder.
+/// How from_pretrained loads a folder.
 struct PretrainedOptions {
   bool check_finite = true;  // refuse weights holding NaN or infinity, naming the first such tensor
 };
 
-// sample_size in config.json: an integer, [height, width] or null (found by io's config reader).
+/// sample_size in config.json: an integer, [height, width] or null (found by io's config reader).
 inline void read_config_value(const nlohmann::json& v, std::optional<SampleSize>& f) {
   if (v.is_null()) {
     f.reset();
@@ -153,6 +178,7 @@ inline void read_config_value(const nlohmann::json& v, std::optional<SampleSize>
   }
   f = SampleSize(h, w);
 }
+/// sample_size for config.json: an integer when square, else [height, width]; null when unset.
 inline nlohmann::json to_config_value(const std::optional<SampleSize>& f) {
   if (!f) return nullptr;
   if (f->square()) return f->height;
@@ -187,11 +213,15 @@ inline UNet2DConfig UNet2DConfig::from_json(const nlohmann::json& j) {
   return io::config_from_json<UNet2DConfig>(j, "UNet2DModel", {"num_train_timesteps"});
 }
 
+/// diffusers' UNet2DModel (see the file comment).
 template <class T = float>
 class UNet2DModel : public nn::Module<T> {
  public:
+  /// The config type.
   using Config = UNet2DConfig;
 
+  /// Builds the model of `config` with initial weights drawn from `gen`. diffuse::Error naming any
+  /// unsupported or inconsistent config value.
   explicit UNet2DModel(const Config& config = {}, Generator& gen = default_generator()) : config_(config) {
     const Config& c = config_;
     check_config(c);
@@ -273,10 +303,11 @@ class UNet2DModel : public nn::Module<T> {
         std::make_shared<nn::Conv2d<T>>(ch0, c.out_channels, 3, nn::Conv2dOptions{.padding = 1}, gen));
   }
 
+  /// The config the model was built with.
   const Config& config() const { return config_; }
 
-  // sample [N, in_channels, H, W]; timesteps [N] or a single value (also [] or [1]); class_labels [N]
-  // (whole numbers) when the model has a class embedding ([N, time_embed_dim] for "identity").
+  /// sample [N, in_channels, H, W]; timesteps [N] or a single value (also [] or [1]); class_labels [N]
+  /// (whole numbers) when the model has a class embedding ([N, time_embed_dim] for "identity").
   Tensor<T> operator()(const Tensor<T>& sample, const Tensor<T>& timesteps,
                        const Tensor<T>& class_labels = {}) const {
     const Config& c = config_;
@@ -338,8 +369,8 @@ class UNet2DModel : public nn::Module<T> {
     return x;
   }
 
-  // The same with integer timesteps, one per image (or one for all): what randint gives, as in the
-  // course's model(noisy, timesteps) with timesteps = torch.randint(0, 1000, (bs,)).
+  /// The same with integer timesteps, one per image (or one for all): what randint gives, as in the
+  /// course's model(noisy, timesteps) with timesteps = torch.randint(0, 1000, (bs,)).
   Tensor<T> operator()(const Tensor<T>& sample, const std::vector<std::int64_t>& timesteps,
                        const Tensor<T>& class_labels = {}) const {
     return (*this)(sample,
@@ -348,23 +379,23 @@ class UNet2DModel : public nn::Module<T> {
                    class_labels);
   }
 
-  // The same with one timestep value for every image.
+  /// The same with one timestep value for every image.
   Tensor<T> operator()(const Tensor<T>& sample, double timestep, const Tensor<T>& class_labels = {}) const {
     return (*this)(sample, Tensor<T>::from_vector({static_cast<T>(timestep)}), class_labels);
   }
 
-  // Loads a diffusers folder: config.json and diffusion_pytorch_model.safetensors (F32, F16, BF16
-  // or F64 weights), or diffusion_pytorch_model.bin (torch.save's zip format) when there is no
-  // safetensors file. Strict: missing and unexpected weights are errors naming them. The model is
-  // in eval mode, as diffusers leaves it; call train() to fine-tune.
-  // Every weight is checked to be finite (a NaN or infinity makes every output non-finite); the
-  // first bad tensor is named. PretrainedOptions{.check_finite = false} skips the check.
+  /// Loads a diffusers folder: config.json and diffusion_pytorch_model.safetensors (F32, F16, BF16
+  /// or F64 weights), or diffusion_pytorch_model.bin (torch.save's zip format) when there is no
+  /// safetensors file. Strict: missing and unexpected weights are errors naming them. The model is
+  /// in eval mode, as diffusers leaves it; call train() to fine-tune.
+  /// Every weight is checked to be finite (a NaN or infinity makes every output non-finite); the
+  /// first bad tensor is named. PretrainedOptions{.check_finite = false} skips the check.
   static UNet2DModel from_pretrained(const std::filesystem::path& dir, PretrainedOptions options = {}) {
     return UNet2DModel(PretrainedTag{}, dir, options);
   }
 
-  // Writes config.json and diffusion_pytorch_model.safetensors (dtype "F32" by default, as diffusers
-  // does) into `dir`, creating it if needed. Each file is written to a temporary name and renamed.
+  /// Writes config.json and diffusion_pytorch_model.safetensors (dtype "F32" by default, as diffusers
+  /// does) into `dir`, creating it if needed. Each file is written to a temporary name and renamed.
   void save_pretrained(const std::filesystem::path& dir, const std::string& dtype = "F32") const {
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
@@ -376,15 +407,21 @@ class UNet2DModel : public nn::Module<T> {
     io::write_json(dir / "config.json", config_.to_json());
   }
 
+  /// The 3x3 convolutions at the entry and the exit.
   std::shared_ptr<nn::Conv2d<T>> conv_in, conv_out;
   std::shared_ptr<nn::Timesteps<T>> positional_proj;               // "time_proj" (positional)
   std::shared_ptr<nn::GaussianFourierProjection<T>> fourier_proj;  // "time_proj" (fourier)
+  /// The MLP applied to the time projection.
   std::shared_ptr<nn::TimestepEmbedding<T>> time_embedding;
   std::shared_ptr<nn::Embedding<T>> class_embedding;                   // num_class_embeds
   std::shared_ptr<nn::TimestepEmbedding<T>> class_timestep_embedding;  // class_embed_type "timestep"
+  /// "down_blocks.i".
   std::shared_ptr<nn::ModuleList<DownBlock2D<T>>> down_blocks;
+  /// "mid_block".
   std::shared_ptr<UNetMidBlock2D<T>> mid_block;
+  /// "up_blocks.i".
   std::shared_ptr<nn::ModuleList<UpBlock2D<T>>> up_blocks;
+  /// The normalisation before the final SiLU and conv_out.
   std::shared_ptr<nn::GroupNorm<T>> conv_norm_out;
 
  private:

@@ -1,10 +1,12 @@
-// The blocks UNet2DModel is made of, as diffusers builds them (same submodule names):
-//   DownBlock2D      "resnets.i" (+ "attentions.i" for AttnDownBlock2D), then "downsamplers.0"
-//                    (Downsample2D conv, or a ResnetBlock2D with down=True for downsample_type "resnet");
-//   UNetMidBlock2D   "resnets.0", then ("attentions.i", "resnets.i+1") pairs;
-//   UpBlock2D        "resnets.i" (+ "attentions.i" for AttnUpBlock2D) each taking a skip connection
-//                    concatenated on the channels, then "upsamplers.0" (Upsample2D conv or ResnetBlock2D up).
-// DownBlock2D / UpBlock2D serve both the plain and the attention variants (options.attention).
+/// @file
+/// The blocks UNet2DModel is made of, as diffusers builds them (same submodule names):
+///   DownBlock2D      "resnets.i" (+ "attentions.i" for AttnDownBlock2D), then "downsamplers.0"
+///                    (Downsample2D conv, or a ResnetBlock2D with down=True for downsample_type "resnet");
+///   UNetMidBlock2D   "resnets.0", then ("attentions.i", "resnets.i+1") pairs;
+///   UpBlock2D        "resnets.i" (+ "attentions.i" for AttnUpBlock2D) each taking a skip connection
+///                    concatenated on the channels, then "upsamplers.0" (Upsample2D conv or
+///                    ResnetBlock2D up).
+/// DownBlock2D / UpBlock2D serve both the plain and the attention variants (options.attention).
 #pragma once
 #include <optional>
 #include <string>
@@ -17,22 +19,33 @@
 
 namespace diffuse::models {
 
-// What every block shares (names follow diffusers' get_down_block/get_up_block arguments).
+/// What every block shares (names follow diffusers' get_down_block/get_up_block arguments).
 struct UNetBlockOptions {
+  /// Number of resnets (and attentions) in the block.
   std::int64_t num_layers = 1;
+  /// Down blocks: channels into the block. Up blocks: channels of the last skip connection.
   std::int64_t in_channels = 0;
+  /// Channels out of every resnet.
   std::int64_t out_channels = 0;
   std::int64_t prev_output_channel = 0;  // up blocks: channels coming from the block below
+  /// Size of the time embedding.
   std::int64_t temb_channels = 0;
+  /// Dropout probability of the resnets.
   double dropout = 0.0;
+  /// GroupNorm epsilon of the resnets and attentions.
   double resnet_eps = 1e-6;
+  /// Activation name of the resnets.
   std::string resnet_act_fn = "swish";
+  /// GroupNorm groups of the resnets and attentions.
   std::int64_t resnet_groups = 32;
+  /// "default" or "scale_shift" (ResnetBlock2DOptions::time_embedding_norm).
   std::string resnet_time_scale_shift = "default";
+  /// Output divisor of the resnets and attentions.
   double output_scale_factor = 1.0;
   bool attention = false;               // AttnDownBlock2D / AttnUpBlock2D
   std::int64_t attention_head_dim = 1;  // channels per head
   bool add_downsample = false;          // down blocks
+  /// Padding of the Downsample2D convolution.
   std::int64_t downsample_padding = 1;
   std::string downsample_type = "conv";  // "conv" or "resnet" (attention blocks only, as in diffusers)
   bool add_upsample = false;             // up blocks
@@ -79,9 +92,12 @@ inline void check_unet_resample_type(const std::string& type, const char* key) {
 
 namespace diffuse::models {
 
+/// diffusers' DownBlock2D, or AttnDownBlock2D when options.attention is set (see the file comment).
 template <class T = float>
 class DownBlock2D : public nn::Module<T> {
  public:
+  /// Draws the initial weights from `gen`. diffuse::Error when num_layers is not positive, downsample_type
+  /// is unknown, or attention_head_dim does not fit out_channels.
   explicit DownBlock2D(const UNetBlockOptions& o, Generator& gen = default_generator()) {
     const char* name = o.attention ? "AttnDownBlock2D" : "DownBlock2D";
     if (o.num_layers < 1) throw Error(std::string(name) + ": num_layers must be positive");
@@ -117,7 +133,7 @@ class DownBlock2D : public nn::Module<T> {
     }
   }
 
-  // Runs the block; appends every output diffusers keeps for the skip connections to `res_samples`.
+  /// Runs the block; appends every output diffusers keeps for the skip connections to `res_samples`.
   Tensor<T> operator()(const Tensor<T>& x, const Tensor<T>& temb, std::vector<Tensor<T>>& res_samples) const {
     Tensor<T> h = x;
     for (std::size_t i = 0; i < resnets->size(); ++i) {
@@ -135,31 +151,48 @@ class DownBlock2D : public nn::Module<T> {
     return h;
   }
 
+  /// "resnets.i".
   std::shared_ptr<nn::ModuleList<nn::ResnetBlock2D<T>>> resnets;
   std::shared_ptr<nn::ModuleList<nn::Attention<T>>> attentions;  // null without attention
+  /// "downsamplers.0" when it is a Downsample2D; null otherwise.
   std::shared_ptr<nn::ModuleList<nn::Downsample2D<T>>> conv_downsamplers;
+  /// "downsamplers.0" when it is a ResnetBlock2D (downsample_type "resnet"); null otherwise.
   std::shared_ptr<nn::ModuleList<nn::ResnetBlock2D<T>>> resnet_downsamplers;
 };
 
+/// Options of UNetMidBlock2D (diffusers' UNetMidBlock2D arguments).
 struct UNetMidBlockOptions {
+  /// Channels in and out.
   std::int64_t in_channels = 0;
+  /// Size of the time embedding.
   std::int64_t temb_channels = 0;
+  /// Dropout probability of the resnets.
   double dropout = 0.0;
+  /// (attention, resnet) pairs after the first resnet.
   std::int64_t num_layers = 1;
+  /// GroupNorm epsilon of the resnets and attentions.
   double resnet_eps = 1e-6;
+  /// "default" or "scale_shift".
   std::string resnet_time_scale_shift = "default";
+  /// Activation name of the resnets.
   std::string resnet_act_fn = "swish";
+  /// GroupNorm groups of the resnets.
   std::int64_t resnet_groups = 32;
   std::optional<std::int64_t> attn_groups =
       std::nullopt;  // default: resnet_groups with "default" time scale shift, else none
+  /// Whether the block has attentions.
   bool add_attention = true;
+  /// Channels per attention head.
   std::int64_t attention_head_dim = 1;
+  /// Output divisor of the resnets and attentions.
   double output_scale_factor = 1.0;
 };
 
+/// diffusers' UNetMidBlock2D: a resnet, then (attention, resnet) pairs, all at in_channels.
 template <class T = float>
 class UNetMidBlock2D : public nn::Module<T> {
  public:
+  /// Draws the initial weights from `gen`. diffuse::Error when attention_head_dim does not fit in_channels.
   explicit UNetMidBlock2D(const UNetMidBlockOptions& o, Generator& gen = default_generator()) {
     UNetBlockOptions b{.in_channels = o.in_channels,
                        .out_channels = o.in_channels,
@@ -188,6 +221,7 @@ class UNetMidBlock2D : public nn::Module<T> {
     }
   }
 
+  /// x [N, in_channels, H, W] and temb [N, temb_channels] -> same shape as x.
   Tensor<T> operator()(const Tensor<T>& x, const Tensor<T>& temb) const {
     Tensor<T> h = (*resnets)[0](x, temb);
     for (std::size_t i = 1; i < resnets->size(); ++i) {
@@ -198,12 +232,16 @@ class UNetMidBlock2D : public nn::Module<T> {
   }
 
   std::shared_ptr<nn::ModuleList<nn::Attention<T>>> attentions;  // null without attention
+  /// "resnets.i".
   std::shared_ptr<nn::ModuleList<nn::ResnetBlock2D<T>>> resnets;
 };
 
+/// diffusers' UpBlock2D, or AttnUpBlock2D when options.attention is set (see the file comment).
 template <class T = float>
 class UpBlock2D : public nn::Module<T> {
  public:
+  /// Draws the initial weights from `gen`. diffuse::Error when num_layers is not positive, upsample_type
+  /// is unknown, or attention_head_dim does not fit out_channels.
   explicit UpBlock2D(const UNetBlockOptions& o, Generator& gen = default_generator()) {
     const char* name = o.attention ? "AttnUpBlock2D" : "UpBlock2D";
     if (o.num_layers < 1) throw Error(std::string(name) + ": num_layers must be positive");
@@ -239,10 +277,10 @@ class UpBlock2D : public nn::Module<T> {
     }
   }
 
-  // How many skip connections the block consumes.
+  /// How many skip connections the block consumes.
   std::size_t num_skips() const { return resnets->size(); }
 
-  // Consumes num_skips() tensors from the back of `res_samples`.
+  /// Consumes num_skips() tensors from the back of `res_samples`.
   Tensor<T> operator()(const Tensor<T>& x, std::vector<Tensor<T>>& res_samples, const Tensor<T>& temb) const {
     if (res_samples.size() < resnets->size())
       throw Error("UpBlock2D: needs " + std::to_string(resnets->size()) + " skip connections, " +
@@ -266,8 +304,11 @@ class UpBlock2D : public nn::Module<T> {
   }
 
   std::shared_ptr<nn::ModuleList<nn::Attention<T>>> attentions;  // null without attention
+  /// "resnets.i".
   std::shared_ptr<nn::ModuleList<nn::ResnetBlock2D<T>>> resnets;
+  /// "upsamplers.0" when it is an Upsample2D; null otherwise.
   std::shared_ptr<nn::ModuleList<nn::Upsample2D<T>>> conv_upsamplers;
+  /// "upsamplers.0" when it is a ResnetBlock2D (upsample_type "resnet"); null otherwise.
   std::shared_ptr<nn::ModuleList<nn::ResnetBlock2D<T>>> resnet_upsamplers;
 };
 

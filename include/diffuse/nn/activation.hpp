@@ -1,5 +1,6 @@
-// Activations chosen by name, as diffusers' get_activation does for act_fn / non_linearity:
-// "silu" and "swish" (SiLU), "mish", "gelu", "relu" (case-insensitive).
+/// @file
+/// Activations chosen by name, as diffusers' get_activation does for act_fn / non_linearity:
+/// "silu" and "swish" (SiLU), "mish", "gelu", "relu" (case-insensitive).
 #pragma once
 #include <algorithm>
 #include <cctype>
@@ -10,11 +11,13 @@
 
 namespace diffuse::nn {
 
+/// The activation functions that can be chosen by name.
 enum class Activation { silu, mish, gelu, relu };
 
+/// The accepted names, as error messages list them.
 inline constexpr const char* kAcceptedActivations = "silu, swish, mish, gelu, relu";
 
-// Parses an activation name; diffuse::Error naming the value and the accepted names otherwise.
+/// Parses an activation name; diffuse::Error naming the value and the accepted names otherwise.
 inline Activation activation_from_name(const std::string& name) {
   std::string n = name;
   std::transform(n.begin(), n.end(), n.begin(),
@@ -26,6 +29,7 @@ inline Activation activation_from_name(const std::string& name) {
   throw Error("unsupported activation function '" + name + "' (accepted: " + kAcceptedActivations + ")");
 }
 
+/// The name of `a` ("silu" for SiLU / swish).
 inline const char* activation_name(Activation a) {
   switch (a) {
     case Activation::silu: return "silu";
@@ -36,6 +40,7 @@ inline const char* activation_name(Activation a) {
   return "silu";
 }
 
+/// Applies `a` elementwise (differentiable).
 template <class T>
 Tensor<T> apply_activation(Activation a, const Tensor<T>& x) {
   switch (a) {

@@ -1,10 +1,11 @@
-// diffusers' Attention as UNet2DModel uses it (self-attention over the pixels of a feature map):
-// optional group_norm, to_q / to_k / to_v projections, heads of dim_head channels, to_out.0,
-// optional residual connection and division by rescale_output_factor. Parameter names match
-// diffusers ("to_q.weight", "to_out.0.bias", ...).
-// The pixels stay channel-first: q, k and v come from one 1x1 convolution with the three weights
-// stacked, attention runs on [B, heads*dim_head, H*W] directly (kernels/attention_channels_first.hpp)
-// and to_out is another 1x1 convolution, so no transposes are needed.
+/// @file
+/// diffusers' Attention as UNet2DModel uses it (self-attention over the pixels of a feature map):
+/// optional group_norm, to_q / to_k / to_v projections, heads of dim_head channels, to_out.0,
+/// optional residual connection and division by rescale_output_factor. Parameter names match
+/// diffusers ("to_q.weight", "to_out.0.bias", ...).
+/// The pixels stay channel-first: q, k and v come from one 1x1 convolution with the three weights
+/// stacked, attention runs on [B, heads*dim_head, H*W] directly (kernels/attention_channels_first.hpp)
+/// and to_out is another 1x1 convolution, so no transposes are needed.
 #pragma once
 #include <cmath>
 #include <optional>
@@ -17,8 +18,8 @@
 namespace diffuse::nn {
 
 namespace functional {
-// Self-attention of qkv [B, 3*heads*D, L] (q | k | v rows) -> [B, heads*D, L].
-// float_softmax: the softmax in float whatever T is (diffusers' upcast_softmax; matters for double only).
+/// Self-attention of qkv [B, 3*heads*D, L] (q | k | v rows) -> [B, heads*D, L].
+/// float_softmax: the softmax in float whatever T is (diffusers' upcast_softmax; matters for double only).
 template <class T>
 Tensor<T> multihead_attention_channels_first(const Tensor<T>& qkv, std::int64_t heads, T scale,
                                              bool float_softmax = false) {
@@ -41,24 +42,34 @@ Tensor<T> multihead_attention_channels_first(const Tensor<T>& qkv, std::int64_t 
 }
 }  // namespace functional
 
+/// Options of Attention, named as diffusers' Attention arguments.
 struct AttentionOptions {
+  /// Channels of the input and the output (required).
   std::int64_t query_dim = 0;
+  /// Number of attention heads.
   std::int64_t heads = 8;
+  /// Channels per head: the projections have heads * dim_head outputs.
   std::int64_t dim_head = 64;
   std::optional<std::int64_t> norm_num_groups = std::nullopt;  // group_norm before the projections when set
+  /// Epsilon of group_norm.
   double eps = 1e-5;
+  /// The output (after the residual connection) is divided by this; must be non-zero.
   double rescale_output_factor = 1.0;
+  /// Adds the input to the output.
   bool residual_connection = false;
   bool bias = true;      // of to_q, to_k, to_v
   bool out_bias = true;  // of to_out.0
-  // diffusers' upcast_softmax: the attention softmax runs in float32 whatever the model's dtype. For
-  // a float model this changes nothing; a double model then matches diffusers run in float64.
+  /// diffusers' upcast_softmax: the attention softmax runs in float32 whatever the model's dtype. For
+  /// a float model this changes nothing; a double model then matches diffusers run in float64.
   bool upcast_softmax = false;
 };
 
+/// diffusers' Attention as UNet2DModel uses it: self-attention over the pixels of a feature map.
 template <class T = float>
 class Attention : public Module<T> {
  public:
+  /// Draws the initial weights from `gen`. diffuse::Error when query_dim, heads or dim_head is not
+  /// positive, or rescale_output_factor is 0.
   explicit Attention(const AttentionOptions& o, Generator& gen = default_generator())
       : query_dim_(o.query_dim),
         heads_(o.heads),
@@ -82,7 +93,7 @@ class Attention : public Module<T> {
     to_out->push_back(std::make_shared<Linear<T>>(inner, o.query_dim, o.out_bias, gen));
   }
 
-  // x [B, query_dim, H, W] -> same shape.
+  /// x [B, query_dim, H, W] -> same shape.
   Tensor<T> operator()(const Tensor<T>& x) const {
     if (x.dim() != 4 || x.size(1) != query_dim_)
       throw Error("Attention: expected input [B, " + std::to_string(query_dim_) + ", H, W], got " +
@@ -107,8 +118,12 @@ class Attention : public Module<T> {
         y, "div_scalar", [f](T v) { return v / f; }, [f](T, T) { return T(1) / f; });
   }
 
+  /// Normalisation of the input; null unless norm_num_groups is set.
   std::shared_ptr<GroupNorm<T>> group_norm;
+  /// Query, key and value projections (query_dim -> heads * dim_head).
   std::shared_ptr<Linear<T>> to_q, to_k, to_v;
+  /// to_out[0] is the output projection (diffusers' "to_out.0"; its dropout has no parameters and is left
+  /// out).
   std::shared_ptr<ModuleList<Linear<T>>> to_out;
 
  private:

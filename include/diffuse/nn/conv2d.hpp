@@ -1,4 +1,5 @@
-// 2-D convolution layer (torch.nn.Conv2d): parameters "weight" [out, in, k, k] and "bias" [out].
+/// @file
+/// 2-D convolution layer (torch.nn.Conv2d): parameters "weight" [out, in, k, k] and "bias" [out].
 #pragma once
 #include "diffuse/nn/functional.hpp"
 #include "diffuse/nn/init.hpp"
@@ -6,15 +7,22 @@
 
 namespace diffuse::nn {
 
+/// Options of Conv2d (torch.nn.Conv2d's stride, padding and bias).
 struct Conv2dOptions {
+  /// Step between kernel positions, on both axes.
   std::int64_t stride = 1;
+  /// Zeros added on every side.
   std::int64_t padding = 0;
+  /// Whether the layer has a bias.
   bool bias = true;
 };
 
+/// 2-D convolution with a square kernel (torch.nn.Conv2d).
 template <class T = float>
 class Conv2d : public Module<T> {
  public:
+  /// Initialises weight and bias as PyTorch does, drawing from `gen`. diffuse::Error when a size is not
+  /// positive.
   Conv2d(std::int64_t in_channels, std::int64_t out_channels, std::int64_t kernel_size,
          Conv2dOptions options = {}, Generator& gen = default_generator())
       : options_(options) {
@@ -28,10 +36,12 @@ class Conv2d : public Module<T> {
     if (options.bias)
       bias = this->register_parameter("bias", init::default_uniform<T>({out_channels}, fan_in, gen));
   }
+  /// x [N, in_channels, H, W] -> [N, out_channels, H', W'].
   Tensor<T> operator()(const Tensor<T>& x) const {
     return functional::conv2d(x, weight, bias, options_.stride, options_.padding);
   }
 
+  /// weight [out, in, k, k]; bias [out], undefined without bias.
   Tensor<T> weight, bias;
 
  private:

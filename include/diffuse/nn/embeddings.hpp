@@ -1,9 +1,10 @@
-// Embeddings of timesteps and class labels, as diffusers composes them:
-//   timestep_embedding / Timesteps  sinusoidal positional embedding (get_timestep_embedding) with
-//                                   flip_sin_to_cos and downscale_freq_shift, computed in T step by
-//                                   step like diffusers (float matches its float32, double its float64);
-//   GaussianFourierProjection       sin/cos of log(t) times a fixed random frequency vector;
-//   Embedding                       a lookup table (torch.nn.Embedding) for class labels.
+/// @file
+/// Embeddings of timesteps and class labels, as diffusers composes them:
+///   timestep_embedding / Timesteps  sinusoidal positional embedding (get_timestep_embedding) with
+///                                   flip_sin_to_cos and downscale_freq_shift, computed in T step by
+///                                   step like diffusers (float matches its float32, double its float64);
+///   GaussianFourierProjection       sin/cos of log(t) times a fixed random frequency vector;
+///   Embedding                       a lookup table (torch.nn.Embedding) for class labels.
 #pragma once
 #include <cmath>
 #include <numbers>
@@ -14,9 +15,9 @@
 
 namespace diffuse::nn {
 
-// timesteps [N] -> [N, dim]: [sin(t f_i), cos(t f_i)] (or cos first when flip_sin_to_cos) with
-// f_i = exp(-log(max_period) * i / (dim/2 - downscale_freq_shift)); zero-padded when dim is odd.
-// Not differentiable (timesteps are data).
+/// timesteps [N] -> [N, dim]: [sin(t f_i), cos(t f_i)] (or cos first when flip_sin_to_cos) with
+/// f_i = exp(-log(max_period) * i / (dim/2 - downscale_freq_shift)); zero-padded when dim is odd.
+/// Not differentiable (timesteps are data).
 template <class T>
 Tensor<T> timestep_embedding(const Tensor<T>& timesteps, std::int64_t dim, bool flip_sin_to_cos = false,
                              double downscale_freq_shift = 1, double scale = 1, double max_period = 10000) {
@@ -50,15 +51,18 @@ Tensor<T> timestep_embedding(const Tensor<T>& timesteps, std::int64_t dim, bool 
   return out;
 }
 
-// diffusers' Timesteps module (no parameters).
+/// diffusers' Timesteps module (no parameters).
 template <class T = float>
 class Timesteps : public Module<T> {
  public:
+  /// num_channels is the embedding size; the other arguments are timestep_embedding's.
   Timesteps(std::int64_t num_channels, bool flip_sin_to_cos, double downscale_freq_shift)
       : num_channels_(num_channels), flip_(flip_sin_to_cos), shift_(downscale_freq_shift) {}
+  /// timesteps [N] -> [N, num_channels] (timestep_embedding).
   Tensor<T> operator()(const Tensor<T>& timesteps) const {
     return timestep_embedding(timesteps, num_channels_, flip_, shift_);
   }
+  /// The embedding size.
   std::int64_t num_channels() const { return num_channels_; }
 
  private:
@@ -67,13 +71,15 @@ class Timesteps : public Module<T> {
   double shift_;
 };
 
-// diffusers' GaussianFourierProjection: x [N] -> [N, 2*embedding_size] =
-// [sin(2 pi log(x) w), cos(...)] (cos first with flip_sin_to_cos). "weight" is random and frozen
-// (requires_grad false). diffusers registers the same tensor under a second name, "W"; so does this
-// module, so checkpoints carry both keys exactly as diffusers writes them.
+/// diffusers' GaussianFourierProjection: x [N] -> [N, 2*embedding_size] =
+/// [sin(2 pi log(x) w), cos(...)] (cos first with flip_sin_to_cos). "weight" is random and frozen
+/// (requires_grad false). diffusers registers the same tensor under a second name, "W"; so does this
+/// module, so checkpoints carry both keys exactly as diffusers writes them.
 template <class T = float>
 class GaussianFourierProjection : public Module<T> {
  public:
+  /// Draws weight = scale * N(0, 1) [embedding_size] from `gen`. With `log`, the input's log is
+  /// projected (diffusers' default). diffuse::Error when embedding_size is not positive.
   GaussianFourierProjection(std::int64_t embedding_size = 256, double scale = 1.0, bool log = true,
                             bool flip_sin_to_cos = false, Generator& gen = default_generator())
       : log_(log), flip_(flip_sin_to_cos) {
@@ -87,6 +93,7 @@ class GaussianFourierProjection : public Module<T> {
     weight.requires_grad_(false);
   }
 
+  /// x [N] -> [N, 2 * embedding_size]; diffuse::Error for a value that is not positive when `log` is set.
   Tensor<T> operator()(const Tensor<T>& x) const {
     if (x.dim() != 1)
       throw Error("GaussianFourierProjection: input must be 1-D [N], got " + to_string(x.shape()));
@@ -111,17 +118,19 @@ class GaussianFourierProjection : public Module<T> {
     return out;
   }
 
+  /// The frozen random frequencies [embedding_size], also registered as "W".
   Tensor<T> weight;
 
  private:
   bool log_, flip_;
 };
 
-// Lookup table (torch.nn.Embedding): "weight" [num_embeddings, embedding_dim], initialised N(0, 1).
-// Indices are given as values of T (whole numbers); the gradient is scattered back into the rows.
+/// Lookup table (torch.nn.Embedding): "weight" [num_embeddings, embedding_dim], initialised N(0, 1).
+/// Indices are given as values of T (whole numbers); the gradient is scattered back into the rows.
 template <class T = float>
 class Embedding : public Module<T> {
  public:
+  /// Draws the table from `gen`. diffuse::Error when a size is not positive.
   Embedding(std::int64_t num_embeddings, std::int64_t embedding_dim, Generator& gen = default_generator()) {
     if (num_embeddings < 1 || embedding_dim < 1)
       throw Error("Embedding: sizes must be positive, got " + std::to_string(num_embeddings) + " x " +
@@ -129,7 +138,8 @@ class Embedding : public Module<T> {
     weight = this->register_parameter("weight", gen.randn<T>({num_embeddings, embedding_dim}));
   }
 
-  // indices [N] -> [N, embedding_dim]
+  /// indices [N] -> [N, embedding_dim]. diffuse::Error for an index that is not a whole number in
+  /// [0, num_embeddings).
   Tensor<T> operator()(const Tensor<T>& indices) const {
     if (indices.dim() != 1)
       throw Error("Embedding: indices must be 1-D [N], got shape " + to_string(indices.shape()));
@@ -153,6 +163,7 @@ class Embedding : public Module<T> {
     });
   }
 
+  /// The table [num_embeddings, embedding_dim].
   Tensor<T> weight;
 };
 

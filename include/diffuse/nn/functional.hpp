@@ -1,7 +1,8 @@
-// Differentiable neural-network operations (like torch.nn.functional): conv2d, group_norm,
-// softmax, scaled dot-product attention, nearest upsampling, 2x2 pooling, dropout, mse_loss.
-// Forward and backward are the fused kernels of kernels/; this layer checks shapes and
-// records the graph.
+/// @file
+/// Differentiable neural-network operations (like torch.nn.functional): conv2d, group_norm,
+/// softmax, scaled dot-product attention, nearest upsampling, 2x2 pooling, dropout, mse_loss.
+/// Forward and backward are the fused kernels of kernels/; this layer checks shapes and
+/// records the graph.
 #pragma once
 #include "diffuse/autograd/elementwise.hpp"
 #include "diffuse/autograd/reduce.hpp"
@@ -14,7 +15,8 @@
 
 namespace diffuse::nn::functional {
 
-// x [N,C,H,W], weight [O,C,KH,KW], bias [O] (or undefined).
+/// 2-D convolution (torch.nn.functional.conv2d), the same stride and padding on both axes.
+/// x [N,C,H,W], weight [O,C,KH,KW], bias [O] (or undefined).
 template <class T>
 Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias = {},
                  std::int64_t stride = 1, std::int64_t padding = 0) {
@@ -44,7 +46,8 @@ Tensor<T> conv2d(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
   });
 }
 
-// Group normalisation over x [N, C, ...] with per-channel affine weight/bias [C] (or undefined).
+/// Group normalisation over x [N, C, ...] with per-channel affine weight/bias [C] (or undefined)
+/// (torch.nn.functional.group_norm). diffuse::Error when C is not a multiple of num_groups.
 template <class T>
 Tensor<T> group_norm(const Tensor<T>& x, std::int64_t num_groups, const Tensor<T>& weight = {},
                      const Tensor<T>& bias = {}, T eps = T(1e-5)) {
@@ -76,7 +79,7 @@ Tensor<T> group_norm(const Tensor<T>& x, std::int64_t num_groups, const Tensor<T
                         });
 }
 
-// Softmax over the last axis.
+/// Softmax over the last axis (torch.softmax(x, dim=-1)).
 template <class T>
 Tensor<T> softmax(const Tensor<T>& x) {
   if (x.dim() < 1) throw Error("softmax: needs at least one axis");
@@ -90,7 +93,8 @@ Tensor<T> softmax(const Tensor<T>& x) {
   });
 }
 
-// softmax(scale * q k^T) v for q [B,Lq,D], k [B,Lk,D], v [B,Lk,Dv]; scale defaults to 1/sqrt(D).
+/// softmax(scale * q k^T) v for q [B,Lq,D], k [B,Lk,D], v [B,Lk,Dv]; scale 0 (the default) means
+/// 1/sqrt(D). torch.nn.functional.scaled_dot_product_attention without mask or dropout.
 template <class T>
 Tensor<T> scaled_dot_product_attention(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v,
                                        T scale = T(0)) {
@@ -114,6 +118,7 @@ Tensor<T> scaled_dot_product_attention(const Tensor<T>& q, const Tensor<T>& k, c
       });
 }
 
+/// diffuse::Error naming `op` unless x is 4-D [N, C, H, W].
 template <class T>
 void check_image_batch(const Tensor<T>& x, const char* op) {
   if (x.dim() != 4)
@@ -121,7 +126,7 @@ void check_image_batch(const Tensor<T>& x, const char* op) {
                 to_string(x.shape()));
 }
 
-// Nearest-neighbour upsampling by 2 (nn.Upsample(scale_factor=2)).
+/// Nearest-neighbour upsampling by 2 (nn.Upsample(scale_factor=2)).
 template <class T>
 Tensor<T> upsample_nearest2x(const Tensor<T>& x) {
   check_image_batch(x, "upsample_nearest2x");
@@ -135,7 +140,7 @@ Tensor<T> upsample_nearest2x(const Tensor<T>& x) {
   });
 }
 
-// 2x2 max pooling with stride 2 (nn.MaxPool2d(2)).
+/// 2x2 max pooling with stride 2 (nn.MaxPool2d(2)).
 template <class T>
 Tensor<T> max_pool2x(const Tensor<T>& x) {
   check_image_batch(x, "max_pool2x");
@@ -156,7 +161,7 @@ Tensor<T> max_pool2x(const Tensor<T>& x) {
   });
 }
 
-// 2x2 average pooling with stride 2 (nn.AvgPool2d(2)).
+/// 2x2 average pooling with stride 2 (nn.AvgPool2d(2)).
 template <class T>
 Tensor<T> avg_pool2x(const Tensor<T>& x) {
   check_image_batch(x, "avg_pool2x");
@@ -172,7 +177,8 @@ Tensor<T> avg_pool2x(const Tensor<T>& x) {
   });
 }
 
-// Zeroes each element with probability p and scales the rest by 1/(1-p) when training.
+/// Zeroes each element with probability p and scales the rest by 1/(1-p) when training
+/// (torch.nn.functional.dropout); the mask is drawn from `gen`. Returns x itself when not training.
 template <class T>
 Tensor<T> dropout(const Tensor<T>& x, double p, bool training, Generator& gen) {
   if (!(p >= 0 && p <= 1)) throw Error("dropout: probability must be in [0, 1], got " + std::to_string(p));
@@ -184,7 +190,7 @@ Tensor<T> dropout(const Tensor<T>& x, double p, bool training, Generator& gen) {
   return diffuse::mul(x, mask);
 }
 
-// Mean squared error, averaged over all elements (nn.functional.mse_loss, reduction='mean').
+/// Mean squared error, averaged over all elements (nn.functional.mse_loss, reduction='mean').
 template <class T>
 Tensor<T> mse_loss(const Tensor<T>& input, const Tensor<T>& target) {
   if (input.shape() != target.shape())

@@ -1,13 +1,17 @@
-// Group normalisation layer (torch.nn.GroupNorm): "weight" (ones) and "bias" (zeros) per channel.
+/// @file
+/// Group normalisation layer (torch.nn.GroupNorm): "weight" (ones) and "bias" (zeros) per channel.
 #pragma once
 #include "diffuse/nn/functional.hpp"
 #include "diffuse/nn/module.hpp"
 
 namespace diffuse::nn {
 
+/// Group normalisation layer (torch.nn.GroupNorm).
 template <class T = float>
 class GroupNorm : public Module<T> {
  public:
+  /// Without `affine` the layer has no weight and bias. diffuse::Error when num_channels is not a
+  /// multiple of num_groups.
   GroupNorm(std::int64_t num_groups, std::int64_t num_channels, double eps = 1e-5, bool affine = true)
       : num_groups_(num_groups), eps_(static_cast<T>(eps)) {
     if (num_groups < 1 || num_channels % num_groups != 0)
@@ -18,10 +22,12 @@ class GroupNorm : public Module<T> {
       bias = this->register_parameter("bias", Tensor<T>::zeros({num_channels}));
     }
   }
+  /// x [N, num_channels, ...] -> same shape.
   Tensor<T> operator()(const Tensor<T>& x) const {
     return functional::group_norm(x, num_groups_, weight, bias, eps_);
   }
 
+  /// Per-channel scale and shift [num_channels]; undefined without affine.
   Tensor<T> weight, bias;
 
  private:

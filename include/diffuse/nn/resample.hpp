@@ -1,14 +1,15 @@
-// diffusers' Downsample2D and Upsample2D. Downsample2D halves H and W with a stride-2 3x3 convolution
-// ("conv.weight"/"conv.bias"; padding = downsample_padding, and padding 0 first pads one zero row and
-// column at the bottom/right like diffusers) or, without a convolution, a 2x2 average pool.
-// Upsample2D doubles H and W by nearest-neighbour repetition, then (optionally) a 3x3 convolution.
+/// @file
+/// diffusers' Downsample2D and Upsample2D. Downsample2D halves H and W with a stride-2 3x3 convolution
+/// ("conv.weight"/"conv.bias"; padding = downsample_padding, and padding 0 first pads one zero row and
+/// column at the bottom/right like diffusers) or, without a convolution, a 2x2 average pool.
+/// Upsample2D doubles H and W by nearest-neighbour repetition, then (optionally) a 3x3 convolution.
 #pragma once
 #include "diffuse/nn/conv2d.hpp"
 
 namespace diffuse::nn {
 
 namespace functional {
-// Zero-pads one row at the bottom and one column at the right (F.pad(x, (0, 1, 0, 1))).
+/// Zero-pads one row at the bottom and one column at the right (F.pad(x, (0, 1, 0, 1))).
 template <class T>
 Tensor<T> pad_bottom_right(const Tensor<T>& x) {
   check_image_batch(x, "pad_bottom_right");
@@ -37,10 +38,11 @@ Tensor<T> pad_bottom_right(const Tensor<T>& x) {
 }
 }  // namespace functional
 
+/// diffusers' Downsample2D: halves H and W (see the file comment).
 template <class T = float>
 class Downsample2D : public Module<T> {
  public:
-  // out_channels 0 means `channels`. Without a convolution the channel count cannot change.
+  /// out_channels 0 means `channels`. Without a convolution the channel count cannot change.
   Downsample2D(std::int64_t channels, bool use_conv = false, std::int64_t out_channels = 0,
                std::int64_t padding = 1, Generator& gen = default_generator())
       : channels_(channels),
@@ -58,6 +60,7 @@ class Downsample2D : public Module<T> {
                   " -> " + std::to_string(out_channels_) + " was asked");
   }
 
+  /// x [N, channels, H, W] -> [N, out_channels, H', W'] with H and W halved.
   Tensor<T> operator()(const Tensor<T>& x) const {
     if (x.dim() != 4 || x.size(1) != channels_)
       throw Error("Downsample2D: expected input [N, " + std::to_string(channels_) + ", H, W], got " +
@@ -67,6 +70,7 @@ class Downsample2D : public Module<T> {
     return (*conv)(x);
   }
 
+  /// The 3x3 stride-2 convolution ("conv"); null without use_conv.
   std::shared_ptr<Conv2d<T>> conv;
 
  private:
@@ -75,9 +79,12 @@ class Downsample2D : public Module<T> {
   std::int64_t padding_;
 };
 
+/// diffusers' Upsample2D: doubles H and W by nearest-neighbour repetition, then an optional 3x3 convolution.
 template <class T = float>
 class Upsample2D : public Module<T> {
  public:
+  /// out_channels 0 means `channels`. Without a convolution the channel count cannot change
+  /// (diffuse::Error).
   Upsample2D(std::int64_t channels, bool use_conv = false, std::int64_t out_channels = 0,
              Generator& gen = default_generator())
       : channels_(channels), use_conv_(use_conv) {
@@ -90,6 +97,7 @@ class Upsample2D : public Module<T> {
                   std::to_string(channels) + " -> " + std::to_string(out) + ")");
   }
 
+  /// x [N, channels, H, W] -> [N, out_channels, 2H, 2W].
   Tensor<T> operator()(const Tensor<T>& x) const {
     if (x.dim() != 4 || x.size(1) != channels_)
       throw Error("Upsample2D: expected input [N, " + std::to_string(channels_) + ", H, W], got " +
@@ -98,6 +106,7 @@ class Upsample2D : public Module<T> {
     return use_conv_ ? (*conv)(y) : y;
   }
 
+  /// The 3x3 convolution ("conv"); null without use_conv.
   std::shared_ptr<Conv2d<T>> conv;
 
  private:

@@ -1,7 +1,8 @@
-// diffusers' ResnetBlock2D: norm1 -> act -> [up/down] -> conv1 -> (+ time embedding) -> norm2
-// [-> scale/shift by the time embedding] -> act -> dropout -> conv2, plus the (1x1 conv_shortcut'ed)
-// input, divided by output_scale_factor. time_embedding_norm "default" adds time_emb_proj(act(temb))
-// per channel before norm2; "scale_shift" projects to 2C and applies x * (1 + scale) + shift after it.
+/// @file
+/// diffusers' ResnetBlock2D: norm1 -> act -> [up/down] -> conv1 -> (+ time embedding) -> norm2
+/// [-> scale/shift by the time embedding] -> act -> dropout -> conv2, plus the (1x1 conv_shortcut'ed)
+/// input, divided by output_scale_factor. time_embedding_norm "default" adds time_emb_proj(act(temb))
+/// per channel before norm2; "scale_shift" projects to 2C and applies x * (1 + scale) + shift after it.
 #pragma once
 #include <optional>
 
@@ -13,26 +14,37 @@
 
 namespace diffuse::nn {
 
+/// Options of ResnetBlock2D, named as diffusers' ResnetBlock2D arguments.
 struct ResnetBlock2DOptions {
+  /// Input channels (required).
   std::int64_t in_channels = 0;
   std::int64_t out_channels = 0;     // 0: same as in_channels
   std::int64_t temb_channels = 512;  // 0: no time embedding input
+  /// Groups of norm1, and of norm2 unless groups_out is set.
   std::int64_t groups = 32;
   std::int64_t groups_out = 0;  // 0: same as groups
+  /// Epsilon of both GroupNorms.
   double eps = 1e-6;
+  /// Dropout probability before conv2, in training mode.
   double dropout = 0.0;
+  /// Activation name (see activation_from_name).
   std::string non_linearity = "swish";
   std::string time_embedding_norm = "default";  // "default" or "scale_shift"
+  /// The sum of the shortcut and the residual is divided by this; must be non-zero.
   double output_scale_factor = 1.0;
   bool up = false;    // nearest 2x upsampling of both paths after the first activation
   bool down = false;  // 2x2 average pooling of both paths after the first activation
   std::optional<bool> use_in_shortcut = std::nullopt;  // default: when in_channels != out_channels
+  /// Whether conv_shortcut has a bias.
   bool conv_shortcut_bias = true;
 };
 
+/// diffusers' ResnetBlock2D (see the file comment); parameter names as in diffusers.
 template <class T = float>
 class ResnetBlock2D : public Module<T> {
  public:
+  /// Draws the initial weights from `gen`. diffuse::Error for a channel count that is not positive, an
+  /// unknown time_embedding_norm or activation, up and down together, or output_scale_factor 0.
   explicit ResnetBlock2D(const ResnetBlock2DOptions& o, Generator& gen = default_generator())
       : act_(activation_from_name(o.non_linearity)),
         dropout_(o.dropout),
@@ -68,7 +80,7 @@ class ResnetBlock2D : public Module<T> {
                                                        Conv2dOptions{.bias = o.conv_shortcut_bias}, gen));
   }
 
-  // x [N, in_channels, H, W], temb [N, temb_channels] (undefined when the block has no time input).
+  /// x [N, in_channels, H, W], temb [N, temb_channels] (undefined when the block has no time input).
   Tensor<T> operator()(const Tensor<T>& x, const Tensor<T>& temb = {}) const {
     if (x.dim() != 4 || x.size(1) != in_channels_)
       throw Error("ResnetBlock2D: expected input [N, " + std::to_string(in_channels_) + ", H, W], got " +
@@ -105,13 +117,20 @@ class ResnetBlock2D : public Module<T> {
         out, "div_scalar", [f](T v) { return v / f; }, [f](T, T) { return T(1) / f; });
   }
 
+  /// Input channels.
   std::int64_t in_channels() const { return in_channels_; }
+  /// Output channels.
   std::int64_t out_channels() const { return out_channels_; }
 
+  /// The normalisations before conv1 and conv2.
   std::shared_ptr<GroupNorm<T>> norm1, norm2;
+  /// The two 3x3 convolutions, and the 1x1 convolution of the input (null when the input is added as it is).
   std::shared_ptr<Conv2d<T>> conv1, conv2, conv_shortcut;
+  /// Projection of the time embedding; null when temb_channels is 0.
   std::shared_ptr<Linear<T>> time_emb_proj;
+  /// Resampling of both paths when `up` is set (no parameters; not registered); null otherwise.
   std::shared_ptr<Upsample2D<T>> upsample;
+  /// Resampling of both paths when `down` is set (no parameters; not registered); null otherwise.
   std::shared_ptr<Downsample2D<T>> downsample;
 
  private:

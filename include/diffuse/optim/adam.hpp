@@ -1,8 +1,9 @@
-// Adam with torch.optim.Adam's update rule: bias-corrected first and second moments,
-// weight_decay as L2 added to the gradient. AdamW (adamw.hpp) shares this implementation and
-// differs only in decoupling the weight decay. Each parameter counts its own steps (PyTorch's state["step"]).
-// Takes a parameter list or parameter groups with their own lr / weight_decay (see optimizer.hpp and
-// param_groups.hpp).
+/// @file
+/// Adam with torch.optim.Adam's update rule: bias-corrected first and second moments,
+/// weight_decay as L2 added to the gradient. AdamW (adamw.hpp) shares this implementation and
+/// differs only in decoupling the weight decay. Each parameter counts its own steps (PyTorch's
+/// state["step"]). Takes a parameter list or parameter groups with their own lr / weight_decay (see
+/// optimizer.hpp and param_groups.hpp).
 #pragma once
 #include <cmath>
 
@@ -11,20 +12,31 @@
 
 namespace diffuse::optim {
 
+/// Options of Adam (torch.optim.Adam's lr, betas, eps and weight_decay).
 struct AdamOptions {
+  /// Learning rate.
   double lr = 1e-3;
+  /// Decay of the first moment (betas[0]).
   double beta1 = 0.9;
+  /// Decay of the second moment (betas[1]).
   double beta2 = 0.999;
+  /// Added to the denominator.
   double eps = 1e-8;
+  /// L2 penalty, added to the gradient.
   double weight_decay = 0;
 };
 
-// AdamW's options (adamw.hpp); declared here because the implementation is shared.
+/// AdamW's options (adamw.hpp); declared here because the implementation is shared.
 struct AdamWOptions {
+  /// Learning rate.
   double lr = 1e-3;
+  /// Decay of the first moment (betas[0]).
   double beta1 = 0.9;
+  /// Decay of the second moment (betas[1]).
   double beta2 = 0.999;
+  /// Added to the denominator.
   double eps = 1e-8;
+  /// Decoupled weight decay: param *= 1 - lr * weight_decay before each update.
   double weight_decay = 1e-2;
 };
 
@@ -32,7 +44,7 @@ struct AdamWOptions {
 
 namespace diffuse::detail {
 
-// The shared implementation of optim::Adam and optim::AdamW: `decoupled` selects AdamW's weight decay.
+/// The shared implementation of optim::Adam and optim::AdamW: `decoupled` selects AdamW's weight decay.
 template <class T>
 class AdamBase : public optim::Optimizer<T> {
  public:
@@ -70,10 +82,10 @@ class AdamBase : public optim::Optimizer<T> {
     });
   }
 
-  // The moments of parameter `index` (numbered across groups); undefined before its first step.
+  /// The moments of parameter `index` (numbered across groups); undefined before its first step.
   Tensor<T> exp_avg(std::size_t index) const { return buffer(index, "exp_avg"); }
   Tensor<T> exp_avg_sq(std::size_t index) const { return buffer(index, "exp_avg_sq"); }
-  // Steps taken by the first parameter (all parameters, when every one gets a gradient each step).
+  /// Steps taken by the first parameter (all parameters, when every one gets a gradient each step).
   std::int64_t step_count() const { return this->state_.empty() ? 0 : this->state_.front().step; }
 
  protected:
@@ -123,13 +135,17 @@ class AdamBase : public optim::Optimizer<T> {
 
 namespace diffuse::optim {
 
+/// torch.optim.Adam (see the file comment).
 template <class T = float>
 class Adam : public diffuse::detail::AdamBase<T> {
  public:
+  /// One group holding `params`. diffuse::Error for betas outside [0, 1), a negative eps, lr or weight_decay.
   Adam(std::vector<Tensor<T>> params, AdamOptions o = {}) : Adam(single_group(std::move(params)), o) {}
+  /// Parameter groups with their own lr / weight_decay (see param_groups.hpp).
   Adam(std::vector<ParamGroup<T>> groups, AdamOptions o = {})
       : diffuse::detail::AdamBase<T>("Adam", false, std::move(groups),
                                      {o.lr, o.beta1, o.beta2, o.eps, o.weight_decay}) {}
+  /// The current options (load_state_dict replaces them with the saved ones).
   AdamOptions options() const {
     const auto& o = this->raw_options();
     return {o.lr, o.beta1, o.beta2, o.eps, o.weight_decay};

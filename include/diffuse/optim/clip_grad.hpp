@@ -1,10 +1,13 @@
-// Gradient clipping with torch.nn.utils semantics:
-//   double total = optim::clip_grad_norm_(model.parameters(), 1.0);       // 2-norm over all grads
-//   optim::clip_grad_norm_(params, 1.0, std::numeric_limits<double>::infinity());  // max |g|
-//   optim::clip_grad_value_(params, 0.5);                                   // clamp each element
-// clip_grad_norm_ computes the norm of all gradients together (as if concatenated), scales them
-// by max_norm / (total + 1e-6) when that is below 1, and returns the total norm. Parameters
-// without a gradient are skipped.
+/// @file
+/// Gradient clipping with torch.nn.utils semantics:
+/// @code
+///   double total = optim::clip_grad_norm_(model.parameters(), 1.0);       // 2-norm over all grads
+///   optim::clip_grad_norm_(params, 1.0, std::numeric_limits<double>::infinity());  // max |g|
+///   optim::clip_grad_value_(params, 0.5);                                   // clamp each element
+/// @endcode
+/// clip_grad_norm_ computes the norm of all gradients together (as if concatenated), scales them
+/// by max_norm / (total + 1e-6) when that is below 1, and returns the total norm. Parameters
+/// without a gradient are skipped.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -17,7 +20,7 @@
 
 namespace diffuse::optim {
 
-// The norm of all gradients together: p-norm for finite p > 0, max |g| for p = infinity.
+/// The norm of all gradients together: p-norm for finite p > 0, max |g| for p = infinity.
 template <class T>
 double grad_norm(const std::vector<Tensor<T>>& parameters, double norm_type = 2.0) {
   if (!(norm_type > 0))
@@ -52,8 +55,8 @@ double grad_norm(const std::vector<Tensor<T>>& parameters, double norm_type = 2.
   return norm_type == 2.0 ? std::sqrt(acc) : norm_type == 1.0 ? acc : std::pow(acc, 1.0 / norm_type);
 }
 
-// Scales the gradients in place so that their total norm is at most max_norm; returns the
-// total norm before clipping. With error_if_nonfinite a NaN or infinite norm throws.
+/// Scales the gradients in place so that their total norm is at most max_norm; returns the
+/// total norm before clipping. With error_if_nonfinite a NaN or infinite norm throws.
 template <class T>
 double clip_grad_norm_(const std::vector<Tensor<T>>& parameters, double max_norm, double norm_type = 2.0,
                        bool error_if_nonfinite = false) {
@@ -75,7 +78,7 @@ double clip_grad_norm_(const std::vector<Tensor<T>>& parameters, double max_norm
   return total;
 }
 
-// Clamps every gradient element to [-clip_value, clip_value].
+/// Clamps every gradient element to [-clip_value, clip_value].
 template <class T>
 void clip_grad_value_(const std::vector<Tensor<T>>& parameters, double clip_value) {
   if (!(clip_value >= 0))

@@ -1,9 +1,12 @@
-// EMAModel: an exponential moving average of model parameters with the semantics of
-// diffusers.training_utils.EMAModel (decay, min_decay, update_after_step, use_ema_warmup,
-// inv_gamma, power). The usual loop:
-//   optim::EMAModel<float> ema(unet, {.decay = 0.9999, .use_ema_warmup = true, .power = 0.75});
-//   ... opt.step(); ema.step(unet);
-//   ema.store(unet); ema.copy_to(unet); /* sample or save with the averaged weights */ ema.restore(unet);
+/// @file
+/// EMAModel: an exponential moving average of model parameters with the semantics of
+/// diffusers.training_utils.EMAModel (decay, min_decay, update_after_step, use_ema_warmup,
+/// inv_gamma, power). The usual loop:
+/// @code
+///   optim::EMAModel<float> ema(unet, {.decay = 0.9999, .use_ema_warmup = true, .power = 0.75});
+///   ... opt.step(); ema.step(unet);
+///   ema.store(unet); ema.copy_to(unet); /* sample or save with the averaged weights */ ema.restore(unet);
+/// @endcode
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -23,26 +26,30 @@
 
 namespace diffuse::optim {
 
+/// Options of EMAModel (diffusers' EMAModel arguments).
 struct EMAOptions {
   double decay = 0.9999;               // the largest decay used
   double min_decay = 0.0;              // the smallest decay used (after update_after_step)
   std::int64_t update_after_step = 0;  // decay is 0 (shadow = parameters) until this many steps
   bool use_ema_warmup =
       false;  // decay = 1 - (1 + step / inv_gamma)^-power instead of (1 + step) / (10 + step)
+  /// Step scale of the warmup curve (use_ema_warmup).
   double inv_gamma = 1.0;
+  /// Exponent of the warmup curve (use_ema_warmup).
   double power = 2.0 / 3.0;
 };
 
+/// Exponential moving average of parameters (diffusers.training_utils.EMAModel); see the file comment.
 template <class T = float>
 class EMAModel {
  public:
-  // Averages `parameters` (shadow copies are made now), named "0", "1", ... in checkpoints.
+  /// Averages `parameters` (shadow copies are made now), named "0", "1", ... in checkpoints.
   EMAModel(const std::vector<Tensor<T>>& parameters, EMAOptions options = {}) : options_(options) {
     check(options_);
     for (std::size_t i = 0; i < parameters.size(); ++i) add(std::to_string(i), parameters[i]);
   }
-  // Averages every parameter of `model` (frozen ones too, as diffusers does with
-  // model.parameters()), named as in model.named_parameters(); an alias of a tensor counts once.
+  /// Averages every parameter of `model` (frozen ones too, as diffusers does with
+  /// model.parameters()), named as in model.named_parameters(); an alias of a tensor counts once.
   EMAModel(const nn::Module<T>& model, EMAOptions options = {}) : options_(options) {
     check(options_);
     std::set<const void*> seen;
@@ -50,8 +57,8 @@ class EMAModel {
       if (seen.insert(p.impl().get()).second) add(name, p);
   }
 
-  // diffusers' EMAModel.get_decay: 0 until update_after_step, then the warmup curve clamped to
-  // [min_decay, decay].
+  /// diffusers' EMAModel.get_decay: 0 until update_after_step, then the warmup curve clamped to
+  /// [min_decay, decay].
   double get_decay(std::int64_t optimization_step) const {
     const std::int64_t step = std::max<std::int64_t>(0, optimization_step - options_.update_after_step - 1);
     if (step <= 0) return 0.0;
@@ -62,8 +69,8 @@ class EMAModel {
     return std::max(d, options_.min_decay);
   }
 
-  // One update: shadow -= (1 - decay) * (shadow - param) for trainable parameters; frozen ones
-  // (requires_grad off) are copied.
+  /// One update: shadow -= (1 - decay) * (shadow - param) for trainable parameters; frozen ones
+  /// (requires_grad off) are copied.
   void step(const std::vector<Tensor<T>>& parameters) {
     check_matches("step", parameters);
     ++optimization_step_;
@@ -79,24 +86,27 @@ class EMAModel {
         shadow_[k].copy_(parameters[k]);
     }
   }
+  /// The same over the parameters of `model` (the module the average was made from).
   void step(const nn::Module<T>& model) { step(module_params(model)); }
 
-  // Writes the averaged values into the parameters.
+  /// Writes the averaged values into the parameters.
   void copy_to(const std::vector<Tensor<T>>& parameters) const {
     check_matches("copy_to", parameters);
     for (std::size_t k = 0; k < shadow_.size(); ++k) Tensor<T>(parameters[k]).copy_(shadow_[k]);
   }
+  /// The same into the parameters of `model`.
   void copy_to(const nn::Module<T>& model) const { copy_to(module_params(model)); }
 
-  // Keeps a copy of the parameters' current values for restore() (e.g. around evaluation with
-  // the EMA weights).
+  /// Keeps a copy of the parameters' current values for restore() (e.g. around evaluation with
+  /// the EMA weights).
   void store(const std::vector<Tensor<T>>& parameters) {
     check_matches("store", parameters);
     stored_.clear();
     for (auto& p : parameters) stored_.push_back(p.clone());
   }
+  /// The same for the parameters of `model`.
   void store(const nn::Module<T>& model) { store(module_params(model)); }
-  // Puts the values saved by store() back and forgets them.
+  /// Puts the values saved by store() back and forgets them; diffuse::Error when nothing was stored.
   void restore(const std::vector<Tensor<T>>& parameters) {
     if (stored_.empty() && !shadow_.empty())
       throw Error("EMAModel::restore: no weights were stored; call store() first");
@@ -104,20 +114,27 @@ class EMAModel {
     for (std::size_t k = 0; k < stored_.size(); ++k) Tensor<T>(parameters[k]).copy_(stored_[k]);
     stored_.clear();
   }
+  /// The same for the parameters of `model`.
   void restore(const nn::Module<T>& model) { restore(module_params(model)); }
 
+  /// The averaged values, in construction order.
   const std::vector<Tensor<T>>& shadow_params() const { return shadow_; }
+  /// The names of the averaged parameters, as in checkpoints.
   const std::vector<std::string>& names() const { return names_; }
+  /// The number of step() calls (restored by load_state).
   std::int64_t optimization_step() const { return optimization_step_; }
+  /// The decay the last step() used.
   double cur_decay_value() const { return cur_decay_value_; }
+  /// The options (load_state replaces them with the saved ones).
   const EMAOptions& options() const { return options_; }
 
-  // The shadow parameters by name (copies), and the rest as JSON (diffusers' state_dict keys).
+  /// The shadow parameters by name (copies), and the rest as JSON (diffusers' state_dict keys).
   std::map<std::string, Tensor<T>> shadow_state() const {
     std::map<std::string, Tensor<T>> out;
     for (std::size_t k = 0; k < shadow_.size(); ++k) out.emplace(names_[k], shadow_[k].clone());
     return out;
   }
+  /// The options and the step counters as JSON, under diffusers' state_dict keys.
   nlohmann::json state_json() const {
     return {{"decay", options_.decay},
             {"min_decay", options_.min_decay},
@@ -128,7 +145,7 @@ class EMAModel {
             {"power", options_.power},
             {"cur_decay_value", cur_decay_value_}};
   }
-  // Restores shadow_state() + state_json(): names and shapes must match; checked before anything changes.
+  /// Restores shadow_state() + state_json(): names and shapes must match; checked before anything changes.
   void load_state(const std::map<std::string, Tensor<T>>& shadow, const nlohmann::json& j) {
     const std::string where = "EMAModel::load_state: ";
     std::string problems;

@@ -1,9 +1,12 @@
-// Optimizer: the base of SGD, Adam and AdamW. Holds parameter groups (each with its own
-// learning rate and weight decay, like PyTorch's optimizer.param_groups), the per-parameter
-// state (step count and buffers such as Adam's moments), zero_grad(), and state_dict() /
-// load_state_dict() for checkpoints.
-//   optim::AdamW opt(model.parameters(), {.lr = 1e-4});                     // one group
-//   optim::AdamW opt({{.params = decay}, {.params = no_decay, .weight_decay = 0.0}}, {.lr = 1e-4});
+/// @file
+/// Optimizer: the base of SGD, Adam and AdamW. Holds parameter groups (each with its own
+/// learning rate and weight decay, like PyTorch's optimizer.param_groups), the per-parameter
+/// state (step count and buffers such as Adam's moments), zero_grad(), and state_dict() /
+/// load_state_dict() for checkpoints.
+/// @code
+///   optim::AdamW opt(model.parameters(), {.lr = 1e-4});                     // one group
+///   optim::AdamW opt({{.params = decay}, {.params = no_decay, .weight_decay = 0.0}}, {.lr = 1e-4});
+/// @endcode
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -22,37 +25,50 @@
 
 namespace diffuse::optim {
 
-// One group of parameters; unset fields take the optimizer's options (PyTorch's
-// [{"params": ..., "weight_decay": 0}, ...]).
+/// One group of parameters; unset fields take the optimizer's options (PyTorch's
+/// [{"params": ..., "weight_decay": 0}, ...]).
 template <class T = float>
 struct ParamGroup {
+  /// The group's parameters.
   std::vector<Tensor<T>> params{};
+  /// Learning rate; unset: the optimizer's.
   std::optional<double> lr{};
+  /// Weight decay; unset: the optimizer's.
   std::optional<double> weight_decay{};
   std::string name{};  // a label for messages and checkpoints (optional)
 };
 
-// Everything an optimizer needs to continue exactly where it stopped: the buffers by name
-// ("<parameter index>.<buffer>", e.g. "3.exp_avg"; parameters numbered across groups in order)
-// and the rest as JSON (type, options, per-group lr / initial_lr / weight_decay, step counts).
+/// Everything an optimizer needs to continue exactly where it stopped: the buffers by name
+/// ("<parameter index>.<buffer>", e.g. "3.exp_avg"; parameters numbered across groups in order)
+/// and the rest as JSON (type, options, per-group lr / initial_lr / weight_decay, step counts).
 template <class T = float>
 struct OptimizerState {
+  /// The buffers by "<parameter index>.<buffer>".
   std::map<std::string, Tensor<T>> tensors;
+  /// Everything else (type, options, groups, step counts).
   nlohmann::json meta;
 };
 
+/// Base of SGD, Adam and AdamW (torch.optim.Optimizer); see the file comment.
 template <class T = float>
 class Optimizer {
  public:
-  // A resolved group: what step() uses and LR schedules change.
+  /// A resolved group: what step() uses and LR schedules change.
   struct Group {
+    /// The group's parameters.
     std::vector<Tensor<T>> params;
+    /// The current learning rate.
     double lr = 0;
     double initial_lr = 0;  // the lr at construction: LR schedules multiply this (PyTorch's base_lrs)
+    /// The group's weight decay.
     double weight_decay = 0;
+    /// The group's name, or its index when none was given.
     std::string name;
   };
 
+  /// `type` names the optimizer in messages and checkpoints; lr and weight_decay apply to groups that do
+  /// not set their own. diffuse::Error for a negative rate or decay, a parameter that is undefined or not
+  /// a leaf, or a parameter given twice.
   Optimizer(std::string type, std::vector<ParamGroup<T>> groups, double lr, double weight_decay)
       : type_(std::move(type)), default_lr_(lr), default_weight_decay_(weight_decay) {
     check_non_negative("learning rate", lr);
@@ -81,39 +97,44 @@ class Optimizer {
   }
   virtual ~Optimizer() = default;
 
-  // Applies one update from the parameters' current gradients (parameters without one are skipped).
+  /// Applies one update from the parameters' current gradients (parameters without one are skipped).
   virtual void step() = 0;
 
-  // Clears the gradients (set to none, PyTorch's default).
+  /// Clears the gradients (set to none, PyTorch's default).
   void zero_grad() {
     for (auto& g : groups_)
       for (auto& p : g.params) p.zero_grad();
   }
 
-  // The learning rate of the first group; set_lr sets every group's (and is what a schedule
-  // would overwrite on its next step).
+  /// The learning rate of the first group; set_lr sets every group's (and is what a schedule
+  /// would overwrite on its next step).
   double lr() const { return groups_.empty() ? default_lr_ : groups_.front().lr; }
+  /// Sets every group's learning rate; diffuse::Error when it is negative.
   void set_lr(double lr) {
     check_non_negative("learning rate", lr);
     for (auto& g : groups_) g.lr = lr;
   }
-  // The options' lr and weight_decay (PyTorch's optimizer.defaults).
+  /// The options' lr and weight_decay (PyTorch's optimizer.defaults).
   double default_lr() const { return default_lr_; }
+  /// The options' weight_decay.
   double default_weight_decay() const { return default_weight_decay_; }
+  /// The optimizer's name: "SGD", "Adam" or "AdamW".
   const std::string& type() const { return type_; }
 
+  /// The groups (optimizer.param_groups); lr and weight_decay may be changed here.
   std::vector<Group>& param_groups() { return groups_; }
+  /// The groups, read-only.
   const std::vector<Group>& param_groups() const { return groups_; }
-  // Every parameter, groups in order.
+  /// Every parameter, groups in order.
   std::vector<Tensor<T>> params() const {
     std::vector<Tensor<T>> out;
     for (auto& g : groups_) out.insert(out.end(), g.params.begin(), g.params.end());
     return out;
   }
-  // How many updates parameter `index` (numbered across groups) has received.
+  /// How many updates parameter `index` (numbered across groups) has received.
   std::int64_t param_step(std::size_t index) const { return state_.at(index).step; }
 
-  // The complete state (copies of the buffers).
+  /// The complete state (copies of the buffers).
   OptimizerState<T> state_dict() const {
     OptimizerState<T> s;
     s.meta["type"] = type_;
@@ -134,8 +155,8 @@ class Optimizer {
     return s;
   }
 
-  // Restores a state_dict() of an optimizer of the same type over the same parameter shapes.
-  // Everything is checked first; on error nothing changes. Saved options win (as in PyTorch).
+  /// Restores a state_dict() of an optimizer of the same type over the same parameter shapes.
+  /// Everything is checked first; on error nothing changes. Saved options win (as in PyTorch).
   void load_state_dict(const OptimizerState<T>& s) {
     const std::string where = type_ + "::load_state_dict: ";
     using nlohmann::json;
@@ -208,21 +229,24 @@ class Optimizer {
   }
 
  protected:
-  // Per-parameter state, numbered like params().
+  /// Per-parameter state, numbered like params().
   struct ParamState {
+    /// Updates this parameter has received.
     std::int64_t step = 0;
+    /// Buffers by name (see buffer_names()).
     std::map<std::string, Tensor<T>> buffers;
   };
 
-  // The names of the buffers a parameter's state may hold.
+  /// The names of the buffers a parameter's state may hold.
   virtual std::vector<std::string> buffer_names() const = 0;
-  // The name of a buffer that a state must hold under these (saved) options but does not ("" if complete).
+  /// The name of a buffer that a state must hold under these (saved) options but does not ("" if complete).
   virtual std::string missing_buffer(const ParamState& s, const nlohmann::json& options) const = 0;
-  // The options beyond lr / weight_decay (betas, eps, momentum, ...), as JSON and back.
+  /// The options beyond lr / weight_decay (betas, eps, momentum, ...), as JSON and back.
   virtual nlohmann::json options_json() const = 0;
+  /// Checks options saved by options_json() (diffuse::Error when invalid) and takes them when `apply`.
   virtual void options_from_json(const nlohmann::json& j, bool apply) = 0;
 
-  // Calls f(group, param, grad, state) for every parameter that has a gradient.
+  /// Calls f(group, param, grad, state) for every parameter that has a gradient.
   template <class F>
   void for_each_param_with_grad(F&& f) {
     std::size_t index = 0;
@@ -234,6 +258,7 @@ class Optimizer {
       }
   }
 
+  /// diffuse::Error naming `what` unless v >= 0.
   void check_non_negative(const std::string& what, double v) const {
     if (!(v >= 0)) throw Error(type_ + ": " + what + " must be non-negative, got " + std::to_string(v));
   }
@@ -244,7 +269,7 @@ class Optimizer {
   std::vector<ParamState> state_;
 };
 
-// A single group holding `params` (what every optimizer's vector constructor builds).
+/// A single group holding `params` (what every optimizer's vector constructor builds).
 template <class T>
 std::vector<ParamGroup<T>> single_group(std::vector<Tensor<T>> params) {
   std::vector<ParamGroup<T>> g(1);

@@ -1,10 +1,13 @@
-// Parameter groups that exempt biases and normalisation weights from weight decay, the usual
-// recipe for AdamW (like building [{"params": decay, "weight_decay": wd},
-// {"params": no_decay, "weight_decay": 0.0}] by hand in PyTorch):
-//   optim::AdamW opt(optim::weight_decay_groups(unet, 0.01), {.lr = 1e-4});
-// A parameter goes to "no_decay" when it has fewer than two dimensions (biases, GroupNorm and
-// LayerNorm weights) or when its owning module's name contains "norm". Frozen parameters
-// (requires_grad off) and repeated aliases of one tensor are left out.
+/// @file
+/// Parameter groups that exempt biases and normalisation weights from weight decay, the usual
+/// recipe for AdamW (like building [{"params": decay, "weight_decay": wd},
+/// {"params": no_decay, "weight_decay": 0.0}] by hand in PyTorch):
+/// @code
+///   optim::AdamW opt(optim::weight_decay_groups(unet, 0.01), {.lr = 1e-4});
+/// @endcode
+/// A parameter goes to "no_decay" when it has fewer than two dimensions (biases, GroupNorm and
+/// LayerNorm weights) or when its owning module's name contains "norm". Frozen parameters
+/// (requires_grad off) and repeated aliases of one tensor are left out.
 #pragma once
 #include <set>
 #include <string>
@@ -15,7 +18,7 @@
 
 namespace diffuse::optim {
 
-// True for the parameters that conventionally get no weight decay.
+/// True for the parameters that conventionally get no weight decay.
 inline bool is_no_decay_parameter(const std::string& name, const Shape& shape) {
   if (shape.size() < 2) return true;
   const auto dot = name.rfind('.');
@@ -25,7 +28,7 @@ inline bool is_no_decay_parameter(const std::string& name, const Shape& shape) {
   return module.find("norm") != std::string::npos;
 }
 
-// Splits named parameters into {"decay" with `weight_decay`, "no_decay" with 0}.
+/// Splits named parameters into {"decay" with `weight_decay`, "no_decay" with 0}.
 template <class T>
 std::vector<ParamGroup<T>> weight_decay_groups(const std::vector<std::pair<std::string, Tensor<T>>>& named,
                                                double weight_decay) {
@@ -41,6 +44,7 @@ std::vector<ParamGroup<T>> weight_decay_groups(const std::vector<std::pair<std::
   return {decay, no_decay};
 }
 
+/// The same over module.named_parameters().
 template <class T>
 std::vector<ParamGroup<T>> weight_decay_groups(const nn::Module<T>& module, double weight_decay) {
   return weight_decay_groups(module.named_parameters(), weight_decay);

@@ -1,24 +1,35 @@
-// Stochastic gradient descent with momentum, dampening, Nesterov and weight decay, with
-// torch.optim.SGD's update rule. Takes a parameter list or parameter groups (see optimizer.hpp).
+/// @file
+/// Stochastic gradient descent with momentum, dampening, Nesterov and weight decay, with
+/// torch.optim.SGD's update rule. Takes a parameter list or parameter groups (see optimizer.hpp).
 #pragma once
 #include "diffuse/core/parallel.hpp"
 #include "diffuse/optim/optimizer.hpp"
 
 namespace diffuse::optim {
 
+/// Options of SGD (torch.optim.SGD's arguments).
 struct SGDOptions {
+  /// Learning rate.
   double lr = 1e-3;
+  /// Momentum factor; 0 is plain SGD.
   double momentum = 0;
+  /// Dampening of the momentum.
   double dampening = 0;
+  /// L2 penalty, added to the gradient.
   double weight_decay = 0;
+  /// Nesterov momentum; needs momentum > 0 and dampening 0.
   bool nesterov = false;
 };
 
+/// torch.optim.SGD (see the file comment).
 template <class T = float>
 class SGD : public Optimizer<T> {
  public:
+  /// One group holding `params`. diffuse::Error for a negative lr, momentum or weight_decay, or Nesterov
+  /// without momentum or with dampening.
   SGD(std::vector<Tensor<T>> params, SGDOptions options = {})
       : SGD(single_group(std::move(params)), options) {}
+  /// Parameter groups with their own lr / weight_decay (see param_groups.hpp).
   SGD(std::vector<ParamGroup<T>> groups, SGDOptions options = {})
       : Optimizer<T>("SGD", std::move(groups), options.lr, options.weight_decay), options_(options) {
     check(options_);
@@ -49,6 +60,7 @@ class SGD : public Optimizer<T> {
     });
   }
 
+  /// The current options (load_state_dict replaces them with the saved ones).
   const SGDOptions& options() const { return options_; }
 
  protected:

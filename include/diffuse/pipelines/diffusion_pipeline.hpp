@@ -1,10 +1,14 @@
-// DiffusionPipeline: samples images from a UNet2DModel with any scheduler, and saves/loads the
-// pair in diffusers' folder layout (model_index.json, unet/, scheduler/), so a pipeline trained
-// here loads in Python with DDPMPipeline.from_pretrained and the other way round.
-//
-//   pipelines::DDPMPipeline pipe(unet, scheduler);
-//   Tensor<float> images = pipe({.batch_size = 16, .num_inference_steps = 1000}, gen);  // [16,C,H,W] in
-//   [0,1] pipe.save_pretrained("my_pipeline");
+/// @file
+/// DiffusionPipeline: samples images from a UNet2DModel with any scheduler, and saves/loads the
+/// pair in diffusers' folder layout (model_index.json, unet/, scheduler/), so a pipeline trained
+/// here loads in Python with DDPMPipeline.from_pretrained and the other way round.
+///
+/// @code
+///   pipelines::DDPMPipeline pipe(unet, scheduler);
+///   // images [16, C, H, W] with values in [0, 1]
+///   Tensor<float> images = pipe({.batch_size = 16, .num_inference_steps = 1000}, gen);
+///   pipe.save_pretrained("my_pipeline");
+/// @endcode
 #pragma once
 #include <filesystem>
 #include <functional>
@@ -22,35 +26,42 @@
 
 namespace diffuse::pipelines {
 
+/// Arguments of a DiffusionPipeline call (as those of diffusers' pipeline __call__).
 struct SampleOptions {
+  /// Number of images.
   std::int64_t batch_size = 1;
+  /// Denoising steps (scheduler.set_timesteps).
   std::int64_t num_inference_steps = 1000;
   std::optional<std::int64_t> height = std::nullopt;  // default: the UNet's sample_size
   std::optional<std::int64_t> width = std::nullopt;   // default: the UNet's sample_size
-  // One class per image for a class-conditional UNet (num_class_embeds); one value is repeated
-  // for the whole batch. Must be empty for an unconditional UNet.
+  /// One class per image for a class-conditional UNet (num_class_embeds); one value is repeated
+  /// for the whole batch. Must be empty for an unconditional UNet.
   std::vector<std::int64_t> class_labels = {};
-  // The starting noise [batch_size, C, H, W] (standard normal; scaled by init_noise_sigma here),
-  // instead of drawing it from the generator.
+  /// The starting noise [batch_size, C, H, W] (standard normal; scaled by init_noise_sigma here),
+  /// instead of drawing it from the generator.
   std::optional<Tensor<float>> noise = std::nullopt;
-  // Keyword arguments of every scheduler step, e.g. {"eta": 1.0} for DDIM (diffusers' eta); they
-  // stay set on the scheduler for later calls (empty: the scheduler's own step options).
+  /// Keyword arguments of every scheduler step, e.g. {"eta": 1.0} for DDIM (diffusers' eta); they
+  /// stay set on the scheduler for later calls (empty: the scheduler's own step options).
   io::json step_kwargs = io::json::object();
-  // Called after each denoising step with (step index, number of steps), e.g. for a progress bar.
+  /// Called after each denoising step with (step index, number of steps), e.g. for a progress bar.
   std::function<void(std::int64_t, std::int64_t)> on_step = nullptr;
 };
 
+/// A UNet2DModel and a scheduler that sample together (diffusers' DDPMPipeline); see the file comment.
 template <class T = float>
 class DiffusionPipeline {
  public:
+  /// The model type.
   using UNet = models::UNet2DModel<T>;
+  /// The base type of the schedulers.
   using Scheduler = schedulers::Scheduler<T>;
 
-  // Uses the given model and scheduler without owning them (they must outlive the pipeline).
+  /// Uses the given model and scheduler without owning them (they must outlive the pipeline).
   DiffusionPipeline(UNet& unet, Scheduler& scheduler, std::string class_name = "DDPMPipeline")
       : unet_(&unet, [](UNet*) {}),
         scheduler_(&scheduler, [](Scheduler*) {}),
         class_name_(std::move(class_name)) {}
+  /// Shares ownership of the model and the scheduler; diffuse::Error when either is null.
   DiffusionPipeline(std::shared_ptr<UNet> unet, std::shared_ptr<Scheduler> scheduler,
                     std::string class_name = "DDPMPipeline")
       : unet_(std::move(unet)), scheduler_(std::move(scheduler)), class_name_(std::move(class_name)) {
@@ -58,11 +69,11 @@ class DiffusionPipeline {
       throw Error("DiffusionPipeline: the UNet and the scheduler must both be given");
   }
 
-  // Denoises Gaussian noise into images: for each timestep, the model predicts and the scheduler
-  // steps (diffusers' DDPMPipeline loop, with init_noise_sigma and scale_model_input so that
-  // sigma-based schedulers work too). Returns [batch, C, H, W] mapped from [-1, 1] to [0, 1].
-  // Images larger than io::max_image_pixels() are refused (a damaged config's sample_size 1e5 would
-  // ask for 1e10 pixels), and running out of memory is an Error that says what was being sampled.
+  /// Denoises Gaussian noise into images: for each timestep, the model predicts and the scheduler
+  /// steps (diffusers' DDPMPipeline loop, with init_noise_sigma and scale_model_input so that
+  /// sigma-based schedulers work too). Returns [batch, C, H, W] mapped from [-1, 1] to [0, 1].
+  /// Images larger than io::max_image_pixels() are refused (a damaged config's sample_size 1e5 would
+  /// ask for 1e10 pixels), and running out of memory is an Error that says what was being sampled.
   Tensor<T> operator()(const SampleOptions& options, Generator& gen) {
     const auto& config = unet_->config();
     const std::int64_t h = options.height.value_or(config.sample_size ? config.sample_size->height : 0);
@@ -83,8 +94,8 @@ class DiffusionPipeline {
     }
   }
 
-  // Writes model_index.json, unet/ (config.json, diffusion_pytorch_model.safetensors) and
-  // scheduler/scheduler_config.json into `dir`.
+  /// Writes model_index.json, unet/ (config.json, diffusion_pytorch_model.safetensors) and
+  /// scheduler/scheduler_config.json into `dir`.
   void save_pretrained(const std::filesystem::path& dir) const {
     unet_->save_pretrained(dir / "unet");
     schedulers::save_scheduler(*scheduler_, dir / "scheduler");
@@ -95,7 +106,8 @@ class DiffusionPipeline {
     io::write_json(dir / "model_index.json", index);
   }
 
-  // Loads a diffusers pipeline folder (one with a UNet2DModel and a scheduler).
+  /// Loads a diffusers pipeline folder (one with a UNet2DModel and a scheduler). diffuse::FileError
+  /// for a folder with other components (vae, text_encoder, ...) or another kind of unet.
   static DiffusionPipeline from_pretrained(const std::filesystem::path& dir,
                                            models::PretrainedOptions options = {}) {
     const auto index_path = dir / "model_index.json";
@@ -129,15 +141,18 @@ class DiffusionPipeline {
     return DiffusionPipeline(std::move(unet), std::move(scheduler), class_name);
   }
 
+  /// The model.
   UNet& unet() const { return *unet_; }
-  // The number of classes of a class-conditional UNet (num_class_embeds), 0 for an unconditional one.
+  /// The number of classes of a class-conditional UNet (num_class_embeds), 0 for an unconditional one.
   std::int64_t num_classes() const { return unet_->config().num_class_embeds.value_or(0); }
+  /// The scheduler in use.
   Scheduler& scheduler() const { return *scheduler_; }
-  // Swaps the sampler, e.g. for a DDIM or DPM-Solver++ scheduler made from the same config.
+  /// Swaps the sampler, e.g. for a DDIM or DPM-Solver++ scheduler made from the same config.
   void set_scheduler(std::shared_ptr<Scheduler> scheduler) {
     if (!scheduler) throw Error("DiffusionPipeline::set_scheduler: no scheduler given");
     scheduler_ = std::move(scheduler);
   }
+  /// The pipeline class name written to model_index.json ("DDPMPipeline" unless given or loaded).
   const std::string& class_name() const { return class_name_; }
 
  private:
@@ -211,7 +226,7 @@ class DiffusionPipeline {
   std::string class_name_;
 };
 
-// diffusers' name for the same thing.
+/// diffusers' name for the same thing.
 template <class T = float>
 using DDPMPipeline = DiffusionPipeline<T>;
 
