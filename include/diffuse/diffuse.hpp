@@ -1,5 +1,6 @@
-// diffuse: diffusion models on CPUs. This umbrella header includes every public header;
-// include single headers instead to keep compile times down.
+/// @file
+/// diffuse: diffusion models on CPUs. This umbrella header includes every public header;
+/// include single headers instead to keep compile times down.
 #pragma once
 
 // core: tensors (with the autograd graph), random numbers, threads, errors and warnings

@@ -1,7 +1,8 @@
-// Shared numerics of the noise schedulers: beta schedules, the cumulative product of alphas,
-// timestep spacings, Karras sigmas and dynamic thresholding, computed the way diffusers 0.21
-// computes them (schedule constants in float32, NumPy/PyTorch rounding rules), so that the
-// schedules here match diffusers' number for number.
+/// @file
+/// Shared numerics of the noise schedulers: beta schedules, the cumulative product of alphas,
+/// timestep spacings, Karras sigmas and dynamic thresholding, computed the way diffusers 0.21
+/// computes them (schedule constants in float32, NumPy/PyTorch rounding rules), so that the
+/// schedules here match diffusers' number for number.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -16,10 +17,10 @@
 
 namespace diffuse::schedulers::detail {
 
-// numpy.round / torch.round: round half to even.
+/// numpy.round / torch.round: round half to even.
 inline double round_half_even(double x) { return std::nearbyint(x); }
 
-// numpy.linspace(start, stop, num) in float64 (the last value is exactly `stop`).
+/// numpy.linspace(start, stop, num) in float64 (the last value is exactly `stop`).
 inline std::vector<double> np_linspace(double start, double stop, std::int64_t num) {
   std::vector<double> y(static_cast<std::size_t>(std::max<std::int64_t>(num, 0)));
   if (num <= 0) return y;
@@ -30,8 +31,8 @@ inline std::vector<double> np_linspace(double start, double stop, std::int64_t n
   return y;
 }
 
-// numpy.arange(start, stop, step) for a float step: values start + i * delta, where delta is
-// recomputed as (start + step) - start like NumPy's fill.
+/// numpy.arange(start, stop, step) for a float step: values start + i * delta, where delta is
+/// recomputed as (start + step) - start like NumPy's fill.
 inline std::vector<double> np_arange(double start, double stop, double step) {
   const auto n = static_cast<std::int64_t>(std::ceil((stop - start) / step));
   std::vector<double> y(static_cast<std::size_t>(std::max<std::int64_t>(n, 0)));
@@ -44,8 +45,8 @@ inline std::vector<double> np_arange(double start, double stop, double step) {
   return y;
 }
 
-// torch.linspace(start, end, steps, dtype=float32) as PyTorch's CPU kernel evaluates it: the first
-// half counts up from `start`, the second half down from `end`.
+/// torch.linspace(start, end, steps, dtype=float32) as PyTorch's CPU kernel evaluates it: the first
+/// half counts up from `start`, the second half down from `end`.
 inline std::vector<float> torch_linspace_f32(double start_d, double end_d, std::int64_t steps) {
   std::vector<float> y(static_cast<std::size_t>(std::max<std::int64_t>(steps, 0)));
   if (steps <= 0) return y;
@@ -62,7 +63,7 @@ inline std::vector<float> torch_linspace_f32(double start_d, double end_d, std::
   return y;
 }
 
-// diffusers' betas_for_alpha_bar: betas of a schedule given by its alpha_bar(t) on [0, 1].
+/// diffusers' betas_for_alpha_bar: betas of a schedule given by its alpha_bar(t) on [0, 1].
 inline std::vector<float> betas_for_alpha_bar(std::int64_t n, const std::string& transform,
                                               double max_beta = 0.999) {
   auto alpha_bar = [&](double t) {
@@ -80,7 +81,7 @@ inline std::vector<float> betas_for_alpha_bar(std::int64_t n, const std::string&
   return betas;
 }
 
-// Throws diffuse::Error naming `key`, the class and the accepted values unless `value` is one of them.
+/// Throws diffuse::Error naming `key`, the class and the accepted values unless `value` is one of them.
 inline void check_one_of(const std::string& cls, const std::string& key, const std::string& value,
                          const std::vector<std::string>& accepted) {
   if (std::find(accepted.begin(), accepted.end(), value) != accepted.end()) return;
@@ -89,7 +90,7 @@ inline void check_one_of(const std::string& cls, const std::string& key, const s
   throw Error(cls + ": unknown " + key + " '" + value + "'; accepted: " + list);
 }
 
-// make_betas without the range check of the result.
+/// make_betas without the range check of the result.
 inline std::vector<float> make_betas_unchecked(const std::string& cls, const std::string& schedule,
                                                std::int64_t n, double beta_start, double beta_end,
                                                const std::vector<double>& trained, bool allow_exp) {
@@ -126,9 +127,9 @@ inline std::vector<float> make_betas_unchecked(const std::string& cls, const std
   return x;
 }
 
-// The betas of a schedule in float32, as diffusers builds them. `trained` (when non-empty)
-// overrides the named schedule. Every beta must lie in (0, 1): beta_end 2.0, beta_start -1 or a
-// NaN in trained_betas gave NaN samples in every scheduler; they are errors instead.
+/// The betas of a schedule in float32, as diffusers builds them. `trained` (when non-empty)
+/// overrides the named schedule. Every beta must lie in (0, 1): beta_end 2.0, beta_start -1 or a
+/// NaN in trained_betas gave NaN samples in every scheduler; they are errors instead.
 inline std::vector<float> make_betas(const std::string& cls, const std::string& schedule, std::int64_t n,
                                      double beta_start, double beta_end, const std::vector<double>& trained,
                                      bool allow_exp = false) {
@@ -144,7 +145,7 @@ inline std::vector<float> make_betas(const std::string& cls, const std::string& 
   return b;
 }
 
-// torch.cumprod over float32 on the CPU: the product is carried in double and stored as float.
+/// torch.cumprod over float32 on the CPU: the product is carried in double and stored as float.
 inline std::vector<float> cumprod_f32(const std::vector<float>& a) {
   std::vector<float> out(a.size());
   double acc = 1.0;
@@ -161,8 +162,8 @@ inline std::vector<float> alphas_from_betas(const std::vector<float>& betas) {
   return a;
 }
 
-// Rescales betas to zero terminal SNR (Lin et al. 2023, "Common Diffusion Noise Schedules and
-// Sample Steps are Flawed"), in float32 like diffusers.
+/// Rescales betas to zero terminal SNR (Lin et al. 2023, "Common Diffusion Noise Schedules and
+/// Sample Steps are Flawed"), in float32 like diffusers.
 inline std::vector<float> rescale_zero_terminal_snr(const std::vector<float>& betas) {
   auto ac = cumprod_f32(alphas_from_betas(betas));
   std::vector<float> s(ac.size());
@@ -178,14 +179,14 @@ inline std::vector<float> rescale_zero_terminal_snr(const std::vector<float>& be
   return out;
 }
 
-// sigma(t) = sqrt((1 - alphas_cumprod) / alphas_cumprod) in float32, one per training timestep.
+/// sigma(t) = sqrt((1 - alphas_cumprod) / alphas_cumprod) in float32, one per training timestep.
 inline std::vector<float> train_sigmas(const std::vector<float>& alphas_cumprod) {
   std::vector<float> s(alphas_cumprod.size());
   for (std::size_t i = 0; i < s.size(); ++i) s[i] = std::sqrt((1.0f - alphas_cumprod[i]) / alphas_cumprod[i]);
   return s;
 }
 
-// Inference timesteps of DDPM/DDIM-style schedulers (descending) for a timestep_spacing.
+/// Inference timesteps of DDPM/DDIM-style schedulers (descending) for a timestep_spacing.
 inline std::vector<double> spaced_timesteps(const std::string& cls, const std::string& spacing,
                                             std::int64_t n_train, std::int64_t n, std::int64_t steps_offset) {
   check_one_of(cls, "timestep_spacing", spacing, {"linspace", "leading", "trailing"});
@@ -203,7 +204,7 @@ inline std::vector<double> spaced_timesteps(const std::string& cls, const std::s
   return ts;
 }
 
-// numpy.interp(x, [0, 1, ..., n-1], fp).
+/// numpy.interp(x, [0, 1, ..., n-1], fp).
 inline double interp_index(double x, const std::vector<float>& fp) {
   const auto n = static_cast<std::int64_t>(fp.size());
   if (x <= 0) return fp.front();
@@ -214,8 +215,8 @@ inline double interp_index(double x, const std::vector<float>& fp) {
   return slope * (x - static_cast<double>(j)) + fp[j];
 }
 
-// Karras et al. (2022) noise levels: n values from in_first to in_last, evenly spaced in
-// sigma^(1/rho) with rho = 7.
+/// Karras et al. (2022) noise levels: n values from in_first to in_last, evenly spaced in
+/// sigma^(1/rho) with rho = 7.
 inline std::vector<double> karras_sigmas(double in_first, double in_last, std::int64_t n) {
   const double rho = 7.0;
   const double first_inv = std::pow(in_first, 1 / rho), last_inv = std::pow(in_last, 1 / rho);
@@ -224,12 +225,12 @@ inline std::vector<double> karras_sigmas(double in_first, double in_last, std::i
   return out;
 }
 
-// diffusers' _sigma_to_t: the (fractional) training timestep of noise level sigma, by linear
-// interpolation in log sigma. As in diffusers under NumPy 1.x, the float64 log sigma meets the
-// float32 log_sigmas array in float32 (value-based casting), so the distances and the weight are
-// float32; only the final (1 - w) * low + w * high is float64.
-// With a single training timestep there is nothing to interpolate: every sigma is timestep 0
-// (indexing log_sigmas[-1] there was found by tests/fuzz/fuzz_scheduler_config).
+/// diffusers' _sigma_to_t: the (fractional) training timestep of noise level sigma, by linear
+/// interpolation in log sigma. As in diffusers under NumPy 1.x, the float64 log sigma meets the
+/// float32 log_sigmas array in float32 (value-based casting), so the distances and the weight are
+/// float32; only the final (1 - w) * low + w * high is float64.
+/// With a single training timestep there is nothing to interpolate: every sigma is timestep 0
+/// (indexing log_sigmas[-1] there was found by tests/fuzz/fuzz_scheduler_config).
 inline double sigma_to_t(double sigma, const std::vector<float>& log_sigmas) {
   const auto log_sigma = static_cast<float>(std::log(sigma));
   const auto n = static_cast<std::int64_t>(log_sigmas.size());
@@ -244,7 +245,7 @@ inline double sigma_to_t(double sigma, const std::vector<float>& log_sigmas) {
          static_cast<double>(w) * static_cast<double>(low + 1);
 }
 
-// torch.quantile(values, q) with linear interpolation; sorts `v` in place.
+/// torch.quantile(values, q) with linear interpolation; sorts `v` in place.
 inline double quantile(std::vector<double>& v, double q) {
   std::sort(v.begin(), v.end());
   const double pos = q * static_cast<double>(v.size() - 1);
@@ -253,8 +254,8 @@ inline double quantile(std::vector<double>& v, double q) {
   return v[lo] + (v[hi] - v[lo]) * (pos - static_cast<double>(lo));
 }
 
-// Dynamic thresholding (Imagen): per batch element, s = quantile(|x|, ratio) clamped to
-// [1, max_value] (max wins, as in torch.clamp); x is clamped to [-s, s] and divided by s.
+/// Dynamic thresholding (Imagen): per batch element, s = quantile(|x|, ratio) clamped to
+/// [1, max_value] (max wins, as in torch.clamp); x is clamped to [-s, s] and divided by s.
 template <class T>
 Tensor<T> threshold_sample(const Tensor<T>& x, double ratio, double max_value) {
   if (x.dim() < 1 || x.numel() == 0) return x.clone();
@@ -272,10 +273,10 @@ Tensor<T> threshold_sample(const Tensor<T>& x, double ratio, double max_value) {
   return out;
 }
 
-// Inference timesteps of the multistep solvers (DPM-Solver, UniPC), descending and without
-// repeats. `last` is the number of usable training timesteps (DPM-Solver's lambda_min_clipped
-// can shorten it). With Karras sigmas the timesteps are those of the Karras noise levels;
-// `karras_out` receives the levels (ascending, as diffusers 0.21 stores them).
+/// Inference timesteps of the multistep solvers (DPM-Solver, UniPC), descending and without
+/// repeats. `last` is the number of usable training timesteps (DPM-Solver's lambda_min_clipped
+/// can shorten it). With Karras sigmas the timesteps are those of the Karras noise levels;
+/// `karras_out` receives the levels (ascending, as diffusers 0.21 stores them).
 inline std::vector<double> multistep_timesteps(const std::string& cls, const std::string& spacing,
                                                std::int64_t n_train, std::int64_t last, std::int64_t n,
                                                std::int64_t steps_offset, bool karras,

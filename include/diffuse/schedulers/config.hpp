@@ -1,8 +1,9 @@
-// Scheduler configs in diffusers' scheduler_config.json format, read and written by the shared
-// config reader (io/config.hpp). As in diffusers, a scheduler can be built from another's config:
-// the keys of diffusers' other schedulers pass quietly (ConfigMixin drops the keys of a class's
-// "_compatibles"); any other unknown key gets a warning. Python's json module writes -Infinity
-// for DPM-Solver's lambda_min_clipped; the io JSON functions read and write it the same way.
+/// @file
+/// Scheduler configs in diffusers' scheduler_config.json format, read and written by the shared
+/// config reader (io/config.hpp). As in diffusers, a scheduler can be built from another's config:
+/// the keys of diffusers' other schedulers pass quietly (ConfigMixin drops the keys of a class's
+/// "_compatibles"); any other unknown key gets a warning. Python's json module writes -Infinity
+/// for DPM-Solver's lambda_min_clipped; the io JSON functions read and write it the same way.
 #pragma once
 #include <filesystem>
 #include <set>
@@ -14,12 +15,13 @@
 
 namespace diffuse::schedulers {
 
+/// The JSON type of scheduler configs and step options.
 using json = nlohmann::json;
 
 namespace detail {
 
-// Keys of diffusers' schedulers (0.21 and later) that are not every scheduler's own: reading one
-// scheduler's config from another's must not warn about them.
+/// Keys of diffusers' schedulers (0.21 and later) that are not every scheduler's own: reading one
+/// scheduler's config from another's must not warn about them.
 inline const std::set<std::string_view>& scheduler_config_keys() {
   static const std::set<std::string_view> keys = {"algorithm_type",
                                                   "beta_end",

@@ -1,6 +1,7 @@
-// DDIMScheduler: the (generalised) denoising diffusion implicit models sampler of Song et al.
-// (2021), deterministic for eta = 0, with diffusers 0.21's config keys and float32 step
-// coefficients. Includes rescale_betas_zero_snr and set_alpha_to_one.
+/// @file
+/// DDIMScheduler: the (generalised) denoising diffusion implicit models sampler of Song et al.
+/// (2021), deterministic for eta = 0, with diffusers 0.21's config keys and float32 step
+/// coefficients. Includes rescale_betas_zero_snr and set_alpha_to_one.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -11,26 +12,50 @@
 
 namespace diffuse::schedulers {
 
+/// DDIM sampling (see the file comment): deterministic for eta = 0, else every step draws
+/// noise.
 template <class T = float>
 class DDIMScheduler : public Scheduler<T> {
   using Base = Scheduler<T>;
 
  public:
+  /// The diffusers config: the keys of scheduler_config.json, with diffusers' defaults.
   struct Config {
+    /// Number of diffusion steps the model was trained with: the length of the schedule.
     std::int64_t num_train_timesteps = 1000;
+    /// Beta (the variance of the noise added) at the first training timestep.
     double beta_start = 0.0001;
+    /// Beta at the last training timestep.
     double beta_end = 0.02;
+    /// How the betas go from beta_start to beta_end (squaredcos_cap_v2 ignores both).
     std::string beta_schedule = "linear";  // linear, scaled_linear, squaredcos_cap_v2, sigmoid
+    /// Betas given explicitly, one per training timestep; when non-empty they replace beta_schedule.
     std::vector<double> trained_betas = {};
+    /// Clip the predicted clean sample to [-clip_sample_range, clip_sample_range].
     bool clip_sample = true;
+    /// Whether the last step goes to alphas_cumprod 1 (a clean sample) rather than to
+    /// alphas_cumprod[0].
     bool set_alpha_to_one = true;  // the "previous" alphas_cumprod of the last step: 1 or alphas_cumprod[0]
+    /// Added to every inference timestep with "leading" spacing (Stable Diffusion uses 1).
     std::int64_t steps_offset = 0;
+    /// What the model predicts: the noise (epsilon), the clean sample (sample) or v (v_prediction,
+    /// section 2.4 of the Imagen Video paper).
     std::string prediction_type = "epsilon";  // epsilon, sample, v_prediction
+    /// Apply dynamic thresholding (Imagen) to the predicted clean sample instead of clip_sample; not
+    /// for latent-space models.
     bool thresholding = false;
+    /// With thresholding: the quantile of |x0| (per batch element) to clip at.
     double dynamic_thresholding_ratio = 0.995;
+    /// The bound of clip_sample.
     double clip_sample_range = 1.0;
+    /// With thresholding: the largest threshold used.
     double sample_max_value = 1.0;
+    /// How the inference timesteps spread over the training ones (Table 2 of Lin et al. 2023,
+    /// "Common Diffusion Noise Schedules and Sample Steps are Flawed").
     std::string timestep_spacing = "leading";  // linspace, leading, trailing
+    /// Rescale the betas to zero terminal SNR (Lin et al. 2023) so that the model can make very
+    /// bright and very dark images; train with v_prediction then (at SNR 0 an epsilon model's x0
+    /// is undefined).
     bool rescale_betas_zero_snr = false;
 
     template <class C, class V>
@@ -52,13 +77,19 @@ class DDIMScheduler : public Scheduler<T> {
       v("rescale_betas_zero_snr", c.rescale_betas_zero_snr);
     }
   };
-  // The keyword arguments of diffusers' DDIMScheduler.step.
+  /// The keyword arguments of diffusers' DDIMScheduler.step.
   struct StepOptions {
+    /// The weight of the noise each step adds (eta of the DDIM paper).
     double eta = 0.0;  // 0: deterministic DDIM; 1: DDPM-like
+    /// Recompute the predicted noise from the clipped x0 (as diffusers does with this option).
     bool use_clipped_model_output = false;
   };
+  /// diffusers' class name, the "_class_name" of the config.
   static constexpr const char* kClassName = "DDIMScheduler";
 
+  /// Builds the training schedule. Throws diffuse::Error for an unknown option value, a
+  /// num_train_timesteps out of range or a beta outside (0, 1).
+  /// `options` are the step() keyword arguments.
   explicit DDIMScheduler(Config config = {}, StepOptions options = {})
       : step_options(options), config_(std::move(config)) {
     const std::string cls = kClassName;
@@ -74,13 +105,18 @@ class DDIMScheduler : public Scheduler<T> {
     for (std::int64_t t = config_.num_train_timesteps - 1; t >= 0; --t)
       this->timesteps_.push_back(static_cast<double>(t));
   }
+  /// From a diffusers config (any scheduler's: keys this one does not know are ignored).
+  /// Throws diffuse::Error for a value of the wrong type or an invalid one.
   static DDIMScheduler from_config(const json& j) {
     return DDIMScheduler(detail::config_from_json<Config>(j, kClassName));
   }
 
+  /// The config the scheduler was built from.
   const Config& config() const { return config_; }
   std::string class_name() const override { return kClassName; }
   json to_json() const override { return detail::config_to_json(config_, kClassName); }
+  /// Sets step_options from {"eta": number, "use_clipped_model_output": bool}; any other key
+  /// or type throws diffuse::Error.
   void set_step_kwargs(const json& kwargs) override {
     for (const auto& [key, value] : kwargs.items()) {
       if (key == "eta" && value.is_number())
@@ -102,6 +138,7 @@ class DDIMScheduler : public Scheduler<T> {
 
   bool step_draws_noise(double) const override { return step_options.eta > 0; }
 
+  /// The step() keyword arguments in use; set them here or with set_step_kwargs.
   StepOptions step_options;
 
  protected:

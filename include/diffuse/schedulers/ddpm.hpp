@@ -1,6 +1,7 @@
-// DDPMScheduler: ancestral sampling of Ho et al. (2020), "Denoising Diffusion Probabilistic
-// Models", with diffusers 0.21's config keys and arithmetic (step coefficients in float32 from
-// the float32 schedule, as diffusers computes them).
+/// @file
+/// DDPMScheduler: ancestral sampling of Ho et al. (2020), "Denoising Diffusion Probabilistic
+/// Models", with diffusers 0.21's config keys and arithmetic (step coefficients in float32 from
+/// the float32 schedule, as diffusers computes them).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -13,26 +14,46 @@
 
 namespace diffuse::schedulers {
 
+/// DDPM sampling (see the file comment). Every step but the one at t = 0 draws noise.
 template <class T = float>
 class DDPMScheduler : public Scheduler<T> {
   using Base = Scheduler<T>;
 
  public:
+  /// The diffusers config: the keys of scheduler_config.json, with diffusers' defaults.
   struct Config {
+    /// Number of diffusion steps the model was trained with: the length of the schedule.
     std::int64_t num_train_timesteps = 1000;
+    /// Beta (the variance of the noise added) at the first training timestep.
     double beta_start = 0.0001;
+    /// Beta at the last training timestep.
     double beta_end = 0.02;
-    std::string beta_schedule = "linear";    // linear, scaled_linear, squaredcos_cap_v2, sigmoid
+    /// How the betas go from beta_start to beta_end (squaredcos_cap_v2 ignores both).
+    std::string beta_schedule = "linear";  // linear, scaled_linear, squaredcos_cap_v2, sigmoid
+    /// Betas given explicitly, one per training timestep.
     std::vector<double> trained_betas = {};  // overrides beta_schedule when non-empty
-    // fixed_small, fixed_small_log, fixed_large, fixed_large_log, learned, learned_range
+    /// The variance of the noise each step adds; learned and learned_range take it from a model
+    /// that outputs twice the sample's channels (the second half).
+    /// fixed_small, fixed_small_log, fixed_large, fixed_large_log, learned, learned_range
     std::string variance_type = "fixed_small";
+    /// Clip the predicted clean sample to [-clip_sample_range, clip_sample_range].
     bool clip_sample = true;
+    /// What the model predicts: the noise (epsilon), the clean sample (sample) or v (v_prediction,
+    /// section 2.4 of the Imagen Video paper).
     std::string prediction_type = "epsilon";  // epsilon, sample, v_prediction
+    /// Apply dynamic thresholding (Imagen) to the predicted clean sample instead of clip_sample; not
+    /// for latent-space models.
     bool thresholding = false;
+    /// With thresholding: the quantile of |x0| (per batch element) to clip at.
     double dynamic_thresholding_ratio = 0.995;
+    /// The bound of clip_sample.
     double clip_sample_range = 1.0;
+    /// With thresholding: the largest threshold used.
     double sample_max_value = 1.0;
+    /// How the inference timesteps spread over the training ones (Table 2 of Lin et al. 2023,
+    /// "Common Diffusion Noise Schedules and Sample Steps are Flawed").
     std::string timestep_spacing = "leading";  // linspace, leading, trailing
+    /// Added to every inference timestep with "leading" spacing (Stable Diffusion uses 1).
     std::int64_t steps_offset = 0;
 
     template <class C, class V>
@@ -53,8 +74,11 @@ class DDPMScheduler : public Scheduler<T> {
       v("steps_offset", c.steps_offset);
     }
   };
+  /// diffusers' class name, the "_class_name" of the config.
   static constexpr const char* kClassName = "DDPMScheduler";
 
+  /// Builds the training schedule. Throws diffuse::Error for an unknown option value, a
+  /// num_train_timesteps out of range or a beta outside (0, 1).
   explicit DDPMScheduler(Config config = {}) : config_(std::move(config)) {
     const std::string cls = kClassName;
     detail::check_one_of(
@@ -69,11 +93,13 @@ class DDPMScheduler : public Scheduler<T> {
     for (std::int64_t t = config_.num_train_timesteps - 1; t >= 0; --t)
       this->timesteps_.push_back(static_cast<double>(t));
   }
-  // From a diffusers config (any scheduler's: keys DDPM does not know are ignored).
+  /// From a diffusers config (any scheduler's: keys DDPM does not know are ignored).
+  /// Throws diffuse::Error for a value of the wrong type or an invalid one.
   static DDPMScheduler from_config(const json& j) {
     return DDPMScheduler(detail::config_from_json<Config>(j, kClassName));
   }
 
+  /// The config the scheduler was built from.
   const Config& config() const { return config_; }
   std::string class_name() const override { return kClassName; }
   json to_json() const override { return detail::config_to_json(config_, kClassName); }

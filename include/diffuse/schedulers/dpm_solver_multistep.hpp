@@ -1,7 +1,8 @@
-// DPMSolverMultistepScheduler: DPM-Solver (Lu et al. 2022) and DPM-Solver++ multistep
-// solvers of order 1-3, including the SDE variants, with diffusers 0.21's config keys and
-// float32 solver coefficients. Stateful: it remembers the last model outputs, so call
-// set_timesteps before each sampling run and step through timesteps() in order.
+/// @file
+/// DPMSolverMultistepScheduler: DPM-Solver (Lu et al. 2022) and DPM-Solver++ multistep
+/// solvers of order 1-3, including the SDE variants, with diffusers 0.21's config keys and
+/// float32 solver coefficients. Stateful: it remembers the last model outputs, so call
+/// set_timesteps before each sampling run and step through timesteps() in order.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -14,32 +15,60 @@
 
 namespace diffuse::schedulers {
 
+/// DPM-Solver(++) multistep sampling (see the file comment). Only the sde- algorithm types
+/// draw noise.
 template <class T = float>
 class DPMSolverMultistepScheduler : public Scheduler<T> {
   using Base = Scheduler<T>;
 
  public:
+  /// The diffusers config: the keys of scheduler_config.json, with diffusers' defaults.
   struct Config {
+    /// Number of diffusion steps the model was trained with: the length of the schedule.
     std::int64_t num_train_timesteps = 1000;
+    /// Beta (the variance of the noise added) at the first training timestep.
     double beta_start = 0.0001;
+    /// Beta at the last training timestep.
     double beta_end = 0.02;
+    /// How the betas go from beta_start to beta_end (squaredcos_cap_v2 ignores both).
     std::string beta_schedule = "linear";  // linear, scaled_linear, squaredcos_cap_v2, sigmoid
+    /// Betas given explicitly, one per training timestep; when non-empty they replace beta_schedule.
     std::vector<double> trained_betas = {};
-    int solver_order = 2;                     // 1, 2 or 3
+    /// Order of the solver (the sde- types have no third-order step); diffusers recommends 2 for
+    /// guided sampling, 3 for unconditional sampling.
+    int solver_order = 2;  // 1, 2 or 3
+    /// What the model predicts: the noise (epsilon), the clean sample (sample) or v (v_prediction,
+    /// section 2.4 of the Imagen Video paper).
     std::string prediction_type = "epsilon";  // epsilon, sample, v_prediction
+    /// Apply dynamic thresholding (Imagen) to the predicted clean sample; not for latent-space
+    /// models.
     bool thresholding = false;
+    /// With thresholding: the quantile of |x0| (per batch element) to clip at.
     double dynamic_thresholding_ratio = 0.995;
+    /// With thresholding: the largest threshold used.
     double sample_max_value = 1.0;
-    // dpmsolver++, dpmsolver, sde-dpmsolver++, sde-dpmsolver ("deis" is read as dpmsolver++)
+    /// The solver: DPM-Solver++ (data prediction, recommended with solver_order 2 for guided
+    /// sampling) or DPM-Solver (noise prediction); the sde- variants add noise at every step.
+    /// dpmsolver++, dpmsolver, sde-dpmsolver++, sde-dpmsolver ("deis" is read as dpmsolver++)
     std::string algorithm_type = "dpmsolver++";
+    /// The second-order update; it changes the samples slightly for few steps (diffusers recommends
+    /// midpoint).
     std::string solver_type = "midpoint";  // midpoint, heun (logrho, bh1, bh2 are read as midpoint)
+    /// Use lower orders for the last steps when there are fewer than 15 (steadier with few steps).
     bool lower_order_final = true;
+    /// Use the noise levels of Karras et al. (2022), evenly spaced in sigma^(1/7), for the
+    /// inference steps.
     bool use_karras_sigmas = false;
+    /// Timesteps whose log-SNR lambda(t) is below this are not used (for numerical stability; it
+    /// matters for squaredcos_cap_v2).
     double lambda_min_clipped = -std::numeric_limits<double>::infinity();
-    // learned / learned_range: the model also outputs a variance (ignored); other values, like
-    // DDPM's fixed_small in a converted config, change nothing (as in diffusers)
+    /// learned / learned_range: the model also outputs a variance (ignored); other values, like
+    /// DDPM's fixed_small in a converted config, change nothing (as in diffusers)
     std::optional<std::string> variance_type = std::nullopt;
+    /// How the inference timesteps spread over the training ones (Table 2 of Lin et al. 2023,
+    /// "Common Diffusion Noise Schedules and Sample Steps are Flawed").
     std::string timestep_spacing = "linspace";  // linspace, leading, trailing
+    /// Added to every inference timestep with "leading" spacing (Stable Diffusion uses 1).
     std::int64_t steps_offset = 0;
 
     template <class C, class V>
@@ -64,8 +93,12 @@ class DPMSolverMultistepScheduler : public Scheduler<T> {
       v("steps_offset", c.steps_offset);
     }
   };
+  /// diffusers' class name, the "_class_name" of the config.
   static constexpr const char* kClassName = "DPMSolverMultistepScheduler";
 
+  /// Builds the training schedule. Throws diffuse::Error for an unknown option value, a
+  /// num_train_timesteps out of range or a beta outside (0, 1). Also throws for a
+  /// solver_order other than 1, 2 or 3.
   explicit DPMSolverMultistepScheduler(Config config = {}) : config_(std::move(config)) {
     const std::string cls = kClassName;
     // diffusers maps the names of other solvers onto its own
@@ -90,14 +123,19 @@ class DPMSolverMultistepScheduler : public Scheduler<T> {
       lambda_t_.push_back(std::log(alpha_t_.back()) - std::log(sigma_t_.back()));
     }
   }
+  /// From a diffusers config (any scheduler's: keys this one does not know are ignored).
+  /// Throws diffuse::Error for a value of the wrong type or an invalid one.
   static DPMSolverMultistepScheduler from_config(const json& j) {
     return DPMSolverMultistepScheduler(detail::config_from_json<Config>(j, kClassName));
   }
 
+  /// The config in use (diffusers' aliases like "deis" already replaced).
   const Config& config() const { return config_; }
   std::string class_name() const override { return kClassName; }
   json to_json() const override { return detail::config_to_json(config_, kClassName); }
 
+  /// Chooses at most n timesteps: repeated ones are dropped, so num_inference_steps() can be
+  /// smaller than n. Clears the remembered model outputs.
   void set_timesteps(std::int64_t n) override {
     this->check_num_steps(n);
     const std::int64_t N = config_.num_train_timesteps;

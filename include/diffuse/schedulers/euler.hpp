@@ -1,6 +1,7 @@
-// EulerDiscreteScheduler: the Euler sampler of Karras et al. (2022), Algorithm 2 (with optional
-// "churn"), on diffusers 0.21's discrete sigma schedule; use_karras_sigmas and the
-// interpolation_type of diffusers included.
+/// @file
+/// EulerDiscreteScheduler: the Euler sampler of Karras et al. (2022), Algorithm 2 (with optional
+/// "churn"), on diffusers 0.21's discrete sigma schedule; use_karras_sigmas and the
+/// interpolation_type of diffusers included.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -12,19 +13,35 @@
 
 namespace diffuse::schedulers {
 
+/// Euler sampling (see the file comment); deterministic unless step_options.s_churn > 0.
 template <class T = float>
 class EulerDiscreteScheduler : public SigmaScheduler<T> {
  public:
+  /// The diffusers config: the keys of scheduler_config.json, with diffusers' defaults.
   struct Config {
+    /// Number of diffusion steps the model was trained with: the length of the schedule.
     std::int64_t num_train_timesteps = 1000;
+    /// Beta (the variance of the noise added) at the first training timestep.
     double beta_start = 0.0001;
+    /// Beta at the last training timestep.
     double beta_end = 0.02;
+    /// How the betas go from beta_start to beta_end (squaredcos_cap_v2 ignores both).
     std::string beta_schedule = "linear";  // linear, scaled_linear, squaredcos_cap_v2, sigmoid
+    /// Betas given explicitly, one per training timestep; when non-empty they replace beta_schedule.
     std::vector<double> trained_betas = {};
-    std::string prediction_type = "epsilon";    // epsilon, sample, v_prediction
+    /// What the model predicts: the noise (epsilon), the clean sample (sample; original_sample is
+    /// read the same) or v (v_prediction, section 2.4 of the Imagen Video paper).
+    std::string prediction_type = "epsilon";  // epsilon, sample, v_prediction
+    /// How the inference sigmas are found: linear interpolates the training sigmas at each
+    /// timestep; log_linear spaces them evenly in log sigma.
     std::string interpolation_type = "linear";  // linear, log_linear
+    /// Use the noise levels of Karras et al. (2022), evenly spaced in sigma^(1/7), for the
+    /// inference steps.
     bool use_karras_sigmas = false;
+    /// How the inference timesteps spread over the training ones (Table 2 of Lin et al. 2023,
+    /// "Common Diffusion Noise Schedules and Sample Steps are Flawed").
     std::string timestep_spacing = "linspace";  // linspace, leading, trailing
+    /// Added to every inference timestep with "leading" spacing (Stable Diffusion uses 1).
     std::int64_t steps_offset = 0;
 
     template <class C, class V>
@@ -41,15 +58,23 @@ class EulerDiscreteScheduler : public SigmaScheduler<T> {
       v("steps_offset", c.steps_offset);
     }
   };
-  // The keyword arguments of diffusers' EulerDiscreteScheduler.step ("churn", Karras et al.).
+  /// The keyword arguments of diffusers' EulerDiscreteScheduler.step ("churn", Karras et al.).
   struct StepOptions {
+    /// How much noise to add back before each step; 0 keeps the steps deterministic.
     double s_churn = 0.0;
+    /// Churn applies only to steps whose sigma is at least s_tmin ...
     double s_tmin = 0.0;
+    /// ... and at most s_tmax.
     double s_tmax = std::numeric_limits<double>::infinity();
+    /// Scale of the noise that churn adds.
     double s_noise = 1.0;
   };
+  /// diffusers' class name, the "_class_name" of the config.
   static constexpr const char* kClassName = "EulerDiscreteScheduler";
 
+  /// Builds the training schedule. Throws diffuse::Error for an unknown option value, a
+  /// num_train_timesteps out of range or a beta outside (0, 1).
+  /// `options` are the step() keyword arguments.
   explicit EulerDiscreteScheduler(Config config = {}, StepOptions options = {})
       : step_options(options), config_(std::move(config)) {
     const std::string cls = kClassName;
@@ -63,13 +88,18 @@ class EulerDiscreteScheduler : public SigmaScheduler<T> {
                               config_.timestep_spacing);
     this->use_all_training_timesteps();
   }
+  /// From a diffusers config (any scheduler's: keys this one does not know are ignored).
+  /// Throws diffuse::Error for a value of the wrong type or an invalid one.
   static EulerDiscreteScheduler from_config(const json& j) {
     return EulerDiscreteScheduler(detail::config_from_json<Config>(j, kClassName));
   }
 
+  /// The config the scheduler was built from.
   const Config& config() const { return config_; }
   std::string class_name() const override { return kClassName; }
   json to_json() const override { return detail::config_to_json(config_, kClassName); }
+  /// Sets step_options from numbers named s_churn, s_tmin, s_tmax and s_noise; any other key or
+  /// type throws diffuse::Error.
   void set_step_kwargs(const json& kwargs) override {
     for (const auto& [key, value] : kwargs.items()) {
       if (!value.is_number())
@@ -110,6 +140,7 @@ class EulerDiscreteScheduler : public SigmaScheduler<T> {
 
   bool step_draws_noise(double t) const override { return gamma_at(t) > 0; }
 
+  /// The step() keyword arguments in use; set them here or with set_step_kwargs.
   StepOptions step_options;
 
  protected:

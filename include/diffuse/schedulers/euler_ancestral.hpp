@@ -1,6 +1,7 @@
-// EulerAncestralDiscreteScheduler: Euler steps with ancestral sampling (k-diffusion's
-// sample_euler_ancestral): each step goes down to sigma_down and adds fresh noise of size
-// sigma_up. diffusers 0.21 semantics; every step draws noise.
+/// @file
+/// EulerAncestralDiscreteScheduler: Euler steps with ancestral sampling (k-diffusion's
+/// sample_euler_ancestral): each step goes down to sigma_down and adds fresh noise of size
+/// sigma_up. diffusers 0.21 semantics; every step draws noise.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -11,17 +12,29 @@
 
 namespace diffuse::schedulers {
 
+/// Euler ancestral sampling (see the file comment); every step draws noise.
 template <class T = float>
 class EulerAncestralDiscreteScheduler : public SigmaScheduler<T> {
  public:
+  /// The diffusers config: the keys of scheduler_config.json, with diffusers' defaults.
   struct Config {
+    /// Number of diffusion steps the model was trained with: the length of the schedule.
     std::int64_t num_train_timesteps = 1000;
+    /// Beta (the variance of the noise added) at the first training timestep.
     double beta_start = 0.0001;
+    /// Beta at the last training timestep.
     double beta_end = 0.02;
+    /// How the betas go from beta_start to beta_end (squaredcos_cap_v2 ignores both).
     std::string beta_schedule = "linear";  // linear, scaled_linear, squaredcos_cap_v2, sigmoid
+    /// Betas given explicitly, one per training timestep; when non-empty they replace beta_schedule.
     std::vector<double> trained_betas = {};
-    std::string prediction_type = "epsilon";    // epsilon, v_prediction
+    /// What the model predicts: the noise (epsilon) or v (v_prediction, section 2.4 of the Imagen
+    /// Video paper).
+    std::string prediction_type = "epsilon";  // epsilon, v_prediction
+    /// How the inference timesteps spread over the training ones (Table 2 of Lin et al. 2023,
+    /// "Common Diffusion Noise Schedules and Sample Steps are Flawed").
     std::string timestep_spacing = "linspace";  // linspace, leading, trailing
+    /// Added to every inference timestep with "leading" spacing (Stable Diffusion uses 1).
     std::int64_t steps_offset = 0;
 
     template <class C, class V>
@@ -36,8 +49,11 @@ class EulerAncestralDiscreteScheduler : public SigmaScheduler<T> {
       v("steps_offset", c.steps_offset);
     }
   };
+  /// diffusers' class name, the "_class_name" of the config.
   static constexpr const char* kClassName = "EulerAncestralDiscreteScheduler";
 
+  /// Builds the training schedule. Throws diffuse::Error for an unknown option value, a
+  /// num_train_timesteps out of range or a beta outside (0, 1).
   explicit EulerAncestralDiscreteScheduler(Config config = {}) : config_(std::move(config)) {
     const std::string cls = kClassName;
     detail::check_one_of(cls, "prediction_type", config_.prediction_type, {"epsilon", "v_prediction"});
@@ -48,10 +64,13 @@ class EulerAncestralDiscreteScheduler : public SigmaScheduler<T> {
                               config_.timestep_spacing);
     this->use_all_training_timesteps();
   }
+  /// From a diffusers config (any scheduler's: keys this one does not know are ignored).
+  /// Throws diffuse::Error for a value of the wrong type or an invalid one.
   static EulerAncestralDiscreteScheduler from_config(const json& j) {
     return EulerAncestralDiscreteScheduler(detail::config_from_json<Config>(j, kClassName));
   }
 
+  /// The config the scheduler was built from.
   const Config& config() const { return config_; }
   std::string class_name() const override { return kClassName; }
   json to_json() const override { return detail::config_to_json(config_, kClassName); }

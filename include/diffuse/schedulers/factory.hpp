@@ -1,6 +1,7 @@
-// make_scheduler: builds any scheduler from a diffusers scheduler_config.json (by its
-// "_class_name", or by an explicit class name to convert one scheduler's config into another's,
-// like diffusers' SomeScheduler.from_config(other.config)). Includes every scheduler header.
+/// @file
+/// make_scheduler: builds any scheduler from a diffusers scheduler_config.json (by its
+/// "_class_name", or by an explicit class name to convert one scheduler's config into another's,
+/// like diffusers' SomeScheduler.from_config(other.config)). Includes every scheduler header.
 #pragma once
 #include <filesystem>
 #include <memory>
@@ -21,7 +22,7 @@
 
 namespace diffuse::schedulers {
 
-// The class names make_scheduler accepts.
+/// The class names make_scheduler accepts.
 inline const std::vector<std::string>& scheduler_names() {
   static const std::vector<std::string> names{"DDPMScheduler",
                                               "DDIMScheduler",
@@ -34,7 +35,8 @@ inline const std::vector<std::string>& scheduler_names() {
   return names;
 }
 
-// A scheduler of class `class_name` configured from `config` (keys it does not know are ignored).
+/// A scheduler of class `class_name` configured from `config` (keys it does not know are ignored).
+/// Throws diffuse::Error for another class name or an invalid config.
 template <class T = float>
 std::unique_ptr<Scheduler<T>> make_scheduler(const std::string& class_name, const json& config) {
   detail::check_one_of("make_scheduler", "scheduler class", class_name, scheduler_names());
@@ -57,8 +59,8 @@ std::unique_ptr<Scheduler<T>> make_scheduler(const std::string& class_name, cons
   return std::make_unique<UniPCMultistepScheduler<T>>(UniPCMultistepScheduler<T>::from_config(config));
 }
 
-// A scheduler built from a config that names its class in "_class_name" (or, given just a
-// class name, a scheduler of that class with diffusers' defaults).
+/// A scheduler built from a config that names its class in "_class_name" (or, given just a
+/// class name, a scheduler of that class with diffusers' defaults).
 template <class T = float>
 std::unique_ptr<Scheduler<T>> make_scheduler(const json& config) {
   if (config.is_string()) return make_scheduler<T>(config.get<std::string>(), json::object());
@@ -67,7 +69,9 @@ std::unique_ptr<Scheduler<T>> make_scheduler(const json& config) {
   return make_scheduler<T>(config["_class_name"].get<std::string>(), config);
 }
 
-// A scheduler from a scheduler_config.json file, or from a pipeline folder's scheduler/ subfolder.
+/// A scheduler from a scheduler_config.json file, or from a pipeline folder's scheduler/ subfolder.
+/// Throws diffuse::FileError if the file is missing or not JSON, diffuse::Error for an
+/// invalid config.
 template <class T = float>
 std::unique_ptr<Scheduler<T>> load_scheduler(const std::filesystem::path& path) {
   // A scheduler folder holds scheduler_config.json; a pipeline folder holds scheduler/.
@@ -81,7 +85,7 @@ std::unique_ptr<Scheduler<T>> load_scheduler(const std::filesystem::path& path) 
   return make_scheduler<T>(io::read_json(file));
 }
 
-// Writes the scheduler's scheduler_config.json into `dir` (created if needed).
+/// Writes the scheduler's scheduler_config.json into `dir` (created if needed).
 template <class T>
 void save_scheduler(const Scheduler<T>& scheduler, const std::filesystem::path& dir) {
   std::filesystem::create_directories(dir);

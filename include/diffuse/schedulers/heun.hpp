@@ -1,6 +1,7 @@
-// HeunDiscreteScheduler: Heun's second-order method (Karras et al. 2022, Algorithm 1) on
-// diffusers 0.21's discrete sigma schedule. Each output step takes two model evaluations, so
-// timesteps() lists every timestep but the first twice; step through them in order.
+/// @file
+/// HeunDiscreteScheduler: Heun's second-order method (Karras et al. 2022, Algorithm 1) on
+/// diffusers 0.21's discrete sigma schedule. Each output step takes two model evaluations, so
+/// timesteps() lists every timestep but the first twice; step through them in order.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -11,22 +12,38 @@
 
 namespace diffuse::schedulers {
 
+/// Heun sampling (see the file comment); deterministic, two model evaluations per step.
 template <class T = float>
 class HeunDiscreteScheduler : public SigmaScheduler<T> {
   using Base = Scheduler<T>;
 
  public:
+  /// The diffusers config: the keys of scheduler_config.json, with diffusers' defaults.
   struct Config {
+    /// Number of diffusion steps the model was trained with: the length of the schedule.
     std::int64_t num_train_timesteps = 1000;
+    /// Beta (the variance of the noise added) at the first training timestep.
     double beta_start = 0.00085;
+    /// Beta at the last training timestep.
     double beta_end = 0.012;
+    /// How the betas go from beta_start to beta_end (squaredcos_cap_v2 and exp ignore both).
     std::string beta_schedule = "linear";  // linear, scaled_linear, squaredcos_cap_v2, sigmoid, exp
+    /// Betas given explicitly, one per training timestep; when non-empty they replace beta_schedule.
     std::vector<double> trained_betas = {};
+    /// What the model predicts: the noise (epsilon), the clean sample (sample) or v (v_prediction,
+    /// section 2.4 of the Imagen Video paper).
     std::string prediction_type = "epsilon";  // epsilon, sample, v_prediction
+    /// Use the noise levels of Karras et al. (2022), evenly spaced in sigma^(1/7), for the
+    /// inference steps.
     bool use_karras_sigmas = false;
+    /// Clip the predicted clean sample to [-clip_sample_range, clip_sample_range].
     bool clip_sample = false;
+    /// The bound of clip_sample.
     double clip_sample_range = 1.0;
+    /// How the inference timesteps spread over the training ones (Table 2 of Lin et al. 2023,
+    /// "Common Diffusion Noise Schedules and Sample Steps are Flawed").
     std::string timestep_spacing = "linspace";  // linspace, leading, trailing
+    /// Added to every inference timestep with "leading" spacing (Stable Diffusion uses 1).
     std::int64_t steps_offset = 0;
 
     template <class C, class V>
@@ -44,8 +61,11 @@ class HeunDiscreteScheduler : public SigmaScheduler<T> {
       v("steps_offset", c.steps_offset);
     }
   };
+  /// diffusers' class name, the "_class_name" of the config.
   static constexpr const char* kClassName = "HeunDiscreteScheduler";
 
+  /// Builds the training schedule. Throws diffuse::Error for an unknown option value, a
+  /// num_train_timesteps out of range or a beta outside (0, 1).
   explicit HeunDiscreteScheduler(Config config = {}) : config_(std::move(config)) {
     const std::string cls = kClassName;
     detail::check_one_of(cls, "prediction_type", config_.prediction_type,
@@ -59,15 +79,20 @@ class HeunDiscreteScheduler : public SigmaScheduler<T> {
     set_timesteps(config_.num_train_timesteps);
     this->num_inference_steps_ = 0;
   }
+  /// From a diffusers config (any scheduler's: keys this one does not know are ignored).
+  /// Throws diffuse::Error for a value of the wrong type or an invalid one.
   static HeunDiscreteScheduler from_config(const json& j) {
     return HeunDiscreteScheduler(detail::config_from_json<Config>(j, kClassName));
   }
 
+  /// The config the scheduler was built from.
   const Config& config() const { return config_; }
   std::string class_name() const override { return kClassName; }
   json to_json() const override { return detail::config_to_json(config_, kClassName); }
   int order() const override { return 2; }
 
+  /// Chooses n noise levels: 2n - 1 timesteps, every one but the first twice. Clears the
+  /// state of a half-done Heun step.
   void set_timesteps(std::int64_t n) override {
     this->check_num_steps(n);
     this->num_inference_steps_ = n;
@@ -88,7 +113,7 @@ class HeunDiscreteScheduler : public SigmaScheduler<T> {
     this->step_index_ = -1;
   }
 
-  // True when the next step is the first (Euler) half of a Heun step.
+  /// True when the next step is the first (Euler) half of a Heun step.
   bool state_in_first_order() const { return !prev_derivative_.defined(); }
 
  protected:

@@ -1,7 +1,8 @@
-// PNDMScheduler: pseudo numerical methods for diffusion models (Liu et al. 2022): a few
-// Runge-Kutta (PRK) steps to warm up, then linear multistep (PLMS) steps; skip_prk_steps uses
-// PLMS only. diffusers 0.21 semantics, float32 step coefficients. Stateful: call
-// set_timesteps before each sampling run and step through timesteps() in order.
+/// @file
+/// PNDMScheduler: pseudo numerical methods for diffusion models (Liu et al. 2022): a few
+/// Runge-Kutta (PRK) steps to warm up, then linear multistep (PLMS) steps; skip_prk_steps uses
+/// PLMS only. diffusers 0.21 semantics, float32 step coefficients. Stateful: call
+/// set_timesteps before each sampling run and step through timesteps() in order.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -12,21 +13,36 @@
 
 namespace diffuse::schedulers {
 
+/// PNDM sampling (see the file comment); deterministic.
 template <class T = float>
 class PNDMScheduler : public Scheduler<T> {
   using Base = Scheduler<T>;
 
  public:
+  /// The diffusers config: the keys of scheduler_config.json, with diffusers' defaults.
   struct Config {
+    /// Number of diffusion steps the model was trained with: the length of the schedule.
     std::int64_t num_train_timesteps = 1000;
+    /// Beta (the variance of the noise added) at the first training timestep.
     double beta_start = 0.0001;
+    /// Beta at the last training timestep.
     double beta_end = 0.02;
+    /// How the betas go from beta_start to beta_end (squaredcos_cap_v2 ignores both).
     std::string beta_schedule = "linear";  // linear, scaled_linear, squaredcos_cap_v2, sigmoid
+    /// Betas given explicitly, one per training timestep; when non-empty they replace beta_schedule.
     std::vector<double> trained_betas = {};
+    /// Skip the Runge-Kutta warm-up and take PLMS steps only (as Stable Diffusion's configs do).
     bool skip_prk_steps = false;
+    /// Whether the last step goes to alphas_cumprod 1 (a clean sample) rather than to
+    /// alphas_cumprod[0].
     bool set_alpha_to_one = false;
-    std::string prediction_type = "epsilon";   // epsilon, v_prediction
+    /// What the model predicts: the noise (epsilon) or v (v_prediction, section 2.4 of the Imagen
+    /// Video paper).
+    std::string prediction_type = "epsilon";  // epsilon, v_prediction
+    /// How the inference timesteps spread over the training ones (Table 2 of Lin et al. 2023,
+    /// "Common Diffusion Noise Schedules and Sample Steps are Flawed").
     std::string timestep_spacing = "leading";  // linspace, leading, trailing
+    /// Added to every inference timestep with "leading" spacing (Stable Diffusion uses 1).
     std::int64_t steps_offset = 0;
 
     template <class C, class V>
@@ -43,8 +59,11 @@ class PNDMScheduler : public Scheduler<T> {
       v("steps_offset", c.steps_offset);
     }
   };
+  /// diffusers' class name, the "_class_name" of the config.
   static constexpr const char* kClassName = "PNDMScheduler";
 
+  /// Builds the training schedule. Throws diffuse::Error for an unknown option value, a
+  /// num_train_timesteps out of range or a beta outside (0, 1).
   explicit PNDMScheduler(Config config = {}) : config_(std::move(config)) {
     const std::string cls = kClassName;
     detail::check_one_of(cls, "prediction_type", config_.prediction_type, {"epsilon", "v_prediction"});
@@ -54,14 +73,19 @@ class PNDMScheduler : public Scheduler<T> {
                                            config_.beta_start, config_.beta_end, config_.trained_betas));
     final_alpha_cumprod_ = config_.set_alpha_to_one ? 1.0f : this->alphas_cumprod_[0];
   }
+  /// From a diffusers config (any scheduler's: keys this one does not know are ignored).
+  /// Throws diffuse::Error for a value of the wrong type or an invalid one.
   static PNDMScheduler from_config(const json& j) {
     return PNDMScheduler(detail::config_from_json<Config>(j, kClassName));
   }
 
+  /// The config the scheduler was built from.
   const Config& config() const { return config_; }
   std::string class_name() const override { return kClassName; }
   json to_json() const override { return detail::config_to_json(config_, kClassName); }
 
+  /// Chooses the timesteps of n steps and clears the multistep state. Without skip_prk_steps
+  /// the 12 PRK model evaluations come first, and n below 4 throws diffuse::Error.
   void set_timesteps(std::int64_t n) override {
     this->check_num_steps(n);
     this->num_inference_steps_ = n;

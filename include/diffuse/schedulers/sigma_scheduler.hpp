@@ -1,7 +1,8 @@
-// SigmaScheduler<T>: what the k-diffusion style schedulers (Euler, Euler ancestral, Heun) share
-// in diffusers 0.21: the sample lives at noise level sigma (x = x0 + sigma * noise), the model
-// input is scaled by 1 / sqrt(sigma^2 + 1), timesteps are float32 (fractional for linspace
-// spacing), and a step index advances with every step.
+/// @file
+/// SigmaScheduler<T>: what the k-diffusion style schedulers (Euler, Euler ancestral, Heun) share
+/// in diffusers 0.21: the sample lives at noise level sigma (x = x0 + sigma * noise), the model
+/// input is scaled by 1 / sqrt(sigma^2 + 1), timesteps are float32 (fractional for linspace
+/// spacing), and a step index advances with every step.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -12,9 +13,11 @@
 
 namespace diffuse::schedulers {
 
+/// The base of the sigma-based schedulers (see the file comment).
 template <class T = float>
 class SigmaScheduler : public Scheduler<T> {
  public:
+  /// The largest sigma (sqrt(sigma^2 + 1) with "leading" spacing, as diffusers has it).
   double init_noise_sigma() const override {
     float mx = 0;
     for (float s : this->sigmas_) mx = std::max(mx, s);
@@ -22,6 +25,8 @@ class SigmaScheduler : public Scheduler<T> {
     return std::sqrt(mx * mx + 1.0f);
   }
 
+  /// sample / sqrt(sigma^2 + 1) for the noise level of the current step (found from t on the first
+  /// call: a t not in timesteps() throws diffuse::Error).
   Tensor<T> scale_model_input(const Tensor<T>& sample, double t) override {
     if (step_index_ < 0) init_step_index(t);
     const float sigma = this->sigmas_[step_index_];
@@ -31,7 +36,7 @@ class SigmaScheduler : public Scheduler<T> {
     return out;
   }
 
-  // x0 + sigma(t) * noise, t being one of timesteps() per batch element.
+  /// x0 + sigma(t) * noise, t being one of timesteps() per batch element.
   Tensor<T> add_noise(const Tensor<T>& x0, const Tensor<T>& noise,
                       const std::vector<double>& t) const override {
     if (x0.shape() != noise.shape() || x0.dim() < 1 || static_cast<std::int64_t>(t.size()) != x0.size(0))
@@ -52,11 +57,11 @@ class SigmaScheduler : public Scheduler<T> {
   }
   using Scheduler<T>::add_noise;
 
-  // The index into sigmas() of the next step (-1 before the first).
+  /// The index into sigmas() of the next step (-1 before the first).
   std::int64_t step_index() const { return step_index_; }
 
  protected:
-  // The float32 timesteps of a spacing, descending.
+  /// The float32 timesteps of a spacing, descending.
   std::vector<double> discrete_timesteps(std::int64_t n_train, std::int64_t n,
                                          std::int64_t steps_offset) const {
     std::vector<double> ts;
@@ -75,14 +80,14 @@ class SigmaScheduler : public Scheduler<T> {
     return ts;
   }
 
-  // sigma at each (fractional) timestep by linear interpolation of the training sigmas.
+  /// sigma at each (fractional) timestep by linear interpolation of the training sigmas.
   std::vector<double> interp_sigmas(const std::vector<double>& ts) const {
     std::vector<double> s;
     for (double t : ts) s.push_back(detail::interp_index(t, train_sigmas_));
     return s;
   }
 
-  // Karras sigmas between the first and last of `sigmas`, and the matching fractional timesteps.
+  /// Karras sigmas between the first and last of `sigmas`, and the matching fractional timesteps.
   void to_karras(std::vector<double>& sigmas, std::vector<double>& ts, std::int64_t n) const {
     sigmas = detail::karras_sigmas(sigmas.front(), sigmas.back(), n);
     ts.clear();
@@ -97,7 +102,7 @@ class SigmaScheduler : public Scheduler<T> {
     for (float s : train_sigmas_) log_sigmas_.push_back(std::log(s));
   }
 
-  // Before set_timesteps, Euler-type schedulers hold every training timestep (diffusers' constructors).
+  /// Before set_timesteps, Euler-type schedulers hold every training timestep (diffusers' constructors).
   void use_all_training_timesteps() {
     this->sigmas_.assign(train_sigmas_.rbegin(), train_sigmas_.rend());
     this->sigmas_.push_back(0.0f);

@@ -1,8 +1,9 @@
-// UniPCMultistepScheduler: the unified predictor-corrector solver of Zhao et al. (2023) with
-// diffusers 0.21's config keys and float32 coefficients (B(h) variants bh1 and bh2, data or
-// noise prediction). Stateful like DPM-Solver: set_timesteps before each sampling run, then
-// step through timesteps() in order. (diffusers' solver_p, an alternative predictor, is not
-// supported: it must be null.)
+/// @file
+/// UniPCMultistepScheduler: the unified predictor-corrector solver of Zhao et al. (2023) with
+/// diffusers 0.21's config keys and float32 coefficients (B(h) variants bh1 and bh2, data or
+/// noise prediction). Stateful like DPM-Solver: set_timesteps before each sampling run, then
+/// step through timesteps() in order. (diffusers' solver_p, an alternative predictor, is not
+/// supported: it must be null.)
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -14,28 +15,54 @@
 
 namespace diffuse::schedulers {
 
+/// UniPC multistep sampling (see the file comment); deterministic.
 template <class T = float>
 class UniPCMultistepScheduler : public Scheduler<T> {
   using Base = Scheduler<T>;
 
  public:
+  /// The diffusers config: the keys of scheduler_config.json, with diffusers' defaults.
   struct Config {
+    /// Number of diffusion steps the model was trained with: the length of the schedule.
     std::int64_t num_train_timesteps = 1000;
+    /// Beta (the variance of the noise added) at the first training timestep.
     double beta_start = 0.0001;
+    /// Beta at the last training timestep.
     double beta_end = 0.02;
+    /// How the betas go from beta_start to beta_end (squaredcos_cap_v2 ignores both).
     std::string beta_schedule = "linear";  // linear, scaled_linear, squaredcos_cap_v2, sigmoid
+    /// Betas given explicitly, one per training timestep; when non-empty they replace beta_schedule.
     std::vector<double> trained_betas = {};
+    /// Order of the predictor and corrector (at least 1); diffusers recommends 2 for guided
+    /// sampling, 3 for unconditional sampling.
     int solver_order = 2;
+    /// What the model predicts: the noise (epsilon), the clean sample (sample) or v (v_prediction,
+    /// section 2.4 of the Imagen Video paper).
     std::string prediction_type = "epsilon";  // epsilon, sample, v_prediction
+    /// Apply dynamic thresholding (Imagen) to the predicted clean sample (with predict_x0 only);
+    /// not for latent-space models.
     bool thresholding = false;
+    /// With thresholding: the quantile of |x0| (per batch element) to clip at.
     double dynamic_thresholding_ratio = 0.995;
+    /// With thresholding: the largest threshold used.
     double sample_max_value = 1.0;
+    /// Run the updates on the data prediction x0 (true) or on the noise prediction.
     bool predict_x0 = true;
+    /// The B(h) of the updates; diffusers recommends bh1 for unconditional sampling with fewer
+    /// than 10 steps, bh2 otherwise.
     std::string solver_type = "bh2";  // bh1, bh2 (midpoint, heun, logrho are read as bh2)
+    /// Lower the order in the last steps to at most the number of steps left.
     bool lower_order_final = true;
+    /// Indices of the steps whose corrector is skipped; diffusers suggests the first few steps at
+    /// large guidance scales.
     std::vector<std::int64_t> disable_corrector = {};  // step indices whose corrector is skipped
+    /// Use the noise levels of Karras et al. (2022), evenly spaced in sigma^(1/7), for the
+    /// inference steps.
     bool use_karras_sigmas = false;
+    /// How the inference timesteps spread over the training ones (Table 2 of Lin et al. 2023,
+    /// "Common Diffusion Noise Schedules and Sample Steps are Flawed").
     std::string timestep_spacing = "linspace";  // linspace, leading, trailing
+    /// Added to every inference timestep with "leading" spacing (Stable Diffusion uses 1).
     std::int64_t steps_offset = 0;
 
     template <class C, class V>
@@ -59,8 +86,12 @@ class UniPCMultistepScheduler : public Scheduler<T> {
       v("steps_offset", c.steps_offset);
     }
   };
+  /// diffusers' class name, the "_class_name" of the config.
   static constexpr const char* kClassName = "UniPCMultistepScheduler";
 
+  /// Builds the training schedule. Throws diffuse::Error for an unknown option value, a
+  /// num_train_timesteps out of range or a beta outside (0, 1). Also throws for a
+  /// solver_order below 1.
   explicit UniPCMultistepScheduler(Config config = {}) : config_(std::move(config)) {
     const std::string cls = kClassName;
     if (config_.solver_type == "midpoint" || config_.solver_type == "heun" || config_.solver_type == "logrho")
@@ -81,6 +112,9 @@ class UniPCMultistepScheduler : public Scheduler<T> {
       lambda_t_.push_back(std::log(alpha_t_.back()) - std::log(sigma_t_.back()));
     }
   }
+  /// From a diffusers config (any scheduler's: keys this one does not know are ignored).
+  /// Throws diffuse::Error for a value of the wrong type or an invalid one. A solver_p other than null
+  /// throws too.
   static UniPCMultistepScheduler from_config(const json& j) {
     if (j.is_object() && j.contains("solver_p") && !j["solver_p"].is_null())
       throw Error(std::string(kClassName) +
@@ -88,14 +122,18 @@ class UniPCMultistepScheduler : public Scheduler<T> {
     return UniPCMultistepScheduler(detail::config_from_json<Config>(j, kClassName));
   }
 
+  /// The config in use (solver types midpoint, heun and logrho already read as bh2).
   const Config& config() const { return config_; }
   std::string class_name() const override { return kClassName; }
+  /// The config with "solver_p": null, as diffusers writes it.
   json to_json() const override {
     json j = detail::config_to_json(config_, kClassName);
     j["solver_p"] = nullptr;
     return j;
   }
 
+  /// Chooses at most n timesteps: repeated ones are dropped, so num_inference_steps() can be
+  /// smaller than n. Clears the remembered model outputs.
   void set_timesteps(std::int64_t n) override {
     this->check_num_steps(n);
     const std::int64_t N = config_.num_train_timesteps;

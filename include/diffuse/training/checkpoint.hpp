@@ -1,23 +1,24 @@
-// Training checkpoints: everything needed to continue a run exactly where it stopped, in one
-// folder `checkpoint-<global_step>/`:
-//   model.safetensors       the model's parameters (state_dict names, F32 / F64 like T)
-//   optimizer.safetensors   the optimizer's buffers (moments, momentum), "<param index>.<buffer>"
-//   ema.safetensors         the EMA shadow parameters
-//   trainer_state.json      format name and version, global step, epoch, optimizer step counts /
-//                           options / per-group learning rates, LR schedule, EMA counters,
-//                           Generator states, data-loader position, the byte size of every file
-// A folder is written under a temporary name, synced to disk (fsync) and renamed into place, so
-// an interrupted save (or a power loss) never leaves a half-written checkpoint under a real name,
-// and "latest" keeps pointing to the last complete one. Pruning renames a folder to a hidden
-// ".old-" name before deleting it, for the same reason. Loading checks the format, every file and every name
-// and shape before it changes anything; on any error it throws and the objects are as before.
-//
-//   training::CheckpointManager checkpoints("output", {.checkpoints_total_limit = 3});
-//   training::TrainingState<float> state{.model = &unet, .optimizer = &opt, .lr_scheduler = &sched,
-//                                        .ema = &ema, .generators = {{"train", &gen}}, .data_loader =
-//                                        &epochs};
-//   checkpoints.resume("latest", state);            // false (and nothing changes) when there is none
-//   ... ++state.global_step; if (state.global_step % 500 == 0) checkpoints.save(state);
+/// @file
+/// Training checkpoints: everything needed to continue a run exactly where it stopped, in one
+/// folder `checkpoint-<global_step>/`:
+///   model.safetensors       the model's parameters (state_dict names, F32 / F64 like T)
+///   optimizer.safetensors   the optimizer's buffers (moments, momentum), "<param index>.<buffer>"
+///   ema.safetensors         the EMA shadow parameters
+///   trainer_state.json      format name and version, global step, epoch, optimizer step counts /
+///                           options / per-group learning rates, LR schedule, EMA counters,
+///                           Generator states, data-loader position, the byte size of every file
+/// A folder is written under a temporary name, synced to disk (fsync) and renamed into place, so
+/// an interrupted save (or a power loss) never leaves a half-written checkpoint under a real name,
+/// and "latest" keeps pointing to the last complete one. Pruning renames a folder to a hidden
+/// ".old-" name before deleting it, for the same reason. Loading checks the format, every file and every name
+/// and shape before it changes anything; on any error it throws and the objects are as before.
+///
+///   training::CheckpointManager checkpoints("output", {.checkpoints_total_limit = 3});
+///   training::TrainingState<float> state{.model = &unet, .optimizer = &opt, .lr_scheduler = &sched,
+///                                        .ema = &ema, .generators = {{"train", &gen}}, .data_loader =
+///                                        &epochs};
+///   checkpoints.resume("latest", state);            // false (and nothing changes) when there is none
+///   ... ++state.global_step; if (state.global_step % 500 == 0) checkpoints.save(state);
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -48,23 +49,36 @@
 
 namespace diffuse::training {
 
+/// The "format" name in trainer_state.json.
 inline constexpr const char* kCheckpointFormat = "diffuse-checkpoint";
+/// The format version this library writes, and the newest it reads.
 inline constexpr int kCheckpointVersion = 1;
+/// The file of a checkpoint that holds its state and file list; written last.
 inline constexpr const char* kTrainerStateFile = "trainer_state.json";
 
-// What a checkpoint holds. Null pointers (and an empty generator map) are left out of a save;
-// on load, every object given must be in the checkpoint.
+/// What a checkpoint holds. Null pointers (and an empty generator map) are left out of a save;
+/// on load, every object given must be in the checkpoint.
 template <class T = float>
 struct TrainingState {
+  /// The model: its parameters go to model.safetensors.
   nn::Module<T>* model = nullptr;
+  /// The optimizer: its buffers go to optimizer.safetensors, its step counts and options to
+  /// trainer_state.json.
   optim::Optimizer<T>* optimizer = nullptr;
+  /// The learning-rate schedule.
   optim::LRScheduler<T>* lr_scheduler = nullptr;
+  /// The EMA model: shadow parameters (ema.safetensors) and counters.
   optim::EMAModel<T>* ema = nullptr;
+  /// Generators by name; their states are saved and restored.
   std::map<std::string, Generator*>
       generators{};  // e.g. {{"train", &gen}, {"default", &default_generator()}}
+  /// The data-loader position (e.g. a ResumableLoader), to resume in the middle of an epoch.
   ResumablePosition* data_loader = nullptr;
+  /// Optimizer steps taken; CheckpointManager names the folder after it.
   std::int64_t global_step = 0;
+  /// The epoch, saved and restored as it is.
   std::int64_t epoch = 0;
+  /// Any JSON, saved and restored as it is.
   nlohmann::json extra = nlohmann::json::object();  // anything else the training script wants back
 };
 
@@ -90,8 +104,8 @@ inline void checkpoint_remove_all_quietly(const std::filesystem::path& p) {
   std::filesystem::remove_all(p, ec);
 }
 
-// Whether trainer_state.json `s` holds a "version" this library reads: an integer in
-// [1, kCheckpointVersion], compared without a conversion that could wrap (2^32 + 1 is not 1).
+/// Whether trainer_state.json `s` holds a "version" this library reads: an integer in
+/// [1, kCheckpointVersion], compared without a conversion that could wrap (2^32 + 1 is not 1).
 inline bool checkpoint_version_is_readable(const nlohmann::json& s) {
   if (!s.contains("version")) return false;
   const nlohmann::json& v = s["version"];
@@ -101,8 +115,8 @@ inline bool checkpoint_version_is_readable(const nlohmann::json& s) {
          v.get<std::int64_t>() <= training::kCheckpointVersion;
 }
 
-// Reads and checks trainer_state.json and the sizes of the files it lists. Throws FileError
-// naming the checkpoint and the problem.
+/// Reads and checks trainer_state.json and the sizes of the files it lists. Throws FileError
+/// naming the checkpoint and the problem.
 inline nlohmann::json checkpoint_read_trainer_state(const std::filesystem::path& dir) {
   namespace fs = std::filesystem;
   const std::string where = "checkpoint '" + dir.string() + "': ";
@@ -138,10 +152,10 @@ inline nlohmann::json checkpoint_read_trainer_state(const std::filesystem::path&
   return s;
 }
 
-// Whether `dir`, not a complete checkpoint, is what an interrupted save or prune of this library
-// left: it holds only checkpoint files (or their temporaries), and its trainer_state.json, if still
-// there, is of this format and a version this library reads. Another tool's "checkpoint-N" (e.g.
-// accelerate's) or a newer format's is not.
+/// Whether `dir`, not a complete checkpoint, is what an interrupted save or prune of this library
+/// left: it holds only checkpoint files (or their temporaries), and its trainer_state.json, if still
+/// there, is of this format and a version this library reads. Another tool's "checkpoint-N" (e.g.
+/// accelerate's) or a newer format's is not.
 inline bool checkpoint_is_own_leftover(const std::filesystem::path& dir) {
   namespace fs = std::filesystem;
   static const std::set<std::string> own = {"model.safetensors", "optimizer.safetensors", "ema.safetensors",
@@ -171,7 +185,7 @@ std::map<std::string, Tensor<T>> checkpoint_load_listed(const std::filesystem::p
   return io::load_safetensors<T>(dir / file);
 }
 
-// Names and shapes of `got` against `want`; "" if they agree.
+/// Names and shapes of `got` against `want`; "" if they agree.
 template <class T>
 std::string checkpoint_compare_tensors(const std::vector<std::pair<std::string, Shape>>& want,
                                        const std::map<std::string, Tensor<T>>& got) {
@@ -200,8 +214,9 @@ std::string checkpoint_compare_tensors(const std::vector<std::pair<std::string, 
 
 namespace diffuse::training {
 
-// Writes `state` into the folder `dir` (replacing a previous checkpoint there) atomically:
-// everything goes to "<dir>.tmp-<random>" first, which is renamed to `dir` when complete.
+/// Writes `state` into the folder `dir` (replacing a previous checkpoint there) atomically:
+/// everything goes to "<dir>.tmp-<random>" first, which is renamed to `dir` when complete.
+/// Throws diffuse::FileError (or diffuse::Error) on failure, and leaves no temporary folder.
 template <class T>
 void save_checkpoint(const std::filesystem::path& dir, const TrainingState<T>& state) {
   namespace fs = std::filesystem;
@@ -279,17 +294,19 @@ void save_checkpoint(const std::filesystem::path& dir, const TrainingState<T>& s
   }
 }
 
-// The checked trainer_state.json of the checkpoint folder `dir` (global_step, epoch, extra, ...),
-// read without loading anything: to look at a checkpoint before resuming from it. FileError
-// naming the folder if it is not a complete checkpoint.
+/// The checked trainer_state.json of the checkpoint folder `dir` (global_step, epoch, extra, ...),
+/// read without loading anything: to look at a checkpoint before resuming from it. FileError
+/// naming the folder if it is not a complete checkpoint.
 inline nlohmann::json read_checkpoint_info(const std::filesystem::path& dir) {
   return diffuse::detail::checkpoint_read_trainer_state(dir);
 }
 
-// Restores `state` from the checkpoint folder `dir` and sets state.global_step / epoch / extra.
-// Every object in `state` must be in the checkpoint with matching names and shapes; all is
-// checked before anything changes, and if restoring still fails midway, the objects are put
-// back as they were.
+/// Restores `state` from the checkpoint folder `dir` and sets state.global_step / epoch / extra.
+/// Every object in `state` must be in the checkpoint with matching names and shapes; all is
+/// checked before anything changes, and if restoring still fails midway, the objects are put
+/// back as they were.
+/// Throws diffuse::FileError for a missing or damaged checkpoint, diffuse::Error for one that
+/// does not fit `state`.
 template <class T>
 void load_checkpoint(const std::filesystem::path& dir, TrainingState<T>& state) {
   using nlohmann::json;
@@ -386,23 +403,27 @@ void load_checkpoint(const std::filesystem::path& dir, TrainingState<T>& state) 
   }
 }
 
+/// Options of a CheckpointManager.
 struct CheckpointOptions {
-  // Keep at most this many checkpoints (the oldest are removed after a save); unset keeps all.
+  /// Keep at most this many checkpoints (the oldest are removed after a save); unset keeps all.
   std::optional<std::int64_t> checkpoints_total_limit{};
+  /// The start of the folder names.
   std::string prefix = "checkpoint";  // folders are "<prefix>-<global_step>"
 };
 
-// The checkpoints of one training run in `output_dir`: save with pruning, list, find the latest
-// complete one, resume from a path or "latest".
-//
-// What an interrupted run leaves is cleaned up: temporary folders of unfinished saves
-// ("<prefix>-N.tmp-*", on save), folders of unfinished prunes (".old-<prefix>-N-*", on save and
-// list), and "<prefix>-N" folders missing files that this library wrote (an older version's
-// interrupted prune, a truncated copy): never resumable, they are skipped with a warning on a
-// resume from "latest" and removed with a warning by the next save. A "<prefix>-N" folder of
-// another tool or a newer format is never touched.
+/// The checkpoints of one training run in `output_dir`: save with pruning, list, find the latest
+/// complete one, resume from a path or "latest".
+///
+/// What an interrupted run leaves is cleaned up: temporary folders of unfinished saves
+/// ("<prefix>-N.tmp-*", on save), folders of unfinished prunes (".old-<prefix>-N-*", on save and
+/// list), and "<prefix>-N" folders missing files that this library wrote (an older version's
+/// interrupted prune, a truncated copy): never resumable, they are skipped with a warning on a
+/// resume from "latest" and removed with a warning by the next save. A "<prefix>-N" folder of
+/// another tool or a newer format is never touched.
 class CheckpointManager {
  public:
+  /// The checkpoints in `output_dir` (created by the first save). Throws diffuse::Error for a
+  /// checkpoints_total_limit below 1 or a prefix that is empty or holds a '/'.
   explicit CheckpointManager(std::filesystem::path output_dir, CheckpointOptions options = {})
       : dir_(std::move(output_dir)), options_(std::move(options)) {
     if (options_.checkpoints_total_limit && *options_.checkpoints_total_limit < 1)
@@ -412,13 +433,15 @@ class CheckpointManager {
       throw Error("CheckpointManager: prefix must be a non-empty folder name, got '" + options_.prefix + "'");
   }
 
+  /// The folder given to the constructor.
   const std::filesystem::path& output_dir() const { return dir_; }
+  /// The folder of the checkpoint at `global_step`: "<output_dir>/<prefix>-<global_step>".
   std::filesystem::path path_for(std::int64_t global_step) const {
     return dir_ / (options_.prefix + "-" + std::to_string(global_step));
   }
 
-  // Saves to "<output_dir>/<prefix>-<global_step>", removes what interrupted saves and prunes
-  // left, then prunes to checkpoints_total_limit. Returns the folder.
+  /// Saves to "<output_dir>/<prefix>-<global_step>", removes what interrupted saves and prunes
+  /// left, then prunes to checkpoints_total_limit. Returns the folder.
   template <class T>
   std::filesystem::path save(const TrainingState<T>& state) {
     remove_leftovers();
@@ -428,8 +451,8 @@ class CheckpointManager {
     return p;
   }
 
-  // Complete checkpoints (trainer_state.json valid, every file of the recorded size), oldest
-  // (smallest step) first. Folders being written, or left half-written, are not listed.
+  /// Complete checkpoints (trainer_state.json valid, every file of the recorded size), oldest
+  /// (smallest step) first. Folders being written, or left half-written, are not listed.
   std::vector<std::filesystem::path> list() const {
     std::vector<std::filesystem::path> out;
     for (auto& c : scan())
@@ -437,16 +460,16 @@ class CheckpointManager {
     return out;
   }
 
-  // The newest complete checkpoint, if any.
+  /// The newest complete checkpoint, if any.
   std::optional<std::filesystem::path> latest() const {
     auto all = list();
     if (all.empty()) return std::nullopt;
     return all.back();
   }
 
-  // Removes the incomplete checkpoints this library left (with a warning each) and the oldest
-  // complete ones beyond checkpoints_total_limit. Each folder is renamed to a hidden name before
-  // it is deleted, so a prune cut short never leaves a broken folder under a real name.
+  /// Removes the incomplete checkpoints this library left (with a warning each) and the oldest
+  /// complete ones beyond checkpoints_total_limit. Each folder is renamed to a hidden name before
+  /// it is deleted, so a prune cut short never leaves a broken folder under a real name.
   void prune() const {
     std::vector<std::filesystem::path> complete;
     for (auto& c : scan()) {
@@ -463,9 +486,10 @@ class CheckpointManager {
     for (std::size_t i = 0; i + limit < complete.size(); ++i) retire(complete[i]);
   }
 
-  // Loads from a checkpoint folder, or from the newest complete one with "latest" (newer folders
-  // that are incomplete are skipped with a warning that says why). Returns false (and changes
-  // nothing) for "latest" when there is no checkpoint yet; a given path must exist.
+  /// Loads from a checkpoint folder, or from the newest complete one with "latest" (newer folders
+  /// that are incomplete are skipped with a warning that says why). Returns false (and changes
+  /// nothing) for "latest" when there is no checkpoint yet; a given path must exist.
+  /// Throws as load_checkpoint does.
   template <class T>
   bool resume(const std::string& from, TrainingState<T>& state) const {
     if (from == "latest") {

@@ -1,13 +1,14 @@
-// MetricsLogger: one row of metrics per step, appended to a CSV file or a JSON-lines file and
-// flushed line by line, so a crash loses at most the line being written and never the earlier
-// ones (NaN and infinities written as Python's json does). read_metrics() reads either format back (e.g. to
-// plot the loss with viz::loss_plot).
-//   training::MetricsLogger log("run/metrics.csv");                 // format from the extension
-//   log.log({{"step", step}, {"epoch", epoch}, {"loss", loss.item()}, {"lr", lr}});
-// CSV: the first row's keys become the header; later rows may leave columns out (empty cells)
-// but may not add new ones (an Error naming the key). JSON lines: any keys, one object a line.
-// With append = true an existing file is continued (a resumed run): a torn last line from a
-// crash is cut off first, and a CSV keeps its header.
+/// @file
+/// MetricsLogger: one row of metrics per step, appended to a CSV file or a JSON-lines file and
+/// flushed line by line, so a crash loses at most the line being written and never the earlier
+/// ones (NaN and infinities written as Python's json does). read_metrics() reads either format back (e.g. to
+/// plot the loss with viz::loss_plot).
+///   training::MetricsLogger log("run/metrics.csv");                 // format from the extension
+///   log.log({{"step", step}, {"epoch", epoch}, {"loss", loss.item()}, {"lr", lr}});
+/// CSV: the first row's keys become the header; later rows may leave columns out (empty cells)
+/// but may not add new ones (an Error naming the key). JSON lines: any keys, one object a line.
+/// With append = true an existing file is continued (a resumed run): a torn last line from a
+/// crash is cut off first, and a CSV keeps its header.
 #pragma once
 #include <algorithm>
 #include <cctype>
@@ -29,13 +30,18 @@
 
 namespace diffuse::training {
 
+/// One row: metric names and values, in the order given.
 using MetricsRow = nlohmann::ordered_json;
 
+/// The file format: CSV or JSON lines.
 enum class MetricsFormat { csv, jsonl };
 
+/// Options of a MetricsLogger.
 struct MetricsOptions {
+  /// The file format.
   std::optional<MetricsFormat> format = {};  // default: csv for ".csv", JSON lines otherwise
-  bool append = false;                       // continue an existing file instead of replacing it
+  /// Continue an existing file (a resumed run).
+  bool append = false;  // continue an existing file instead of replacing it
 };
 
 namespace detail {
@@ -69,7 +75,7 @@ inline std::string csv_cell(const nlohmann::ordered_json& v, const std::string& 
               "; a CSV cell takes a number, bool or string");
 }
 
-// Splits one CSV line into cells (quotes as RFC 4180).
+/// Splits one CSV line into cells (quotes as RFC 4180).
 inline std::vector<std::string> csv_split(const std::string& line) {
   std::vector<std::string> cells(1);
   bool quoted = false;
@@ -93,7 +99,7 @@ inline std::vector<std::string> csv_split(const std::string& line) {
   return cells;
 }
 
-// A CSV cell back to JSON: integer, float (nan/inf too), bool, empty -> null, else string.
+/// A CSV cell back to JSON: integer, float (nan/inf too), bool, empty -> null, else string.
 inline nlohmann::ordered_json csv_value(const std::string& s) {
   if (s.empty()) return nullptr;
   if (s == "true") return true;
@@ -109,8 +115,11 @@ inline nlohmann::ordered_json csv_value(const std::string& s) {
 }
 }  // namespace detail
 
+/// Writes one row of metrics per log() call to a CSV or JSON-lines file (see the file comment).
 class MetricsLogger {
  public:
+  /// Opens `path`, replacing it or, with options.append, continuing it. Throws
+  /// diffuse::FileError if it cannot be opened, diffuse::Error if a torn last line cannot be cut.
   explicit MetricsLogger(std::filesystem::path path, MetricsOptions options = {})
       : path_(std::move(path)), format_(detail::format_for(path_, options.format)) {
     namespace fs = std::filesystem;
@@ -141,7 +150,10 @@ class MetricsLogger {
     if (file_) std::fclose(file_);
   }
 
-  // Appends one row and flushes it to the file.
+  /// Appends one row and flushes it to the file.
+  /// Throws diffuse::Error for a row that is not an object and, in a CSV file, for a key that
+  /// is not a column or a value that is not a number, bool or string; diffuse::FileError if
+  /// the write fails.
   void log(const MetricsRow& row) {
     if (!row.is_object())
       throw Error("MetricsLogger: a row must be a JSON object of metrics, got " + row.dump());
@@ -182,8 +194,11 @@ class MetricsLogger {
     ++rows_;
   }
 
+  /// The file written.
   const std::filesystem::path& path() const { return path_; }
+  /// The format in use.
   MetricsFormat format() const { return format_; }
+  /// The number of rows this logger wrote (not those already in a continued file).
   std::int64_t rows() const { return rows_; }  // rows logged by this logger
 
  private:
@@ -195,8 +210,8 @@ class MetricsLogger {
   std::int64_t rows_ = 0;
 };
 
-// Every row of a metrics file (CSV or JSON lines, by extension or `format`). A torn last line
-// is ignored; a malformed earlier line is an Error naming the file and line.
+/// Every row of a metrics file (CSV or JSON lines, by extension or `format`). A torn last line
+/// is ignored; a malformed earlier line is an Error naming the file and line.
 inline std::vector<MetricsRow> read_metrics(const std::filesystem::path& path,
                                             std::optional<MetricsFormat> format = std::nullopt) {
   std::ifstream in(path, std::ios::binary);

@@ -1,12 +1,13 @@
-// Min-SNR-γ loss weighting (Hang et al., "Efficient Diffusion Training via Min-SNR Weighting
-// Strategy", 2023), as diffusers' training scripts apply it with --snr_gamma:
-//   SNR(t) = alphas_cumprod[t] / (1 - alphas_cumprod[t])
-//   weight = min(SNR, γ) / SNR        for epsilon prediction
-//            min(SNR, γ) / (SNR + 1)  for v-prediction
-//            min(SNR, γ)              for sample (x0) prediction
-// Multiply each sample's mean squared error by its weight, then average:
-//   auto w = training::min_snr_weights(scheduler.alphas_cumprod(), t, 5.0);          // [B]
-//   auto loss = mean(mean(square(pred - noise), {1, 2, 3}) * w);
+/// @file
+/// Min-SNR-γ loss weighting (Hang et al., "Efficient Diffusion Training via Min-SNR Weighting
+/// Strategy", 2023), as diffusers' training scripts apply it with --snr_gamma:
+///   SNR(t) = alphas_cumprod[t] / (1 - alphas_cumprod[t])
+///   weight = min(SNR, γ) / SNR        for epsilon prediction
+///            min(SNR, γ) / (SNR + 1)  for v-prediction
+///            min(SNR, γ)              for sample (x0) prediction
+/// Multiply each sample's mean squared error by its weight, then average:
+///   auto w = training::min_snr_weights(scheduler.alphas_cumprod(), t, 5.0);          // [B]
+///   auto loss = mean(mean(square(pred - noise), {1, 2, 3}) * w);
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -43,8 +44,10 @@ void snr_check_schedule(const Tensor<T>& alphas_cumprod, const Tensor<T>& timest
 
 namespace diffuse::training {
 
-// The signal-to-noise ratio alphas_cumprod[t] / (1 - alphas_cumprod[t]) of each timestep
-// (diffusers' compute_snr), [B].
+/// The signal-to-noise ratio alphas_cumprod[t] / (1 - alphas_cumprod[t]) of each timestep
+/// (diffusers' compute_snr), [B].
+/// Throws diffuse::Error unless alphas_cumprod is 1-D and non-empty, timesteps is 1-D, and
+/// every timestep is an integer in [0, alphas_cumprod.numel()).
 template <class T>
 Tensor<T> compute_snr(const Tensor<T>& alphas_cumprod, const Tensor<T>& timesteps) {
   diffuse::detail::snr_check_schedule(alphas_cumprod, timesteps, "compute_snr");
@@ -59,7 +62,9 @@ Tensor<T> compute_snr(const Tensor<T>& alphas_cumprod, const Tensor<T>& timestep
   return out;
 }
 
-// Min-SNR-γ weights, [B]; prediction_type "epsilon", "v_prediction" or "sample".
+/// Min-SNR-γ weights, [B]; prediction_type "epsilon", "v_prediction" or "sample".
+/// Throws diffuse::Error for gamma <= 0, another prediction_type, or timesteps compute_snr
+/// refuses.
 template <class T>
 Tensor<T> min_snr_weights(const Tensor<T>& alphas_cumprod, const Tensor<T>& timesteps, double gamma,
                           const std::string& prediction_type = "epsilon") {
@@ -78,11 +83,12 @@ Tensor<T> min_snr_weights(const Tensor<T>& alphas_cumprod, const Tensor<T>& time
   return w;
 }
 
-// The same for integer timesteps (what randint gives, as the model and add_noise take them).
+/// compute_snr for integer timesteps (what randint gives, as the model and add_noise take them).
 template <class T>
 Tensor<T> compute_snr(const Tensor<T>& alphas_cumprod, const std::vector<std::int64_t>& timesteps) {
   return compute_snr(alphas_cumprod, diffuse::detail::timesteps_tensor<T>(timesteps));
 }
+/// min_snr_weights for integer timesteps.
 template <class T>
 Tensor<T> min_snr_weights(const Tensor<T>& alphas_cumprod, const std::vector<std::int64_t>& timesteps,
                           double gamma, const std::string& prediction_type = "epsilon") {

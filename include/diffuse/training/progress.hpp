@@ -1,10 +1,11 @@
-// ProgressBar: a one-line terminal progress bar for long loops, like tqdm:
-//   epoch 3/30 [=========>          ] 212/469  45% | loss 0.0312 | 8.31 it/s | 00:25<00:30
-// It redraws at most every `min_interval` seconds and stays quiet when its stream is not a
-// terminal (a log file or a pipe), unless forced on. format_progress() is the pure formatter.
-//   training::ProgressBar bar(loader.size(), {.desc = "epoch 1/30"});
-//   for (auto& batch : loader) { ...; bar.update(1, loss.item()); }
-//   bar.close();
+/// @file
+/// ProgressBar: a one-line terminal progress bar for long loops, like tqdm:
+///   epoch 3/30 [=========>          ] 212/469  45% | loss 0.0312 | 8.31 it/s | 00:25<00:30
+/// It redraws at most every `min_interval` seconds and stays quiet when its stream is not a
+/// terminal (a log file or a pipe), unless forced on. format_progress() is the pure formatter.
+///   training::ProgressBar bar(loader.size(), {.desc = "epoch 1/30"});
+///   for (auto& batch : loader) { ...; bar.update(1, loss.item()); }
+///   bar.close();
 #pragma once
 #include <unistd.h>
 
@@ -19,15 +20,19 @@
 
 namespace diffuse::training {
 
-// What one line shows.
+/// What one line shows.
 struct ProgressInfo {
-  std::string desc = {};             // e.g. "epoch 3/30"
+  /// The text before the bar.
+  std::string desc = {};  // e.g. "epoch 3/30"
+  /// Steps done, and the total.
   std::int64_t step = 0, total = 0;  // total 0: unknown (no bar, no ETA)
+  /// The latest loss, if any.
   std::optional<double> loss = {};
+  /// Time taken so far.
   double elapsed = 0;  // seconds since the start
 };
 
-// "mm:ss", or "h:mm:ss" from an hour on; "--:--" for an unknown time.
+/// "mm:ss", or "h:mm:ss" from an hour on; "--:--" for an unknown time.
 inline std::string format_duration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "--:--";
   const auto s = static_cast<std::int64_t>(seconds + 0.5);
@@ -41,7 +46,7 @@ inline std::string format_duration(double seconds) {
   return buf;
 }
 
-// The progress line (no carriage return or newline). `bar_width` characters of bar.
+/// The progress line (no carriage return or newline). `bar_width` characters of bar.
 inline std::string format_progress(const ProgressInfo& p, int bar_width = 30) {
   std::string line = p.desc.empty() ? "" : p.desc + " ";
   const double rate = p.elapsed > 0 ? static_cast<double>(p.step) / p.elapsed : 0.0;
@@ -73,16 +78,24 @@ inline std::string format_progress(const ProgressInfo& p, int bar_width = 30) {
   return line;
 }
 
+/// Options of a ProgressBar.
 struct ProgressOptions {
+  /// The text before the bar, e.g. "epoch 3/30".
   std::string desc = {};
+  /// Where the bar is drawn.
   std::FILE* stream = stderr;
+  /// Whether to draw the bar.
   std::optional<bool> enabled = {};  // default: on exactly when `stream` is a terminal
-  double min_interval = 0.1;         // seconds between redraws
+  /// The shortest time between two redraws.
+  double min_interval = 0.1;  // seconds between redraws
+  /// Characters of the bar.
   int bar_width = 30;
 };
 
+/// A tqdm-like progress bar (see the file comment); the destructor closes it.
 class ProgressBar {
  public:
+  /// A bar for `total` steps (0 or less: unknown, no bar and no ETA).
   explicit ProgressBar(std::int64_t total, ProgressOptions options = {})
       : o_(std::move(options)), total_(total < 0 ? 0 : total), start_(Clock::now()) {
     enabled_ = o_.enabled ? *o_.enabled : (o_.stream && isatty(fileno(o_.stream)));
@@ -91,22 +104,23 @@ class ProgressBar {
   ProgressBar& operator=(const ProgressBar&) = delete;
   ~ProgressBar() { close(); }
 
-  // Advances by n steps, with the latest loss if given.
+  /// Advances by n steps, with the latest loss if given.
   void update(std::int64_t n = 1, std::optional<double> loss = std::nullopt) {
     step_ += n;
     if (loss) loss_ = loss;
     const double now = seconds();
     if (now - last_draw_ >= o_.min_interval || (total_ > 0 && step_ >= total_)) draw(now);
   }
+  /// Replaces the text before the bar.
   void set_description(std::string desc) { o_.desc = std::move(desc); }
-  // Starts counting again (a new epoch), keeping the description unless one is given.
+  /// Starts counting again (a new epoch), keeping the description unless one is given.
   void reset(std::int64_t total, std::optional<std::string> desc = std::nullopt) {
     if (drawn_ && enabled_) std::fputc('\n', o_.stream);
     total_ = total < 0 ? 0 : total, step_ = 0, loss_.reset(), drawn_ = false, closed_ = false;
     if (desc) o_.desc = std::move(*desc);
     start_ = Clock::now(), last_draw_ = -1e9;
   }
-  // Draws the final state and ends the line.
+  /// Draws the final state and ends the line.
   void close() {
     if (closed_) return;
     closed_ = true;
@@ -116,8 +130,11 @@ class ProgressBar {
     std::fflush(o_.stream);
   }
 
+  /// Whether the bar draws anything.
   bool enabled() const { return enabled_; }
+  /// Steps counted so far.
   std::int64_t step() const { return step_; }
+  /// What the line shows now.
   ProgressInfo info() const { return {o_.desc, step_, total_, loss_, seconds()}; }
 
  private:

@@ -1,8 +1,9 @@
-// Figure: stacks images (or grids of batches) vertically with a small gap and saves the result
-// as one PNG, e.g. an "input row" above a "corrupted row" in the examples.
-//   viz::Figure fig;
-//   fig.add(x).add(noisy);          // batches [N,C,H,W] are gridded with make_grid
-//   fig.save("corruption.png");
+/// @file
+/// Figure: stacks images (or grids of batches) vertically with a small gap and saves the result
+/// as one PNG, e.g. an "input row" above a "corrupted row" in the examples.
+///   viz::Figure fig;
+///   fig.add(x).add(noisy);          // batches [N,C,H,W] are gridded with make_grid
+///   fig.save("corruption.png");
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -16,15 +17,18 @@
 
 namespace diffuse::viz {
 
+/// Images stacked top to bottom, saved as one picture (see the file comment).
 class Figure {
  public:
-  // `gap` pixels of `background` (0 black .. 1 white) between panels.
+  /// `gap` pixels of `background` (0 black .. 1 white) between panels.
+  /// Throws diffuse::Error for a negative gap.
   explicit Figure(std::int64_t gap = 4, double background = 1.0) : gap_(gap), background_(background) {
     if (gap < 0) throw Error("Figure: gap must be non-negative, got " + std::to_string(gap));
   }
 
-  // Adds a panel below the previous ones: a batch [N,C,H,W] is gridded with `opts`; an image
-  // [C,H,W] or [H,W] is used as it is (after opts' normalisation). 1 or 3 channels.
+  /// Adds a panel below the previous ones: a batch [N,C,H,W] is gridded with `opts`; an image
+  /// [C,H,W] or [H,W] is used as it is (after opts' normalisation). 1 or 3 channels.
+  /// Throws diffuse::Error for another number of channels.
   template <class T>
   Figure& add(const Tensor<T>& images, const GridOptions& opts = {}) {
     Tensor<T> img = images.defined() && images.dim() == 4 ? make_grid(images, opts)
@@ -37,9 +41,10 @@ class Figure {
     return *this;
   }
 
+  /// The number of panels.
   std::size_t size() const { return panels_.size(); }
 
-  // The composed image [C,H,W]: panels left-aligned, RGB if any panel is RGB.
+  /// The composed image [C,H,W]: panels left-aligned, RGB if any panel is RGB.
   Tensor<float> image() const {
     if (panels_.empty()) throw Error("Figure::image: the figure has no panels");
     std::int64_t c = 1, h = gap_ * static_cast<std::int64_t>(panels_.size() - 1), w = 0;
@@ -58,7 +63,7 @@ class Figure {
     return out;
   }
 
-  // Saves the figure (PNG or JPEG by extension). Atomic.
+  /// Saves the figure (PNG or JPEG by extension). Atomic.
   void save(const std::filesystem::path& path) const { io::write_image(path, image()); }
 
  private:

@@ -1,6 +1,7 @@
-// Image grids: make_grid and save_image with torchvision.utils semantics, for looking at a
-// batch of samples: make_grid(images [N,C,H,W], {.nrow = 8}) tiles them nrow per row with
-// `padding` pixels of `pad_value` around every image.
+/// @file
+/// Image grids: make_grid and save_image with torchvision.utils semantics, for looking at a
+/// batch of samples: make_grid(images [N,C,H,W], {.nrow = 8}) tiles them nrow per row with
+/// `padding` pixels of `pad_value` around every image.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -14,18 +15,23 @@
 
 namespace diffuse::viz {
 
+/// Options of make_grid and save_image (torchvision's keyword arguments of the same names).
 struct GridOptions {
-  std::int64_t nrow = 8;     // images per row
+  /// Images per row.
+  std::int64_t nrow = 8;  // images per row
+  /// Pixels of pad_value between and around the images.
   std::int64_t padding = 2;  // pixels between (and around) images
-  // Maps [lo, hi] to [0, 1] (clamping outside). Unlike torchvision, setting it alone is enough
-  // (normalize is implied): {.value_range = {{-1, 1}}} is what a user asking for it means.
+  /// Maps [lo, hi] to [0, 1] (clamping outside). Unlike torchvision, setting it alone is enough
+  /// (normalize is implied): {.value_range = {{-1, 1}}} is what a user asking for it means.
   std::optional<std::pair<double, double>> value_range = std::nullopt;
+  /// Scale the values to [0, 1] before tiling.
   bool normalize = false;  // map [min, max] of the whole batch (or value_range) to [0, 1]
+  /// The value of the padding pixels.
   double pad_value = 0;
 };
 
 namespace detail {
-// Applies GridOptions' normalisation to a copy of `t` (or returns `t` untouched).
+/// Applies GridOptions' normalisation to a copy of `t` (or returns `t` untouched).
 template <class T>
 Tensor<T> normalize_for_grid(const Tensor<T>& t, const GridOptions& o) {
   if (!o.normalize && !o.value_range) return t;
@@ -46,9 +52,11 @@ Tensor<T> normalize_for_grid(const Tensor<T>& t, const GridOptions& o) {
 }
 }  // namespace detail
 
-// Tiles a batch [N,C,H,W] (or one image [C,H,W] / [H,W]) into one image [C', H', W'] exactly
-// as torchvision.utils.make_grid: single-channel images become 3-channel, images are laid
-// out nrow per row, and a single image is returned without padding.
+/// Tiles a batch [N,C,H,W] (or one image [C,H,W] / [H,W]) into one image [C', H', W'] exactly
+/// as torchvision.utils.make_grid: single-channel images become 3-channel, images are laid
+/// out nrow per row, and a single image is returned without padding.
+/// Throws diffuse::Error for an undefined or empty batch, another number of dimensions,
+/// nrow < 1 or a negative padding.
 template <class T>
 Tensor<T> make_grid(const Tensor<T>& images, const GridOptions& opts = {}) {
   if (!images.defined()) throw Error("make_grid: the images tensor is undefined");
@@ -89,9 +97,9 @@ Tensor<T> make_grid(const Tensor<T>& images, const GridOptions& opts = {}) {
   return grid;
 }
 
-// Saves a batch [N,C,H,W] as a grid (like torchvision.utils.save_image), or a single image
-// [C,H,W] / [H,W] / [1,C,H,W] as it is (grayscale stays grayscale). Format from the extension
-// (.png, .jpg, .jpeg). Values are clamped to [0,1] after the optional normalisation. Atomic.
+/// Saves a batch [N,C,H,W] as a grid (like torchvision.utils.save_image), or a single image
+/// [C,H,W] / [H,W] / [1,C,H,W] as it is (grayscale stays grayscale). Format from the extension
+/// (.png, .jpg, .jpeg). Values are clamped to [0,1] after the optional normalisation. Atomic.
 template <class T>
 void save_image(const Tensor<T>& images, const std::filesystem::path& path, const GridOptions& opts = {}) {
   if (!images.defined()) throw Error("save_image('" + path.string() + "'): the tensor is undefined");

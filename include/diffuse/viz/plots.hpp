@@ -1,8 +1,9 @@
-// The course's plots as SVG (through viz::SvgPlot): training-loss curves (raw and smoothed by an
-// exponential moving average, linear or log y axis) and noise schedules (sqrt(alphas_cumprod),
-// the signal's share, and sqrt(1 - alphas_cumprod), the noise's, per training timestep).
-//   viz::loss_plot(losses, {.log_y = true}).save("loss.svg");
-//   viz::schedule_plot({{"linear", &linear}, {"squaredcos_cap_v2", &cosine}}).save("schedules.svg");
+/// @file
+/// The course's plots as SVG (through viz::SvgPlot): training-loss curves (raw and smoothed by an
+/// exponential moving average, linear or log y axis) and noise schedules (sqrt(alphas_cumprod),
+/// the signal's share, and sqrt(1 - alphas_cumprod), the noise's, per training timestep).
+///   viz::loss_plot(losses, {.log_y = true}).save("loss.svg");
+///   viz::schedule_plot({{"linear", &linear}, {"squaredcos_cap_v2", &cosine}}).save("schedules.svg");
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -16,9 +17,10 @@
 
 namespace diffuse::viz {
 
-// Exponential moving average with bias correction (TensorBoard's smoothing): s_i =
-// (sum_k w^(i-k) (1-w) v_k) / (1 - w^(i+1)), so the curve starts at the first value.
-// Non-finite values are skipped (their entry repeats the last average, NaN before any).
+/// Exponential moving average with bias correction (TensorBoard's smoothing): s_i =
+/// (sum_k w^(i-k) (1-w) v_k) / (1 - w^(i+1)), so the curve starts at the first value.
+/// Non-finite values are skipped (their entry repeats the last average, NaN before any).
+/// Throws diffuse::Error unless 0 <= smoothing < 1.
 inline std::vector<double> ema(const std::vector<double>& values, double smoothing) {
   if (!(smoothing >= 0.0 && smoothing < 1.0))
     throw Error("ema: smoothing must be in [0, 1), got " + std::to_string(smoothing));
@@ -34,15 +36,21 @@ inline std::vector<double> ema(const std::vector<double>& values, double smoothi
   return out;
 }
 
+/// Options of loss_plot.
 struct LossPlotOptions {
+  /// How smooth the second curve is, as in TensorBoard.
   double smoothing = 0.98;  // EMA weight of the smoothed curve (0: no smoothed curve)
+  /// Logarithmic y axis.
   bool log_y = false;
+  /// The title above the plot.
   std::string title = "Training loss";
+  /// The label of the x axis.
   std::string xlabel = "step";
+  /// The label of the y axis (" (log scale)" is added with log_y).
   std::string ylabel = "loss";
 };
 
-// The raw losses (thin, faint) and their EMA (solid), against the step index.
+/// The raw losses (thin, faint) and their EMA (solid), against the step index.
 inline SvgPlot loss_plot(const std::vector<double>& losses, const LossPlotOptions& o = {}) {
   SvgPlot plot({.title = o.title,
                 .xlabel = o.xlabel,
@@ -56,8 +64,9 @@ inline SvgPlot loss_plot(const std::vector<double>& losses, const LossPlotOption
   return plot;
 }
 
-// sqrt(alphas_cumprod) (solid) and sqrt(1 - alphas_cumprod) (dashed) of each named scheduler,
-// one colour per scheduler.
+/// sqrt(alphas_cumprod) (solid) and sqrt(1 - alphas_cumprod) (dashed) of each named scheduler,
+/// one colour per scheduler.
+/// Throws diffuse::Error for an empty list or a null scheduler.
 template <class T>
 SvgPlot schedule_plot(const std::vector<std::pair<std::string, const schedulers::Scheduler<T>*>>& schedules,
                       std::string title = "Noise schedules") {
@@ -81,7 +90,7 @@ SvgPlot schedule_plot(const std::vector<std::pair<std::string, const schedulers:
   return plot;
 }
 
-// One scheduler's schedule, titled with its name.
+/// One scheduler's schedule, titled with its name.
 template <class T>
 SvgPlot schedule_plot(const schedulers::Scheduler<T>& scheduler, const std::string& name) {
   return schedule_plot<T>({{name, &scheduler}}, "Noise schedule: " + name);

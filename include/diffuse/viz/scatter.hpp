@@ -1,9 +1,10 @@
-// ScatterPlot: draws 2-D point sets (tensors of shape [N, 2]) as coloured dots on a white
-// canvas with a frame and axes through the origin, and saves it as a PNG; used to look at the
-// samples of 2-D toy diffusion models.
-//   viz::ScatterPlot plot({.xmin = -2, .xmax = 2, .ymin = -2, .ymax = 2});
-//   plot.add(data, {0.7, 0.7, 0.7}).add(samples, {0.12, 0.47, 0.71});
-//   plot.save("samples.png");
+/// @file
+/// ScatterPlot: draws 2-D point sets (tensors of shape [N, 2]) as coloured dots on a white
+/// canvas with a frame and axes through the origin, and saves it as a PNG; used to look at the
+/// samples of 2-D toy diffusion models.
+///   viz::ScatterPlot plot({.xmin = -2, .xmax = 2, .ymin = -2, .ymax = 2});
+///   plot.add(data, {0.7, 0.7, 0.7}).add(samples, {0.12, 0.47, 0.71});
+///   plot.save("samples.png");
 #pragma once
 #include <array>
 #include <cmath>
@@ -17,16 +18,24 @@
 
 namespace diffuse::viz {
 
+/// Options of a ScatterPlot.
 struct ScatterOptions {
+  /// Image width in pixels (8 to 8192).
   std::int64_t width = 400;
+  /// Image height in pixels (8 to 8192).
   std::int64_t height = 400;
+  /// The data range shown; points outside it are not drawn.
   double xmin = -3, xmax = 3, ymin = -3, ymax = 3;  // the visible data range
 };
 
+/// 2-D point sets drawn as dots on one picture (see the file comment).
 class ScatterPlot {
  public:
+  /// A dot colour.
   using Color = std::array<float, 3>;  // RGB in [0, 1]
 
+  /// An empty plot: frame and axes. Throws diffuse::Error for a size outside 8..8192 pixels
+  /// or an empty data range.
   explicit ScatterPlot(const ScatterOptions& opts = {}) : o_(opts) {
     if (o_.width < 8 || o_.height < 8 || o_.width > 8192 || o_.height > 8192)
       throw Error("ScatterPlot: size " + std::to_string(o_.width) + "x" + std::to_string(o_.height) +
@@ -47,8 +56,9 @@ class ScatterPlot {
     }
   }
 
-  // Adds the points of `points` ([N, 2]: x, y) as dots of `radius` pixels; points outside the
-  // range are skipped, as are NaNs.
+  /// Adds the points of `points` ([N, 2]: x, y) as dots of `radius` pixels; points outside the
+  /// range are skipped, as are NaNs.
+  /// Throws diffuse::Error unless `points` has shape [N, 2].
   template <class T>
   ScatterPlot& add(const Tensor<T>& points, const Color& color = {0.12f, 0.47f, 0.71f}, double radius = 1.6) {
     if (points.dim() != 2 || points.size(1) != 2)
@@ -68,8 +78,9 @@ class ScatterPlot {
     return *this;
   }
 
-  // The picture as an image tensor [3, H, W] with values in [0, 1].
+  /// The picture as an image tensor [3, H, W] with values in [0, 1].
   const Tensor<float>& image() const { return image_; }
+  /// Saves the picture as a PNG (atomically).
   void save(const std::filesystem::path& path) const { io::write_png(path, image_); }
 
  private:

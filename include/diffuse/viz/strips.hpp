@@ -1,8 +1,9 @@
-// The course's noising figures as image grids: a strip of scheduler.add_noise at several
-// timesteps, and a strip of the from-scratch notebook's corrupt() at several amounts. Row n
-// shows image n; column k the k-th timestep (or amount). Save with viz::save_image/write_png.
-//   auto strip = viz::noise_strip(scheduler, images /*[N,C,H,W] in [-1,1]*/, {0, 50, 100, 200, 400, 999},
-//   gen); io::write_png("noise_strip.png", strip);
+/// @file
+/// The course's noising figures as image grids: a strip of scheduler.add_noise at several
+/// timesteps, and a strip of the from-scratch notebook's corrupt() at several amounts. Row n
+/// shows image n; column k the k-th timestep (or amount). Save with viz::save_image/write_png.
+///   auto strip = viz::noise_strip(scheduler, images /*[N,C,H,W] in [-1,1]*/, {0, 50, 100, 200, 400, 999},
+///   gen); io::write_png("noise_strip.png", strip);
 #pragma once
 #include <cstdint>
 #include <string>
@@ -18,7 +19,7 @@
 namespace diffuse::viz {
 
 namespace detail {
-// images [N,C,H,W] or one image [C,H,W] -> [N,C,H,W].
+/// images [N,C,H,W] or one image [C,H,W] -> [N,C,H,W].
 template <class T>
 Tensor<T> as_batch(const Tensor<T>& images, const char* what) {
   if (!images.defined()) throw Error(std::string(what) + ": the images tensor is undefined");
@@ -28,7 +29,7 @@ Tensor<T> as_batch(const Tensor<T>& images, const char* what) {
                 to_string(images.shape()));
   return images;
 }
-// Row-major (image, column) batch: entry (n, k) = images[n], for `cols` columns.
+/// Row-major (image, column) batch: entry (n, k) = images[n], for `cols` columns.
 template <class T>
 Tensor<T> repeat_per_column(const Tensor<T>& x, std::int64_t cols) {
   const std::int64_t n = x.size(0), per = x.numel() / n;
@@ -42,9 +43,11 @@ Tensor<T> repeat_per_column(const Tensor<T>& x, std::int64_t cols) {
 }
 }  // namespace detail
 
-// add_noise(x0, noise, t) for each timestep in `timesteps` (one column each), with the same
-// noise along a row so the columns show one trajectory. Images in [-1,1] (the models' range)
-// by default; `opts.nrow` is set to the number of timesteps.
+/// add_noise(x0, noise, t) for each timestep in `timesteps` (one column each), with the same
+/// noise along a row so the columns show one trajectory. Images in [-1,1] (the models' range)
+/// by default; `opts.nrow` is set to the number of timesteps.
+/// Throws diffuse::Error for no timesteps, images of another shape, or a timestep the
+/// scheduler's add_noise refuses.
 template <class T>
 Tensor<T> noise_strip(const schedulers::Scheduler<T>& scheduler, const Tensor<T>& images,
                       const std::vector<std::int64_t>& timesteps, Generator& gen,
@@ -61,8 +64,9 @@ Tensor<T> noise_strip(const schedulers::Scheduler<T>& scheduler, const Tensor<T>
   return make_grid(noisy, opts);
 }
 
-// models::corrupt(x, amount) for each amount in `amounts` (in [0,1], one column each).
-// Images in [0,1] (the from-scratch notebook's range).
+/// models::corrupt(x, amount) for each amount in `amounts` (in [0,1], one column each).
+/// Images in [0,1] (the from-scratch notebook's range).
+/// Throws diffuse::Error for no amounts, an amount outside [0, 1] or images of another shape.
 template <class T>
 Tensor<T> corruption_strip(const Tensor<T>& images, const std::vector<double>& amounts, Generator& gen,
                            GridOptions opts = {.value_range = std::pair<double, double>{0.0, 1.0}}) {

@@ -1,10 +1,11 @@
-// SvgPlot: line plots written as self-contained SVG files (no fonts or scripts to fetch), with
-// axes, "nice" ticks (1, 2, 5 x 10^k), tick labels, axis labels, a title and a legend; the y axis
-// may be logarithmic. Points that are not finite (or not positive on a log axis) break the line.
-//   viz::SvgPlot plot({.title = "Training loss", .xlabel = "step", .ylabel = "loss", .log_y = true});
-//   plot.add_line(losses, {.label = "loss"});             // x = 0, 1, 2, ...
-//   plot.add_line(xs, ys, {.label = "EMA", .color = "#d62728"});
-//   plot.save("loss.svg");
+/// @file
+/// SvgPlot: line plots written as self-contained SVG files (no fonts or scripts to fetch), with
+/// axes, "nice" ticks (1, 2, 5 x 10^k), tick labels, axis labels, a title and a legend; the y axis
+/// may be logarithmic. Points that are not finite (or not positive on a log axis) break the line.
+///   viz::SvgPlot plot({.title = "Training loss", .xlabel = "step", .ylabel = "loss", .log_y = true});
+///   plot.add_line(losses, {.label = "loss"});             // x = 0, 1, 2, ...
+///   plot.add_line(xs, ys, {.label = "EMA", .color = "#d62728"});
+///   plot.save("loss.svg");
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -21,25 +22,37 @@
 
 namespace diffuse::viz {
 
+/// Options of an SvgPlot.
 struct PlotOptions {
+  /// The title above the plot (none if empty).
   std::string title = {};
+  /// The label of the x axis (none if empty).
   std::string xlabel = {};
+  /// The label of the y axis (none if empty).
   std::string ylabel = {};
+  /// Logarithmic y axis; points with y <= 0 are left out.
   bool log_y = false;
+  /// The image size, from 200x150 to 8000x8000.
   int width = 720, height = 440;  // pixels
 };
 
+/// How add_line draws a line.
 struct LineStyle {
+  /// The legend entry.
   std::string label = {};  // legend entry (none if empty)
+  /// The stroke colour.
   std::string color = {};  // CSS colour; empty: the next of matplotlib's tab10 colours
-  double width = 1.8;      // stroke width in pixels
+  /// The stroke width.
+  double width = 1.8;  // stroke width in pixels
+  /// Stroke opacity, from 0 (invisible) to 1.
   double opacity = 1.0;
+  /// Draw the line dashed.
   bool dashed = false;
 };
 
 namespace detail {
 
-// Heckbert's "nice number": 1, 2, 5 or 10 times a power of ten near x.
+/// Heckbert's "nice number": 1, 2, 5 or 10 times a power of ten near x.
 inline double nice_number(double x, bool round) {
   const double e = std::floor(std::log10(x)), f = x / std::pow(10.0, e);
   double nf;
@@ -50,7 +63,7 @@ inline double nice_number(double x, bool round) {
   return nf * std::pow(10.0, e);
 }
 
-// Tick label text: as many decimals as the step needs, or %g for very large/small values.
+/// Tick label text: as many decimals as the step needs, or %g for very large/small values.
 inline std::string tick_label(double v, double step) {
   char buf[64];
   if (std::abs(v) < step * 1e-9) v = 0.0;
@@ -86,8 +99,9 @@ inline std::string fmt(double v) {
 
 }  // namespace detail
 
-// Ticks covering [lo, hi] at a nice step, about `count` of them; the first and last tick
-// enclose the range (they become the axis limits).
+/// Ticks covering [lo, hi] at a nice step, about `count` of them; the first and last tick
+/// enclose the range (they become the axis limits).
+/// Throws diffuse::Error for a range that is not finite.
 inline std::vector<double> nice_ticks(double lo, double hi, int count = 6) {
   if (!std::isfinite(lo) || !std::isfinite(hi)) throw Error("nice_ticks: range must be finite");
   if (hi < lo) std::swap(lo, hi);
@@ -108,8 +122,8 @@ inline std::vector<double> nice_ticks(double lo, double hi, int count = 6) {
   return ticks;
 }
 
-// Ticks for a log axis over [lo, hi] (both > 0): powers of ten, plus 2 and 5 times them when
-// the range spans fewer than three decades.
+/// Ticks for a log axis over [lo, hi] (both > 0): powers of ten, plus 2 and 5 times them when
+/// the range spans fewer than three decades.
 inline std::vector<double> log_ticks(double lo, double hi) {
   if (!(lo > 0) || !(hi > 0) || !std::isfinite(lo) || !std::isfinite(hi))
     throw Error("log_ticks: range must be positive and finite");
@@ -130,15 +144,18 @@ inline std::vector<double> log_ticks(double lo, double hi) {
   return ticks;
 }
 
+/// A line plot saved as an SVG file (see the file comment).
 class SvgPlot {
  public:
+  /// An empty plot. Throws diffuse::Error for a size outside 200x150 .. 8000x8000.
   explicit SvgPlot(PlotOptions options = {}) : o_(std::move(options)) {
     if (o_.width < 200 || o_.height < 150 || o_.width > 8000 || o_.height > 8000)
       throw Error("SvgPlot: size " + std::to_string(o_.width) + "x" + std::to_string(o_.height) +
                   " must be within 200x150 .. 8000x8000");
   }
 
-  // A line through (xs[i], ys[i]).
+  /// A line through (xs[i], ys[i]).
+  /// Throws diffuse::Error if xs and ys differ in length.
   SvgPlot& add_line(std::vector<double> xs, std::vector<double> ys, LineStyle style = {}) {
     if (xs.size() != ys.size())
       throw Error("SvgPlot::add_line('" + style.label + "'): " + std::to_string(xs.size()) +
@@ -147,16 +164,17 @@ class SvgPlot {
     series_.push_back({std::move(xs), std::move(ys), std::move(style)});
     return *this;
   }
-  // A line through (i, ys[i]).
+  /// A line through (i, ys[i]).
   SvgPlot& add_line(const std::vector<double>& ys, LineStyle style = {}) {
     std::vector<double> xs(ys.size());
     for (std::size_t i = 0; i < xs.size(); ++i) xs[i] = static_cast<double>(i);
     return add_line(std::move(xs), ys, std::move(style));
   }
 
+  /// The number of lines.
   std::size_t size() const { return series_.size(); }
 
-  // The SVG document.
+  /// The SVG document.
   std::string svg() const {
     // Data ranges over the plottable points.
     double x0 = inf(), x1 = -inf(), y0 = inf(), y1 = -inf();
@@ -298,7 +316,7 @@ class SvgPlot {
     return out;
   }
 
-  // Writes the SVG file atomically.
+  /// Writes the SVG file atomically.
   void save(const std::filesystem::path& path) const { io::write_file_atomic(path, svg()); }
 
  private:
