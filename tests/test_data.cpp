@@ -209,6 +209,15 @@ data::TensorDataset<float> small_dataset() {
 }
 }  // namespace
 
+TEST_CASE("TensorDataset checks every index, with or without labels") {
+  const data::TensorDataset<float> labelled = small_dataset(), unlabelled(Tensor<float>::zeros({4, 2}));
+  CHECK(labelled.label(4) == 1);
+  CHECK(unlabelled.label(3) == 0);
+  CHECK_THROWS_AS(labelled.label(10), Error);
+  CHECK_THROWS_AS(unlabelled.label(4), Error);  // was 0, for any index
+  CHECK_THROWS_AS(unlabelled.label(-1), Error);
+}
+
 TEST_CASE("DataLoader covers every index exactly once per epoch; shuffle differs by epoch and is seeded") {
   auto ds = small_dataset();
   Generator gen(7);

@@ -334,6 +334,12 @@ TEST_CASE("MetricsLogger: CSV and JSON lines, flushed per line, resumable after 
   CHECK(j[1]["lr"] == 1e-4);
   CHECK_THROWS_AS(training::MetricsLogger(dir / "no" / "such" / "m.csv"), FileError);
   CHECK_THROWS_WITH(training::MetricsLogger(dir / "x.csv").log({{"a", {1, 2}}}), Contains("'a' is array"));
+  {  // a first row refused leaves no columns behind (the header was written as "a,b,a,b")
+    training::MetricsLogger log(dir / "y.csv");
+    CHECK_THROWS_AS(log.log({{"a", 1}, {"b", {1, 2}}}), Error);
+    log.log({{"a", 1}, {"b", 2}});
+  }
+  CHECK(read_text(dir / "y.csv") == "a,b\n1,2\n");
 }
 
 // ---------------------------------------------------------------- JSON with Python's literals

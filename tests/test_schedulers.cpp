@@ -3,6 +3,7 @@
 // add_noise, get_velocity and step.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -88,6 +89,10 @@ TEST_CASE("scheduler configs save to and load from a folder") {
   CHECK(s->class_name() == "UniPCMultistepScheduler");
   CHECK(s->to_json()["solver_order"] == 3);
   CHECK(s->to_json()["solver_type"] == "bh1");
+  // A bad value names the file it came from.
+  io::write_json(dir / "scheduler_config.json", json{{"_class_name", "DDIMScheduler"}, {"beta_end", 2.0}});
+  CHECK_THROWS_WITH(load_scheduler<float>(dir),
+                    Contains((dir / "scheduler_config.json").string()) && Contains("beta_end 2"));
   std::filesystem::remove_all(dir);
   CHECK_THROWS_AS(load_scheduler<float>(dir), Error);
 }
@@ -167,6 +172,24 @@ TEST_CASE("unknown names and values throw diffuse::Error listing what is accepte
   CHECK_THROWS_WITH(DDPMScheduler<float>().set_step_kwargs({{"eta", 1.0}}), Contains("eta"));
 }
 
+TEST_CASE(
+    "a second loop without set_timesteps starts like a fresh one, reading no timestep before the first") {
+  // DPM-Solver's multistep updates read timesteps[idx - 1] and [idx - 2]; its history from the first
+  // loop made the first step of the second read timesteps[-1] and [-2].
+  for (int order : {2, 3}) {
+    INFO("solver_order " << order);
+    Generator gen(3);
+    const auto x = gen.randn<float>({1, 1, 4, 4});
+    DPMSolverMultistepScheduler<float> used({.solver_order = order}), fresh({.solver_order = order});
+    used.set_timesteps(5);
+    fresh.set_timesteps(5);
+    for (double t : used.timesteps()) (void)used.step(x, t, x);
+    const double first = used.timesteps().front();
+    const auto again = used.step(x, first, x).prev_sample, once = fresh.step(x, first, x).prev_sample;
+    CHECK(std::equal(again.data(), again.data() + again.numel(), once.data()));
+  }
+}
+
 TEST_CASE("bad step input throws naming it") {
   DDPMScheduler<float> s;
   s.set_timesteps(10);
@@ -183,6 +206,9 @@ TEST_CASE("bad step input throws naming it") {
   CHECK_THROWS_WITH(s.add_noise(x, x, std::vector<std::int64_t>{1}), Contains("one per batch element"));
   CHECK_THROWS_WITH(s.add_noise(x, x, std::vector<std::int64_t>{1, 1000}), Contains("1000"));
   CHECK_THROWS_WITH(DPMSolverMultistepScheduler<float>().step(x, 999, x), Contains("set_timesteps"));
+  DDIMScheduler<float> ddim({}, {.eta = -0.5});
+  ddim.set_timesteps(10);
+  CHECK_THROWS_WITH(ddim.step(x, 900, x), Contains("eta must be non-negative, got -0.5"));
   EulerDiscreteScheduler<float> e;
   e.set_timesteps(10);
   CHECK_THROWS_WITH(e.scale_model_input(x, 500), Contains("500"));

@@ -631,6 +631,7 @@ TEST_CASE("checkpoints: pruning, latest, interrupted saves") {
   fs::remove_all(empty);
   CHECK_THROWS_WITH(training::CheckpointManager(dir, {.checkpoints_total_limit = 0}),
                     Catch::Contains("at least 1"));
+  CHECK_THROWS_WITH(training::CheckpointManager(dir).path_for(-5), Catch::Contains("non-negative, got -5"));
   fs::remove_all(dir);
 }
 

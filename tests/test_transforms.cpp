@@ -71,6 +71,8 @@ TEST_CASE("Resize: exact and shorter-side sizes; constant images stay constant; 
   CHECK_THROWS_WITH(data::Resize(0), Contains("Resize") && Contains("size"));
   CHECK_THROWS_WITH(data::Resize(4)(Tensor<float>::zeros({4, 4})), Contains("[C,H,W]"));
   CHECK_THROWS_WITH(data::Resize(4)(Tensor<float>::zeros({1, 0, 4})), Contains("empty image"));
+  CHECK_THROWS_WITH(data::Resize(64)(Tensor<float>::zeros({1, 1, 1000})),
+                    Contains("1x1000") && Contains("64x64000") && Contains("32768 pixels on a side"));
 }
 
 TEST_CASE("CenterCrop takes the middle, pads when small; RandomCrop is seeded and covers every offset") {
@@ -100,6 +102,8 @@ TEST_CASE("CenterCrop takes the middle, pads when small; RandomCrop is seeded an
   auto p = data::RandomCrop(6, 6, 2)(coded(1, 4, 4), g1);  // padding 2 -> 8x8 canvas
   CHECK(p.shape() == Shape{1, 6, 6});
   CHECK_THROWS_WITH(data::RandomCrop(8)(img, g1), Contains("6x7") && Contains("smaller than the crop 8x8"));
+  CHECK_THROWS_WITH(data::RandomCrop(8, 8, std::int64_t{1} << 40),
+                    Contains("padding must be within 0..32768"));
 }
 
 TEST_CASE("RandomHorizontalFlip mirrors with probability p, reproducibly") {

@@ -13,8 +13,8 @@ namespace diffuse {
 struct GradcheckResult {
   /// Whether every element passed.
   bool ok = true;
-  double max_abs_error = 0;  // over all inputs and elements
-  std::string message;       // where the worst mismatch is, when !ok
+  double max_abs_error = 0;  ///< over all inputs and elements
+  std::string message;       ///< where the worst mismatch is, when !ok
 };
 
 /// f maps the inputs to a scalar. Each input must be a double leaf; requires_grad is set where missing.

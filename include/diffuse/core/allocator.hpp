@@ -21,11 +21,11 @@ namespace diffuse {
 
 /// Counters of the tensor memory cache, as allocator_stats() returns them.
 struct AllocatorStats {
-  std::size_t in_use_bytes = 0;  // blocks held by live tensors (cached sizes only)
-  std::size_t cached_bytes = 0;  // free blocks kept for reuse
-  std::size_t peak_bytes = 0;    // most ever in use at once
-  std::uint64_t hits = 0;        // allocations served from the cache
-  std::uint64_t misses = 0;      // allocations that went to the system
+  std::size_t in_use_bytes = 0;  ///< blocks held by live tensors (cached sizes only)
+  std::size_t cached_bytes = 0;  ///< free blocks kept for reuse
+  std::size_t peak_bytes = 0;    ///< most ever in use at once
+  std::uint64_t hits = 0;        ///< allocations served from the cache
+  std::uint64_t misses = 0;      ///< allocations that went to the system
 };
 
 namespace detail {
@@ -44,8 +44,10 @@ class CachingAllocator {
   /// An uninitialised, 64-byte aligned block of at least `bytes`; `bytes` is set to the block's size,
   /// which deallocate must be given back. nullptr when the system has no memory left.
   void* allocate(std::size_t& bytes) {
-    if (bytes < kMinCached) return std::aligned_alloc(kAlignment, bytes = round_up(bytes));
+    // Rounded first: deallocate sees the rounded size, and must take the same path (65,500 bytes
+    // came from the system but went back into the cache, and in_use_bytes wrapped below zero).
     bytes = round_up(bytes);
+    if (bytes < kMinCached) return std::aligned_alloc(kAlignment, bytes);
     std::lock_guard<std::mutex> lock(mutex_);
     // The smallest cached block that fits, unless it is more than twice the size: a loop allocates the
     // same shapes at every step, so it finds its own blocks again; other sizes may share a block.

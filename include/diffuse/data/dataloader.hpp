@@ -76,27 +76,27 @@ concept RandomDataset = Dataset<D, T> && requires(const D& d, std::int64_t i, T*
 /// DataLoader options: batch_size, shuffle and drop_last as in torch.utils.data.DataLoader.
 struct LoaderOptions {
   std::int64_t batch_size = 1;
-  bool shuffle = false;    // a new random order every epoch (needs a Generator)
-  bool drop_last = false;  // skip the last batch if it is smaller than batch_size
-  int prefetch = 1;        // batches assembled ahead on worker threads (0: in the caller's thread)
+  bool shuffle = false;    ///< a new random order every epoch (needs a Generator)
+  bool drop_last = false;  ///< skip the last batch if it is smaller than batch_size
+  int prefetch = 1;        ///< batches assembled ahead on worker threads (0: in the caller's thread)
 };
 
 /// Where a loader is in its sequence of epochs; plain values, to store in a checkpoint.
 struct LoaderState {
-  std::int64_t epoch = 0;  // the current epoch (0-based)
-  std::int64_t batch = 0;  // batches of it already handed out
-  std::uint64_t seed = 0;  // its epoch seed (order and random transforms)
-  bool started = false;    // false: no epoch has begun; the next begin() begins epoch 0
+  std::int64_t epoch = 0;  ///< the current epoch (0-based)
+  std::int64_t batch = 0;  ///< batches of it already handed out
+  std::uint64_t seed = 0;  ///< its epoch seed (order and random transforms)
+  bool started = false;    ///< false: no epoch has begun; the next begin() begins epoch 0
   bool operator==(const LoaderState&) const = default;
 };
 
 /// One batch: the samples stacked, their labels and their indices in the dataset.
 template <class T = float>
 struct Batch {
-  Tensor<T> images;                     // [B, sample_shape...], e.g. [B,C,H,W]
-  Tensor<T> labels;                     // [B], the class ids as values of T
-  std::vector<std::int64_t> label_ids;  // the class ids
-  std::vector<std::int64_t> indices;    // which samples of the dataset
+  Tensor<T> images;                     ///< [B, sample_shape...], e.g. [B,C,H,W]
+  Tensor<T> labels;                     ///< [B], the class ids as values of T
+  std::vector<std::int64_t> label_ids;  ///< the class ids
+  std::vector<std::int64_t> indices;    ///< which samples of the dataset
   /// Number of samples (the last batch of an epoch may hold fewer than batch_size).
   std::int64_t size() const { return static_cast<std::int64_t>(label_ids.size()); }
 };

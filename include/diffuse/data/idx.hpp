@@ -22,7 +22,7 @@ namespace diffuse::data {
 /// The contents of an IDX file: its shape and its bytes.
 struct IdxArray {
   std::vector<std::int64_t> shape;
-  std::vector<std::uint8_t> data;  // row-major, shape's product bytes
+  std::vector<std::uint8_t> data;  ///< row-major, shape's product bytes
 };
 
 /// The most bytes of data an IDX file may describe; larger headers are refused before anything is

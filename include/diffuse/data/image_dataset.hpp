@@ -22,7 +22,7 @@ namespace diffuse::data {
 /// One sample: an image and its label (what ImageDataset::get returns).
 template <class T = float>
 struct Sample {
-  Tensor<T> image;  // [C,H,W] in [0,1]
+  Tensor<T> image;  ///< [C,H,W] in [0,1]
   std::int64_t label = 0;
 };
 

@@ -35,8 +35,8 @@ enum class OnBadFile { skip, error };
 
 /// Options of ImageFolder.
 struct ImageFolderOptions {
-  std::int64_t size = 0;  // resize every image to size x size (0: keep; then all must match)
-  int channels = 3;       // 1 gray, 3 RGB, 4 RGBA
+  std::int64_t size = 0;  ///< resize every image to size x size (0: keep; then all must match)
+  int channels = 3;       ///< 1 gray, 3 RGB, 4 RGBA
   /// Bad files: left out and listed by skipped(), or a FileError.
   OnBadFile on_bad_file = OnBadFile::skip;
 };

@@ -35,8 +35,11 @@ class TensorDataset {
   std::int64_t size() const { return data_.size(0); }
   /// The data's shape without its first dimension.
   const Shape& sample_shape() const { return shape_; }
-  /// Label of sample i (0 without labels).
-  std::int64_t label(std::int64_t i) const { return labels_.empty() ? 0 : labels_[check(i)]; }
+  /// Label of sample i (0 without labels); Error if i is out of range.
+  std::int64_t label(std::int64_t i) const {
+    check(i);  // an index out of range is an error with or without labels
+    return labels_.empty() ? 0 : labels_[i];
+  }
   /// Writes sample i, converted to U, to dst; Error if i is out of range.
   template <class U>
   void get_into(std::int64_t i, U* dst) const {

@@ -95,6 +95,11 @@ class Resize {
     if (h < 1 || w < 1)
       throw Error("Resize: cannot resize an empty image of shape " + to_string(img.shape()));
     const auto [oh, ow] = output_size(h, w);
+    // A thin image keeps its aspect ratio: 1 x 100,000 pixels to a shorter side of 64 would be
+    // 64 x 6,400,000, refused before allocating it.
+    if (ow > (1 << 15) || oh > (1 << 15))
+      throw Error("Resize: the " + std::to_string(h) + "x" + std::to_string(w) + " image would become " +
+                  std::to_string(oh) + "x" + std::to_string(ow) + ", more than 32768 pixels on a side");
     if (oh == h && ow == w) return img.clone();
     // stb works on interleaved pixels: CHW -> HWC, one call for all channels, HWC -> CHW.
     const std::int64_t plane = h * w, oplane = oh * ow;
@@ -159,7 +164,9 @@ class RandomCrop {
   RandomCrop(std::int64_t height, std::int64_t width, std::int64_t padding)
       : h_(height), w_(width), pad_(padding) {
     detail::check_size(height, width, "RandomCrop");
-    if (padding < 0) throw Error("RandomCrop: padding must be non-negative, got " + std::to_string(padding));
+    // Bounded like a size: (h + 2 padding)^2 positions must not overflow when one is drawn.
+    if (padding < 0 || padding > (1 << 15))
+      throw Error("RandomCrop: padding must be within 0..32768, got " + std::to_string(padding));
   }
   /// The window at a position drawn from `gen` (one draw).
   Tensor<float> operator()(const Tensor<float>& img, Generator& gen) const {

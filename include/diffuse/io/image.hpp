@@ -32,8 +32,8 @@ namespace diffuse::io {
 /// An image decoded to 8 bits: interleaved HWC pixels.
 struct ImageU8 {
   int width = 0, height = 0, channels = 0;
-  std::vector<std::uint8_t> pixels;  // height * width * channels, row-major, channels last
-  int file_channels = 0;             // the channel count stored in the file (before any conversion)
+  std::vector<std::uint8_t> pixels;  ///< height * width * channels, row-major, channels last
+  int file_channels = 0;             ///< the channel count stored in the file (before any conversion)
 };
 
 /// The most pixels (width x height) an image may have to be decoded; larger ones are refused

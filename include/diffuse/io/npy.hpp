@@ -125,6 +125,7 @@ void npy_cast(const char* src, std::int64_t n, T* dst) {
 /// Like numpy.save.
 template <class T>
 void save_npy(const std::filesystem::path& path, const Tensor<T>& t) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "save_npy writes float32 or float64");
   std::string shape = "(";
   for (auto d : t.shape()) shape += std::to_string(d) + ", ";
   if (t.dim() > 0) shape.erase(shape.size() - 1);  // "(3, 4)" or "(3,)"

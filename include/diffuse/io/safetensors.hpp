@@ -31,9 +31,9 @@ static_assert(std::endian::native == std::endian::little,
 
 /// What the header says about one tensor.
 struct SafetensorsInfo {
-  std::string dtype;  // "F32", "F16", "BF16", ...
+  std::string dtype;  ///< "F32", "F16", "BF16", ...
   Shape shape;
-  std::uint64_t begin = 0, end = 0;  // byte range inside the data section
+  std::uint64_t begin = 0, end = 0;  ///< byte range inside the data section
 };
 
 namespace detail {

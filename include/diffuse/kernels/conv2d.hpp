@@ -26,8 +26,8 @@ namespace diffuse::kernels {
 
 /// The sizes of a 2-D convolution: one stride and one padding for both axes, no dilation or groups.
 struct Conv2dGeometry {
-  std::int64_t N, C, H, W;  // input
-  std::int64_t O, KH, KW;   // output channels, kernel
+  std::int64_t N, C, H, W;  ///< input
+  std::int64_t O, KH, KW;   ///< output channels, kernel
   std::int64_t stride = 1, padding = 0;
   /// Output height.
   std::int64_t OH() const { return (H + 2 * padding - KH) / stride + 1; }

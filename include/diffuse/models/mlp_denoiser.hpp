@@ -14,11 +14,11 @@ namespace diffuse::models {
 
 /// Sizes of an MLPDenoiser.
 struct MLPDenoiserConfig {
-  std::int64_t dim = 2;                // size of a data point
-  std::int64_t hidden = 64;            // width of the hidden layers
-  std::int64_t num_hidden_layers = 3;  // Linear + SiLU blocks before the output layer
-  std::int64_t num_frequencies = 8;    // sin/cos pairs of the timestep features
-  double num_train_timesteps = 1000;   // timesteps are divided by this before the features
+  std::int64_t dim = 2;                ///< size of a data point
+  std::int64_t hidden = 64;            ///< width of the hidden layers
+  std::int64_t num_hidden_layers = 3;  ///< Linear + SiLU blocks before the output layer
+  std::int64_t num_frequencies = 8;    ///< sin/cos pairs of the timestep features
+  double num_train_timesteps = 1000;   ///< timesteps are divided by this before the features
 };
 
 /// Small MLP denoiser for toy data (see the file comment); parameters "layers.i.weight" / "layers.i.bias".
@@ -30,7 +30,9 @@ class MLPDenoiser : public nn::Module<T> {
       : config_(config) {
     if (config.dim < 1 || config.hidden < 1 || config.num_hidden_layers < 1 || config.num_frequencies < 0 ||
         !(config.num_train_timesteps > 0))
-      throw Error("MLPDenoiser: dim, hidden, num_hidden_layers and num_train_timesteps must be positive");
+      throw Error(
+          "MLPDenoiser: dim, hidden, num_hidden_layers and num_train_timesteps must be positive, "
+          "num_frequencies non-negative");
     layers_ = this->register_module("layers", std::make_shared<nn::ModuleList<nn::Linear<T>>>());
     std::int64_t in = config.dim + 2 * config.num_frequencies;
     for (std::int64_t i = 0; i < config.num_hidden_layers; ++i, in = config.hidden)

@@ -42,9 +42,8 @@ namespace diffuse::models {
 struct SampleSize {
   /// Image height and width in pixels.
   std::int64_t height = 0, width = 0;
-  /// A square size.
-  SampleSize(std::int64_t size)
-      : height(size), width(size) {}  // NOLINT: implicit, so `.sample_size = 28` reads as in Python
+  /// A square size (implicit, so `.sample_size = 28` reads as in Python).
+  SampleSize(std::int64_t size) : height(size), width(size) {}  // NOLINT(google-explicit-constructor)
   /// height x width.
   SampleSize(std::int64_t h, std::int64_t w) : height(h), width(w) {}
   /// Whether height equals width.
@@ -74,7 +73,7 @@ struct UNet2DConfig {
   std::vector<std::string> up_block_types = {"AttnUpBlock2D", "AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"};
   /// Maps the sample from [0, 1] to [-1, 1] (2x - 1) first.
   bool center_input_sample = false;
-  std::string time_embedding_type = "positional";  // "positional" or "fourier"
+  std::string time_embedding_type = "positional";  ///< "positional" or "fourier"
   /// downscale_freq_shift of the positional time embedding.
   std::int64_t freq_shift = 0;
   /// cos before sin in the positional time embedding.
@@ -83,23 +82,23 @@ struct UNet2DConfig {
   double mid_block_scale_factor = 1.0;
   /// Padding of the down blocks' Downsample2D convolutions.
   std::int64_t downsample_padding = 1;
-  std::string downsample_type = "conv";  // "conv" or "resnet"
-  std::string upsample_type = "conv";    // "conv" or "resnet"
+  std::string downsample_type = "conv";  ///< "conv" or "resnet"
+  std::string upsample_type = "conv";    ///< "conv" or "resnet"
   /// Dropout probability of every ResnetBlock2D.
   double dropout = 0.0;
   /// Activation of the ResnetBlock2Ds (the time embedding MLP and the output use SiLU whatever this is).
   std::string act_fn = "silu";
-  std::optional<std::int64_t> attention_head_dim = 8;  // null: one head over all channels
-  std::optional<std::int64_t> norm_num_groups = 32;    // null: min(block_out_channels[0] / 4, 32)
+  std::optional<std::int64_t> attention_head_dim = 8;  ///< null: one head over all channels
+  std::optional<std::int64_t> norm_num_groups = 32;    ///< null: min(block_out_channels[0] / 4, 32)
   /// Newer diffusers' key (read, never written): diffusers 0.21 has no such key and always uses
   /// norm_num_groups, so a model with another value cannot be saved for it.
   std::optional<std::int64_t> attn_norm_num_groups = std::nullopt;
   /// Epsilon of every GroupNorm.
   double norm_eps = 1e-5;
-  std::string resnet_time_scale_shift = "default";  // "default" or "scale_shift"
+  std::string resnet_time_scale_shift = "default";  ///< "default" or "scale_shift"
   /// Whether the mid block has attention.
   bool add_attention = true;
-  std::optional<std::string> class_embed_type = std::nullopt;  // null, "timestep" or "identity"
+  std::optional<std::string> class_embed_type = std::nullopt;  ///< null, "timestep" or "identity"
   /// Number of classes: with class_embed_type null, a class Embedding of that many rows.
   std::optional<std::int64_t> num_class_embeds = std::nullopt;
 
@@ -158,7 +157,7 @@ namespace diffuse::models {
 
 /// How from_pretrained loads a folder.
 struct PretrainedOptions {
-  bool check_finite = true;  // refuse weights holding NaN or infinity, naming the first such tensor
+  bool check_finite = true;  ///< refuse weights holding NaN or infinity, naming the first such tensor
 };
 
 /// sample_size in config.json: an integer, [height, width] or null (found by io's config reader).
@@ -409,12 +408,12 @@ class UNet2DModel : public nn::Module<T> {
 
   /// The 3x3 convolutions at the entry and the exit.
   std::shared_ptr<nn::Conv2d<T>> conv_in, conv_out;
-  std::shared_ptr<nn::Timesteps<T>> positional_proj;               // "time_proj" (positional)
-  std::shared_ptr<nn::GaussianFourierProjection<T>> fourier_proj;  // "time_proj" (fourier)
+  std::shared_ptr<nn::Timesteps<T>> positional_proj;               ///< "time_proj" (positional)
+  std::shared_ptr<nn::GaussianFourierProjection<T>> fourier_proj;  ///< "time_proj" (fourier)
   /// The MLP applied to the time projection.
   std::shared_ptr<nn::TimestepEmbedding<T>> time_embedding;
-  std::shared_ptr<nn::Embedding<T>> class_embedding;                   // num_class_embeds
-  std::shared_ptr<nn::TimestepEmbedding<T>> class_timestep_embedding;  // class_embed_type "timestep"
+  std::shared_ptr<nn::Embedding<T>> class_embedding;                   ///< num_class_embeds
+  std::shared_ptr<nn::TimestepEmbedding<T>> class_timestep_embedding;  ///< class_embed_type "timestep"
   /// "down_blocks.i".
   std::shared_ptr<nn::ModuleList<DownBlock2D<T>>> down_blocks;
   /// "mid_block".

@@ -27,7 +27,7 @@ struct UNetBlockOptions {
   std::int64_t in_channels = 0;
   /// Channels out of every resnet.
   std::int64_t out_channels = 0;
-  std::int64_t prev_output_channel = 0;  // up blocks: channels coming from the block below
+  std::int64_t prev_output_channel = 0;  ///< up blocks: channels coming from the block below
   /// Size of the time embedding.
   std::int64_t temb_channels = 0;
   /// Dropout probability of the resnets.
@@ -42,14 +42,14 @@ struct UNetBlockOptions {
   std::string resnet_time_scale_shift = "default";
   /// Output divisor of the resnets and attentions.
   double output_scale_factor = 1.0;
-  bool attention = false;               // AttnDownBlock2D / AttnUpBlock2D
-  std::int64_t attention_head_dim = 1;  // channels per head
-  bool add_downsample = false;          // down blocks
+  bool attention = false;               ///< AttnDownBlock2D / AttnUpBlock2D
+  std::int64_t attention_head_dim = 1;  ///< channels per head
+  bool add_downsample = false;          ///< down blocks
   /// Padding of the Downsample2D convolution.
   std::int64_t downsample_padding = 1;
-  std::string downsample_type = "conv";  // "conv" or "resnet" (attention blocks only, as in diffusers)
-  bool add_upsample = false;             // up blocks
-  std::string upsample_type = "conv";    // "conv" or "resnet" (attention blocks only)
+  std::string downsample_type = "conv";  ///< "conv" or "resnet" (attention blocks only, as in diffusers)
+  bool add_upsample = false;             ///< up blocks
+  std::string upsample_type = "conv";    ///< "conv" or "resnet" (attention blocks only)
 };
 
 }  // namespace diffuse::models
@@ -153,7 +153,7 @@ class DownBlock2D : public nn::Module<T> {
 
   /// "resnets.i".
   std::shared_ptr<nn::ModuleList<nn::ResnetBlock2D<T>>> resnets;
-  std::shared_ptr<nn::ModuleList<nn::Attention<T>>> attentions;  // null without attention
+  std::shared_ptr<nn::ModuleList<nn::Attention<T>>> attentions;  ///< null without attention
   /// "downsamplers.0" when it is a Downsample2D; null otherwise.
   std::shared_ptr<nn::ModuleList<nn::Downsample2D<T>>> conv_downsamplers;
   /// "downsamplers.0" when it is a ResnetBlock2D (downsample_type "resnet"); null otherwise.
@@ -231,7 +231,7 @@ class UNetMidBlock2D : public nn::Module<T> {
     return h;
   }
 
-  std::shared_ptr<nn::ModuleList<nn::Attention<T>>> attentions;  // null without attention
+  std::shared_ptr<nn::ModuleList<nn::Attention<T>>> attentions;  ///< null without attention
   /// "resnets.i".
   std::shared_ptr<nn::ModuleList<nn::ResnetBlock2D<T>>> resnets;
 };
@@ -303,7 +303,7 @@ class UpBlock2D : public nn::Module<T> {
     return h;
   }
 
-  std::shared_ptr<nn::ModuleList<nn::Attention<T>>> attentions;  // null without attention
+  std::shared_ptr<nn::ModuleList<nn::Attention<T>>> attentions;  ///< null without attention
   /// "resnets.i".
   std::shared_ptr<nn::ModuleList<nn::ResnetBlock2D<T>>> resnets;
   /// "upsamplers.0" when it is an Upsample2D; null otherwise.

@@ -50,15 +50,15 @@ struct AttentionOptions {
   std::int64_t heads = 8;
   /// Channels per head: the projections have heads * dim_head outputs.
   std::int64_t dim_head = 64;
-  std::optional<std::int64_t> norm_num_groups = std::nullopt;  // group_norm before the projections when set
+  std::optional<std::int64_t> norm_num_groups = std::nullopt;  ///< group_norm before the projections when set
   /// Epsilon of group_norm.
   double eps = 1e-5;
   /// The output (after the residual connection) is divided by this; must be non-zero.
   double rescale_output_factor = 1.0;
   /// Adds the input to the output.
   bool residual_connection = false;
-  bool bias = true;      // of to_q, to_k, to_v
-  bool out_bias = true;  // of to_out.0
+  bool bias = true;      ///< of to_q, to_k, to_v
+  bool out_bias = true;  ///< of to_out.0
   /// diffusers' upcast_softmax: the attention softmax runs in float32 whatever the model's dtype. For
   /// a float model this changes nothing; a double model then matches diffusers run in float64.
   bool upcast_softmax = false;

@@ -18,23 +18,23 @@ namespace diffuse::nn {
 struct ResnetBlock2DOptions {
   /// Input channels (required).
   std::int64_t in_channels = 0;
-  std::int64_t out_channels = 0;     // 0: same as in_channels
-  std::int64_t temb_channels = 512;  // 0: no time embedding input
+  std::int64_t out_channels = 0;     ///< 0: same as in_channels
+  std::int64_t temb_channels = 512;  ///< 0: no time embedding input
   /// Groups of norm1, and of norm2 unless groups_out is set.
   std::int64_t groups = 32;
-  std::int64_t groups_out = 0;  // 0: same as groups
+  std::int64_t groups_out = 0;  ///< 0: same as groups
   /// Epsilon of both GroupNorms.
   double eps = 1e-6;
   /// Dropout probability before conv2, in training mode.
   double dropout = 0.0;
   /// Activation name (see activation_from_name).
   std::string non_linearity = "swish";
-  std::string time_embedding_norm = "default";  // "default" or "scale_shift"
+  std::string time_embedding_norm = "default";  ///< "default" or "scale_shift"
   /// The sum of the shortcut and the residual is divided by this; must be non-zero.
   double output_scale_factor = 1.0;
-  bool up = false;    // nearest 2x upsampling of both paths after the first activation
-  bool down = false;  // 2x2 average pooling of both paths after the first activation
-  std::optional<bool> use_in_shortcut = std::nullopt;  // default: when in_channels != out_channels
+  bool up = false;    ///< nearest 2x upsampling of both paths after the first activation
+  bool down = false;  ///< 2x2 average pooling of both paths after the first activation
+  std::optional<bool> use_in_shortcut = std::nullopt;  ///< default: when in_channels != out_channels
   /// Whether conv_shortcut has a bias.
   bool conv_shortcut_bias = true;
 };

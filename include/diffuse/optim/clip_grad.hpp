@@ -28,7 +28,7 @@ double grad_norm(const std::vector<Tensor<T>>& parameters, double norm_type = 2.
   const bool inf = std::isinf(norm_type);
   double acc = 0;
   for (const auto& p : parameters) {
-    if (!p.defined()) throw Error("clip_grad_norm_: undefined parameter tensor");
+    if (!p.defined()) throw Error("grad_norm: undefined parameter tensor");
     const Tensor<T> g = p.grad();
     if (!g.defined()) continue;
     const T* d = g.data();

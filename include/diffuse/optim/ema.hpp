@@ -28,9 +28,9 @@ namespace diffuse::optim {
 
 /// Options of EMAModel (diffusers' EMAModel arguments).
 struct EMAOptions {
-  double decay = 0.9999;               // the largest decay used
-  double min_decay = 0.0;              // the smallest decay used (after update_after_step)
-  std::int64_t update_after_step = 0;  // decay is 0 (shadow = parameters) until this many steps
+  double decay = 0.9999;               ///< the largest decay used
+  double min_decay = 0.0;              ///< the smallest decay used (after update_after_step)
+  std::int64_t update_after_step = 0;  ///< decay is 0 (shadow = parameters) until this many steps
   bool use_ema_warmup =
       false;  // decay = 1 - (1 + step / inv_gamma)^-power instead of (1 + step) / (10 + step)
   /// Step scale of the warmup curve (use_ema_warmup).

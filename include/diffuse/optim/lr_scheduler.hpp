@@ -30,14 +30,14 @@ namespace diffuse::optim {
 
 /// What get_scheduler needs besides the name (diffusers' get_scheduler arguments).
 struct ScheduleOptions {
-  std::optional<std::int64_t> num_warmup_steps{};  // all but "constant" need it
+  std::optional<std::int64_t> num_warmup_steps{};  ///< all but "constant" need it
   std::optional<std::int64_t>
-      num_training_steps{};  // "linear", "cosine", "cosine_with_restarts", "polynomial"
+      num_training_steps{};  ///< "linear", "cosine", "cosine_with_restarts", "polynomial"
   /// Cosine waves: unset means diffusers' defaults, 0.5 for "cosine" (half a wave down to 0)
   /// and 1 for "cosine_with_restarts" (number of hard restarts).
   std::optional<double> num_cycles{};
-  double power = 1.0;    // "polynomial"
-  double lr_end = 1e-7;  // "polynomial": the final lr
+  double power = 1.0;    ///< "polynomial"
+  double lr_end = 1e-7;  ///< "polynomial": the final lr
 };
 
 /// The accepted schedule names.

@@ -35,7 +35,7 @@ struct ParamGroup {
   std::optional<double> lr{};
   /// Weight decay; unset: the optimizer's.
   std::optional<double> weight_decay{};
-  std::string name{};  // a label for messages and checkpoints (optional)
+  std::string name{};  ///< a label for messages and checkpoints (optional)
 };
 
 /// Everything an optimizer needs to continue exactly where it stopped: the buffers by name
@@ -59,7 +59,7 @@ class Optimizer {
     std::vector<Tensor<T>> params;
     /// The current learning rate.
     double lr = 0;
-    double initial_lr = 0;  // the lr at construction: LR schedules multiply this (PyTorch's base_lrs)
+    double initial_lr = 0;  ///< the lr at construction: LR schedules multiply this (PyTorch's base_lrs)
     /// The group's weight decay.
     double weight_decay = 0;
     /// The group's name, or its index when none was given.

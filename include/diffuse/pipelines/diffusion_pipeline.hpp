@@ -32,8 +32,8 @@ struct SampleOptions {
   std::int64_t batch_size = 1;
   /// Denoising steps (scheduler.set_timesteps).
   std::int64_t num_inference_steps = 1000;
-  std::optional<std::int64_t> height = std::nullopt;  // default: the UNet's sample_size
-  std::optional<std::int64_t> width = std::nullopt;   // default: the UNet's sample_size
+  std::optional<std::int64_t> height = std::nullopt;  ///< default: the UNet's sample_size
+  std::optional<std::int64_t> width = std::nullopt;   ///< default: the UNet's sample_size
   /// One class per image for a class-conditional UNet (num_class_embeds); one value is repeated
   /// for the whole batch. Must be empty for an unconditional UNet.
   std::vector<std::int64_t> class_labels = {};

@@ -146,6 +146,10 @@ class DDIMScheduler : public Scheduler<T> {
                                const Tensor<T>& noise) override {
     if (this->num_inference_steps_ == 0)
       throw Error(std::string(kClassName) + ".step: call set_timesteps(num_inference_steps) first");
+    // eta^2 enters the step: a negative eta would act as a noiseless |eta| (diffusers takes it).
+    if (!(step_options.eta >= 0))
+      throw Error(std::string(kClassName) + ".step: eta must be non-negative, got " +
+                  std::to_string(step_options.eta));
     this->check_step_shapes(model_output, sample);
     const std::int64_t t = this->train_index("step", t_in);
     const std::int64_t prev_t = t - config_.num_train_timesteps / this->num_inference_steps_;

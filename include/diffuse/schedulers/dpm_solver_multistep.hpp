@@ -172,10 +172,14 @@ class DPMSolverMultistepScheduler : public Scheduler<T> {
     for (int i = 0; i + 1 < config_.solver_order; ++i) model_outputs_[i] = model_outputs_[i + 1];
     model_outputs_.back() = converted;
 
+    // The multistep updates read the timesteps before idx: a step at an earlier index than the
+    // history suggests (a second loop without set_timesteps) uses only what lies before it, where
+    // diffusers would index timesteps[-1] (and a C++ vector would read out of bounds).
+    const auto history = std::min<std::int64_t>(lower_order_nums_, idx);
     Tensor<T> prev;
-    if (config_.solver_order == 1 || lower_order_nums_ < 1 || lower_order_final) {
+    if (config_.solver_order == 1 || history < 1 || lower_order_final) {
       prev = first_order(converted, t, prev_t, sample, noise);
-    } else if (config_.solver_order == 2 || lower_order_nums_ < 2 || lower_order_second) {
+    } else if (config_.solver_order == 2 || history < 2 || lower_order_second) {
       prev = second_order(static_cast<std::int64_t>(this->timesteps_[idx - 1]), t, prev_t, sample, noise);
     } else {
       prev = third_order(static_cast<std::int64_t>(this->timesteps_[idx - 2]),

@@ -82,7 +82,12 @@ std::unique_ptr<Scheduler<T>> load_scheduler(const std::filesystem::path& path) 
                ? path / "scheduler" / "scheduler_config.json"
                : path / "scheduler_config.json";
   const io::ConfigSource source(file.string());
-  return make_scheduler<T>(io::read_json(file));
+  const io::json config = io::read_json(file);  // a FileError names the file already
+  try {
+    return make_scheduler<T>(config);
+  } catch (const Error&) {
+    rethrow_with_prefix("'" + file.string() + "': ");  // a bad value names the file, as the UNet's do
+  }
 }
 
 /// Writes the scheduler's scheduler_config.json into `dir` (created if needed).

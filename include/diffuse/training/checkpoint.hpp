@@ -437,6 +437,9 @@ class CheckpointManager {
   const std::filesystem::path& output_dir() const { return dir_; }
   /// The folder of the checkpoint at `global_step`: "<output_dir>/<prefix>-<global_step>".
   std::filesystem::path path_for(std::int64_t global_step) const {
+    // "checkpoint--5" would be a folder that list() and prune() never see.
+    if (global_step < 0)
+      throw Error("CheckpointManager: global_step must be non-negative, got " + std::to_string(global_step));
     return dir_ / (options_.prefix + "-" + std::to_string(global_step));
   }
 

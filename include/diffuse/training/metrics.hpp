@@ -170,6 +170,9 @@ class MetricsLogger {
       line += "}\n";
     } else {
       if (!header_written_) {
+        // The columns are those of the first row written: a first row that threw (an array cell)
+        // leaves no keys behind to be written twice.
+        columns_.clear();
         for (const auto& [k, v] : row.items()) columns_.push_back(k);
         std::string header;
         for (std::size_t i = 0; i < columns_.size(); ++i)

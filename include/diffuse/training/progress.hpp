@@ -25,7 +25,7 @@ struct ProgressInfo {
   /// The text before the bar.
   std::string desc = {};  // e.g. "epoch 3/30"
   /// Steps done, and the total.
-  std::int64_t step = 0, total = 0;  // total 0: unknown (no bar, no ETA)
+  std::int64_t step = 0, total = 0;  ///< total 0: unknown (no bar, no ETA)
   /// The latest loss, if any.
   std::optional<double> loss = {};
   /// Time taken so far.

@@ -25,7 +25,7 @@ struct ScatterOptions {
   /// Image height in pixels (8 to 8192).
   std::int64_t height = 400;
   /// The data range shown; points outside it are not drawn.
-  double xmin = -3, xmax = 3, ymin = -3, ymax = 3;  // the visible data range
+  double xmin = -3, xmax = 3, ymin = -3, ymax = 3;  ///< the visible data range
 };
 
 /// 2-D point sets drawn as dots on one picture (see the file comment).

@@ -33,7 +33,7 @@ struct PlotOptions {
   /// Logarithmic y axis; points with y <= 0 are left out.
   bool log_y = false;
   /// The image size, from 200x150 to 8000x8000.
-  int width = 720, height = 440;  // pixels
+  int width = 720, height = 440;  ///< pixels
 };
 
 /// How add_line draws a line.
