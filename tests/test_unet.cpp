@@ -458,7 +458,9 @@ TEST_CASE("from_pretrained: an error of a module sized by config.json names the 
   refused(j, "GroupNorm: 30 channels cannot be split into 32 groups");
   j = c.to_json();
   j["downsample_padding"] = -1;
-  refused(j, "Downsample2D: padding must be non-negative, got -1");
+  refused(j, "Downsample2D: padding must be 0, 1 or 2, got -1");
+  j["downsample_padding"] = 8885;  // grew the image instead of halving it (fuzz_unet_config)
+  refused(j, "Downsample2D: padding must be 0, 1 or 2, got 8885");
   fs::remove_all(dir);
 }
 

@@ -49,8 +49,11 @@ class Downsample2D : public Module<T> {
         out_channels_(out_channels ? out_channels : channels),
         use_conv_(use_conv),
         padding_(padding) {
-    if (padding < 0)
-      throw Error("Downsample2D: padding must be non-negative, got " + std::to_string(padding));
+    // diffusers uses 0 or 1. From 3 on, a 3x3 convolution has outputs that see only padding, and
+    // the padding grows the image: downsample_padding 8885 in a config made an 8x8 input 8,894
+    // pixels wide after the "downsampling" (found by fuzz_unet_config, 13 s per forward).
+    if (padding < 0 || padding > 2)
+      throw Error("Downsample2D: padding must be 0, 1 or 2, got " + std::to_string(padding));
     if (use_conv)
       conv = this->register_module(
           "conv", std::make_shared<Conv2d<T>>(channels, out_channels_, 3,
