@@ -7,6 +7,7 @@
 #include <numbers>
 
 #include "diffuse/autograd/elementwise.hpp"
+#include "diffuse/core/precompiled.hpp"
 
 namespace diffuse {
 
@@ -41,5 +42,11 @@ Tensor<T> mish(const Tensor<T>& x) {
         return t + v * s * (T(1) - t * t);
       });
 }
+
+/// The operations the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_AUTOGRAD_ACTIVATIONS_TEMPLATES(X, T) \
+  X(Tensor<T> gelu<T>(const Tensor<T>& x))           \
+  X(Tensor<T> mish<T>(const Tensor<T>& x))
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_AUTOGRAD_ACTIVATIONS_TEMPLATES)
 
 }  // namespace diffuse

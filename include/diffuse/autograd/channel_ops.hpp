@@ -4,6 +4,7 @@
 /// (x * (1 + scale[:, :, None, None]) + shift[:, :, None, None], diffusers' "scale_shift" norm).
 /// x is [N, C, ...]; the per-channel tensors are [N, C] (or [N, 2C] for scale_shift).
 #pragma once
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/core/tensor.hpp"
 #include "diffuse/kernels/common.hpp"
 
@@ -92,5 +93,11 @@ Tensor<T> scale_shift(const Tensor<T>& x, const Tensor<T>& ss) {
     return std::vector<Tensor<T>>{gx, gss};
   });
 }
+
+/// The operations the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_AUTOGRAD_CHANNEL_OPS_TEMPLATES(X, T)                      \
+  X(Tensor<T> add_per_channel<T>(const Tensor<T>& x, const Tensor<T>& b)) \
+  X(Tensor<T> scale_shift<T>(const Tensor<T>& x, const Tensor<T>& ss))
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_AUTOGRAD_CHANNEL_OPS_TEMPLATES)
 
 }  // namespace diffuse

@@ -1,18 +1,62 @@
 /// @file
 /// Differentiable elementwise operations: arithmetic with NumPy broadcasting (+ - * /),
 /// scalar arithmetic, and the unary functions diffusion models use (exp, log, sin, cos, sqrt,
-/// pow, tanh, sigmoid, relu, silu, clamp, abs). Broadcasting goes through xtensor; equal shapes
-/// and scalars take a direct OpenMP loop.
+/// pow, tanh, sigmoid, relu, silu, clamp, abs). Equal shapes and scalars take a direct OpenMP
+/// loop; other broadcasts walk the output with each input's strides (0 along broadcast axes).
 #pragma once
 #include <cmath>
 
-#include "diffuse/core/interop.hpp"
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/core/tensor.hpp"
 #include "diffuse/kernels/activation.hpp"
 
 namespace diffuse {
 
 namespace detail {
+
+/// The element strides of a tensor of shape `in` read as the broadcast shape `out` (NumPy rules:
+/// missing leading axes and axes of extent 1 get stride 0).
+inline std::vector<std::int64_t> broadcast_strides(const Shape& in, const Shape& out) {
+  std::vector<std::int64_t> strides(out.size(), 0);
+  std::int64_t stride = 1;
+  const std::size_t lead = out.size() - in.size();
+  for (std::size_t i = in.size(); i-- > 0;) {
+    if (in[i] != 1) strides[lead + i] = stride;
+    stride *= in[i];
+  }
+  return strides;
+}
+
+/// Visits every element of a row-major tensor of shape `out` with the offsets of the same
+/// position in two strided inputs: f(o, offset_a, offset_b), o = 0 .. numel - 1, in parallel over
+/// the rows of the last axis (what broadcasting, permutation and expansion copy).
+template <class F>
+void for_each_strided(const Shape& out, const std::vector<std::int64_t>& strides_a,
+                      const std::vector<std::int64_t>& strides_b, F f) {
+  const std::size_t nd = out.size();
+  if (nd == 0) {
+    f(0, 0, 0);
+    return;
+  }
+  const std::int64_t inner = out[nd - 1];
+  const std::int64_t rows = inner == 0 ? 0 : numel_of(out) / inner;
+  const std::int64_t step_a = strides_a[nd - 1], step_b = strides_b[nd - 1];
+  auto row = [&](std::int64_t r) {
+    std::int64_t rest = r, base_a = 0, base_b = 0;
+    for (std::size_t d = nd - 1; d-- > 0;) {
+      const std::int64_t i = rest % out[d];
+      rest /= out[d];
+      base_a += i * strides_a[d];
+      base_b += i * strides_b[d];
+    }
+    for (std::int64_t j = 0; j < inner; ++j) f(r * inner + j, base_a + j * step_a, base_b + j * step_b);
+  };
+  if (rows * inner < kParallelGrain) {
+    for (std::int64_t r = 0; r < rows; ++r) row(r);
+  } else {
+    parallel_for_items(rows, row);
+  }
+}
 
 /// out[i] = f(x[i])
 template <class T, class F>
@@ -85,7 +129,7 @@ Tensor<T> sum_to(const Tensor<T>& g, const Shape& target) {
   return sum_keepdim(g, reduce).detach().reshape(target);
 }
 
-/// f applied with broadcasting. f must work on scalars and on xtensor expressions.
+/// f applied with broadcasting.
 template <class T, class F>
 Tensor<T> broadcast_zip(const Tensor<T>& a, const Tensor<T>& b, F f) {
   if (a.shape() == b.shape()) return zip(a, b, f);
@@ -99,10 +143,11 @@ Tensor<T> broadcast_zip(const Tensor<T>& a, const Tensor<T>& b, F f) {
     return map(b, [&](T y) { return f(s, y); });
   }
   Tensor<T> out = Tensor<T>::empty(out_shape);
-  auto xo = as_xtensor(out);
-  auto xa = as_xtensor(a);
-  auto xb = as_xtensor(b);
-  xo = f(xa, xb);
+  const T *pa = a.data(), *pb = b.data();
+  T* po = out.data();
+  for_each_strided(out_shape, broadcast_strides(a.shape(), out_shape),
+                   broadcast_strides(b.shape(), out_shape),
+                   [&](std::int64_t o, std::int64_t ia, std::int64_t ib) { po[o] = f(pa[ia], pb[ib]); });
   return out;
 }
 
@@ -347,5 +392,41 @@ template <class T>
 Tensor<T> operator/(const Tensor<T>& a, std::type_identity_t<T> s) {
   return mul_scalar(a, T(1) / s);
 }
+
+/// The operations the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_AUTOGRAD_ELEMENTWISE_TEMPLATES(X, T)                       \
+  X(Tensor<T> add<T>(const Tensor<T>& a, const Tensor<T>& b))              \
+  X(Tensor<T> sub<T>(const Tensor<T>& a, const Tensor<T>& b))              \
+  X(Tensor<T> mul<T>(const Tensor<T>& a, const Tensor<T>& b))              \
+  X(Tensor<T> div<T>(const Tensor<T>& a, const Tensor<T>& b))              \
+  X(Tensor<T> add_scalar<T>(const Tensor<T>& x, T s))                      \
+  X(Tensor<T> mul_scalar<T>(const Tensor<T>& x, T s))                      \
+  X(Tensor<T> neg<T>(const Tensor<T>& x))                                  \
+  X(Tensor<T> exp<T>(const Tensor<T>& x))                                  \
+  X(Tensor<T> log<T>(const Tensor<T>& x))                                  \
+  X(Tensor<T> sin<T>(const Tensor<T>& x))                                  \
+  X(Tensor<T> cos<T>(const Tensor<T>& x))                                  \
+  X(Tensor<T> sqrt<T>(const Tensor<T>& x))                                 \
+  X(Tensor<T> square<T>(const Tensor<T>& x))                               \
+  X(Tensor<T> pow<T>(const Tensor<T>& x, T p))                             \
+  X(Tensor<T> abs<T>(const Tensor<T>& x))                                  \
+  X(Tensor<T> tanh<T>(const Tensor<T>& x))                                 \
+  X(Tensor<T> sigmoid<T>(const Tensor<T>& x))                              \
+  X(Tensor<T> relu<T>(const Tensor<T>& x))                                 \
+  X(Tensor<T> silu<T>(const Tensor<T>& x))                                 \
+  X(Tensor<T> clamp<T>(const Tensor<T>& x, T lo, T hi))                    \
+  X(Tensor<T> operator+<T>(const Tensor<T>& a, const Tensor<T>& b))        \
+  X(Tensor<T> operator-<T>(const Tensor<T>& a, const Tensor<T>& b))        \
+  X(Tensor<T> operator*<T>(const Tensor<T>& a, const Tensor<T>& b))        \
+  X(Tensor<T> operator/<T>(const Tensor<T>& a, const Tensor<T>& b))        \
+  X(Tensor<T> operator-<T>(const Tensor<T>& a))                            \
+  X(Tensor<T> operator+<T>(const Tensor<T>& a, std::type_identity_t<T> s)) \
+  X(Tensor<T> operator+<T>(std::type_identity_t<T> s, const Tensor<T>& a)) \
+  X(Tensor<T> operator-<T>(const Tensor<T>& a, std::type_identity_t<T> s)) \
+  X(Tensor<T> operator-<T>(std::type_identity_t<T> s, const Tensor<T>& a)) \
+  X(Tensor<T> operator*<T>(const Tensor<T>& a, std::type_identity_t<T> s)) \
+  X(Tensor<T> operator*<T>(std::type_identity_t<T> s, const Tensor<T>& a)) \
+  X(Tensor<T> operator/<T>(const Tensor<T>& a, std::type_identity_t<T> s))
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_AUTOGRAD_ELEMENTWISE_TEMPLATES)
 
 }  // namespace diffuse

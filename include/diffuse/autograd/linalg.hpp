@@ -2,6 +2,7 @@
 /// Differentiable matrix products (matmul, bmm, linear). Every product runs through
 /// kernels::gemm (Eigen).
 #pragma once
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/core/tensor.hpp"
 #include "diffuse/kernels/gemm.hpp"
 
@@ -116,5 +117,12 @@ Tensor<T> linear(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& b
                           return std::vector<Tensor<T>>{gx, gw, gb};
                         });
 }
+
+/// The operations the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_AUTOGRAD_LINALG_TEMPLATES(X, T)                  \
+  X(Tensor<T> matmul<T>(const Tensor<T>& a, const Tensor<T>& b)) \
+  X(Tensor<T> bmm<T>(const Tensor<T>& a, const Tensor<T>& b))    \
+  X(Tensor<T> linear<T>(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias))
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_AUTOGRAD_LINALG_TEMPLATES)
 
 }  // namespace diffuse

@@ -3,9 +3,8 @@
 #pragma once
 #include <limits>
 
-#include <xtensor/xbroadcast.hpp>
-
 #include "diffuse/autograd/elementwise.hpp"
+#include "diffuse/core/precompiled.hpp"
 
 namespace diffuse {
 
@@ -33,8 +32,11 @@ inline Shape reduced_shape(const Shape& s, const std::vector<std::size_t>& axes,
 template <class T>
 Tensor<T> expand_scaled(const Tensor<T>& g_kept, const Shape& full, T scale) {
   Tensor<T> out = Tensor<T>::empty(full);
-  auto xo = as_xtensor(out);
-  xo = xt::broadcast(as_xtensor(g_kept) * scale, detail::xshape(full));
+  const T* pg = g_kept.data();
+  T* po = out.data();
+  const auto strides = broadcast_strides(g_kept.shape(), full);
+  for_each_strided(full, strides, strides,
+                   [&](std::int64_t o, std::int64_t ig, std::int64_t) { po[o] = pg[ig] * scale; });
   return out;
 }
 }  // namespace detail
@@ -137,5 +139,16 @@ T max_abs(const Tensor<T>& x) {
   for (T v : x) m = std::max(m, std::abs(v));
   return m;
 }
+
+/// The operations the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_AUTOGRAD_REDUCE_TEMPLATES(X, T)                                                 \
+  X(Tensor<T> sum<T>(const Tensor<T>& x))                                                       \
+  X(Tensor<T> mean<T>(const Tensor<T>& x))                                                      \
+  X(Tensor<T> sum<T>(const Tensor<T>& x, const std::vector<std::int64_t>& axes, bool keepdim))  \
+  X(Tensor<T> mean<T>(const Tensor<T>& x, const std::vector<std::int64_t>& axes, bool keepdim)) \
+  X(Tensor<T> max<T>(const Tensor<T>& x, std::int64_t axis, bool keepdim))                      \
+  X(T max_value<T>(const Tensor<T>& x))                                                         \
+  X(T max_abs<T>(const Tensor<T>& x))
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_AUTOGRAD_REDUCE_TEMPLATES)
 
 }  // namespace diffuse

@@ -2,9 +2,9 @@
 /// Differentiable layout changes that copy: permute/transpose and concatenation.
 #pragma once
 #include <numeric>
-#include <xtensor/xmanipulation.hpp>
 
 #include "diffuse/autograd/elementwise.hpp"
+#include "diffuse/core/precompiled.hpp"
 
 namespace diffuse {
 
@@ -25,8 +25,14 @@ Tensor<T> permute(const Tensor<T>& x, const std::vector<std::int64_t>& dims) {
     out_shape.push_back(x.shape()[a]);
   }
   Tensor<T> out = Tensor<T>::empty(out_shape);
-  auto xo = as_xtensor(out);
-  xo = xt::transpose(as_xtensor(x), perm);
+  // Output axis k walks input axis perm[k].
+  const Shape in_strides = contiguous_strides(x.shape());
+  std::vector<std::int64_t> strides(perm.size());
+  for (std::size_t k = 0; k < perm.size(); ++k) strides[k] = in_strides[perm[k]];
+  const T* px = x.data();
+  T* po = out.data();
+  detail::for_each_strided(out_shape, strides, strides,
+                           [&](std::int64_t o, std::int64_t i, std::int64_t) { po[o] = px[i]; });
   std::vector<std::int64_t> inverse(perm.size());
   for (std::size_t i = 0; i < perm.size(); ++i) inverse[perm[i]] = static_cast<std::int64_t>(i);
   return detail::record(out, {&x}, "permute", [inverse](const Tensor<T>& g) {
@@ -93,5 +99,12 @@ Tensor<T> concat(const std::vector<Tensor<T>>& xs, std::int64_t axis = 0) {
     return grads;
   });
 }
+
+/// The operations the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_AUTOGRAD_SHAPE_OPS_TEMPLATES(X, T)                                   \
+  X(Tensor<T> permute<T>(const Tensor<T>& x, const std::vector<std::int64_t>& dims)) \
+  X(Tensor<T> transpose<T>(const Tensor<T>& x, std::int64_t a, std::int64_t b))      \
+  X(Tensor<T> concat<T>(const std::vector<Tensor<T>>& xs, std::int64_t axis))
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_AUTOGRAD_SHAPE_OPS_TEMPLATES)
 
 }  // namespace diffuse

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "diffuse/core/grad_mode.hpp"
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/core/tensor.hpp"
 
 // ---- recording an operation: record(out, inputs, name, backward) ----
@@ -254,5 +255,9 @@ void Tensor<T>::backward(const Tensor<T>& grad_output) const {
                 " does not match the output's shape " + to_string(shape()));
   detail::run_backward(*this, grad_output);
 }
+
+/// What the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_CORE_TENSOR_TEMPLATES(X, T) X(class Tensor<T>)
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_CORE_TENSOR_TEMPLATES)
 
 }  // namespace diffuse

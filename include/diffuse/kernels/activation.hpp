@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/kernels/common.hpp"
 
 namespace diffuse::kernels {
@@ -74,6 +75,12 @@ void silu_backward(std::int64_t n, const T* x, const T* gy, T* gx) {
     for (std::int64_t j = 0; j < m; ++j) gx[i + j] = out[j];
   });
 }
+
+/// The kernels the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_KERNELS_ACTIVATION_TEMPLATES(X, T)    \
+  X(void silu_forward<T>(std::int64_t, const T*, T*)) \
+  X(void silu_backward<T>(std::int64_t, const T*, const T*, T*))
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_KERNELS_ACTIVATION_TEMPLATES)
 
 }  // namespace diffuse::kernels
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/kernels/common.hpp"
 #include "diffuse/kernels/gemm.hpp"
 #include "diffuse/kernels/softmax.hpp"
@@ -70,5 +71,13 @@ void attention_backward(std::int64_t B, std::int64_t Lq, std::int64_t Lk, std::i
     }
   }
 }
+
+/// The kernels the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_KERNELS_ATTENTION_TEMPLATES(X, T)                                                       \
+  X(void attention_forward<T>(std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, T,  \
+                              const T*, const T*, const T*, T*, T*))                                    \
+  X(void attention_backward<T>(std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, T, \
+                               const T*, const T*, const T*, const T*, const T*, T*, T*, T*))
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_KERNELS_ATTENTION_TEMPLATES)
 
 }  // namespace diffuse::kernels

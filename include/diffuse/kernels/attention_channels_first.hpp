@@ -13,6 +13,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/kernels/common.hpp"
 #include "diffuse/kernels/gemm.hpp"
 #include "diffuse/kernels/softmax.hpp"
@@ -221,5 +222,13 @@ void mha_channels_first_backward(std::int64_t B, std::int64_t heads, std::int64_
     }
   }
 }
+
+/// The kernels the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_KERNELS_ATTENTION_CHANNELS_FIRST_TEMPLATES(X, T)                                             \
+  X(void mha_channels_first_forward<T>(std::int64_t, std::int64_t, std::int64_t, std::int64_t, T, const T*,  \
+                                       T*, T*, bool))                                                        \
+  X(void mha_channels_first_backward<T>(std::int64_t, std::int64_t, std::int64_t, std::int64_t, T, const T*, \
+                                        const T*, const T*, T*, bool))
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_KERNELS_ATTENTION_CHANNELS_FIRST_TEMPLATES)
 
 }  // namespace diffuse::kernels

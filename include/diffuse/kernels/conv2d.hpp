@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/kernels/common.hpp"
 #include "diffuse/kernels/gemm.hpp"
 #include "diffuse/kernels/winograd.hpp"
@@ -615,5 +616,11 @@ void conv2d_backward(const Conv2dGeometry& g, const T* x, const T* w, const T* g
   }
   if (gx && !flip_any) detail::conv2d_backward_blocked(g, x, w, gy, gx, static_cast<T*>(nullptr));
 }
+
+/// The kernels the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_KERNELS_CONV2D_TEMPLATES(X, T)                                       \
+  X(void conv2d_forward<T>(const Conv2dGeometry&, const T*, const T*, const T*, T*)) \
+  X(void conv2d_backward<T>(const Conv2dGeometry&, const T*, const T*, const T*, T*, T*, T*))
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_KERNELS_CONV2D_TEMPLATES)
 
 }  // namespace diffuse::kernels

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <string>
 
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/kernels/common.hpp"
 
 namespace diffuse::kernels {
@@ -120,6 +121,15 @@ void gemm_batched(std::int64_t count, bool trans_a, bool trans_b, std::int64_t M
     detail::gemm_serial(trans_a, trans_b, M, N, K, alpha, A + i * strideA, lda, B + i * strideB, ldb, beta,
                         C + i * strideC, ldc);
 }
+
+/// The kernels the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_KERNELS_GEMM_TEMPLATES(X, T)                                                                \
+  X(void gemm<T>(bool, bool, std::int64_t, std::int64_t, std::int64_t, T, const T*, std::int64_t, const T*, \
+                 std::int64_t, T, T*, std::int64_t))                                                        \
+  X(void gemm_batched<T>(std::int64_t, bool, bool, std::int64_t, std::int64_t, std::int64_t, T, const T*,   \
+                         std::int64_t, std::int64_t, const T*, std::int64_t, std::int64_t, T, T*,           \
+                         std::int64_t, std::int64_t))
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_KERNELS_GEMM_TEMPLATES)
 
 }  // namespace diffuse::kernels
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/kernels/common.hpp"
 
 namespace diffuse::kernels {
@@ -110,5 +111,13 @@ void group_norm_backward(std::int64_t N, std::int64_t C, std::int64_t HW, std::i
     if (gbeta) gbeta[c] = T(sbeta);
   }
 }
+
+/// The kernels the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_KERNELS_GROUP_NORM_TEMPLATES(X, T)                                                          \
+  X(void group_norm_forward<T>(std::int64_t, std::int64_t, std::int64_t, std::int64_t, T, const T*,         \
+                               const T*, const T*, T*, T*, T*))                                             \
+  X(void group_norm_backward<T>(std::int64_t, std::int64_t, std::int64_t, std::int64_t, const T*, const T*, \
+                                const T*, const T*, const T*, T*, T*, T*))
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_KERNELS_GROUP_NORM_TEMPLATES)
 
 }  // namespace diffuse::kernels

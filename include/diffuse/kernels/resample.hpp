@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/kernels/common.hpp"
 
 namespace diffuse::kernels {
@@ -129,5 +130,16 @@ void avg_pool2x_backward(std::int64_t P, std::int64_t H, std::int64_t W, const T
       }
   }
 }
+
+/// The kernels the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_KERNELS_RESAMPLE_TEMPLATES(X, T)                                                         \
+  X(void upsample_nearest2x_forward<T>(std::int64_t, std::int64_t, std::int64_t, const T*, T*))          \
+  X(void upsample_nearest2x_backward<T>(std::int64_t, std::int64_t, std::int64_t, const T*, T*))         \
+  X(void max_pool2x_forward<T>(std::int64_t, std::int64_t, std::int64_t, const T*, T*, std::int32_t*))   \
+  X(void max_pool2x_backward<T>(std::int64_t, std::int64_t, std::int64_t, const std::int32_t*, const T*, \
+                                T*))                                                                     \
+  X(void avg_pool2x_forward<T>(std::int64_t, std::int64_t, std::int64_t, const T*, T*))                  \
+  X(void avg_pool2x_backward<T>(std::int64_t, std::int64_t, std::int64_t, const T*, T*))
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_KERNELS_RESAMPLE_TEMPLATES)
 
 }  // namespace diffuse::kernels

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/kernels/common.hpp"
 
 namespace diffuse::kernels {
@@ -83,6 +84,12 @@ void softmax_backward(std::int64_t rows, std::int64_t cols, const T* y, const T*
   for (std::int64_t r = 0; r < rows; ++r)
     detail::softmax_backward_row(cols, y + r * cols, gy + r * cols, gx + r * cols);
 }
+
+/// The kernels the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_KERNELS_SOFTMAX_TEMPLATES(X, T)                        \
+  X(void softmax_forward<T>(std::int64_t, std::int64_t, const T*, T*)) \
+  X(void softmax_backward<T>(std::int64_t, std::int64_t, const T*, const T*, T*))
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_KERNELS_SOFTMAX_TEMPLATES)
 
 }  // namespace diffuse::kernels
 

@@ -28,6 +28,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/io/config.hpp"
 #include "diffuse/io/json.hpp"
 #include "diffuse/io/pytorch_bin.hpp"
@@ -221,86 +222,7 @@ class UNet2DModel : public nn::Module<T> {
 
   /// Builds the model of `config` with initial weights drawn from `gen`. diffuse::Error naming any
   /// unsupported or inconsistent config value.
-  explicit UNet2DModel(const Config& config = {}, Generator& gen = default_generator()) : config_(config) {
-    const Config& c = config_;
-    check_config(c);
-    fourier_ = c.time_embedding_type == "fourier";
-    const std::int64_t ch0 = c.block_out_channels[0], time_embed_dim = ch0 * 4;
-    const std::int64_t groups = c.norm_num_groups.value_or(std::min<std::int64_t>(ch0 / 4, 32));
-    conv_in = this->register_module(
-        "conv_in",
-        std::make_shared<nn::Conv2d<T>>(c.in_channels, ch0, 3, nn::Conv2dOptions{.padding = 1}, gen));
-    std::int64_t timestep_input_dim = ch0;
-    if (fourier_) {
-      fourier_proj = this->register_module(
-          "time_proj", std::make_shared<nn::GaussianFourierProjection<T>>(ch0, 16.0, true, false, gen));
-      timestep_input_dim = 2 * ch0;
-    } else {
-      positional_proj = this->register_module(
-          "time_proj",
-          std::make_shared<nn::Timesteps<T>>(ch0, c.flip_sin_to_cos, static_cast<double>(c.freq_shift)));
-    }
-    time_embedding = this->register_module(
-        "time_embedding",
-        std::make_shared<nn::TimestepEmbedding<T>>(timestep_input_dim, time_embed_dim, "silu", gen));
-    if (!c.class_embed_type && c.num_class_embeds)
-      class_embedding = this->register_module(
-          "class_embedding", std::make_shared<nn::Embedding<T>>(*c.num_class_embeds, time_embed_dim, gen));
-    else if (c.class_embed_type == "timestep")
-      class_timestep_embedding = this->register_module(
-          "class_embedding",
-          std::make_shared<nn::TimestepEmbedding<T>>(timestep_input_dim, time_embed_dim, "silu", gen));
-
-    down_blocks = this->register_module("down_blocks", std::make_shared<nn::ModuleList<DownBlock2D<T>>>());
-    const std::size_t nb = c.block_out_channels.size();
-    std::int64_t output_channel = ch0;
-    for (std::size_t i = 0; i < nb; ++i) {
-      const std::int64_t input_channel = output_channel;
-      output_channel = c.block_out_channels[i];
-      UNetBlockOptions o = block_options(c, time_embed_dim, groups, output_channel);
-      o.num_layers = c.layers_per_block;
-      o.in_channels = input_channel;
-      o.out_channels = output_channel;
-      o.attention = c.down_block_types[i] == "AttnDownBlock2D";
-      o.add_downsample = i + 1 != nb;
-      down_blocks->push_back(std::make_shared<DownBlock2D<T>>(o, gen));
-    }
-    mid_block = this->register_module(
-        "mid_block", std::make_shared<UNetMidBlock2D<T>>(
-                         UNetMidBlockOptions{
-                             .in_channels = c.block_out_channels.back(),
-                             .temb_channels = time_embed_dim,
-                             .dropout = c.dropout,
-                             .resnet_eps = c.norm_eps,
-                             .resnet_time_scale_shift = c.resnet_time_scale_shift,
-                             .resnet_act_fn = c.act_fn,
-                             .resnet_groups = groups,
-                             .attn_groups = c.attn_norm_num_groups,
-                             .add_attention = c.add_attention,
-                             .attention_head_dim = c.attention_head_dim.value_or(c.block_out_channels.back()),
-                             .output_scale_factor = c.mid_block_scale_factor},
-                         gen));
-    up_blocks = this->register_module("up_blocks", std::make_shared<nn::ModuleList<UpBlock2D<T>>>());
-    std::vector<std::int64_t> reversed(c.block_out_channels.rbegin(), c.block_out_channels.rend());
-    output_channel = reversed[0];
-    for (std::size_t i = 0; i < nb; ++i) {
-      const std::int64_t prev_output_channel = output_channel;
-      output_channel = reversed[i];
-      UNetBlockOptions o = block_options(c, time_embed_dim, groups, output_channel);
-      o.num_layers = c.layers_per_block + 1;
-      o.in_channels = reversed[std::min(i + 1, nb - 1)];
-      o.out_channels = output_channel;
-      o.prev_output_channel = prev_output_channel;
-      o.attention = c.up_block_types[i] == "AttnUpBlock2D";
-      o.add_upsample = i + 1 != nb;
-      up_blocks->push_back(std::make_shared<UpBlock2D<T>>(o, gen));
-    }
-    conv_norm_out =
-        this->register_module("conv_norm_out", std::make_shared<nn::GroupNorm<T>>(groups, ch0, c.norm_eps));
-    conv_out = this->register_module(
-        "conv_out",
-        std::make_shared<nn::Conv2d<T>>(ch0, c.out_channels, 3, nn::Conv2dOptions{.padding = 1}, gen));
-  }
+  explicit UNet2DModel(const Config& config = {}, Generator& gen = default_generator());
 
   /// The config the model was built with.
   const Config& config() const { return config_; }
@@ -308,65 +230,7 @@ class UNet2DModel : public nn::Module<T> {
   /// sample [N, in_channels, H, W]; timesteps [N] or a single value (also [] or [1]); class_labels [N]
   /// (whole numbers) when the model has a class embedding ([N, time_embed_dim] for "identity").
   Tensor<T> operator()(const Tensor<T>& sample, const Tensor<T>& timesteps,
-                       const Tensor<T>& class_labels = {}) const {
-    const Config& c = config_;
-    if (sample.dim() != 4 || sample.size(1) != c.in_channels)
-      throw Error("UNet2DModel: expected a sample [N, " + std::to_string(c.in_channels) +
-                  ", H, W], got shape " + to_string(sample.shape()));
-    const std::int64_t N = sample.size(0);
-    const std::int64_t factor = std::int64_t{1} << (c.block_out_channels.size() - 1);
-    if (sample.size(2) % factor != 0 || sample.size(3) % factor != 0)
-      throw Error("UNet2DModel: height and width must be multiples of " + std::to_string(factor) + " (" +
-                  std::to_string(c.block_out_channels.size() - 1) + " downsamplings), got sample shape " +
-                  to_string(sample.shape()));
-    if (!timesteps.defined() || (timesteps.numel() != 1 && timesteps.numel() != N) || timesteps.dim() > 1)
-      throw Error("UNet2DModel: timesteps must hold one value or one per batch element (" +
-                  std::to_string(N) + "), got shape " +
-                  (timesteps.defined() ? to_string(timesteps.shape()) : std::string("undefined")));
-    // 0. center input
-    Tensor<T> x = c.center_input_sample ? sample * T(2) - T(1) : sample;
-    // 1. time (one timestep per image; not differentiated)
-    Tensor<T> t = Tensor<T>::empty({N});
-    for (std::int64_t n = 0; n < N; ++n) t.data()[n] = timesteps.data()[timesteps.numel() == 1 ? 0 : n];
-    Tensor<T> t_emb = fourier_ ? (*fourier_proj)(t) : (*positional_proj)(t);
-    Tensor<T> emb = (*time_embedding)(t_emb);
-    if (class_embedding || class_timestep_embedding || c.class_embed_type == "identity") {
-      if (!class_labels.defined())
-        throw Error("UNet2DModel: class_labels must be given: the model is class-conditional");
-      Tensor<T> class_emb;
-      if (class_embedding) {
-        if (class_labels.dim() != 1 || class_labels.size(0) != N)
-          throw Error("UNet2DModel: class_labels must be [" + std::to_string(N) + "], got shape " +
-                      to_string(class_labels.shape()));
-        class_emb = (*class_embedding)(class_labels);
-      } else if (class_timestep_embedding) {
-        if (class_labels.dim() != 1 || class_labels.size(0) != N)
-          throw Error("UNet2DModel: class_labels must be [" + std::to_string(N) + "], got shape " +
-                      to_string(class_labels.shape()));
-        class_emb = (*class_timestep_embedding)(fourier_ ? (*fourier_proj)(class_labels)
-                                                         : (*positional_proj)(class_labels));
-      } else {
-        if (class_labels.shape() != emb.shape())
-          throw Error("UNet2DModel: identity class embedding must have shape " + to_string(emb.shape()) +
-                      ", got " + to_string(class_labels.shape()));
-        class_emb = class_labels;
-      }
-      emb = emb + class_emb;
-    }
-    // 2. pre-process, 3. down
-    std::vector<Tensor<T>> res_samples;
-    x = (*conv_in)(x);
-    res_samples.push_back(x);
-    for (const auto& block : *down_blocks) x = (*block)(x, emb, res_samples);
-    // 4. mid
-    x = (*mid_block)(x, emb);
-    // 5. up
-    for (const auto& block : *up_blocks) x = (*block)(x, res_samples, emb);
-    // 6. post-process
-    x = (*conv_out)(silu((*conv_norm_out)(x)));
-    if (fourier_) x = x / t.reshape({N, 1, 1, 1});
-    return x;
-  }
+                       const Tensor<T>& class_labels = {}) const;
 
   /// The same with integer timesteps, one per image (or one for all): what randint gives, as in the
   /// course's model(noisy, timesteps) with timesteps = torch.randint(0, 1000, (bs,)).
@@ -395,16 +259,7 @@ class UNet2DModel : public nn::Module<T> {
 
   /// Writes config.json and diffusion_pytorch_model.safetensors (dtype "F32" by default, as diffusers
   /// does) into `dir`, creating it if needed. Each file is written to a temporary name and renamed.
-  void save_pretrained(const std::filesystem::path& dir, const std::string& dtype = "F32") const {
-    std::error_code ec;
-    std::filesystem::create_directories(dir, ec);
-    if (ec || !std::filesystem::is_directory(dir))
-      throw FileError("save_pretrained: cannot create folder '" + dir.string() + "'" +
-                      (ec ? ": " + ec.message() : std::string()));
-    io::save_safetensors(dir / "diffusion_pytorch_model.safetensors", this->state_dict(), {{"format", "pt"}},
-                         dtype);
-    io::write_json(dir / "config.json", config_.to_json());
-  }
+  void save_pretrained(const std::filesystem::path& dir, const std::string& dtype = "F32") const;
 
   /// The 3x3 convolutions at the entry and the exit.
   std::shared_ptr<nn::Conv2d<T>> conv_in, conv_out;
@@ -435,141 +290,315 @@ class UNet2DModel : public nn::Module<T> {
     rethrow_with_prefix("'" + file.string() + "': ");
   }
 
-  static Config read_config(const std::filesystem::path& path) {
-    try {
-      const io::ConfigSource source(path.string());
-      Config c = Config::from_json(io::read_json(path));
-      check_config(c);
-      return c;
-    } catch (const FileError&) {
-      throw;
-    } catch (const Error& e) {
-      throw Error("'" + path.string() + "': " + e.what());
-    }
-  }
+  static Config read_config(const std::filesystem::path& path);
 
   // from_pretrained builds the model in place (a Module cannot be moved); the initial values drawn
   // from `gen` are overwritten by the checkpoint.
   UNet2DModel(PretrainedTag, const std::filesystem::path& dir, PretrainedOptions options,
-              Generator gen = Generator(0))
-      : UNet2DModel(ConfigFileTag{}, read_config(dir / "config.json"), dir / "config.json", gen) {
-    // diffusers prefers safetensors and falls back to PyTorch's .bin (many course-era models).
-    auto weights_path = dir / "diffusion_pytorch_model.safetensors";
-    std::map<std::string, Tensor<T>> weights;
-    if (std::filesystem::exists(weights_path)) {
-      weights = io::load_safetensors<T>(weights_path);
-    } else if (std::filesystem::exists(dir / "diffusion_pytorch_model.bin")) {
-      weights_path = dir / "diffusion_pytorch_model.bin";
-      weights = io::load_pytorch_bin<T>(weights_path);
-    } else {
-      throw FileError("'" + dir.string() + "': no weights (neither diffusion_pytorch_model.safetensors nor " +
-                      "diffusion_pytorch_model.bin)");
-    }
-    if (options.check_finite)
-      for (const auto& [name, w] : weights) {  // in name order
-        const auto bad = std::find_if(w.begin(), w.end(), [](T v) { return !std::isfinite(v); });
-        if (bad != w.end())
-          throw FileError("'" + weights_path.string() + "': weight '" + name + "' holds " +
-                          std::to_string(static_cast<double>(*bad)) + " at index " +
-                          std::to_string(bad - w.begin()) +
-                          "; the file is damaged (PretrainedOptions{.check_finite "
-                          "= false} loads it anyway)");
-      }
-    try {
-      this->load_state_dict(weights);
-    } catch (const Error& e) {
-      throw Error("'" + weights_path.string() + "': " + e.what());
-    }
-    this->eval();  // as diffusers' from_pretrained: a loaded model is for inference until train()
-  }
+              Generator gen = Generator(0));
 
   static UNetBlockOptions block_options(const Config& c, std::int64_t temb, std::int64_t groups,
-                                        std::int64_t channels) {
-    UNetBlockOptions o;
-    o.temb_channels = temb;
-    o.dropout = c.dropout;
-    o.resnet_eps = c.norm_eps;
-    o.resnet_act_fn = c.act_fn;
-    o.resnet_groups = groups;
-    o.resnet_time_scale_shift = c.resnet_time_scale_shift;
-    o.attention_head_dim = c.attention_head_dim.value_or(channels);
-    o.downsample_padding = c.downsample_padding;
-    o.downsample_type = c.downsample_type;
-    o.upsample_type = c.upsample_type;
-    return o;
-  }
+                                        std::int64_t channels);
 
   // Every unsupported choice is reported with the value and what is accepted.
-  static void check_config(const Config& c) {
-    using diffuse::detail::join_names;
-    auto fail = [](const std::string& what) { return Error("UNet2DModel: " + what); };
-    if (c.block_out_channels.empty()) throw fail("block_out_channels must not be empty");
-    for (auto ch : c.block_out_channels)
-      if (ch < 1) throw fail("block_out_channels must be positive, got " + std::to_string(ch));
-    if (c.down_block_types.size() != c.block_out_channels.size() ||
-        c.up_block_types.size() != c.block_out_channels.size())
-      throw fail("down_block_types (" + std::to_string(c.down_block_types.size()) + "), up_block_types (" +
-                 std::to_string(c.up_block_types.size()) + ") and block_out_channels (" +
-                 std::to_string(c.block_out_channels.size()) + ") must have the same length");
-    for (const auto& t : c.down_block_types)
-      if (t != "DownBlock2D" && t != "AttnDownBlock2D")
-        throw fail("unsupported down block type '" + t +
-                   "' (accepted: " + join_names({"DownBlock2D", "AttnDownBlock2D"}) + ")");
-    for (const auto& t : c.up_block_types)
-      if (t != "UpBlock2D" && t != "AttnUpBlock2D")
-        throw fail("unsupported up block type '" + t +
-                   "' (accepted: " + join_names({"UpBlock2D", "AttnUpBlock2D"}) + ")");
-    if (c.in_channels < 1 || c.out_channels < 1)
-      throw fail("in_channels and out_channels must be positive, got " + std::to_string(c.in_channels) +
-                 " and " + std::to_string(c.out_channels));
-    if (c.layers_per_block < 1)
-      throw fail("layers_per_block must be positive, got " + std::to_string(c.layers_per_block));
-    if (c.time_embedding_type != "fourier" && c.time_embedding_type != "positional")
-      throw fail("unsupported time_embedding_type '" + c.time_embedding_type +
-                 "' (accepted: positional, fourier)");
-    nn::activation_from_name(c.act_fn);  // throws naming the value
-    if (c.resnet_time_scale_shift != "default" && c.resnet_time_scale_shift != "scale_shift")
-      throw fail("unsupported resnet_time_scale_shift '" + c.resnet_time_scale_shift +
-                 "' (accepted: default, scale_shift)");
-    if (c.downsample_type != "conv" && c.downsample_type != "resnet")
-      throw fail("unsupported downsample_type '" + c.downsample_type + "' (accepted: conv, resnet)");
-    if (c.upsample_type != "conv" && c.upsample_type != "resnet")
-      throw fail("unsupported upsample_type '" + c.upsample_type + "' (accepted: conv, resnet)");
-    if (c.class_embed_type && *c.class_embed_type != "timestep" && *c.class_embed_type != "identity")
-      throw fail("unsupported class_embed_type '" + *c.class_embed_type +
-                 "' (accepted: null, timestep, identity)");
-    if (c.num_class_embeds && *c.num_class_embeds < 1)
-      throw fail("num_class_embeds must be positive, got " + std::to_string(*c.num_class_embeds));
-    if (c.block_out_channels.size() > 30) throw fail("too many blocks");
-    if (!(c.norm_eps > 0 && std::isfinite(c.norm_eps)))
-      throw fail("norm_eps must be positive and finite, got " + std::to_string(c.norm_eps));
-    if (!(c.dropout >= 0 && c.dropout < 1))
-      throw fail("dropout must lie in [0, 1), got " + std::to_string(c.dropout));
-    // Sizes are checked before anything is allocated: a hostile config.json ("block_out_channels":
-    // [100000, 100000], "in_channels": 1e12, "layers_per_block": 1e7) must be an Error here, not
-    // std::bad_alloc or minutes of building. The estimate counts every block's convolutions at the
-    // larger of its channel counts, so it is above the true count (at most ~2x).
-    const long double temb = 4.0L * c.block_out_channels[0];
-    long double params = temb * (c.block_out_channels[0] + temb) +
-                         9.0L * c.block_out_channels[0] * (c.in_channels + c.out_channels) +
-                         (c.num_class_embeds ? static_cast<long double>(*c.num_class_embeds) * temb : 0.0L);
-    for (std::size_t i = 0; i < c.block_out_channels.size(); ++i) {
-      const long double ch = std::max(c.block_out_channels[i], c.block_out_channels[i ? i - 1 : 0]);
-      params += (3.0L * c.layers_per_block + 4) * (2 * 27.0L * ch * ch + temb * ch);
-    }
-    constexpr long double kMaxParameters = 4294967296.0L;  // 2^32: 16 GiB of float32
-    if (params > kMaxParameters) {
-      char about[32];
-      std::snprintf(about, sizeof about, "%.3g", static_cast<double>(params));
-      throw fail(
-          "the config describes about " + std::string(about) +
-          " parameters (block_out_channels, layers_per_block, in/out_channels, num_class_embeds), more than "
-          "the limit of 2^32; is config.json damaged?");
-    }
-  }
+  static void check_config(const Config& c);
 
   Config config_;
   bool fourier_ = false;
 };
+
+template <class T>
+UNet2DModel<T>::UNet2DModel(const Config& config, Generator& gen) : config_(config) {
+  const Config& c = config_;
+  check_config(c);
+  fourier_ = c.time_embedding_type == "fourier";
+  const std::int64_t ch0 = c.block_out_channels[0], time_embed_dim = ch0 * 4;
+  const std::int64_t groups = c.norm_num_groups.value_or(std::min<std::int64_t>(ch0 / 4, 32));
+  conv_in = this->register_module(
+      "conv_in",
+      std::make_shared<nn::Conv2d<T>>(c.in_channels, ch0, 3, nn::Conv2dOptions{.padding = 1}, gen));
+  std::int64_t timestep_input_dim = ch0;
+  if (fourier_) {
+    fourier_proj = this->register_module(
+        "time_proj", std::make_shared<nn::GaussianFourierProjection<T>>(ch0, 16.0, true, false, gen));
+    timestep_input_dim = 2 * ch0;
+  } else {
+    positional_proj = this->register_module(
+        "time_proj",
+        std::make_shared<nn::Timesteps<T>>(ch0, c.flip_sin_to_cos, static_cast<double>(c.freq_shift)));
+  }
+  time_embedding = this->register_module(
+      "time_embedding",
+      std::make_shared<nn::TimestepEmbedding<T>>(timestep_input_dim, time_embed_dim, "silu", gen));
+  if (!c.class_embed_type && c.num_class_embeds)
+    class_embedding = this->register_module(
+        "class_embedding", std::make_shared<nn::Embedding<T>>(*c.num_class_embeds, time_embed_dim, gen));
+  else if (c.class_embed_type == "timestep")
+    class_timestep_embedding = this->register_module(
+        "class_embedding",
+        std::make_shared<nn::TimestepEmbedding<T>>(timestep_input_dim, time_embed_dim, "silu", gen));
+
+  down_blocks = this->register_module("down_blocks", std::make_shared<nn::ModuleList<DownBlock2D<T>>>());
+  const std::size_t nb = c.block_out_channels.size();
+  std::int64_t output_channel = ch0;
+  for (std::size_t i = 0; i < nb; ++i) {
+    const std::int64_t input_channel = output_channel;
+    output_channel = c.block_out_channels[i];
+    UNetBlockOptions o = block_options(c, time_embed_dim, groups, output_channel);
+    o.num_layers = c.layers_per_block;
+    o.in_channels = input_channel;
+    o.out_channels = output_channel;
+    o.attention = c.down_block_types[i] == "AttnDownBlock2D";
+    o.add_downsample = i + 1 != nb;
+    down_blocks->push_back(std::make_shared<DownBlock2D<T>>(o, gen));
+  }
+  mid_block = this->register_module(
+      "mid_block", std::make_shared<UNetMidBlock2D<T>>(
+                       UNetMidBlockOptions{
+                           .in_channels = c.block_out_channels.back(),
+                           .temb_channels = time_embed_dim,
+                           .dropout = c.dropout,
+                           .resnet_eps = c.norm_eps,
+                           .resnet_time_scale_shift = c.resnet_time_scale_shift,
+                           .resnet_act_fn = c.act_fn,
+                           .resnet_groups = groups,
+                           .attn_groups = c.attn_norm_num_groups,
+                           .add_attention = c.add_attention,
+                           .attention_head_dim = c.attention_head_dim.value_or(c.block_out_channels.back()),
+                           .output_scale_factor = c.mid_block_scale_factor},
+                       gen));
+  up_blocks = this->register_module("up_blocks", std::make_shared<nn::ModuleList<UpBlock2D<T>>>());
+  std::vector<std::int64_t> reversed(c.block_out_channels.rbegin(), c.block_out_channels.rend());
+  output_channel = reversed[0];
+  for (std::size_t i = 0; i < nb; ++i) {
+    const std::int64_t prev_output_channel = output_channel;
+    output_channel = reversed[i];
+    UNetBlockOptions o = block_options(c, time_embed_dim, groups, output_channel);
+    o.num_layers = c.layers_per_block + 1;
+    o.in_channels = reversed[std::min(i + 1, nb - 1)];
+    o.out_channels = output_channel;
+    o.prev_output_channel = prev_output_channel;
+    o.attention = c.up_block_types[i] == "AttnUpBlock2D";
+    o.add_upsample = i + 1 != nb;
+    up_blocks->push_back(std::make_shared<UpBlock2D<T>>(o, gen));
+  }
+  conv_norm_out =
+      this->register_module("conv_norm_out", std::make_shared<nn::GroupNorm<T>>(groups, ch0, c.norm_eps));
+  conv_out = this->register_module(
+      "conv_out",
+      std::make_shared<nn::Conv2d<T>>(ch0, c.out_channels, 3, nn::Conv2dOptions{.padding = 1}, gen));
+}
+
+template <class T>
+auto UNet2DModel<T>::operator()(const Tensor<T>& sample, const Tensor<T>& timesteps,
+                                const Tensor<T>& class_labels) const -> Tensor<T> {
+  const Config& c = config_;
+  if (sample.dim() != 4 || sample.size(1) != c.in_channels)
+    throw Error("UNet2DModel: expected a sample [N, " + std::to_string(c.in_channels) +
+                ", H, W], got shape " + to_string(sample.shape()));
+  const std::int64_t N = sample.size(0);
+  const std::int64_t factor = std::int64_t{1} << (c.block_out_channels.size() - 1);
+  if (sample.size(2) % factor != 0 || sample.size(3) % factor != 0)
+    throw Error("UNet2DModel: height and width must be multiples of " + std::to_string(factor) + " (" +
+                std::to_string(c.block_out_channels.size() - 1) + " downsamplings), got sample shape " +
+                to_string(sample.shape()));
+  if (!timesteps.defined() || (timesteps.numel() != 1 && timesteps.numel() != N) || timesteps.dim() > 1)
+    throw Error("UNet2DModel: timesteps must hold one value or one per batch element (" + std::to_string(N) +
+                "), got shape " +
+                (timesteps.defined() ? to_string(timesteps.shape()) : std::string("undefined")));
+  // 0. center input
+  Tensor<T> x = c.center_input_sample ? sample * T(2) - T(1) : sample;
+  // 1. time (one timestep per image; not differentiated)
+  Tensor<T> t = Tensor<T>::empty({N});
+  for (std::int64_t n = 0; n < N; ++n) t.data()[n] = timesteps.data()[timesteps.numel() == 1 ? 0 : n];
+  Tensor<T> t_emb = fourier_ ? (*fourier_proj)(t) : (*positional_proj)(t);
+  Tensor<T> emb = (*time_embedding)(t_emb);
+  if (class_embedding || class_timestep_embedding || c.class_embed_type == "identity") {
+    if (!class_labels.defined())
+      throw Error("UNet2DModel: class_labels must be given: the model is class-conditional");
+    Tensor<T> class_emb;
+    if (class_embedding) {
+      if (class_labels.dim() != 1 || class_labels.size(0) != N)
+        throw Error("UNet2DModel: class_labels must be [" + std::to_string(N) + "], got shape " +
+                    to_string(class_labels.shape()));
+      class_emb = (*class_embedding)(class_labels);
+    } else if (class_timestep_embedding) {
+      if (class_labels.dim() != 1 || class_labels.size(0) != N)
+        throw Error("UNet2DModel: class_labels must be [" + std::to_string(N) + "], got shape " +
+                    to_string(class_labels.shape()));
+      class_emb = (*class_timestep_embedding)(fourier_ ? (*fourier_proj)(class_labels)
+                                                       : (*positional_proj)(class_labels));
+    } else {
+      if (class_labels.shape() != emb.shape())
+        throw Error("UNet2DModel: identity class embedding must have shape " + to_string(emb.shape()) +
+                    ", got " + to_string(class_labels.shape()));
+      class_emb = class_labels;
+    }
+    emb = emb + class_emb;
+  }
+  // 2. pre-process, 3. down
+  std::vector<Tensor<T>> res_samples;
+  x = (*conv_in)(x);
+  res_samples.push_back(x);
+  for (const auto& block : *down_blocks) x = (*block)(x, emb, res_samples);
+  // 4. mid
+  x = (*mid_block)(x, emb);
+  // 5. up
+  for (const auto& block : *up_blocks) x = (*block)(x, res_samples, emb);
+  // 6. post-process
+  x = (*conv_out)(silu((*conv_norm_out)(x)));
+  if (fourier_) x = x / t.reshape({N, 1, 1, 1});
+  return x;
+}
+
+template <class T>
+void UNet2DModel<T>::save_pretrained(const std::filesystem::path& dir, const std::string& dtype) const {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec || !std::filesystem::is_directory(dir))
+    throw FileError("save_pretrained: cannot create folder '" + dir.string() + "'" +
+                    (ec ? ": " + ec.message() : std::string()));
+  io::save_safetensors(dir / "diffusion_pytorch_model.safetensors", this->state_dict(), {{"format", "pt"}},
+                       dtype);
+  io::write_json(dir / "config.json", config_.to_json());
+}
+
+template <class T>
+auto UNet2DModel<T>::read_config(const std::filesystem::path& path) -> Config {
+  try {
+    const io::ConfigSource source(path.string());
+    Config c = Config::from_json(io::read_json(path));
+    check_config(c);
+    return c;
+  } catch (const FileError&) {
+    throw;
+  } catch (const Error& e) {
+    throw Error("'" + path.string() + "': " + e.what());
+  }
+}
+
+template <class T>
+UNet2DModel<T>::UNet2DModel(PretrainedTag, const std::filesystem::path& dir, PretrainedOptions options,
+                            Generator gen)
+    : UNet2DModel(ConfigFileTag{}, read_config(dir / "config.json"), dir / "config.json", gen) {
+  // diffusers prefers safetensors and falls back to PyTorch's .bin (many course-era models).
+  auto weights_path = dir / "diffusion_pytorch_model.safetensors";
+  std::map<std::string, Tensor<T>> weights;
+  if (std::filesystem::exists(weights_path)) {
+    weights = io::load_safetensors<T>(weights_path);
+  } else if (std::filesystem::exists(dir / "diffusion_pytorch_model.bin")) {
+    weights_path = dir / "diffusion_pytorch_model.bin";
+    weights = io::load_pytorch_bin<T>(weights_path);
+  } else {
+    throw FileError("'" + dir.string() + "': no weights (neither diffusion_pytorch_model.safetensors nor " +
+                    "diffusion_pytorch_model.bin)");
+  }
+  if (options.check_finite)
+    for (const auto& [name, w] : weights) {  // in name order
+      const auto bad = std::find_if(w.begin(), w.end(), [](T v) { return !std::isfinite(v); });
+      if (bad != w.end())
+        throw FileError("'" + weights_path.string() + "': weight '" + name + "' holds " +
+                        std::to_string(static_cast<double>(*bad)) + " at index " +
+                        std::to_string(bad - w.begin()) +
+                        "; the file is damaged (PretrainedOptions{.check_finite "
+                        "= false} loads it anyway)");
+    }
+  try {
+    this->load_state_dict(weights);
+  } catch (const Error& e) {
+    throw Error("'" + weights_path.string() + "': " + e.what());
+  }
+  this->eval();  // as diffusers' from_pretrained: a loaded model is for inference until train()
+}
+
+template <class T>
+auto UNet2DModel<T>::block_options(const Config& c, std::int64_t temb, std::int64_t groups,
+                                   std::int64_t channels) -> UNetBlockOptions {
+  UNetBlockOptions o;
+  o.temb_channels = temb;
+  o.dropout = c.dropout;
+  o.resnet_eps = c.norm_eps;
+  o.resnet_act_fn = c.act_fn;
+  o.resnet_groups = groups;
+  o.resnet_time_scale_shift = c.resnet_time_scale_shift;
+  o.attention_head_dim = c.attention_head_dim.value_or(channels);
+  o.downsample_padding = c.downsample_padding;
+  o.downsample_type = c.downsample_type;
+  o.upsample_type = c.upsample_type;
+  return o;
+}
+
+template <class T>
+void UNet2DModel<T>::check_config(const Config& c) {
+  using diffuse::detail::join_names;
+  auto fail = [](const std::string& what) { return Error("UNet2DModel: " + what); };
+  if (c.block_out_channels.empty()) throw fail("block_out_channels must not be empty");
+  for (auto ch : c.block_out_channels)
+    if (ch < 1) throw fail("block_out_channels must be positive, got " + std::to_string(ch));
+  if (c.down_block_types.size() != c.block_out_channels.size() ||
+      c.up_block_types.size() != c.block_out_channels.size())
+    throw fail("down_block_types (" + std::to_string(c.down_block_types.size()) + "), up_block_types (" +
+               std::to_string(c.up_block_types.size()) + ") and block_out_channels (" +
+               std::to_string(c.block_out_channels.size()) + ") must have the same length");
+  for (const auto& t : c.down_block_types)
+    if (t != "DownBlock2D" && t != "AttnDownBlock2D")
+      throw fail("unsupported down block type '" + t +
+                 "' (accepted: " + join_names({"DownBlock2D", "AttnDownBlock2D"}) + ")");
+  for (const auto& t : c.up_block_types)
+    if (t != "UpBlock2D" && t != "AttnUpBlock2D")
+      throw fail("unsupported up block type '" + t +
+                 "' (accepted: " + join_names({"UpBlock2D", "AttnUpBlock2D"}) + ")");
+  if (c.in_channels < 1 || c.out_channels < 1)
+    throw fail("in_channels and out_channels must be positive, got " + std::to_string(c.in_channels) +
+               " and " + std::to_string(c.out_channels));
+  if (c.layers_per_block < 1)
+    throw fail("layers_per_block must be positive, got " + std::to_string(c.layers_per_block));
+  if (c.time_embedding_type != "fourier" && c.time_embedding_type != "positional")
+    throw fail("unsupported time_embedding_type '" + c.time_embedding_type +
+               "' (accepted: positional, fourier)");
+  nn::activation_from_name(c.act_fn);  // throws naming the value
+  if (c.resnet_time_scale_shift != "default" && c.resnet_time_scale_shift != "scale_shift")
+    throw fail("unsupported resnet_time_scale_shift '" + c.resnet_time_scale_shift +
+               "' (accepted: default, scale_shift)");
+  if (c.downsample_type != "conv" && c.downsample_type != "resnet")
+    throw fail("unsupported downsample_type '" + c.downsample_type + "' (accepted: conv, resnet)");
+  if (c.upsample_type != "conv" && c.upsample_type != "resnet")
+    throw fail("unsupported upsample_type '" + c.upsample_type + "' (accepted: conv, resnet)");
+  if (c.class_embed_type && *c.class_embed_type != "timestep" && *c.class_embed_type != "identity")
+    throw fail("unsupported class_embed_type '" + *c.class_embed_type +
+               "' (accepted: null, timestep, identity)");
+  if (c.num_class_embeds && *c.num_class_embeds < 1)
+    throw fail("num_class_embeds must be positive, got " + std::to_string(*c.num_class_embeds));
+  if (c.block_out_channels.size() > 30) throw fail("too many blocks");
+  if (!(c.norm_eps > 0 && std::isfinite(c.norm_eps)))
+    throw fail("norm_eps must be positive and finite, got " + std::to_string(c.norm_eps));
+  if (!(c.dropout >= 0 && c.dropout < 1))
+    throw fail("dropout must lie in [0, 1), got " + std::to_string(c.dropout));
+  // Sizes are checked before anything is allocated: a hostile config.json ("block_out_channels":
+  // [100000, 100000], "in_channels": 1e12, "layers_per_block": 1e7) must be an Error here, not
+  // std::bad_alloc or minutes of building. The estimate counts every block's convolutions at the
+  // larger of its channel counts, so it is above the true count (at most ~2x).
+  const long double temb = 4.0L * c.block_out_channels[0];
+  long double params = temb * (c.block_out_channels[0] + temb) +
+                       9.0L * c.block_out_channels[0] * (c.in_channels + c.out_channels) +
+                       (c.num_class_embeds ? static_cast<long double>(*c.num_class_embeds) * temb : 0.0L);
+  for (std::size_t i = 0; i < c.block_out_channels.size(); ++i) {
+    const long double ch = std::max(c.block_out_channels[i], c.block_out_channels[i ? i - 1 : 0]);
+    params += (3.0L * c.layers_per_block + 4) * (2 * 27.0L * ch * ch + temb * ch);
+  }
+  constexpr long double kMaxParameters = 4294967296.0L;  // 2^32: 16 GiB of float32
+  if (params > kMaxParameters) {
+    char about[32];
+    std::snprintf(about, sizeof about, "%.3g", static_cast<double>(params));
+    throw fail(
+        "the config describes about " + std::string(about) +
+        " parameters (block_out_channels, layers_per_block, in/out_channels, num_class_embeds), more than "
+        "the limit of 2^32; is config.json damaged?");
+  }
+}
+
+/// What the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_MODELS_UNET_2D_TEMPLATES(X, T) X(class UNet2DModel<T>)
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_MODELS_UNET_2D_TEMPLATES)
 
 }  // namespace diffuse::models

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "diffuse/autograd/shape_ops.hpp"
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/nn/attention.hpp"
 #include "diffuse/nn/resample.hpp"
 #include "diffuse/nn/resnet.hpp"
@@ -98,58 +99,10 @@ class DownBlock2D : public nn::Module<T> {
  public:
   /// Draws the initial weights from `gen`. diffuse::Error when num_layers is not positive, downsample_type
   /// is unknown, or attention_head_dim does not fit out_channels.
-  explicit DownBlock2D(const UNetBlockOptions& o, Generator& gen = default_generator()) {
-    const char* name = o.attention ? "AttnDownBlock2D" : "DownBlock2D";
-    if (o.num_layers < 1) throw Error(std::string(name) + ": num_layers must be positive");
-    if (o.attention)
-      attentions = this->register_module("attentions", std::make_shared<nn::ModuleList<nn::Attention<T>>>());
-    resnets = this->register_module("resnets", std::make_shared<nn::ModuleList<nn::ResnetBlock2D<T>>>());
-    for (std::int64_t i = 0; i < o.num_layers; ++i) {
-      resnets->push_back(std::make_shared<nn::ResnetBlock2D<T>>(
-          diffuse::detail::unet_resnet_options(o, i == 0 ? o.in_channels : o.out_channels, o.out_channels),
-          gen));
-      if (o.attention)
-        attentions->push_back(std::make_shared<nn::Attention<T>>(
-            diffuse::detail::unet_attention_options(o.out_channels, o.attention_head_dim, o.resnet_groups,
-                                                    o.resnet_eps, o.output_scale_factor, name),
-            gen));
-    }
-    if (o.add_downsample) {
-      // DownBlock2D always downsamples with a convolution; AttnDownBlock2D follows downsample_type.
-      const std::string type = o.attention ? o.downsample_type : "conv";
-      diffuse::detail::check_unet_resample_type(type, "downsample_type");
-      if (type == "conv") {
-        conv_downsamplers =
-            this->register_module("downsamplers", std::make_shared<nn::ModuleList<nn::Downsample2D<T>>>());
-        conv_downsamplers->push_back(std::make_shared<nn::Downsample2D<T>>(
-            o.out_channels, true, o.out_channels, o.downsample_padding, gen));
-      } else {
-        resnet_downsamplers =
-            this->register_module("downsamplers", std::make_shared<nn::ModuleList<nn::ResnetBlock2D<T>>>());
-        auto ro = diffuse::detail::unet_resnet_options(o, o.out_channels, o.out_channels);
-        ro.down = true;
-        resnet_downsamplers->push_back(std::make_shared<nn::ResnetBlock2D<T>>(ro, gen));
-      }
-    }
-  }
+  explicit DownBlock2D(const UNetBlockOptions& o, Generator& gen = default_generator());
 
   /// Runs the block; appends every output diffusers keeps for the skip connections to `res_samples`.
-  Tensor<T> operator()(const Tensor<T>& x, const Tensor<T>& temb, std::vector<Tensor<T>>& res_samples) const {
-    Tensor<T> h = x;
-    for (std::size_t i = 0; i < resnets->size(); ++i) {
-      h = (*resnets)[i](h, temb);
-      if (attentions) h = (*attentions)[i](h);
-      res_samples.push_back(h);
-    }
-    if (conv_downsamplers) {
-      h = (*conv_downsamplers)[0](h);
-      res_samples.push_back(h);
-    } else if (resnet_downsamplers) {
-      h = (*resnet_downsamplers)[0](h, temb);
-      res_samples.push_back(h);
-    }
-    return h;
-  }
+  Tensor<T> operator()(const Tensor<T>& x, const Tensor<T>& temb, std::vector<Tensor<T>>& res_samples) const;
 
   /// "resnets.i".
   std::shared_ptr<nn::ModuleList<nn::ResnetBlock2D<T>>> resnets;
@@ -159,6 +112,61 @@ class DownBlock2D : public nn::Module<T> {
   /// "downsamplers.0" when it is a ResnetBlock2D (downsample_type "resnet"); null otherwise.
   std::shared_ptr<nn::ModuleList<nn::ResnetBlock2D<T>>> resnet_downsamplers;
 };
+
+template <class T>
+DownBlock2D<T>::DownBlock2D(const UNetBlockOptions& o, Generator& gen) {
+  const char* name = o.attention ? "AttnDownBlock2D" : "DownBlock2D";
+  if (o.num_layers < 1) throw Error(std::string(name) + ": num_layers must be positive");
+  if (o.attention)
+    attentions = this->register_module("attentions", std::make_shared<nn::ModuleList<nn::Attention<T>>>());
+  resnets = this->register_module("resnets", std::make_shared<nn::ModuleList<nn::ResnetBlock2D<T>>>());
+  for (std::int64_t i = 0; i < o.num_layers; ++i) {
+    resnets->push_back(std::make_shared<nn::ResnetBlock2D<T>>(
+        diffuse::detail::unet_resnet_options(o, i == 0 ? o.in_channels : o.out_channels, o.out_channels),
+        gen));
+    if (o.attention)
+      attentions->push_back(std::make_shared<nn::Attention<T>>(
+          diffuse::detail::unet_attention_options(o.out_channels, o.attention_head_dim, o.resnet_groups,
+                                                  o.resnet_eps, o.output_scale_factor, name),
+          gen));
+  }
+  if (o.add_downsample) {
+    // DownBlock2D always downsamples with a convolution; AttnDownBlock2D follows downsample_type.
+    const std::string type = o.attention ? o.downsample_type : "conv";
+    diffuse::detail::check_unet_resample_type(type, "downsample_type");
+    if (type == "conv") {
+      conv_downsamplers =
+          this->register_module("downsamplers", std::make_shared<nn::ModuleList<nn::Downsample2D<T>>>());
+      conv_downsamplers->push_back(std::make_shared<nn::Downsample2D<T>>(o.out_channels, true, o.out_channels,
+                                                                         o.downsample_padding, gen));
+    } else {
+      resnet_downsamplers =
+          this->register_module("downsamplers", std::make_shared<nn::ModuleList<nn::ResnetBlock2D<T>>>());
+      auto ro = diffuse::detail::unet_resnet_options(o, o.out_channels, o.out_channels);
+      ro.down = true;
+      resnet_downsamplers->push_back(std::make_shared<nn::ResnetBlock2D<T>>(ro, gen));
+    }
+  }
+}
+
+template <class T>
+auto DownBlock2D<T>::operator()(const Tensor<T>& x, const Tensor<T>& temb,
+                                std::vector<Tensor<T>>& res_samples) const -> Tensor<T> {
+  Tensor<T> h = x;
+  for (std::size_t i = 0; i < resnets->size(); ++i) {
+    h = (*resnets)[i](h, temb);
+    if (attentions) h = (*attentions)[i](h);
+    res_samples.push_back(h);
+  }
+  if (conv_downsamplers) {
+    h = (*conv_downsamplers)[0](h);
+    res_samples.push_back(h);
+  } else if (resnet_downsamplers) {
+    h = (*resnet_downsamplers)[0](h, temb);
+    res_samples.push_back(h);
+  }
+  return h;
+}
 
 /// Options of UNetMidBlock2D (diffusers' UNetMidBlock2D arguments).
 struct UNetMidBlockOptions {
@@ -193,48 +201,54 @@ template <class T = float>
 class UNetMidBlock2D : public nn::Module<T> {
  public:
   /// Draws the initial weights from `gen`. diffuse::Error when attention_head_dim does not fit in_channels.
-  explicit UNetMidBlock2D(const UNetMidBlockOptions& o, Generator& gen = default_generator()) {
-    UNetBlockOptions b{.in_channels = o.in_channels,
-                       .out_channels = o.in_channels,
-                       .temb_channels = o.temb_channels,
-                       .dropout = o.dropout,
-                       .resnet_eps = o.resnet_eps,
-                       .resnet_act_fn = o.resnet_act_fn,
-                       .resnet_groups = o.resnet_groups,
-                       .resnet_time_scale_shift = o.resnet_time_scale_shift,
-                       .output_scale_factor = o.output_scale_factor};
-    std::optional<std::int64_t> attn_groups = o.attn_groups;
-    if (!attn_groups && o.resnet_time_scale_shift == "default") attn_groups = o.resnet_groups;
-    if (o.add_attention)
-      attentions = this->register_module("attentions", std::make_shared<nn::ModuleList<nn::Attention<T>>>());
-    resnets = this->register_module("resnets", std::make_shared<nn::ModuleList<nn::ResnetBlock2D<T>>>());
-    resnets->push_back(std::make_shared<nn::ResnetBlock2D<T>>(
-        diffuse::detail::unet_resnet_options(b, o.in_channels, o.in_channels), gen));
-    for (std::int64_t i = 0; i < o.num_layers; ++i) {
-      if (o.add_attention)
-        attentions->push_back(std::make_shared<nn::Attention<T>>(
-            diffuse::detail::unet_attention_options(o.in_channels, o.attention_head_dim, attn_groups,
-                                                    o.resnet_eps, o.output_scale_factor, "UNetMidBlock2D"),
-            gen));
-      resnets->push_back(std::make_shared<nn::ResnetBlock2D<T>>(
-          diffuse::detail::unet_resnet_options(b, o.in_channels, o.in_channels), gen));
-    }
-  }
+  explicit UNetMidBlock2D(const UNetMidBlockOptions& o, Generator& gen = default_generator());
 
   /// x [N, in_channels, H, W] and temb [N, temb_channels] -> same shape as x.
-  Tensor<T> operator()(const Tensor<T>& x, const Tensor<T>& temb) const {
-    Tensor<T> h = (*resnets)[0](x, temb);
-    for (std::size_t i = 1; i < resnets->size(); ++i) {
-      if (attentions) h = (*attentions)[i - 1](h);
-      h = (*resnets)[i](h, temb);
-    }
-    return h;
-  }
+  Tensor<T> operator()(const Tensor<T>& x, const Tensor<T>& temb) const;
 
   std::shared_ptr<nn::ModuleList<nn::Attention<T>>> attentions;  ///< null without attention
   /// "resnets.i".
   std::shared_ptr<nn::ModuleList<nn::ResnetBlock2D<T>>> resnets;
 };
+
+template <class T>
+UNetMidBlock2D<T>::UNetMidBlock2D(const UNetMidBlockOptions& o, Generator& gen) {
+  UNetBlockOptions b{.in_channels = o.in_channels,
+                     .out_channels = o.in_channels,
+                     .temb_channels = o.temb_channels,
+                     .dropout = o.dropout,
+                     .resnet_eps = o.resnet_eps,
+                     .resnet_act_fn = o.resnet_act_fn,
+                     .resnet_groups = o.resnet_groups,
+                     .resnet_time_scale_shift = o.resnet_time_scale_shift,
+                     .output_scale_factor = o.output_scale_factor};
+  std::optional<std::int64_t> attn_groups = o.attn_groups;
+  if (!attn_groups && o.resnet_time_scale_shift == "default") attn_groups = o.resnet_groups;
+  if (o.add_attention)
+    attentions = this->register_module("attentions", std::make_shared<nn::ModuleList<nn::Attention<T>>>());
+  resnets = this->register_module("resnets", std::make_shared<nn::ModuleList<nn::ResnetBlock2D<T>>>());
+  resnets->push_back(std::make_shared<nn::ResnetBlock2D<T>>(
+      diffuse::detail::unet_resnet_options(b, o.in_channels, o.in_channels), gen));
+  for (std::int64_t i = 0; i < o.num_layers; ++i) {
+    if (o.add_attention)
+      attentions->push_back(std::make_shared<nn::Attention<T>>(
+          diffuse::detail::unet_attention_options(o.in_channels, o.attention_head_dim, attn_groups,
+                                                  o.resnet_eps, o.output_scale_factor, "UNetMidBlock2D"),
+          gen));
+    resnets->push_back(std::make_shared<nn::ResnetBlock2D<T>>(
+        diffuse::detail::unet_resnet_options(b, o.in_channels, o.in_channels), gen));
+  }
+}
+
+template <class T>
+auto UNetMidBlock2D<T>::operator()(const Tensor<T>& x, const Tensor<T>& temb) const -> Tensor<T> {
+  Tensor<T> h = (*resnets)[0](x, temb);
+  for (std::size_t i = 1; i < resnets->size(); ++i) {
+    if (attentions) h = (*attentions)[i - 1](h);
+    h = (*resnets)[i](h, temb);
+  }
+  return h;
+}
 
 /// diffusers' UpBlock2D, or AttnUpBlock2D when options.attention is set (see the file comment).
 template <class T = float>
@@ -242,66 +256,13 @@ class UpBlock2D : public nn::Module<T> {
  public:
   /// Draws the initial weights from `gen`. diffuse::Error when num_layers is not positive, upsample_type
   /// is unknown, or attention_head_dim does not fit out_channels.
-  explicit UpBlock2D(const UNetBlockOptions& o, Generator& gen = default_generator()) {
-    const char* name = o.attention ? "AttnUpBlock2D" : "UpBlock2D";
-    if (o.num_layers < 1) throw Error(std::string(name) + ": num_layers must be positive");
-    if (o.attention)
-      attentions = this->register_module("attentions", std::make_shared<nn::ModuleList<nn::Attention<T>>>());
-    resnets = this->register_module("resnets", std::make_shared<nn::ModuleList<nn::ResnetBlock2D<T>>>());
-    for (std::int64_t i = 0; i < o.num_layers; ++i) {
-      const std::int64_t skip = i == o.num_layers - 1 ? o.in_channels : o.out_channels;
-      const std::int64_t in = i == 0 ? o.prev_output_channel : o.out_channels;
-      resnets->push_back(std::make_shared<nn::ResnetBlock2D<T>>(
-          diffuse::detail::unet_resnet_options(o, in + skip, o.out_channels), gen));
-      if (o.attention)
-        attentions->push_back(std::make_shared<nn::Attention<T>>(
-            diffuse::detail::unet_attention_options(o.out_channels, o.attention_head_dim, o.resnet_groups,
-                                                    o.resnet_eps, o.output_scale_factor, name),
-            gen));
-    }
-    if (o.add_upsample) {
-      const std::string type = o.attention ? o.upsample_type : "conv";
-      diffuse::detail::check_unet_resample_type(type, "upsample_type");
-      if (type == "conv") {
-        conv_upsamplers =
-            this->register_module("upsamplers", std::make_shared<nn::ModuleList<nn::Upsample2D<T>>>());
-        conv_upsamplers->push_back(
-            std::make_shared<nn::Upsample2D<T>>(o.out_channels, true, o.out_channels, gen));
-      } else {
-        resnet_upsamplers =
-            this->register_module("upsamplers", std::make_shared<nn::ModuleList<nn::ResnetBlock2D<T>>>());
-        auto ro = diffuse::detail::unet_resnet_options(o, o.out_channels, o.out_channels);
-        ro.up = true;
-        resnet_upsamplers->push_back(std::make_shared<nn::ResnetBlock2D<T>>(ro, gen));
-      }
-    }
-  }
+  explicit UpBlock2D(const UNetBlockOptions& o, Generator& gen = default_generator());
 
   /// How many skip connections the block consumes.
   std::size_t num_skips() const { return resnets->size(); }
 
   /// Consumes num_skips() tensors from the back of `res_samples`.
-  Tensor<T> operator()(const Tensor<T>& x, std::vector<Tensor<T>>& res_samples, const Tensor<T>& temb) const {
-    if (res_samples.size() < resnets->size())
-      throw Error("UpBlock2D: needs " + std::to_string(resnets->size()) + " skip connections, " +
-                  std::to_string(res_samples.size()) + " left");
-    Tensor<T> h = x;
-    for (std::size_t i = 0; i < resnets->size(); ++i) {
-      Tensor<T> skip = res_samples.back();
-      res_samples.pop_back();
-      if (skip.dim() != 4 || skip.size(0) != h.size(0) || skip.size(2) != h.size(2) ||
-          skip.size(3) != h.size(3))
-        throw Error("UpBlock2D: skip connection of shape " + to_string(skip.shape()) + " does not match " +
-                    to_string(h.shape()) + " (input sizes must be divisible by 2^(number of blocks - 1))");
-      h = (*resnets)[i](concat<T>({h, skip}, 1), temb);
-      if (attentions) h = (*attentions)[i](h);
-    }
-    if (conv_upsamplers)
-      h = (*conv_upsamplers)[0](h);
-    else if (resnet_upsamplers)
-      h = (*resnet_upsamplers)[0](h, temb);
-    return h;
-  }
+  Tensor<T> operator()(const Tensor<T>& x, std::vector<Tensor<T>>& res_samples, const Tensor<T>& temb) const;
 
   std::shared_ptr<nn::ModuleList<nn::Attention<T>>> attentions;  ///< null without attention
   /// "resnets.i".
@@ -311,5 +272,72 @@ class UpBlock2D : public nn::Module<T> {
   /// "upsamplers.0" when it is a ResnetBlock2D (upsample_type "resnet"); null otherwise.
   std::shared_ptr<nn::ModuleList<nn::ResnetBlock2D<T>>> resnet_upsamplers;
 };
+
+template <class T>
+UpBlock2D<T>::UpBlock2D(const UNetBlockOptions& o, Generator& gen) {
+  const char* name = o.attention ? "AttnUpBlock2D" : "UpBlock2D";
+  if (o.num_layers < 1) throw Error(std::string(name) + ": num_layers must be positive");
+  if (o.attention)
+    attentions = this->register_module("attentions", std::make_shared<nn::ModuleList<nn::Attention<T>>>());
+  resnets = this->register_module("resnets", std::make_shared<nn::ModuleList<nn::ResnetBlock2D<T>>>());
+  for (std::int64_t i = 0; i < o.num_layers; ++i) {
+    const std::int64_t skip = i == o.num_layers - 1 ? o.in_channels : o.out_channels;
+    const std::int64_t in = i == 0 ? o.prev_output_channel : o.out_channels;
+    resnets->push_back(std::make_shared<nn::ResnetBlock2D<T>>(
+        diffuse::detail::unet_resnet_options(o, in + skip, o.out_channels), gen));
+    if (o.attention)
+      attentions->push_back(std::make_shared<nn::Attention<T>>(
+          diffuse::detail::unet_attention_options(o.out_channels, o.attention_head_dim, o.resnet_groups,
+                                                  o.resnet_eps, o.output_scale_factor, name),
+          gen));
+  }
+  if (o.add_upsample) {
+    const std::string type = o.attention ? o.upsample_type : "conv";
+    diffuse::detail::check_unet_resample_type(type, "upsample_type");
+    if (type == "conv") {
+      conv_upsamplers =
+          this->register_module("upsamplers", std::make_shared<nn::ModuleList<nn::Upsample2D<T>>>());
+      conv_upsamplers->push_back(
+          std::make_shared<nn::Upsample2D<T>>(o.out_channels, true, o.out_channels, gen));
+    } else {
+      resnet_upsamplers =
+          this->register_module("upsamplers", std::make_shared<nn::ModuleList<nn::ResnetBlock2D<T>>>());
+      auto ro = diffuse::detail::unet_resnet_options(o, o.out_channels, o.out_channels);
+      ro.up = true;
+      resnet_upsamplers->push_back(std::make_shared<nn::ResnetBlock2D<T>>(ro, gen));
+    }
+  }
+}
+
+template <class T>
+auto UpBlock2D<T>::operator()(const Tensor<T>& x, std::vector<Tensor<T>>& res_samples,
+                              const Tensor<T>& temb) const -> Tensor<T> {
+  if (res_samples.size() < resnets->size())
+    throw Error("UpBlock2D: needs " + std::to_string(resnets->size()) + " skip connections, " +
+                std::to_string(res_samples.size()) + " left");
+  Tensor<T> h = x;
+  for (std::size_t i = 0; i < resnets->size(); ++i) {
+    Tensor<T> skip = res_samples.back();
+    res_samples.pop_back();
+    if (skip.dim() != 4 || skip.size(0) != h.size(0) || skip.size(2) != h.size(2) ||
+        skip.size(3) != h.size(3))
+      throw Error("UpBlock2D: skip connection of shape " + to_string(skip.shape()) + " does not match " +
+                  to_string(h.shape()) + " (input sizes must be divisible by 2^(number of blocks - 1))");
+    h = (*resnets)[i](concat<T>({h, skip}, 1), temb);
+    if (attentions) h = (*attentions)[i](h);
+  }
+  if (conv_upsamplers)
+    h = (*conv_upsamplers)[0](h);
+  else if (resnet_upsamplers)
+    h = (*resnet_upsamplers)[0](h, temb);
+  return h;
+}
+
+/// What the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_MODELS_UNET_2D_BLOCKS_TEMPLATES(X, T) \
+  X(class DownBlock2D<T>)                             \
+  X(class UNetMidBlock2D<T>)                          \
+  X(class UpBlock2D<T>)
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_MODELS_UNET_2D_BLOCKS_TEMPLATES)
 
 }  // namespace diffuse::models

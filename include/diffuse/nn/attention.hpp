@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "diffuse/autograd/shape_ops.hpp"
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/kernels/attention_channels_first.hpp"
 #include "diffuse/nn/group_norm.hpp"
 #include "diffuse/nn/linear.hpp"
@@ -70,53 +71,10 @@ class Attention : public Module<T> {
  public:
   /// Draws the initial weights from `gen`. diffuse::Error when query_dim, heads or dim_head is not
   /// positive, or rescale_output_factor is 0.
-  explicit Attention(const AttentionOptions& o, Generator& gen = default_generator())
-      : query_dim_(o.query_dim),
-        heads_(o.heads),
-        dim_head_(o.dim_head),
-        residual_(o.residual_connection),
-        upcast_softmax_(o.upcast_softmax),
-        rescale_(o.rescale_output_factor) {
-    if (o.query_dim < 1 || o.heads < 1 || o.dim_head < 1)
-      throw Error("Attention: query_dim, heads and dim_head must be positive, got " +
-                  std::to_string(o.query_dim) + ", " + std::to_string(o.heads) + ", " +
-                  std::to_string(o.dim_head));
-    if (!(o.rescale_output_factor != 0)) throw Error("Attention: rescale_output_factor must be non-zero");
-    const std::int64_t inner = o.heads * o.dim_head;
-    if (o.norm_num_groups)
-      group_norm = this->register_module(
-          "group_norm", std::make_shared<GroupNorm<T>>(*o.norm_num_groups, o.query_dim, o.eps));
-    to_q = this->register_module("to_q", std::make_shared<Linear<T>>(o.query_dim, inner, o.bias, gen));
-    to_k = this->register_module("to_k", std::make_shared<Linear<T>>(o.query_dim, inner, o.bias, gen));
-    to_v = this->register_module("to_v", std::make_shared<Linear<T>>(o.query_dim, inner, o.bias, gen));
-    to_out = this->register_module("to_out", std::make_shared<ModuleList<Linear<T>>>());
-    to_out->push_back(std::make_shared<Linear<T>>(inner, o.query_dim, o.out_bias, gen));
-  }
+  explicit Attention(const AttentionOptions& o, Generator& gen = default_generator());
 
   /// x [B, query_dim, H, W] -> same shape.
-  Tensor<T> operator()(const Tensor<T>& x) const {
-    if (x.dim() != 4 || x.size(1) != query_dim_)
-      throw Error("Attention: expected input [B, " + std::to_string(query_dim_) + ", H, W], got " +
-                  to_string(x.shape()));
-    const std::int64_t B = x.size(0), H = x.size(2), W = x.size(3), inner = heads_ * dim_head_;
-    Tensor<T> h = group_norm ? (*group_norm)(x) : x;
-    // q, k, v in one 1x1 convolution: weight [3*inner, C, 1, 1], bias [3*inner]
-    Tensor<T> w =
-        concat<T>({to_q->weight, to_k->weight, to_v->weight}, 0).reshape({3 * inner, query_dim_, 1, 1});
-    Tensor<T> b;
-    if (to_q->bias.defined()) b = concat<T>({to_q->bias, to_k->bias, to_v->bias}, 0);
-    Tensor<T> qkv = functional::conv2d(h, w, b).reshape({B, 3 * inner, H * W});
-    const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(dim_head_)));
-    Tensor<T> a = functional::multihead_attention_channels_first(qkv, heads_, scale, upcast_softmax_)
-                      .reshape({B, inner, H, W});
-    const Linear<T>& out_proj = (*to_out)[0];
-    Tensor<T> y = functional::conv2d(a, out_proj.weight.reshape({query_dim_, inner, 1, 1}), out_proj.bias);
-    if (residual_) y = y + x;
-    if (rescale_ == 1.0) return y;
-    const T f = static_cast<T>(rescale_);
-    return diffuse::detail::unary(
-        y, "div_scalar", [f](T v) { return v / f; }, [f](T, T) { return T(1) / f; });
-  }
+  Tensor<T> operator()(const Tensor<T>& x) const;
 
   /// Normalisation of the input; null unless norm_num_groups is set.
   std::shared_ptr<GroupNorm<T>> group_norm;
@@ -131,5 +89,58 @@ class Attention : public Module<T> {
   bool residual_, upcast_softmax_;
   double rescale_;
 };
+
+template <class T>
+Attention<T>::Attention(const AttentionOptions& o, Generator& gen)
+    : query_dim_(o.query_dim),
+      heads_(o.heads),
+      dim_head_(o.dim_head),
+      residual_(o.residual_connection),
+      upcast_softmax_(o.upcast_softmax),
+      rescale_(o.rescale_output_factor) {
+  if (o.query_dim < 1 || o.heads < 1 || o.dim_head < 1)
+    throw Error("Attention: query_dim, heads and dim_head must be positive, got " +
+                std::to_string(o.query_dim) + ", " + std::to_string(o.heads) + ", " +
+                std::to_string(o.dim_head));
+  if (!(o.rescale_output_factor != 0)) throw Error("Attention: rescale_output_factor must be non-zero");
+  const std::int64_t inner = o.heads * o.dim_head;
+  if (o.norm_num_groups)
+    group_norm = this->register_module(
+        "group_norm", std::make_shared<GroupNorm<T>>(*o.norm_num_groups, o.query_dim, o.eps));
+  to_q = this->register_module("to_q", std::make_shared<Linear<T>>(o.query_dim, inner, o.bias, gen));
+  to_k = this->register_module("to_k", std::make_shared<Linear<T>>(o.query_dim, inner, o.bias, gen));
+  to_v = this->register_module("to_v", std::make_shared<Linear<T>>(o.query_dim, inner, o.bias, gen));
+  to_out = this->register_module("to_out", std::make_shared<ModuleList<Linear<T>>>());
+  to_out->push_back(std::make_shared<Linear<T>>(inner, o.query_dim, o.out_bias, gen));
+}
+
+template <class T>
+auto Attention<T>::operator()(const Tensor<T>& x) const -> Tensor<T> {
+  if (x.dim() != 4 || x.size(1) != query_dim_)
+    throw Error("Attention: expected input [B, " + std::to_string(query_dim_) + ", H, W], got " +
+                to_string(x.shape()));
+  const std::int64_t B = x.size(0), H = x.size(2), W = x.size(3), inner = heads_ * dim_head_;
+  Tensor<T> h = group_norm ? (*group_norm)(x) : x;
+  // q, k, v in one 1x1 convolution: weight [3*inner, C, 1, 1], bias [3*inner]
+  Tensor<T> w =
+      concat<T>({to_q->weight, to_k->weight, to_v->weight}, 0).reshape({3 * inner, query_dim_, 1, 1});
+  Tensor<T> b;
+  if (to_q->bias.defined()) b = concat<T>({to_q->bias, to_k->bias, to_v->bias}, 0);
+  Tensor<T> qkv = functional::conv2d(h, w, b).reshape({B, 3 * inner, H * W});
+  const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(dim_head_)));
+  Tensor<T> a = functional::multihead_attention_channels_first(qkv, heads_, scale, upcast_softmax_)
+                    .reshape({B, inner, H, W});
+  const Linear<T>& out_proj = (*to_out)[0];
+  Tensor<T> y = functional::conv2d(a, out_proj.weight.reshape({query_dim_, inner, 1, 1}), out_proj.bias);
+  if (residual_) y = y + x;
+  if (rescale_ == 1.0) return y;
+  const T f = static_cast<T>(rescale_);
+  return diffuse::detail::unary(
+      y, "div_scalar", [f](T v) { return v / f; }, [f](T, T) { return T(1) / f; });
+}
+
+/// What the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_NN_ATTENTION_TEMPLATES(X, T) X(class Attention<T>)
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_NN_ATTENTION_TEMPLATES)
 
 }  // namespace diffuse::nn

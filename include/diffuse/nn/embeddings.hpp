@@ -10,6 +10,7 @@
 #include <numbers>
 
 #include "diffuse/core/generator.hpp"
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/core/tensor.hpp"
 #include "diffuse/nn/module.hpp"
 
@@ -81,42 +82,10 @@ class GaussianFourierProjection : public Module<T> {
   /// Draws weight = scale * N(0, 1) [embedding_size] from `gen`. With `log`, the input's log is
   /// projected (diffusers' default). diffuse::Error when embedding_size is not positive.
   GaussianFourierProjection(std::int64_t embedding_size = 256, double scale = 1.0, bool log = true,
-                            bool flip_sin_to_cos = false, Generator& gen = default_generator())
-      : log_(log), flip_(flip_sin_to_cos) {
-    if (embedding_size < 1)
-      throw Error("GaussianFourierProjection: embedding size must be positive, got " +
-                  std::to_string(embedding_size));
-    Tensor<T> w = gen.randn<T>({embedding_size});
-    for (T& v : w) v = static_cast<T>(v * scale);
-    weight = this->register_parameter("weight", w);
-    this->register_parameter("W", weight);
-    weight.requires_grad_(false);
-  }
+                            bool flip_sin_to_cos = false, Generator& gen = default_generator());
 
   /// x [N] -> [N, 2 * embedding_size]; diffuse::Error for a value that is not positive when `log` is set.
-  Tensor<T> operator()(const Tensor<T>& x) const {
-    if (x.dim() != 1)
-      throw Error("GaussianFourierProjection: input must be 1-D [N], got " + to_string(x.shape()));
-    const std::int64_t N = x.size(0), E = weight.numel();
-    Tensor<T> out = Tensor<T>::empty({N, 2 * E});
-    const T pi = static_cast<T>(std::numbers::pi);
-    for (std::int64_t n = 0; n < N; ++n) {
-      const T v = x.data()[n];
-      if (log_ && !(v > 0))
-        throw Error("GaussianFourierProjection: log of a non-positive timestep (" +
-                    std::to_string(double(v)) + ")");
-      const T t = log_ ? std::log(v) : v;
-      T* row = out.data() + n * 2 * E;
-      T* sin_part = row + (flip_ ? E : 0);
-      T* cos_part = row + (flip_ ? 0 : E);
-      for (std::int64_t i = 0; i < E; ++i) {
-        const T arg = ((t * weight.data()[i]) * T(2)) * pi;  // x * w * 2 * pi, in that order
-        sin_part[i] = std::sin(arg);
-        cos_part[i] = std::cos(arg);
-      }
-    }
-    return out;
-  }
+  Tensor<T> operator()(const Tensor<T>& x) const;
 
   /// The frozen random frequencies [embedding_size], also registered as "W".
   Tensor<T> weight;
@@ -124,6 +93,45 @@ class GaussianFourierProjection : public Module<T> {
  private:
   bool log_, flip_;
 };
+
+template <class T>
+GaussianFourierProjection<T>::GaussianFourierProjection(std::int64_t embedding_size, double scale, bool log,
+                                                        bool flip_sin_to_cos, Generator& gen)
+    : log_(log), flip_(flip_sin_to_cos) {
+  if (embedding_size < 1)
+    throw Error("GaussianFourierProjection: embedding size must be positive, got " +
+                std::to_string(embedding_size));
+  Tensor<T> w = gen.randn<T>({embedding_size});
+  for (T& v : w) v = static_cast<T>(v * scale);
+  weight = this->register_parameter("weight", w);
+  this->register_parameter("W", weight);
+  weight.requires_grad_(false);
+}
+
+template <class T>
+auto GaussianFourierProjection<T>::operator()(const Tensor<T>& x) const -> Tensor<T> {
+  if (x.dim() != 1)
+    throw Error("GaussianFourierProjection: input must be 1-D [N], got " + to_string(x.shape()));
+  const std::int64_t N = x.size(0), E = weight.numel();
+  Tensor<T> out = Tensor<T>::empty({N, 2 * E});
+  const T pi = static_cast<T>(std::numbers::pi);
+  for (std::int64_t n = 0; n < N; ++n) {
+    const T v = x.data()[n];
+    if (log_ && !(v > 0))
+      throw Error("GaussianFourierProjection: log of a non-positive timestep (" + std::to_string(double(v)) +
+                  ")");
+    const T t = log_ ? std::log(v) : v;
+    T* row = out.data() + n * 2 * E;
+    T* sin_part = row + (flip_ ? E : 0);
+    T* cos_part = row + (flip_ ? 0 : E);
+    for (std::int64_t i = 0; i < E; ++i) {
+      const T arg = ((t * weight.data()[i]) * T(2)) * pi;  // x * w * 2 * pi, in that order
+      sin_part[i] = std::sin(arg);
+      cos_part[i] = std::cos(arg);
+    }
+  }
+  return out;
+}
 
 /// Lookup table (torch.nn.Embedding): "weight" [num_embeddings, embedding_dim], initialised N(0, 1).
 /// Indices are given as values of T (whole numbers); the gradient is scattered back into the rows.
@@ -140,31 +148,41 @@ class Embedding : public Module<T> {
 
   /// indices [N] -> [N, embedding_dim]. diffuse::Error for an index that is not a whole number in
   /// [0, num_embeddings).
-  Tensor<T> operator()(const Tensor<T>& indices) const {
-    if (indices.dim() != 1)
-      throw Error("Embedding: indices must be 1-D [N], got shape " + to_string(indices.shape()));
-    const std::int64_t N = indices.size(0), rows = weight.size(0), D = weight.size(1);
-    std::vector<std::int64_t> idx(static_cast<std::size_t>(N));
-    for (std::int64_t n = 0; n < N; ++n) {
-      const T v = indices.data()[n];
-      if (!(v >= 0 && v < static_cast<T>(rows)) || std::floor(v) != v)
-        throw Error("Embedding: index " + std::to_string(double(v)) + " at position " + std::to_string(n) +
-                    " is not a whole number in [0, " + std::to_string(rows) + ")");
-      idx[n] = static_cast<std::int64_t>(v);
-    }
-    Tensor<T> out = Tensor<T>::empty({N, D});
-    for (std::int64_t n = 0; n < N; ++n)
-      std::copy(weight.data() + idx[n] * D, weight.data() + (idx[n] + 1) * D, out.data() + n * D);
-    return diffuse::detail::record(out, {&weight}, "embedding", [idx, rows, D](const Tensor<T>& g) {
-      Tensor<T> gw = Tensor<T>::zeros({rows, D});
-      for (std::size_t n = 0; n < idx.size(); ++n)
-        for (std::int64_t d = 0; d < D; ++d) gw.data()[idx[n] * D + d] += g.data()[n * D + d];
-      return std::vector<Tensor<T>>{gw};
-    });
-  }
+  Tensor<T> operator()(const Tensor<T>& indices) const;
 
   /// The table [num_embeddings, embedding_dim].
   Tensor<T> weight;
 };
+
+template <class T>
+auto Embedding<T>::operator()(const Tensor<T>& indices) const -> Tensor<T> {
+  if (indices.dim() != 1)
+    throw Error("Embedding: indices must be 1-D [N], got shape " + to_string(indices.shape()));
+  const std::int64_t N = indices.size(0), rows = weight.size(0), D = weight.size(1);
+  std::vector<std::int64_t> idx(static_cast<std::size_t>(N));
+  for (std::int64_t n = 0; n < N; ++n) {
+    const T v = indices.data()[n];
+    if (!(v >= 0 && v < static_cast<T>(rows)) || std::floor(v) != v)
+      throw Error("Embedding: index " + std::to_string(double(v)) + " at position " + std::to_string(n) +
+                  " is not a whole number in [0, " + std::to_string(rows) + ")");
+    idx[n] = static_cast<std::int64_t>(v);
+  }
+  Tensor<T> out = Tensor<T>::empty({N, D});
+  for (std::int64_t n = 0; n < N; ++n)
+    std::copy(weight.data() + idx[n] * D, weight.data() + (idx[n] + 1) * D, out.data() + n * D);
+  return diffuse::detail::record(out, {&weight}, "embedding", [idx, rows, D](const Tensor<T>& g) {
+    Tensor<T> gw = Tensor<T>::zeros({rows, D});
+    for (std::size_t n = 0; n < idx.size(); ++n)
+      for (std::int64_t d = 0; d < D; ++d) gw.data()[idx[n] * D + d] += g.data()[n * D + d];
+    return std::vector<Tensor<T>>{gw};
+  });
+}
+
+/// What the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_NN_EMBEDDINGS_TEMPLATES(X, T) \
+  X(class Timesteps<T>)                       \
+  X(class GaussianFourierProjection<T>)       \
+  X(class Embedding<T>)
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_NN_EMBEDDINGS_TEMPLATES)
 
 }  // namespace diffuse::nn

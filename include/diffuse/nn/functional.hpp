@@ -7,6 +7,7 @@
 #include "diffuse/autograd/elementwise.hpp"
 #include "diffuse/autograd/reduce.hpp"
 #include "diffuse/core/generator.hpp"
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/kernels/attention.hpp"
 #include "diffuse/kernels/conv2d.hpp"
 #include "diffuse/kernels/group_norm.hpp"
@@ -221,5 +222,21 @@ Tensor<T> mse_loss(const Tensor<T>& input, const Tensor<T>& target) {
     return std::vector<Tensor<T>>{gi, gt};
   });
 }
+
+/// The operations the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_NN_FUNCTIONAL_TEMPLATES(X, T)                                                             \
+  X(Tensor<T> softmax<T>(const Tensor<T>& x))                                                             \
+  X(Tensor<T> scaled_dot_product_attention<T>(const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v, \
+                                              T scale))                                                   \
+  X(Tensor<T> upsample_nearest2x<T>(const Tensor<T>& x))                                                  \
+  X(Tensor<T> max_pool2x<T>(const Tensor<T>& x))                                                          \
+  X(Tensor<T> avg_pool2x<T>(const Tensor<T>& x))                                                          \
+  X(Tensor<T> dropout<T>(const Tensor<T>& x, double p, bool training, Generator& gen))                    \
+  X(Tensor<T> mse_loss<T>(const Tensor<T>& input, const Tensor<T>& target))                               \
+  X(Tensor<T> conv2d<T>(const Tensor<T>& x, const Tensor<T>& weight, const Tensor<T>& bias,               \
+                        std::int64_t stride, std::int64_t padding))                                       \
+  X(Tensor<T> group_norm<T>(const Tensor<T>& x, std::int64_t num_groups, const Tensor<T>& weight,         \
+                            const Tensor<T>& bias, T eps))
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_NN_FUNCTIONAL_TEMPLATES)
 
 }  // namespace diffuse::nn::functional

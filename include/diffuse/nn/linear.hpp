@@ -2,6 +2,7 @@
 /// Linear layer: y = x W^T + b (torch.nn.Linear), parameters "weight" [out, in] and "bias" [out].
 #pragma once
 #include "diffuse/autograd/linalg.hpp"
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/nn/init.hpp"
 #include "diffuse/nn/module.hpp"
 
@@ -38,5 +39,9 @@ class Linear : public Module<T> {
  private:
   std::int64_t in_features_, out_features_;
 };
+
+/// What the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_NN_LINEAR_TEMPLATES(X, T) X(class Linear<T>)
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_NN_LINEAR_TEMPLATES)
 
 }  // namespace diffuse::nn

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "diffuse/core/generator.hpp"
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/core/tensor.hpp"
 
 namespace diffuse::nn {
@@ -36,13 +37,7 @@ class Module {
   }
   /// Every parameter once (a tensor registered under two names, like diffusers' "time_proj.W"
   /// alias, is listed once), frozen ones included: what an optimizer takes, as in PyTorch.
-  std::vector<Tensor<T>> parameters() const {
-    std::vector<Tensor<T>> out;
-    std::set<const void*> seen;
-    for (auto& [name, p] : named_parameters())
-      if (seen.insert(p.impl()->storage.get()).second) out.push_back(p);
-    return out;
-  }
+  std::vector<Tensor<T>> parameters() const;
   /// Number of parameter values (sum(p.numel() for p in module.parameters())).
   std::int64_t num_parameters() const {
     std::int64_t n = 0;
@@ -159,6 +154,15 @@ class Module {
   std::shared_ptr<Generator> generator_ = std::make_shared<Generator>(0);
 };
 
+template <class T>
+auto Module<T>::parameters() const -> std::vector<Tensor<T>> {
+  std::vector<Tensor<T>> out;
+  std::set<const void*> seen;
+  for (auto& [name, p] : named_parameters())
+    if (seen.insert(p.impl()->storage.get()).second) out.push_back(p);
+  return out;
+}
+
 /// An indexed list of submodules named "0", "1", ... (torch.nn.ModuleList).
 template <class M>
 class ModuleList : public Module<typename M::value_type> {
@@ -183,5 +187,9 @@ class ModuleList : public Module<typename M::value_type> {
  private:
   std::vector<std::shared_ptr<M>> items_;
 };
+
+/// What the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_NN_MODULE_TEMPLATES(X, T) X(class Module<T>)
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_NN_MODULE_TEMPLATES)
 
 }  // namespace diffuse::nn

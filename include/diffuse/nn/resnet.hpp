@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "diffuse/autograd/channel_ops.hpp"
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/nn/activation.hpp"
 #include "diffuse/nn/group_norm.hpp"
 #include "diffuse/nn/linear.hpp"
@@ -45,77 +46,10 @@ class ResnetBlock2D : public Module<T> {
  public:
   /// Draws the initial weights from `gen`. diffuse::Error for a channel count that is not positive, an
   /// unknown time_embedding_norm or activation, up and down together, or output_scale_factor 0.
-  explicit ResnetBlock2D(const ResnetBlock2DOptions& o, Generator& gen = default_generator())
-      : act_(activation_from_name(o.non_linearity)),
-        dropout_(o.dropout),
-        output_scale_factor_(o.output_scale_factor) {
-    in_channels_ = o.in_channels;
-    out_channels_ = o.out_channels ? o.out_channels : o.in_channels;
-    if (in_channels_ < 1 || out_channels_ < 1)
-      throw Error("ResnetBlock2D: channel counts must be positive, got " + std::to_string(in_channels_) +
-                  " -> " + std::to_string(out_channels_));
-    if (o.time_embedding_norm == "scale_shift")
-      scale_shift_ = true;
-    else if (o.time_embedding_norm != "default")
-      throw Error("ResnetBlock2D: unsupported time_embedding_norm '" + o.time_embedding_norm +
-                  "' (accepted: default, scale_shift)");
-    if (o.up && o.down) throw Error("ResnetBlock2D: up and down cannot both be set");
-    if (!(o.output_scale_factor != 0)) throw Error("ResnetBlock2D: output_scale_factor must be non-zero");
-    const std::int64_t groups_out = o.groups_out ? o.groups_out : o.groups;
-    norm1 = this->register_module("norm1", std::make_shared<GroupNorm<T>>(o.groups, in_channels_, o.eps));
-    conv1 = this->register_module("conv1", std::make_shared<Conv2d<T>>(in_channels_, out_channels_, 3,
-                                                                       Conv2dOptions{.padding = 1}, gen));
-    if (o.temb_channels > 0)
-      time_emb_proj = this->register_module(
-          "time_emb_proj", std::make_shared<Linear<T>>(
-                               o.temb_channels, scale_shift_ ? 2 * out_channels_ : out_channels_, true, gen));
-    norm2 = this->register_module("norm2", std::make_shared<GroupNorm<T>>(groups_out, out_channels_, o.eps));
-    conv2 = this->register_module("conv2", std::make_shared<Conv2d<T>>(out_channels_, out_channels_, 3,
-                                                                       Conv2dOptions{.padding = 1}, gen));
-    if (o.up) upsample = std::make_shared<Upsample2D<T>>(in_channels_, false);
-    if (o.down) downsample = std::make_shared<Downsample2D<T>>(in_channels_, false);
-    if (o.use_in_shortcut.value_or(in_channels_ != out_channels_))
-      conv_shortcut = this->register_module(
-          "conv_shortcut", std::make_shared<Conv2d<T>>(in_channels_, out_channels_, 1,
-                                                       Conv2dOptions{.bias = o.conv_shortcut_bias}, gen));
-  }
+  explicit ResnetBlock2D(const ResnetBlock2DOptions& o, Generator& gen = default_generator());
 
   /// x [N, in_channels, H, W], temb [N, temb_channels] (undefined when the block has no time input).
-  Tensor<T> operator()(const Tensor<T>& x, const Tensor<T>& temb = {}) const {
-    if (x.dim() != 4 || x.size(1) != in_channels_)
-      throw Error("ResnetBlock2D: expected input [N, " + std::to_string(in_channels_) + ", H, W], got " +
-                  to_string(x.shape()));
-    Tensor<T> input = x;
-    Tensor<T> h = apply_activation(act_, (*norm1)(x));
-    if (upsample) {
-      input = (*upsample)(input);
-      h = (*upsample)(h);
-    } else if (downsample) {
-      input = (*downsample)(input);
-      h = (*downsample)(h);
-    }
-    h = (*conv1)(h);
-    Tensor<T> t;
-    if (time_emb_proj) {
-      if (!temb.defined()) throw Error("ResnetBlock2D: this block needs a time embedding, none was given");
-      if (temb.dim() != 2 || temb.size(0) != x.size(0))
-        throw Error("ResnetBlock2D: time embedding of shape " + to_string(temb.shape()) + " for a batch of " +
-                    std::to_string(x.size(0)));
-      t = (*time_emb_proj)(apply_activation(act_, temb));
-    }
-    if (t.defined() && !scale_shift_) h = add_per_channel(h, t);
-    h = (*norm2)(h);
-    if (t.defined() && scale_shift_) h = diffuse::scale_shift(h, t);
-    h = apply_activation(act_, h);
-    if (dropout_ > 0) h = functional::dropout(h, dropout_, this->is_training(), this->generator());
-    h = (*conv2)(h);
-    if (conv_shortcut) input = (*conv_shortcut)(input);
-    Tensor<T> out = input + h;
-    if (output_scale_factor_ == 1.0) return out;
-    const T f = static_cast<T>(output_scale_factor_);
-    return diffuse::detail::unary(
-        out, "div_scalar", [f](T v) { return v / f; }, [f](T, T) { return T(1) / f; });
-  }
+  Tensor<T> operator()(const Tensor<T>& x, const Tensor<T>& temb = {}) const;
 
   /// Input channels.
   std::int64_t in_channels() const { return in_channels_; }
@@ -139,5 +73,82 @@ class ResnetBlock2D : public Module<T> {
   std::int64_t in_channels_ = 0, out_channels_ = 0;
   bool scale_shift_ = false;
 };
+
+template <class T>
+ResnetBlock2D<T>::ResnetBlock2D(const ResnetBlock2DOptions& o, Generator& gen)
+    : act_(activation_from_name(o.non_linearity)),
+      dropout_(o.dropout),
+      output_scale_factor_(o.output_scale_factor) {
+  in_channels_ = o.in_channels;
+  out_channels_ = o.out_channels ? o.out_channels : o.in_channels;
+  if (in_channels_ < 1 || out_channels_ < 1)
+    throw Error("ResnetBlock2D: channel counts must be positive, got " + std::to_string(in_channels_) +
+                " -> " + std::to_string(out_channels_));
+  if (o.time_embedding_norm == "scale_shift")
+    scale_shift_ = true;
+  else if (o.time_embedding_norm != "default")
+    throw Error("ResnetBlock2D: unsupported time_embedding_norm '" + o.time_embedding_norm +
+                "' (accepted: default, scale_shift)");
+  if (o.up && o.down) throw Error("ResnetBlock2D: up and down cannot both be set");
+  if (!(o.output_scale_factor != 0)) throw Error("ResnetBlock2D: output_scale_factor must be non-zero");
+  const std::int64_t groups_out = o.groups_out ? o.groups_out : o.groups;
+  norm1 = this->register_module("norm1", std::make_shared<GroupNorm<T>>(o.groups, in_channels_, o.eps));
+  conv1 = this->register_module(
+      "conv1", std::make_shared<Conv2d<T>>(in_channels_, out_channels_, 3, Conv2dOptions{.padding = 1}, gen));
+  if (o.temb_channels > 0)
+    time_emb_proj = this->register_module(
+        "time_emb_proj", std::make_shared<Linear<T>>(
+                             o.temb_channels, scale_shift_ ? 2 * out_channels_ : out_channels_, true, gen));
+  norm2 = this->register_module("norm2", std::make_shared<GroupNorm<T>>(groups_out, out_channels_, o.eps));
+  conv2 = this->register_module("conv2", std::make_shared<Conv2d<T>>(out_channels_, out_channels_, 3,
+                                                                     Conv2dOptions{.padding = 1}, gen));
+  if (o.up) upsample = std::make_shared<Upsample2D<T>>(in_channels_, false);
+  if (o.down) downsample = std::make_shared<Downsample2D<T>>(in_channels_, false);
+  if (o.use_in_shortcut.value_or(in_channels_ != out_channels_))
+    conv_shortcut = this->register_module(
+        "conv_shortcut", std::make_shared<Conv2d<T>>(in_channels_, out_channels_, 1,
+                                                     Conv2dOptions{.bias = o.conv_shortcut_bias}, gen));
+}
+
+template <class T>
+auto ResnetBlock2D<T>::operator()(const Tensor<T>& x, const Tensor<T>& temb) const -> Tensor<T> {
+  if (x.dim() != 4 || x.size(1) != in_channels_)
+    throw Error("ResnetBlock2D: expected input [N, " + std::to_string(in_channels_) + ", H, W], got " +
+                to_string(x.shape()));
+  Tensor<T> input = x;
+  Tensor<T> h = apply_activation(act_, (*norm1)(x));
+  if (upsample) {
+    input = (*upsample)(input);
+    h = (*upsample)(h);
+  } else if (downsample) {
+    input = (*downsample)(input);
+    h = (*downsample)(h);
+  }
+  h = (*conv1)(h);
+  Tensor<T> t;
+  if (time_emb_proj) {
+    if (!temb.defined()) throw Error("ResnetBlock2D: this block needs a time embedding, none was given");
+    if (temb.dim() != 2 || temb.size(0) != x.size(0))
+      throw Error("ResnetBlock2D: time embedding of shape " + to_string(temb.shape()) + " for a batch of " +
+                  std::to_string(x.size(0)));
+    t = (*time_emb_proj)(apply_activation(act_, temb));
+  }
+  if (t.defined() && !scale_shift_) h = add_per_channel(h, t);
+  h = (*norm2)(h);
+  if (t.defined() && scale_shift_) h = diffuse::scale_shift(h, t);
+  h = apply_activation(act_, h);
+  if (dropout_ > 0) h = functional::dropout(h, dropout_, this->is_training(), this->generator());
+  h = (*conv2)(h);
+  if (conv_shortcut) input = (*conv_shortcut)(input);
+  Tensor<T> out = input + h;
+  if (output_scale_factor_ == 1.0) return out;
+  const T f = static_cast<T>(output_scale_factor_);
+  return diffuse::detail::unary(
+      out, "div_scalar", [f](T v) { return v / f; }, [f](T, T) { return T(1) / f; });
+}
+
+/// What the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_NN_RESNET_TEMPLATES(X, T) X(class ResnetBlock2D<T>)
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_NN_RESNET_TEMPLATES)
 
 }  // namespace diffuse::nn

@@ -2,6 +2,7 @@
 /// TimestepEmbedding (diffusers): the MLP that turns a timestep embedding into the vector every
 /// ResnetBlock2D is conditioned on: linear_1 -> activation -> linear_2.
 #pragma once
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/nn/activation.hpp"
 #include "diffuse/nn/linear.hpp"
 
@@ -32,5 +33,9 @@ class TimestepEmbedding : public Module<T> {
  private:
   Activation act_;
 };
+
+/// What the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_NN_TIMESTEP_EMBEDDING_TEMPLATES(X, T) X(class TimestepEmbedding<T>)
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_NN_TIMESTEP_EMBEDDING_TEMPLATES)
 
 }  // namespace diffuse::nn

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "diffuse/core/parallel.hpp"
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/optim/optimizer.hpp"
 
 namespace diffuse::optim {
@@ -53,34 +54,7 @@ class AdamBase : public optim::Optimizer<T> {
     check(o_);
   }
 
-  void step() override {
-    const T b1 = static_cast<T>(o_.beta1), b2 = static_cast<T>(o_.beta2), eps = static_cast<T>(o_.eps);
-    const T one_minus_b1 = static_cast<T>(1 - o_.beta1), one_minus_b2 = static_cast<T>(1 - o_.beta2);
-    this->for_each_param_with_grad([&](const auto& group, Tensor<T>& p, const Tensor<T>& grad, auto& state) {
-      if (state.step == 0) {
-        state.buffers["exp_avg"] = Tensor<T>::zeros(p.shape());
-        state.buffers["exp_avg_sq"] = Tensor<T>::zeros(p.shape());
-      }
-      const double step = static_cast<double>(++state.step);
-      const double bc1 = 1 - std::pow(o_.beta1, step), bc2 = 1 - std::pow(o_.beta2, step);
-      const T step_size = static_cast<T>(group.lr / bc1), bc2_sqrt = static_cast<T>(std::sqrt(bc2));
-      const T wd = static_cast<T>(group.weight_decay),
-              decay_factor = static_cast<T>(1 - group.lr * group.weight_decay);
-      const bool decoupled = decoupled_, l2 = !decoupled_ && group.weight_decay != 0;
-      T* w = p.data();
-      const T* g = grad.data();
-      T* m = state.buffers["exp_avg"].data();
-      T* v = state.buffers["exp_avg_sq"].data();
-      diffuse::detail::parallel_for(p.numel(), [&](std::int64_t i) {
-        T gi = g[i];
-        if (decoupled) w[i] *= decay_factor;
-        if (l2) gi += wd * w[i];
-        m[i] = m[i] * b1 + gi * one_minus_b1;
-        v[i] = v[i] * b2 + one_minus_b2 * gi * gi;
-        w[i] -= step_size * (m[i] / (std::sqrt(v[i]) / bc2_sqrt + eps));
-      });
-    });
-  }
+  void step() override;
 
   /// The moments of parameter `index` (numbered across groups); undefined before its first step.
   Tensor<T> exp_avg(std::size_t index) const { return buffer(index, "exp_avg"); }
@@ -97,13 +71,7 @@ class AdamBase : public optim::Optimizer<T> {
       if (!s.buffers.count(b)) return b;
     return "";
   }
-  nlohmann::json options_json() const override {
-    return {{"lr", o_.lr},
-            {"beta1", o_.beta1},
-            {"beta2", o_.beta2},
-            {"eps", o_.eps},
-            {"weight_decay", o_.weight_decay}};
-  }
+  nlohmann::json options_json() const override;
   void options_from_json(const nlohmann::json& j, bool apply) override {
     optim::AdamWOptions o{j.at("lr").get<double>(), j.at("beta1").get<double>(), j.at("beta2").get<double>(),
                           j.at("eps").get<double>(), j.at("weight_decay").get<double>()};
@@ -119,17 +87,63 @@ class AdamBase : public optim::Optimizer<T> {
                   std::to_string(o.beta2) + ")");
     if (!(o.eps >= 0)) throw Error(this->type_ + ": eps must be non-negative, got " + std::to_string(o.eps));
   }
-  Tensor<T> buffer(std::size_t index, const char* name) const {
-    if (index >= this->state_.size())
-      throw Error(this->type_ + ": parameter index " + std::to_string(index) + " out of range (" +
-                  std::to_string(this->state_.size()) + " parameters)");
-    auto it = this->state_[index].buffers.find(name);
-    return it == this->state_[index].buffers.end() ? Tensor<T>() : it->second;
-  }
+  Tensor<T> buffer(std::size_t index, const char* name) const;
 
   bool decoupled_;
   optim::AdamWOptions o_;
 };
+
+template <class T>
+void AdamBase<T>::step() {
+  const T b1 = static_cast<T>(o_.beta1), b2 = static_cast<T>(o_.beta2), eps = static_cast<T>(o_.eps);
+  const T one_minus_b1 = static_cast<T>(1 - o_.beta1), one_minus_b2 = static_cast<T>(1 - o_.beta2);
+  this->for_each_param_with_grad([&](const auto& group, Tensor<T>& p, const Tensor<T>& grad, auto& state) {
+    if (state.step == 0) {
+      state.buffers["exp_avg"] = Tensor<T>::zeros(p.shape());
+      state.buffers["exp_avg_sq"] = Tensor<T>::zeros(p.shape());
+    }
+    const double step = static_cast<double>(++state.step);
+    const double bc1 = 1 - std::pow(o_.beta1, step), bc2 = 1 - std::pow(o_.beta2, step);
+    const T step_size = static_cast<T>(group.lr / bc1), bc2_sqrt = static_cast<T>(std::sqrt(bc2));
+    const T wd = static_cast<T>(group.weight_decay),
+            decay_factor = static_cast<T>(1 - group.lr * group.weight_decay);
+    const bool decoupled = decoupled_, l2 = !decoupled_ && group.weight_decay != 0;
+    T* w = p.data();
+    const T* g = grad.data();
+    T* m = state.buffers["exp_avg"].data();
+    T* v = state.buffers["exp_avg_sq"].data();
+    diffuse::detail::parallel_for(p.numel(), [&](std::int64_t i) {
+      T gi = g[i];
+      if (decoupled) w[i] *= decay_factor;
+      if (l2) gi += wd * w[i];
+      m[i] = m[i] * b1 + gi * one_minus_b1;
+      v[i] = v[i] * b2 + one_minus_b2 * gi * gi;
+      w[i] -= step_size * (m[i] / (std::sqrt(v[i]) / bc2_sqrt + eps));
+    });
+  });
+}
+
+template <class T>
+auto AdamBase<T>::options_json() const -> nlohmann::json {
+  return {{"lr", o_.lr},
+          {"beta1", o_.beta1},
+          {"beta2", o_.beta2},
+          {"eps", o_.eps},
+          {"weight_decay", o_.weight_decay}};
+}
+
+template <class T>
+auto AdamBase<T>::buffer(std::size_t index, const char* name) const -> Tensor<T> {
+  if (index >= this->state_.size())
+    throw Error(this->type_ + ": parameter index " + std::to_string(index) + " out of range (" +
+                std::to_string(this->state_.size()) + " parameters)");
+  auto it = this->state_[index].buffers.find(name);
+  return it == this->state_[index].buffers.end() ? Tensor<T>() : it->second;
+}
+
+/// What the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_OPTIM_ADAM_BASE_TEMPLATES(X, T) X(class AdamBase<T>)
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_OPTIM_ADAM_BASE_TEMPLATES)
 
 }  // namespace diffuse::detail
 
@@ -156,5 +170,9 @@ template <class T>
 Adam(std::vector<Tensor<T>>, AdamOptions) -> Adam<T>;
 template <class T>
 Adam(std::vector<ParamGroup<T>>, AdamOptions) -> Adam<T>;
+
+/// What the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_OPTIM_ADAM_TEMPLATES(X, T) X(class Adam<T>)
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_OPTIM_ADAM_TEMPLATES)
 
 }  // namespace diffuse::optim

@@ -6,6 +6,7 @@
 ///   optim::AdamW opt(optim::weight_decay_groups(model, 0.01), {.lr = 1e-4});
 /// @endcode
 #pragma once
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/optim/adam.hpp"
 
 namespace diffuse::optim {
@@ -27,5 +28,9 @@ template <class T>
 AdamW(std::vector<Tensor<T>>, AdamWOptions) -> AdamW<T>;
 template <class T>
 AdamW(std::vector<ParamGroup<T>>, AdamWOptions) -> AdamW<T>;
+
+/// What the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_OPTIM_ADAMW_TEMPLATES(X, T) X(class AdamW<T>)
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_OPTIM_ADAMW_TEMPLATES)
 
 }  // namespace diffuse::optim

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "diffuse/core/parallel.hpp"
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/core/tensor.hpp"
 
 namespace diffuse::optim {
@@ -91,5 +92,11 @@ void clip_grad_value_(const std::vector<Tensor<T>>& parameters, double clip_valu
     diffuse::detail::parallel_for(g.numel(), [&](std::int64_t i) { d[i] = std::clamp(d[i], -c, c); });
   }
 }
+
+/// What the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_OPTIM_CLIP_GRAD_TEMPLATES(X, T)                                      \
+  X(double grad_norm<T>(const std::vector<Tensor<T>>& parameters, double norm_type)) \
+  X(void clip_grad_value_<T>(const std::vector<Tensor<T>>& parameters, double clip_value))
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_OPTIM_CLIP_GRAD_TEMPLATES)
 
 }  // namespace diffuse::optim

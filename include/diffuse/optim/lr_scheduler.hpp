@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "diffuse/core/error.hpp"
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/io/json.hpp"
 #include "diffuse/optim/optimizer.hpp"
 
@@ -164,21 +165,7 @@ class LRScheduler {
   /// Restores a state_dict() of a schedule with the same name and sets the groups' learning rates
   /// for that step. (A "base_lrs" entry, written by earlier versions, is ignored: the optimizer's
   /// state holds the same values as each group's initial_lr.)
-  void load_state_dict(const nlohmann::json& s) {
-    try {
-      const std::string name = s.at("name").get<std::string>();
-      if (name != name_)
-        throw Error("the state is of schedule '" + name + "', this schedule is '" + name_ + "'");
-      const auto epoch = io::json_integer<std::int64_t>(s.at("last_epoch"), "last_epoch");
-      if (epoch < 0) throw Error("last_epoch must be non-negative, got " + std::to_string(epoch));
-      last_epoch_ = epoch;
-      apply();
-    } catch (const nlohmann::json::exception& e) {
-      throw Error("LRScheduler::load_state_dict: malformed state: " + std::string(e.what()));
-    } catch (const Error& e) {
-      throw Error("LRScheduler::load_state_dict: " + std::string(e.what()));
-    }
-  }
+  void load_state_dict(const nlohmann::json& s);
 
  private:
   void apply() {
@@ -192,6 +179,23 @@ class LRScheduler {
   std::int64_t last_epoch_ = -1;
 };
 
+template <class T>
+void LRScheduler<T>::load_state_dict(const nlohmann::json& s) {
+  try {
+    const std::string name = s.at("name").get<std::string>();
+    if (name != name_)
+      throw Error("the state is of schedule '" + name + "', this schedule is '" + name_ + "'");
+    const auto epoch = io::json_integer<std::int64_t>(s.at("last_epoch"), "last_epoch");
+    if (epoch < 0) throw Error("last_epoch must be non-negative, got " + std::to_string(epoch));
+    last_epoch_ = epoch;
+    apply();
+  } catch (const nlohmann::json::exception& e) {
+    throw Error("LRScheduler::load_state_dict: malformed state: " + std::string(e.what()));
+  } catch (const Error& e) {
+    throw Error("LRScheduler::load_state_dict: " + std::string(e.what()));
+  }
+}
+
 /// diffusers.optimization.get_scheduler: the schedule `name` over `optimizer`. Unknown names
 /// and missing step counts throw diffuse::Error. The optimizer must outlive the schedule.
 template <class T>
@@ -199,5 +203,9 @@ LRScheduler<T> get_scheduler(const std::string& name, Optimizer<T>& optimizer,
                              const ScheduleOptions& options = {}) {
   return LRScheduler<T>(optimizer, schedule_lambda(name, options, optimizer.default_lr()), name);
 }
+
+/// What the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_OPTIM_LR_SCHEDULER_TEMPLATES(X, T) X(class LRScheduler<T>)
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_OPTIM_LR_SCHEDULER_TEMPLATES)
 
 }  // namespace diffuse::optim

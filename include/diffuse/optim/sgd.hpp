@@ -3,6 +3,7 @@
 /// torch.optim.SGD's update rule. Takes a parameter list or parameter groups (see optimizer.hpp).
 #pragma once
 #include "diffuse/core/parallel.hpp"
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/optim/optimizer.hpp"
 
 namespace diffuse::optim {
@@ -35,30 +36,7 @@ class SGD : public Optimizer<T> {
     check(options_);
   }
 
-  void step() override {
-    const T mu = static_cast<T>(options_.momentum), one_minus_damp = static_cast<T>(1 - options_.dampening);
-    const bool nesterov = options_.nesterov;
-    this->for_each_param_with_grad([&](const auto& group, Tensor<T>& p, const Tensor<T>& grad, auto& state) {
-      const T lr = static_cast<T>(group.lr), wd = static_cast<T>(group.weight_decay);
-      T* w = p.data();
-      const T* g = grad.data();
-      const bool first = !state.buffers.count("momentum_buffer");
-      T* buf = nullptr;
-      if (mu != 0) {
-        if (first) state.buffers["momentum_buffer"] = Tensor<T>::empty(p.shape());
-        buf = state.buffers["momentum_buffer"].data();
-      }
-      ++state.step;
-      diffuse::detail::parallel_for(p.numel(), [&](std::int64_t i) {
-        T d = wd != 0 ? g[i] + wd * w[i] : g[i];
-        if (buf) {
-          buf[i] = first ? d : mu * buf[i] + one_minus_damp * d;
-          d = nesterov ? d + mu * buf[i] : buf[i];
-        }
-        w[i] -= lr * d;
-      });
-    });
-  }
+  void step() override;
 
   /// The current options (load_state_dict replaces them with the saved ones).
   const SGDOptions& options() const { return options_; }
@@ -71,13 +49,7 @@ class SGD : public Optimizer<T> {
                ? "momentum_buffer"
                : "";
   }
-  nlohmann::json options_json() const override {
-    return {{"lr", options_.lr},
-            {"momentum", options_.momentum},
-            {"dampening", options_.dampening},
-            {"weight_decay", options_.weight_decay},
-            {"nesterov", options_.nesterov}};
-  }
+  nlohmann::json options_json() const override;
   void options_from_json(const nlohmann::json& j, bool apply) override {
     SGDOptions o{j.at("lr").get<double>(), j.at("momentum").get<double>(), j.at("dampening").get<double>(),
                  j.at("weight_decay").get<double>(), j.at("nesterov").get<bool>()};
@@ -96,8 +68,47 @@ class SGD : public Optimizer<T> {
 };
 
 template <class T>
+void SGD<T>::step() {
+  const T mu = static_cast<T>(options_.momentum), one_minus_damp = static_cast<T>(1 - options_.dampening);
+  const bool nesterov = options_.nesterov;
+  this->for_each_param_with_grad([&](const auto& group, Tensor<T>& p, const Tensor<T>& grad, auto& state) {
+    const T lr = static_cast<T>(group.lr), wd = static_cast<T>(group.weight_decay);
+    T* w = p.data();
+    const T* g = grad.data();
+    const bool first = !state.buffers.count("momentum_buffer");
+    T* buf = nullptr;
+    if (mu != 0) {
+      if (first) state.buffers["momentum_buffer"] = Tensor<T>::empty(p.shape());
+      buf = state.buffers["momentum_buffer"].data();
+    }
+    ++state.step;
+    diffuse::detail::parallel_for(p.numel(), [&](std::int64_t i) {
+      T d = wd != 0 ? g[i] + wd * w[i] : g[i];
+      if (buf) {
+        buf[i] = first ? d : mu * buf[i] + one_minus_damp * d;
+        d = nesterov ? d + mu * buf[i] : buf[i];
+      }
+      w[i] -= lr * d;
+    });
+  });
+}
+
+template <class T>
+auto SGD<T>::options_json() const -> nlohmann::json {
+  return {{"lr", options_.lr},
+          {"momentum", options_.momentum},
+          {"dampening", options_.dampening},
+          {"weight_decay", options_.weight_decay},
+          {"nesterov", options_.nesterov}};
+}
+
+template <class T>
 SGD(std::vector<Tensor<T>>, SGDOptions) -> SGD<T>;
 template <class T>
 SGD(std::vector<ParamGroup<T>>, SGDOptions) -> SGD<T>;
+
+/// What the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_OPTIM_SGD_TEMPLATES(X, T) X(class SGD<T>)
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_OPTIM_SGD_TEMPLATES)
 
 }  // namespace diffuse::optim

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/io/config.hpp"
 #include "diffuse/io/image.hpp"
 #include "diffuse/io/json.hpp"
@@ -74,72 +75,16 @@ class DiffusionPipeline {
   /// sigma-based schedulers work too). Returns [batch, C, H, W] mapped from [-1, 1] to [0, 1].
   /// Images larger than io::max_image_pixels() are refused (a damaged config's sample_size 1e5 would
   /// ask for 1e10 pixels), and running out of memory is an Error that says what was being sampled.
-  Tensor<T> operator()(const SampleOptions& options, Generator& gen) {
-    const auto& config = unet_->config();
-    const std::int64_t h = options.height.value_or(config.sample_size ? config.sample_size->height : 0);
-    const std::int64_t w = options.width.value_or(config.sample_size ? config.sample_size->width : 0);
-    if (options.batch_size < 1 || h < 1 || w < 1)
-      throw Error("DiffusionPipeline: batch_size, height and width must be positive (got " +
-                  std::to_string(options.batch_size) + ", " + std::to_string(h) + ", " + std::to_string(w) +
-                  "; the UNet config has no sample_size to default to)");
-    if (h > io::max_image_pixels().load() / w)
-      throw Error("DiffusionPipeline: " + std::to_string(h) + "x" + std::to_string(w) +
-                  " images are more pixels than the limit of " +
-                  std::to_string(io::max_image_pixels().load()) + " (io::max_image_pixels())");
-    try {
-      return sample(options, gen, h, w);
-    } catch (const std::bad_alloc&) {
-      throw Error("DiffusionPipeline: out of memory sampling " + std::to_string(options.batch_size) +
-                  " images of " + std::to_string(h) + "x" + std::to_string(w) + "; sample fewer at a time");
-    }
-  }
+  Tensor<T> operator()(const SampleOptions& options, Generator& gen);
 
   /// Writes model_index.json, unet/ (config.json, diffusion_pytorch_model.safetensors) and
   /// scheduler/scheduler_config.json into `dir`.
-  void save_pretrained(const std::filesystem::path& dir) const {
-    unet_->save_pretrained(dir / "unet");
-    schedulers::save_scheduler(*scheduler_, dir / "scheduler");
-    io::json index = {{"_class_name", class_name_},
-                      {"_diffusers_version", io::kDiffusersVersion},
-                      {"scheduler", {"diffusers", scheduler_->class_name()}},
-                      {"unet", {"diffusers", "UNet2DModel"}}};
-    io::write_json(dir / "model_index.json", index);
-  }
+  void save_pretrained(const std::filesystem::path& dir) const;
 
   /// Loads a diffusers pipeline folder (one with a UNet2DModel and a scheduler). diffuse::FileError
   /// for a folder with other components (vae, text_encoder, ...) or another kind of unet.
   static DiffusionPipeline from_pretrained(const std::filesystem::path& dir,
-                                           models::PretrainedOptions options = {}) {
-    const auto index_path = dir / "model_index.json";
-    const io::json index = io::read_json(index_path);
-    if (!index.is_object()) throw FileError("'" + index_path.string() + "': not a JSON object");
-    for (const char* part : {"unet", "scheduler"})
-      if (!index.contains(part))
-        throw FileError("'" + index_path.string() + "': no \"" + std::string(part) +
-                        "\" entry; not a UNet pipeline");
-    // A latent or text-to-image pipeline has more parts (vae, text_encoder, ...): say which.
-    for (auto it = index.begin(); it != index.end(); ++it)
-      if (it.key().rfind('_', 0) != 0 && it.key() != "unet" && it.key() != "scheduler" &&
-          !it.value().is_null())
-        throw FileError("'" + index_path.string() + "': component \"" + it.key() + "\" (" +
-                        io::describe_json(it.value()) +
-                        ") is not supported; diffuse loads pipelines made of a UNet2DModel and a scheduler");
-    if (index["unet"].is_array() && index["unet"].size() == 2 && index["unet"][1] != "UNet2DModel")
-      throw FileError("'" + index_path.string() + "': the unet is a " + io::describe_json(index["unet"][1]) +
-                      ", diffuse loads UNet2DModel");
-    // new UNet(prvalue) constructs in place: a Module is neither copied nor moved.
-    std::shared_ptr<UNet> unet(new UNet(UNet::from_pretrained(dir / "unet", options)));
-    std::shared_ptr<Scheduler> scheduler =
-        schedulers::load_scheduler<T>(dir / "scheduler" / "scheduler_config.json");
-    std::string class_name = "DDPMPipeline";
-    if (index.contains("_class_name")) {
-      if (!index["_class_name"].is_string())
-        throw FileError("'" + index_path.string() + "': \"_class_name\" must be a string, got " +
-                        io::describe_json(index["_class_name"]));
-      class_name = index["_class_name"].get<std::string>();
-    }
-    return DiffusionPipeline(std::move(unet), std::move(scheduler), class_name);
-  }
+                                           models::PretrainedOptions options = {});
 
   /// The model.
   UNet& unet() const { return *unet_; }
@@ -156,78 +101,154 @@ class DiffusionPipeline {
   const std::string& class_name() const { return class_name_; }
 
  private:
-  Tensor<T> sample(const SampleOptions& options, Generator& gen, std::int64_t h, std::int64_t w) {
-    const auto& config = unet_->config();
-    NoGradGuard no_grad;
-    // Sampling is inference: dropout off (the previous mode is restored afterwards).
-    struct EvalMode {
-      UNet& m;
-      bool was_training;
-      ~EvalMode() { m.train(was_training); }
-    } eval_mode{*unet_, unet_->is_training()};
-    unet_->eval();
-    const Tensor<T> class_labels = labels_for(options);
-    if (!options.step_kwargs.empty()) scheduler_->set_step_kwargs(options.step_kwargs);
-    scheduler_->set_timesteps(options.num_inference_steps);
-    const Shape shape{options.batch_size, config.in_channels, h, w};
-    Tensor<T> image;
-    if (options.noise) {
-      if (options.noise->shape() != shape)
-        throw Error("DiffusionPipeline: the initial noise has shape " + to_string(options.noise->shape()) +
-                    ", expected " + to_string(shape));
-      image = Tensor<T>::empty(shape);
-      std::copy(options.noise->begin(), options.noise->end(), image.data());
-    } else {
-      image = gen.randn<T>(shape);
-    }
-    if (const double sigma = scheduler_->init_noise_sigma(); sigma != 1.0)
-      image = image * static_cast<T>(sigma);
-    const auto timesteps = scheduler_->timesteps();
-    for (std::size_t i = 0; i < timesteps.size(); ++i) {
-      const double t = timesteps[i];
-      Tensor<T> model_output = (*unet_)(scheduler_->scale_model_input(image, t), t, class_labels);
-      image = scheduler_->step(model_output, t, image, gen).prev_sample;
-      if (options.on_step)
-        options.on_step(static_cast<std::int64_t>(i), static_cast<std::int64_t>(timesteps.size()));
-    }
-    return clamp(image * T(0.5) + T(0.5), T(0), T(1));
-  }
+  Tensor<T> sample(const SampleOptions& options, Generator& gen, std::int64_t h, std::int64_t w);
 
   // The class labels of a sampling call as a tensor [batch_size], checked against the UNet.
-  Tensor<T> labels_for(const SampleOptions& o) const {
-    const std::int64_t classes = num_classes();
-    if (classes == 0) {
-      if (!o.class_labels.empty())
-        throw Error(
-            "DiffusionPipeline: class_labels given, but the UNet is not class-conditional (no "
-            "num_class_embeds)");
-      return {};
-    }
-    if (o.class_labels.empty())
-      throw Error("DiffusionPipeline: the UNet is class-conditional (num_class_embeds " +
-                  std::to_string(classes) + "): pass class_labels");
-    const auto n = static_cast<std::int64_t>(o.class_labels.size());
-    if (n != 1 && n != o.batch_size)
-      throw Error("DiffusionPipeline: " + std::to_string(n) + " class_labels for a batch of " +
-                  std::to_string(o.batch_size) + " (give one, or one per image)");
-    Tensor<T> labels = Tensor<T>::empty({o.batch_size});
-    for (std::int64_t i = 0; i < o.batch_size; ++i) {
-      const std::int64_t c = o.class_labels[n == 1 ? 0 : i];
-      if (c < 0 || c >= classes)
-        throw Error("DiffusionPipeline: class label " + std::to_string(c) + " is outside [0, " +
-                    std::to_string(classes) + ") (the UNet's num_class_embeds)");
-      labels.data()[i] = static_cast<T>(c);
-    }
-    return labels;
-  }
+  Tensor<T> labels_for(const SampleOptions& o) const;
 
   std::shared_ptr<UNet> unet_;
   std::shared_ptr<Scheduler> scheduler_;
   std::string class_name_;
 };
 
+template <class T>
+auto DiffusionPipeline<T>::operator()(const SampleOptions& options, Generator& gen) -> Tensor<T> {
+  const auto& config = unet_->config();
+  const std::int64_t h = options.height.value_or(config.sample_size ? config.sample_size->height : 0);
+  const std::int64_t w = options.width.value_or(config.sample_size ? config.sample_size->width : 0);
+  if (options.batch_size < 1 || h < 1 || w < 1)
+    throw Error("DiffusionPipeline: batch_size, height and width must be positive (got " +
+                std::to_string(options.batch_size) + ", " + std::to_string(h) + ", " + std::to_string(w) +
+                "; the UNet config has no sample_size to default to)");
+  if (h > io::max_image_pixels().load() / w)
+    throw Error("DiffusionPipeline: " + std::to_string(h) + "x" + std::to_string(w) +
+                " images are more pixels than the limit of " + std::to_string(io::max_image_pixels().load()) +
+                " (io::max_image_pixels())");
+  try {
+    return sample(options, gen, h, w);
+  } catch (const std::bad_alloc&) {
+    throw Error("DiffusionPipeline: out of memory sampling " + std::to_string(options.batch_size) +
+                " images of " + std::to_string(h) + "x" + std::to_string(w) + "; sample fewer at a time");
+  }
+}
+
+template <class T>
+void DiffusionPipeline<T>::save_pretrained(const std::filesystem::path& dir) const {
+  unet_->save_pretrained(dir / "unet");
+  schedulers::save_scheduler(*scheduler_, dir / "scheduler");
+  io::json index = {{"_class_name", class_name_},
+                    {"_diffusers_version", io::kDiffusersVersion},
+                    {"scheduler", {"diffusers", scheduler_->class_name()}},
+                    {"unet", {"diffusers", "UNet2DModel"}}};
+  io::write_json(dir / "model_index.json", index);
+}
+
+template <class T>
+auto DiffusionPipeline<T>::from_pretrained(const std::filesystem::path& dir,
+                                           models::PretrainedOptions options) -> DiffusionPipeline {
+  const auto index_path = dir / "model_index.json";
+  const io::json index = io::read_json(index_path);
+  if (!index.is_object()) throw FileError("'" + index_path.string() + "': not a JSON object");
+  for (const char* part : {"unet", "scheduler"})
+    if (!index.contains(part))
+      throw FileError("'" + index_path.string() + "': no \"" + std::string(part) +
+                      "\" entry; not a UNet pipeline");
+  // A latent or text-to-image pipeline has more parts (vae, text_encoder, ...): say which.
+  for (auto it = index.begin(); it != index.end(); ++it)
+    if (it.key().rfind('_', 0) != 0 && it.key() != "unet" && it.key() != "scheduler" && !it.value().is_null())
+      throw FileError("'" + index_path.string() + "': component \"" + it.key() + "\" (" +
+                      io::describe_json(it.value()) +
+                      ") is not supported; diffuse loads pipelines made of a UNet2DModel and a scheduler");
+  if (index["unet"].is_array() && index["unet"].size() == 2 && index["unet"][1] != "UNet2DModel")
+    throw FileError("'" + index_path.string() + "': the unet is a " + io::describe_json(index["unet"][1]) +
+                    ", diffuse loads UNet2DModel");
+  // new UNet(prvalue) constructs in place: a Module is neither copied nor moved.
+  std::shared_ptr<UNet> unet(new UNet(UNet::from_pretrained(dir / "unet", options)));
+  std::shared_ptr<Scheduler> scheduler =
+      schedulers::load_scheduler<T>(dir / "scheduler" / "scheduler_config.json");
+  std::string class_name = "DDPMPipeline";
+  if (index.contains("_class_name")) {
+    if (!index["_class_name"].is_string())
+      throw FileError("'" + index_path.string() + "': \"_class_name\" must be a string, got " +
+                      io::describe_json(index["_class_name"]));
+    class_name = index["_class_name"].get<std::string>();
+  }
+  return DiffusionPipeline(std::move(unet), std::move(scheduler), class_name);
+}
+
+template <class T>
+auto DiffusionPipeline<T>::sample(const SampleOptions& options, Generator& gen, std::int64_t h,
+                                  std::int64_t w) -> Tensor<T> {
+  const auto& config = unet_->config();
+  NoGradGuard no_grad;
+  // Sampling is inference: dropout off (the previous mode is restored afterwards).
+  struct EvalMode {
+    UNet& m;
+    bool was_training;
+    ~EvalMode() { m.train(was_training); }
+  } eval_mode{*unet_, unet_->is_training()};
+  unet_->eval();
+  const Tensor<T> class_labels = labels_for(options);
+  if (!options.step_kwargs.empty()) scheduler_->set_step_kwargs(options.step_kwargs);
+  scheduler_->set_timesteps(options.num_inference_steps);
+  const Shape shape{options.batch_size, config.in_channels, h, w};
+  Tensor<T> image;
+  if (options.noise) {
+    if (options.noise->shape() != shape)
+      throw Error("DiffusionPipeline: the initial noise has shape " + to_string(options.noise->shape()) +
+                  ", expected " + to_string(shape));
+    image = Tensor<T>::empty(shape);
+    std::copy(options.noise->begin(), options.noise->end(), image.data());
+  } else {
+    image = gen.randn<T>(shape);
+  }
+  if (const double sigma = scheduler_->init_noise_sigma(); sigma != 1.0)
+    image = image * static_cast<T>(sigma);
+  const auto timesteps = scheduler_->timesteps();
+  for (std::size_t i = 0; i < timesteps.size(); ++i) {
+    const double t = timesteps[i];
+    Tensor<T> model_output = (*unet_)(scheduler_->scale_model_input(image, t), t, class_labels);
+    image = scheduler_->step(model_output, t, image, gen).prev_sample;
+    if (options.on_step)
+      options.on_step(static_cast<std::int64_t>(i), static_cast<std::int64_t>(timesteps.size()));
+  }
+  return clamp(image * T(0.5) + T(0.5), T(0), T(1));
+}
+
+template <class T>
+auto DiffusionPipeline<T>::labels_for(const SampleOptions& o) const -> Tensor<T> {
+  const std::int64_t classes = num_classes();
+  if (classes == 0) {
+    if (!o.class_labels.empty())
+      throw Error(
+          "DiffusionPipeline: class_labels given, but the UNet is not class-conditional (no "
+          "num_class_embeds)");
+    return {};
+  }
+  if (o.class_labels.empty())
+    throw Error("DiffusionPipeline: the UNet is class-conditional (num_class_embeds " +
+                std::to_string(classes) + "): pass class_labels");
+  const auto n = static_cast<std::int64_t>(o.class_labels.size());
+  if (n != 1 && n != o.batch_size)
+    throw Error("DiffusionPipeline: " + std::to_string(n) + " class_labels for a batch of " +
+                std::to_string(o.batch_size) + " (give one, or one per image)");
+  Tensor<T> labels = Tensor<T>::empty({o.batch_size});
+  for (std::int64_t i = 0; i < o.batch_size; ++i) {
+    const std::int64_t c = o.class_labels[n == 1 ? 0 : i];
+    if (c < 0 || c >= classes)
+      throw Error("DiffusionPipeline: class label " + std::to_string(c) + " is outside [0, " +
+                  std::to_string(classes) + ") (the UNet's num_class_embeds)");
+    labels.data()[i] = static_cast<T>(c);
+  }
+  return labels;
+}
+
 /// diffusers' name for the same thing.
 template <class T = float>
 using DDPMPipeline = DiffusionPipeline<T>;
+
+/// What the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_PIPELINES_DIFFUSION_PIPELINE_TEMPLATES(X, T) X(class DiffusionPipeline<T>)
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_PIPELINES_DIFFUSION_PIPELINE_TEMPLATES)
 
 }  // namespace diffuse::pipelines

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/schedulers/scheduler.hpp"
 
 namespace diffuse::schedulers {
@@ -90,21 +91,7 @@ class DDIMScheduler : public Scheduler<T> {
   /// Builds the training schedule. Throws diffuse::Error for an unknown option value, a
   /// num_train_timesteps out of range or a beta outside (0, 1).
   /// `options` are the step() keyword arguments.
-  explicit DDIMScheduler(Config config = {}, StepOptions options = {})
-      : step_options(options), config_(std::move(config)) {
-    const std::string cls = kClassName;
-    detail::check_one_of(cls, "prediction_type", config_.prediction_type,
-                         {"epsilon", "sample", "v_prediction"});
-    detail::check_one_of(cls, "timestep_spacing", config_.timestep_spacing,
-                         {"linspace", "leading", "trailing"});
-    auto betas = detail::make_betas(cls, config_.beta_schedule, config_.num_train_timesteps,
-                                    config_.beta_start, config_.beta_end, config_.trained_betas);
-    if (config_.rescale_betas_zero_snr) betas = detail::rescale_zero_terminal_snr(betas);
-    this->init_schedule(std::move(betas));
-    final_alpha_cumprod_ = config_.set_alpha_to_one ? 1.0f : this->alphas_cumprod_[0];
-    for (std::int64_t t = config_.num_train_timesteps - 1; t >= 0; --t)
-      this->timesteps_.push_back(static_cast<double>(t));
-  }
+  explicit DDIMScheduler(Config config = {}, StepOptions options = {});
   /// From a diffusers config (any scheduler's: keys this one does not know are ignored).
   /// Throws diffuse::Error for a value of the wrong type or an invalid one.
   static DDIMScheduler from_config(const json& j) {
@@ -117,17 +104,7 @@ class DDIMScheduler : public Scheduler<T> {
   json to_json() const override { return detail::config_to_json(config_, kClassName); }
   /// Sets step_options from {"eta": number, "use_clipped_model_output": bool}; any other key
   /// or type throws diffuse::Error.
-  void set_step_kwargs(const json& kwargs) override {
-    for (const auto& [key, value] : kwargs.items()) {
-      if (key == "eta" && value.is_number())
-        step_options.eta = value.template get<double>();
-      else if (key == "use_clipped_model_output" && value.is_boolean())
-        step_options.use_clipped_model_output = value.template get<bool>();
-      else
-        throw Error(std::string(kClassName) + ".step: unknown or mistyped argument '" + key +
-                    "' = " + value.dump() + "; accepted: eta (number), use_clipped_model_output (bool)");
-    }
-  }
+  void set_step_kwargs(const json& kwargs) override;
 
   void set_timesteps(std::int64_t n) override {
     this->check_num_steps(n);
@@ -143,58 +120,96 @@ class DDIMScheduler : public Scheduler<T> {
 
  protected:
   SchedulerOutput<T> step_impl(const Tensor<T>& model_output, double t_in, const Tensor<T>& sample,
-                               const Tensor<T>& noise) override {
-    if (this->num_inference_steps_ == 0)
-      throw Error(std::string(kClassName) + ".step: call set_timesteps(num_inference_steps) first");
-    // eta^2 enters the step: a negative eta would act as a noiseless |eta| (diffusers takes it).
-    if (!(step_options.eta >= 0))
-      throw Error(std::string(kClassName) + ".step: eta must be non-negative, got " +
-                  std::to_string(step_options.eta));
-    this->check_step_shapes(model_output, sample);
-    const std::int64_t t = this->train_index("step", t_in);
-    const std::int64_t prev_t = t - config_.num_train_timesteps / this->num_inference_steps_;
-
-    const float apt = this->alphas_cumprod_[t];
-    const float apt_prev = prev_t >= 0 ? this->alphas_cumprod_[prev_t] : final_alpha_cumprod_;
-    const float bpt = 1.0f - apt, bpt_prev = 1.0f - apt_prev;
-    const double sa = std::sqrt(apt), sb = std::sqrt(bpt);
-
-    const std::int64_t n = sample.numel();
-    const T *s = sample.data(), *m = model_output.data();
-    Tensor<T> x0 = Tensor<T>::empty(sample.shape()), eps = Tensor<T>::empty(sample.shape());
-    for (std::int64_t i = 0; i < n; ++i) {
-      if (config_.prediction_type == "epsilon") {
-        x0.data()[i] = static_cast<T>((s[i] - sb * m[i]) / sa);
-        eps.data()[i] = m[i];
-      } else if (config_.prediction_type == "sample") {
-        x0.data()[i] = m[i];
-        eps.data()[i] = static_cast<T>((s[i] - sa * m[i]) / sb);
-      } else {
-        x0.data()[i] = static_cast<T>(sa * s[i] - sb * m[i]);
-        eps.data()[i] = static_cast<T>(sa * m[i] + sb * s[i]);
-      }
-    }
-    if (config_.thresholding)
-      x0 = detail::threshold_sample(x0, config_.dynamic_thresholding_ratio, config_.sample_max_value);
-    else if (config_.clip_sample)
-      x0 = Base::clamp(x0, -config_.clip_sample_range, config_.clip_sample_range);
-
-    const float variance = bpt_prev / bpt * (1.0f - apt / apt_prev);
-    const float std_dev = static_cast<float>(step_options.eta) * std::sqrt(variance);
-    if (step_options.use_clipped_model_output)
-      for (std::int64_t i = 0; i < n; ++i) eps.data()[i] = static_cast<T>((s[i] - sa * x0.data()[i]) / sb);
-
-    const double dir_coeff = std::sqrt(1.0f - apt_prev - std_dev * std_dev);
-    Tensor<T> prev = Base::axpby(std::sqrt(apt_prev), x0, dir_coeff, eps);
-    if (step_options.eta > 0)
-      for (std::int64_t i = 0; i < n; ++i)
-        prev.data()[i] = static_cast<T>(prev.data()[i] + static_cast<double>(std_dev) * noise.data()[i]);
-    return {prev, x0};
-  }
+                               const Tensor<T>& noise) override;
 
  private:
   Config config_;
   float final_alpha_cumprod_ = 1.0f;
 };
+
+template <class T>
+DDIMScheduler<T>::DDIMScheduler(Config config, StepOptions options)
+    : step_options(options), config_(std::move(config)) {
+  const std::string cls = kClassName;
+  detail::check_one_of(cls, "prediction_type", config_.prediction_type,
+                       {"epsilon", "sample", "v_prediction"});
+  detail::check_one_of(cls, "timestep_spacing", config_.timestep_spacing,
+                       {"linspace", "leading", "trailing"});
+  auto betas = detail::make_betas(cls, config_.beta_schedule, config_.num_train_timesteps, config_.beta_start,
+                                  config_.beta_end, config_.trained_betas);
+  if (config_.rescale_betas_zero_snr) betas = detail::rescale_zero_terminal_snr(betas);
+  this->init_schedule(std::move(betas));
+  final_alpha_cumprod_ = config_.set_alpha_to_one ? 1.0f : this->alphas_cumprod_[0];
+  for (std::int64_t t = config_.num_train_timesteps - 1; t >= 0; --t)
+    this->timesteps_.push_back(static_cast<double>(t));
+}
+
+template <class T>
+void DDIMScheduler<T>::set_step_kwargs(const json& kwargs) {
+  for (const auto& [key, value] : kwargs.items()) {
+    if (key == "eta" && value.is_number())
+      step_options.eta = value.template get<double>();
+    else if (key == "use_clipped_model_output" && value.is_boolean())
+      step_options.use_clipped_model_output = value.template get<bool>();
+    else
+      throw Error(std::string(kClassName) + ".step: unknown or mistyped argument '" + key +
+                  "' = " + value.dump() + "; accepted: eta (number), use_clipped_model_output (bool)");
+  }
+}
+
+template <class T>
+auto DDIMScheduler<T>::step_impl(const Tensor<T>& model_output, double t_in, const Tensor<T>& sample,
+                                 const Tensor<T>& noise) -> SchedulerOutput<T> {
+  if (this->num_inference_steps_ == 0)
+    throw Error(std::string(kClassName) + ".step: call set_timesteps(num_inference_steps) first");
+  // eta^2 enters the step: a negative eta would act as a noiseless |eta| (diffusers takes it).
+  if (!(step_options.eta >= 0))
+    throw Error(std::string(kClassName) + ".step: eta must be non-negative, got " +
+                std::to_string(step_options.eta));
+  this->check_step_shapes(model_output, sample);
+  const std::int64_t t = this->train_index("step", t_in);
+  const std::int64_t prev_t = t - config_.num_train_timesteps / this->num_inference_steps_;
+
+  const float apt = this->alphas_cumprod_[t];
+  const float apt_prev = prev_t >= 0 ? this->alphas_cumprod_[prev_t] : final_alpha_cumprod_;
+  const float bpt = 1.0f - apt, bpt_prev = 1.0f - apt_prev;
+  const double sa = std::sqrt(apt), sb = std::sqrt(bpt);
+
+  const std::int64_t n = sample.numel();
+  const T *s = sample.data(), *m = model_output.data();
+  Tensor<T> x0 = Tensor<T>::empty(sample.shape()), eps = Tensor<T>::empty(sample.shape());
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (config_.prediction_type == "epsilon") {
+      x0.data()[i] = static_cast<T>((s[i] - sb * m[i]) / sa);
+      eps.data()[i] = m[i];
+    } else if (config_.prediction_type == "sample") {
+      x0.data()[i] = m[i];
+      eps.data()[i] = static_cast<T>((s[i] - sa * m[i]) / sb);
+    } else {
+      x0.data()[i] = static_cast<T>(sa * s[i] - sb * m[i]);
+      eps.data()[i] = static_cast<T>(sa * m[i] + sb * s[i]);
+    }
+  }
+  if (config_.thresholding)
+    x0 = detail::threshold_sample(x0, config_.dynamic_thresholding_ratio, config_.sample_max_value);
+  else if (config_.clip_sample)
+    x0 = Base::clamp(x0, -config_.clip_sample_range, config_.clip_sample_range);
+
+  const float variance = bpt_prev / bpt * (1.0f - apt / apt_prev);
+  const float std_dev = static_cast<float>(step_options.eta) * std::sqrt(variance);
+  if (step_options.use_clipped_model_output)
+    for (std::int64_t i = 0; i < n; ++i) eps.data()[i] = static_cast<T>((s[i] - sa * x0.data()[i]) / sb);
+
+  const double dir_coeff = std::sqrt(1.0f - apt_prev - std_dev * std_dev);
+  Tensor<T> prev = Base::axpby(std::sqrt(apt_prev), x0, dir_coeff, eps);
+  if (step_options.eta > 0)
+    for (std::int64_t i = 0; i < n; ++i)
+      prev.data()[i] = static_cast<T>(prev.data()[i] + static_cast<double>(std_dev) * noise.data()[i]);
+  return {prev, x0};
+}
+
+/// What the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_SCHEDULERS_DDIM_TEMPLATES(X, T) X(class DDIMScheduler<T>)
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_SCHEDULERS_DDIM_TEMPLATES)
 
 }  // namespace diffuse::schedulers

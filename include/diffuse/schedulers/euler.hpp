@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/schedulers/sigma_scheduler.hpp"
 
 namespace diffuse::schedulers {
@@ -75,19 +76,7 @@ class EulerDiscreteScheduler : public SigmaScheduler<T> {
   /// Builds the training schedule. Throws diffuse::Error for an unknown option value, a
   /// num_train_timesteps out of range or a beta outside (0, 1).
   /// `options` are the step() keyword arguments.
-  explicit EulerDiscreteScheduler(Config config = {}, StepOptions options = {})
-      : step_options(options), config_(std::move(config)) {
-    const std::string cls = kClassName;
-    detail::check_one_of(cls, "prediction_type", config_.prediction_type,
-                         {"epsilon", "sample", "original_sample", "v_prediction"});
-    detail::check_one_of(cls, "interpolation_type", config_.interpolation_type, {"linear", "log_linear"});
-    detail::check_one_of(cls, "timestep_spacing", config_.timestep_spacing,
-                         {"linspace", "leading", "trailing"});
-    this->init_sigma_schedule(detail::make_betas(cls, config_.beta_schedule, config_.num_train_timesteps,
-                                                 config_.beta_start, config_.beta_end, config_.trained_betas),
-                              config_.timestep_spacing);
-    this->use_all_training_timesteps();
-  }
+  explicit EulerDiscreteScheduler(Config config = {}, StepOptions options = {});
   /// From a diffusers config (any scheduler's: keys this one does not know are ignored).
   /// Throws diffuse::Error for a value of the wrong type or an invalid one.
   static EulerDiscreteScheduler from_config(const json& j) {
@@ -100,43 +89,9 @@ class EulerDiscreteScheduler : public SigmaScheduler<T> {
   json to_json() const override { return detail::config_to_json(config_, kClassName); }
   /// Sets step_options from numbers named s_churn, s_tmin, s_tmax and s_noise; any other key or
   /// type throws diffuse::Error.
-  void set_step_kwargs(const json& kwargs) override {
-    for (const auto& [key, value] : kwargs.items()) {
-      if (!value.is_number())
-        throw Error(std::string(kClassName) + ".step: argument '" + key + "' must be a number, got " +
-                    value.dump());
-      const double v = value.template get<double>();
-      if (key == "s_churn")
-        step_options.s_churn = v;
-      else if (key == "s_tmin")
-        step_options.s_tmin = v;
-      else if (key == "s_tmax")
-        step_options.s_tmax = v;
-      else if (key == "s_noise")
-        step_options.s_noise = v;
-      else
-        throw Error(std::string(kClassName) + ".step: unknown argument '" + key +
-                    "'; accepted: s_churn, s_tmin, s_tmax, s_noise");
-    }
-  }
+  void set_step_kwargs(const json& kwargs) override;
 
-  void set_timesteps(std::int64_t n) override {
-    this->check_num_steps(n);
-    this->num_inference_steps_ = n;
-    std::vector<double> ts = this->discrete_timesteps(config_.num_train_timesteps, n, config_.steps_offset);
-    std::vector<double> sig;
-    if (config_.interpolation_type == "linear") {
-      sig = this->interp_sigmas(ts);
-    } else {  // log_linear, exactly as diffusers 0.21 writes it (ascending float32 values)
-      const float lo = std::log(this->train_sigmas_.back()), hi = std::log(this->train_sigmas_.front());
-      for (float v : detail::torch_linspace_f32(lo, hi, n + 1)) sig.push_back(std::exp(v));
-    }
-    if (config_.use_karras_sigmas) this->to_karras(sig, ts, n);
-    this->sigmas_.assign(sig.begin(), sig.end());
-    this->sigmas_.push_back(0.0f);
-    this->timesteps_ = ts;
-    this->step_index_ = -1;
-  }
+  void set_timesteps(std::int64_t n) override;
 
   bool step_draws_noise(double t) const override { return gamma_at(t) > 0; }
 
@@ -145,54 +100,120 @@ class EulerDiscreteScheduler : public SigmaScheduler<T> {
 
  protected:
   SchedulerOutput<T> step_impl(const Tensor<T>& model_output, double t, const Tensor<T>& sample_in,
-                               const Tensor<T>& noise) override {
-    this->check_step_shapes(model_output, sample_in);
-    this->begin_step(t);
-    const float sigma = this->sigmas_[this->step_index_];
-    const double gamma = gamma_at(t);
-    const float sigma_hat = static_cast<float>(sigma * static_cast<float>(gamma + 1));
-    Tensor<T> sample = sample_in;
-    if (gamma > 0) {
-      const double c = std::sqrt(sigma_hat * sigma_hat - sigma * sigma) * step_options.s_noise;
-      sample = Scheduler<T>::axpby(1.0, sample_in, c, noise);
-    }
-    const std::int64_t n = sample.numel();
-    const T *s = sample.data(), *m = model_output.data();
-    Tensor<T> x0 = Tensor<T>::empty(sample.shape());
-    const std::string& pt = config_.prediction_type;
-    const double v_a = -sigma / std::sqrt(sigma * sigma + 1.0f), v_b = sigma * sigma + 1.0f;
-    for (std::int64_t i = 0; i < n; ++i) {
-      if (pt == "epsilon")
-        x0.data()[i] = static_cast<T>(s[i] - static_cast<double>(sigma_hat) * m[i]);
-      else if (pt == "v_prediction")
-        x0.data()[i] = static_cast<T>(m[i] * v_a + s[i] / v_b);
-      else
-        x0.data()[i] = m[i];
-    }
-    const double dt = this->sigmas_[this->step_index_ + 1] - sigma_hat;
-    Tensor<T> prev = Tensor<T>::empty(sample.shape());
-    for (std::int64_t i = 0; i < n; ++i) {
-      const double derivative = (s[i] - static_cast<double>(x0.data()[i])) / sigma_hat;
-      prev.data()[i] = static_cast<T>(s[i] + derivative * dt);
-    }
-    ++this->step_index_;
-    return {prev, x0};
-  }
+                               const Tensor<T>& noise) override;
 
  private:
-  double gamma_at(double t) const {
-    if (step_options.s_churn <= 0) return 0.0;
-    std::int64_t idx = this->step_index_;
-    if (idx < 0) {
-      idx = this->find_timestep(t);
-      if (idx < 0) return 0.0;
-    }
-    const float sigma = this->sigmas_[idx];
-    if (!(step_options.s_tmin <= sigma && sigma <= step_options.s_tmax)) return 0.0;
-    return std::min(step_options.s_churn / static_cast<double>(this->sigmas_.size() - 1), std::sqrt(2.0) - 1);
-  }
+  double gamma_at(double t) const;
 
   Config config_;
 };
+
+template <class T>
+EulerDiscreteScheduler<T>::EulerDiscreteScheduler(Config config, StepOptions options)
+    : step_options(options), config_(std::move(config)) {
+  const std::string cls = kClassName;
+  detail::check_one_of(cls, "prediction_type", config_.prediction_type,
+                       {"epsilon", "sample", "original_sample", "v_prediction"});
+  detail::check_one_of(cls, "interpolation_type", config_.interpolation_type, {"linear", "log_linear"});
+  detail::check_one_of(cls, "timestep_spacing", config_.timestep_spacing,
+                       {"linspace", "leading", "trailing"});
+  this->init_sigma_schedule(detail::make_betas(cls, config_.beta_schedule, config_.num_train_timesteps,
+                                               config_.beta_start, config_.beta_end, config_.trained_betas),
+                            config_.timestep_spacing);
+  this->use_all_training_timesteps();
+}
+
+template <class T>
+void EulerDiscreteScheduler<T>::set_step_kwargs(const json& kwargs) {
+  for (const auto& [key, value] : kwargs.items()) {
+    if (!value.is_number())
+      throw Error(std::string(kClassName) + ".step: argument '" + key + "' must be a number, got " +
+                  value.dump());
+    const double v = value.template get<double>();
+    if (key == "s_churn")
+      step_options.s_churn = v;
+    else if (key == "s_tmin")
+      step_options.s_tmin = v;
+    else if (key == "s_tmax")
+      step_options.s_tmax = v;
+    else if (key == "s_noise")
+      step_options.s_noise = v;
+    else
+      throw Error(std::string(kClassName) + ".step: unknown argument '" + key +
+                  "'; accepted: s_churn, s_tmin, s_tmax, s_noise");
+  }
+}
+
+template <class T>
+void EulerDiscreteScheduler<T>::set_timesteps(std::int64_t n) {
+  this->check_num_steps(n);
+  this->num_inference_steps_ = n;
+  std::vector<double> ts = this->discrete_timesteps(config_.num_train_timesteps, n, config_.steps_offset);
+  std::vector<double> sig;
+  if (config_.interpolation_type == "linear") {
+    sig = this->interp_sigmas(ts);
+  } else {  // log_linear, exactly as diffusers 0.21 writes it (ascending float32 values)
+    const float lo = std::log(this->train_sigmas_.back()), hi = std::log(this->train_sigmas_.front());
+    for (float v : detail::torch_linspace_f32(lo, hi, n + 1)) sig.push_back(std::exp(v));
+  }
+  if (config_.use_karras_sigmas) this->to_karras(sig, ts, n);
+  this->sigmas_.assign(sig.begin(), sig.end());
+  this->sigmas_.push_back(0.0f);
+  this->timesteps_ = ts;
+  this->step_index_ = -1;
+}
+
+template <class T>
+auto EulerDiscreteScheduler<T>::step_impl(const Tensor<T>& model_output, double t, const Tensor<T>& sample_in,
+                                          const Tensor<T>& noise) -> SchedulerOutput<T> {
+  this->check_step_shapes(model_output, sample_in);
+  this->begin_step(t);
+  const float sigma = this->sigmas_[this->step_index_];
+  const double gamma = gamma_at(t);
+  const float sigma_hat = static_cast<float>(sigma * static_cast<float>(gamma + 1));
+  Tensor<T> sample = sample_in;
+  if (gamma > 0) {
+    const double c = std::sqrt(sigma_hat * sigma_hat - sigma * sigma) * step_options.s_noise;
+    sample = Scheduler<T>::axpby(1.0, sample_in, c, noise);
+  }
+  const std::int64_t n = sample.numel();
+  const T *s = sample.data(), *m = model_output.data();
+  Tensor<T> x0 = Tensor<T>::empty(sample.shape());
+  const std::string& pt = config_.prediction_type;
+  const double v_a = -sigma / std::sqrt(sigma * sigma + 1.0f), v_b = sigma * sigma + 1.0f;
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (pt == "epsilon")
+      x0.data()[i] = static_cast<T>(s[i] - static_cast<double>(sigma_hat) * m[i]);
+    else if (pt == "v_prediction")
+      x0.data()[i] = static_cast<T>(m[i] * v_a + s[i] / v_b);
+    else
+      x0.data()[i] = m[i];
+  }
+  const double dt = this->sigmas_[this->step_index_ + 1] - sigma_hat;
+  Tensor<T> prev = Tensor<T>::empty(sample.shape());
+  for (std::int64_t i = 0; i < n; ++i) {
+    const double derivative = (s[i] - static_cast<double>(x0.data()[i])) / sigma_hat;
+    prev.data()[i] = static_cast<T>(s[i] + derivative * dt);
+  }
+  ++this->step_index_;
+  return {prev, x0};
+}
+
+template <class T>
+double EulerDiscreteScheduler<T>::gamma_at(double t) const {
+  if (step_options.s_churn <= 0) return 0.0;
+  std::int64_t idx = this->step_index_;
+  if (idx < 0) {
+    idx = this->find_timestep(t);
+    if (idx < 0) return 0.0;
+  }
+  const float sigma = this->sigmas_[idx];
+  if (!(step_options.s_tmin <= sigma && sigma <= step_options.s_tmax)) return 0.0;
+  return std::min(step_options.s_churn / static_cast<double>(this->sigmas_.size() - 1), std::sqrt(2.0) - 1);
+}
+
+/// What the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_SCHEDULERS_EULER_TEMPLATES(X, T) X(class EulerDiscreteScheduler<T>)
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_SCHEDULERS_EULER_TEMPLATES)
 
 }  // namespace diffuse::schedulers

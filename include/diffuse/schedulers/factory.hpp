@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/io/config.hpp"
 #include "diffuse/io/json.hpp"
 #include "diffuse/schedulers/ddim.hpp"
@@ -96,5 +97,13 @@ void save_scheduler(const Scheduler<T>& scheduler, const std::filesystem::path& 
   std::filesystem::create_directories(dir);
   io::write_json(dir / "scheduler_config.json", scheduler.to_json());
 }
+
+/// What the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_SCHEDULERS_FACTORY_TEMPLATES(X, T)                                                      \
+  X(std::unique_ptr<Scheduler<T>> make_scheduler<T>(const std::string& class_name, const json& config)) \
+  X(std::unique_ptr<Scheduler<T>> make_scheduler<T>(const json& config))                                \
+  X(std::unique_ptr<Scheduler<T>> load_scheduler<T>(const std::filesystem::path& path))                 \
+  X(void save_scheduler<T>(const Scheduler<T>& scheduler, const std::filesystem::path& dir))
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_SCHEDULERS_FACTORY_TEMPLATES)
 
 }  // namespace diffuse::schedulers

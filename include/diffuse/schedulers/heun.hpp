@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/schedulers/sigma_scheduler.hpp"
 
 namespace diffuse::schedulers {
@@ -66,19 +67,7 @@ class HeunDiscreteScheduler : public SigmaScheduler<T> {
 
   /// Builds the training schedule. Throws diffuse::Error for an unknown option value, a
   /// num_train_timesteps out of range or a beta outside (0, 1).
-  explicit HeunDiscreteScheduler(Config config = {}) : config_(std::move(config)) {
-    const std::string cls = kClassName;
-    detail::check_one_of(cls, "prediction_type", config_.prediction_type,
-                         {"epsilon", "sample", "v_prediction"});
-    detail::check_one_of(cls, "timestep_spacing", config_.timestep_spacing,
-                         {"linspace", "leading", "trailing"});
-    this->init_sigma_schedule(detail::make_betas(cls, config_.beta_schedule, config_.num_train_timesteps,
-                                                 config_.beta_start, config_.beta_end, config_.trained_betas,
-                                                 /*allow_exp=*/true),
-                              config_.timestep_spacing);
-    set_timesteps(config_.num_train_timesteps);
-    this->num_inference_steps_ = 0;
-  }
+  explicit HeunDiscreteScheduler(Config config = {});
   /// From a diffusers config (any scheduler's: keys this one does not know are ignored).
   /// Throws diffuse::Error for a value of the wrong type or an invalid one.
   static HeunDiscreteScheduler from_config(const json& j) {
@@ -93,84 +82,110 @@ class HeunDiscreteScheduler : public SigmaScheduler<T> {
 
   /// Chooses n noise levels: 2n - 1 timesteps, every one but the first twice. Clears the
   /// state of a half-done Heun step.
-  void set_timesteps(std::int64_t n) override {
-    this->check_num_steps(n);
-    this->num_inference_steps_ = n;
-    std::vector<double> ts = this->discrete_timesteps(config_.num_train_timesteps, n, config_.steps_offset);
-    std::vector<double> sig = this->interp_sigmas(ts);
-    if (config_.use_karras_sigmas) this->to_karras(sig, ts, n);
-    sig.push_back(0.0);
-    // sigmas: s0, s1, s1, ..., s_{n-1}, s_{n-1}, 0; timesteps: t0, t1, t1, ..., t_{n-1}, t_{n-1}
-    this->sigmas_.assign(1, static_cast<float>(sig[0]));
-    for (std::size_t i = 1; i + 1 < sig.size(); ++i)
-      this->sigmas_.insert(this->sigmas_.end(), 2, static_cast<float>(sig[i]));
-    this->sigmas_.push_back(static_cast<float>(sig.back()));
-    this->timesteps_.assign(1, ts[0]);
-    for (std::size_t i = 1; i < ts.size(); ++i) this->timesteps_.insert(this->timesteps_.end(), 2, ts[i]);
-    prev_derivative_ = Tensor<T>();
-    first_sample_ = Tensor<T>();
-    dt_ = 0;
-    this->step_index_ = -1;
-  }
+  void set_timesteps(std::int64_t n) override;
 
   /// True when the next step is the first (Euler) half of a Heun step.
   bool state_in_first_order() const { return !prev_derivative_.defined(); }
 
  protected:
   SchedulerOutput<T> step_impl(const Tensor<T>& model_output, double t, const Tensor<T>& sample,
-                               const Tensor<T>&) override {
-    this->check_step_shapes(model_output, sample);
-    this->begin_step(t);
-    const bool first = state_in_first_order();
-    const std::int64_t k = this->step_index_;
-    const float sigma = first ? this->sigmas_[k] : this->sigmas_[k - 1];
-    const float sigma_next = first ? this->sigmas_[k + 1] : this->sigmas_[k];
-    const float sigma_hat = sigma;  // gamma = 0
-    const float sigma_input = first ? sigma_hat : sigma_next;
-
-    const std::int64_t n = sample.numel();
-    const T *s = sample.data(), *m = model_output.data();
-    Tensor<T> x0 = Tensor<T>::empty(sample.shape());
-    const double v_a = -sigma_input / std::sqrt(sigma_input * sigma_input + 1.0f);
-    const double v_b = sigma_input * sigma_input + 1.0f;
-    for (std::int64_t i = 0; i < n; ++i) {
-      if (config_.prediction_type == "epsilon")
-        x0.data()[i] = static_cast<T>(s[i] - static_cast<double>(sigma_input) * m[i]);
-      else if (config_.prediction_type == "v_prediction")
-        x0.data()[i] = static_cast<T>(m[i] * v_a + s[i] / v_b);
-      else
-        x0.data()[i] = m[i];
-    }
-    if (config_.clip_sample) x0 = Base::clamp(x0, -config_.clip_sample_range, config_.clip_sample_range);
-
-    Tensor<T> prev = Tensor<T>::empty(sample.shape());
-    if (first) {
-      Tensor<T> derivative = Tensor<T>::empty(sample.shape());
-      for (std::int64_t i = 0; i < n; ++i)
-        derivative.data()[i] = static_cast<T>((s[i] - static_cast<double>(x0.data()[i])) / sigma_hat);
-      dt_ = sigma_next - sigma_hat;
-      for (std::int64_t i = 0; i < n; ++i)
-        prev.data()[i] = static_cast<T>(s[i] + static_cast<double>(derivative.data()[i]) * dt_);
-      prev_derivative_ = derivative;
-      first_sample_ = sample;
-    } else {
-      // average the slopes at both ends and redo the step from the first half's sample
-      for (std::int64_t i = 0; i < n; ++i) {
-        const double d2 = (s[i] - static_cast<double>(x0.data()[i])) / sigma_next;
-        const double d = (static_cast<double>(prev_derivative_.data()[i]) + d2) / 2;
-        prev.data()[i] = static_cast<T>(first_sample_.data()[i] + d * dt_);
-      }
-      prev_derivative_ = Tensor<T>();
-      first_sample_ = Tensor<T>();
-    }
-    ++this->step_index_;
-    return {prev, x0};
-  }
+                               const Tensor<T>&) override;
 
  private:
   Config config_;
   Tensor<T> prev_derivative_, first_sample_;
   float dt_ = 0;
 };
+
+template <class T>
+HeunDiscreteScheduler<T>::HeunDiscreteScheduler(Config config) : config_(std::move(config)) {
+  const std::string cls = kClassName;
+  detail::check_one_of(cls, "prediction_type", config_.prediction_type,
+                       {"epsilon", "sample", "v_prediction"});
+  detail::check_one_of(cls, "timestep_spacing", config_.timestep_spacing,
+                       {"linspace", "leading", "trailing"});
+  this->init_sigma_schedule(detail::make_betas(cls, config_.beta_schedule, config_.num_train_timesteps,
+                                               config_.beta_start, config_.beta_end, config_.trained_betas,
+                                               /*allow_exp=*/true),
+                            config_.timestep_spacing);
+  set_timesteps(config_.num_train_timesteps);
+  this->num_inference_steps_ = 0;
+}
+
+template <class T>
+void HeunDiscreteScheduler<T>::set_timesteps(std::int64_t n) {
+  this->check_num_steps(n);
+  this->num_inference_steps_ = n;
+  std::vector<double> ts = this->discrete_timesteps(config_.num_train_timesteps, n, config_.steps_offset);
+  std::vector<double> sig = this->interp_sigmas(ts);
+  if (config_.use_karras_sigmas) this->to_karras(sig, ts, n);
+  sig.push_back(0.0);
+  // sigmas: s0, s1, s1, ..., s_{n-1}, s_{n-1}, 0; timesteps: t0, t1, t1, ..., t_{n-1}, t_{n-1}
+  this->sigmas_.assign(1, static_cast<float>(sig[0]));
+  for (std::size_t i = 1; i + 1 < sig.size(); ++i)
+    this->sigmas_.insert(this->sigmas_.end(), 2, static_cast<float>(sig[i]));
+  this->sigmas_.push_back(static_cast<float>(sig.back()));
+  this->timesteps_.assign(1, ts[0]);
+  for (std::size_t i = 1; i < ts.size(); ++i) this->timesteps_.insert(this->timesteps_.end(), 2, ts[i]);
+  prev_derivative_ = Tensor<T>();
+  first_sample_ = Tensor<T>();
+  dt_ = 0;
+  this->step_index_ = -1;
+}
+
+template <class T>
+auto HeunDiscreteScheduler<T>::step_impl(const Tensor<T>& model_output, double t, const Tensor<T>& sample,
+                                         const Tensor<T>&) -> SchedulerOutput<T> {
+  this->check_step_shapes(model_output, sample);
+  this->begin_step(t);
+  const bool first = state_in_first_order();
+  const std::int64_t k = this->step_index_;
+  const float sigma = first ? this->sigmas_[k] : this->sigmas_[k - 1];
+  const float sigma_next = first ? this->sigmas_[k + 1] : this->sigmas_[k];
+  const float sigma_hat = sigma;  // gamma = 0
+  const float sigma_input = first ? sigma_hat : sigma_next;
+
+  const std::int64_t n = sample.numel();
+  const T *s = sample.data(), *m = model_output.data();
+  Tensor<T> x0 = Tensor<T>::empty(sample.shape());
+  const double v_a = -sigma_input / std::sqrt(sigma_input * sigma_input + 1.0f);
+  const double v_b = sigma_input * sigma_input + 1.0f;
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (config_.prediction_type == "epsilon")
+      x0.data()[i] = static_cast<T>(s[i] - static_cast<double>(sigma_input) * m[i]);
+    else if (config_.prediction_type == "v_prediction")
+      x0.data()[i] = static_cast<T>(m[i] * v_a + s[i] / v_b);
+    else
+      x0.data()[i] = m[i];
+  }
+  if (config_.clip_sample) x0 = Base::clamp(x0, -config_.clip_sample_range, config_.clip_sample_range);
+
+  Tensor<T> prev = Tensor<T>::empty(sample.shape());
+  if (first) {
+    Tensor<T> derivative = Tensor<T>::empty(sample.shape());
+    for (std::int64_t i = 0; i < n; ++i)
+      derivative.data()[i] = static_cast<T>((s[i] - static_cast<double>(x0.data()[i])) / sigma_hat);
+    dt_ = sigma_next - sigma_hat;
+    for (std::int64_t i = 0; i < n; ++i)
+      prev.data()[i] = static_cast<T>(s[i] + static_cast<double>(derivative.data()[i]) * dt_);
+    prev_derivative_ = derivative;
+    first_sample_ = sample;
+  } else {
+    // average the slopes at both ends and redo the step from the first half's sample
+    for (std::int64_t i = 0; i < n; ++i) {
+      const double d2 = (s[i] - static_cast<double>(x0.data()[i])) / sigma_next;
+      const double d = (static_cast<double>(prev_derivative_.data()[i]) + d2) / 2;
+      prev.data()[i] = static_cast<T>(first_sample_.data()[i] + d * dt_);
+    }
+    prev_derivative_ = Tensor<T>();
+    first_sample_ = Tensor<T>();
+  }
+  ++this->step_index_;
+  return {prev, x0};
+}
+
+/// What the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_SCHEDULERS_HEUN_TEMPLATES(X, T) X(class HeunDiscreteScheduler<T>)
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_SCHEDULERS_HEUN_TEMPLATES)
 
 }  // namespace diffuse::schedulers

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/schedulers/scheduler.hpp"
 
 namespace diffuse::schedulers {
@@ -64,15 +65,7 @@ class PNDMScheduler : public Scheduler<T> {
 
   /// Builds the training schedule. Throws diffuse::Error for an unknown option value, a
   /// num_train_timesteps out of range or a beta outside (0, 1).
-  explicit PNDMScheduler(Config config = {}) : config_(std::move(config)) {
-    const std::string cls = kClassName;
-    detail::check_one_of(cls, "prediction_type", config_.prediction_type, {"epsilon", "v_prediction"});
-    detail::check_one_of(cls, "timestep_spacing", config_.timestep_spacing,
-                         {"linspace", "leading", "trailing"});
-    this->init_schedule(detail::make_betas(cls, config_.beta_schedule, config_.num_train_timesteps,
-                                           config_.beta_start, config_.beta_end, config_.trained_betas));
-    final_alpha_cumprod_ = config_.set_alpha_to_one ? 1.0f : this->alphas_cumprod_[0];
-  }
+  explicit PNDMScheduler(Config config = {});
   /// From a diffusers config (any scheduler's: keys this one does not know are ignored).
   /// Throws diffuse::Error for a value of the wrong type or an invalid one.
   static PNDMScheduler from_config(const json& j) {
@@ -86,46 +79,7 @@ class PNDMScheduler : public Scheduler<T> {
 
   /// Chooses the timesteps of n steps and clears the multistep state. Without skip_prk_steps
   /// the 12 PRK model evaluations come first, and n below 4 throws diffuse::Error.
-  void set_timesteps(std::int64_t n) override {
-    this->check_num_steps(n);
-    this->num_inference_steps_ = n;
-    const std::int64_t N = config_.num_train_timesteps;
-    // ascending base timesteps
-    std::vector<double> base =
-        detail::spaced_timesteps(kClassName, config_.timestep_spacing, N, n, config_.steps_offset);
-    std::reverse(base.begin(), base.end());
-    prk_timesteps_.clear();
-    std::vector<double> plms;
-    if (config_.skip_prk_steps) {
-      // base[:-1], base[-2], base[-1], reversed: the first PLMS step is repeated
-      plms.assign(base.begin(), base.end() - 1);
-      if (base.size() >= 2) plms.push_back(base[base.size() - 2]);
-      plms.push_back(base.back());
-      std::reverse(plms.begin(), plms.end());
-    } else {
-      if (n < 4)
-        throw Error("PNDMScheduler: PRK steps need num_inference_steps >= 4, got " + std::to_string(n));
-      const double half = static_cast<double>(N / n / 2);
-      std::vector<double> prk;  // the last 4 base timesteps, each followed by its midpoint
-      for (std::size_t i = base.size() - 4; i < base.size(); ++i) {
-        prk.push_back(base[i]);
-        prk.push_back(base[i] + half);
-      }
-      prk.pop_back();
-      std::vector<double> twice;
-      for (double v : prk) twice.insert(twice.end(), {v, v});
-      prk_timesteps_.assign(twice.begin() + 1, twice.end() - 1);
-      std::reverse(prk_timesteps_.begin(), prk_timesteps_.end());
-      plms.assign(base.begin(), base.end() - 3);
-      std::reverse(plms.begin(), plms.end());
-    }
-    this->timesteps_ = prk_timesteps_;
-    this->timesteps_.insert(this->timesteps_.end(), plms.begin(), plms.end());
-    ets_.clear();
-    counter_ = 0;
-    cur_model_output_ = Tensor<T>();
-    cur_sample_ = Tensor<T>();
-  }
+  void set_timesteps(std::int64_t n) override;
 
  protected:
   SchedulerOutput<T> step_impl(const Tensor<T>& model_output, double t, const Tensor<T>& sample,
@@ -139,66 +93,9 @@ class PNDMScheduler : public Scheduler<T> {
  private:
   std::int64_t ratio() const { return config_.num_train_timesteps / this->num_inference_steps_; }
 
-  Tensor<T> step_prk(const Tensor<T>& model_output, std::int64_t t, const Tensor<T>& sample) {
-    const std::int64_t diff_to_prev = counter_ % 2 ? 0 : ratio() / 2;
-    const std::int64_t prev_t = t - diff_to_prev;
-    const auto timestep = static_cast<std::int64_t>(prk_timesteps_[counter_ / 4 * 4]);
-    Tensor<T> mo = model_output;
-    if (counter_ % 4 == 0) {
-      accumulate(1.0 / 6, model_output);
-      ets_.push_back(model_output);
-      cur_sample_ = sample;
-    } else if (counter_ % 4 == 1 || counter_ % 4 == 2) {
-      accumulate(1.0 / 3, model_output);
-    } else {
-      mo = Base::axpby(1.0, cur_model_output_, 1.0 / 6, model_output);
-      cur_model_output_ = Tensor<T>();
-    }
-    const Tensor<T>& cur = cur_sample_.defined() ? cur_sample_ : sample;
-    Tensor<T> prev = prev_sample(cur, timestep, prev_t, mo);
-    ++counter_;
-    return prev;
-  }
+  Tensor<T> step_prk(const Tensor<T>& model_output, std::int64_t t, const Tensor<T>& sample);
 
-  Tensor<T> step_plms(const Tensor<T>& model_output, std::int64_t t, const Tensor<T>& sample_in) {
-    if (!config_.skip_prk_steps && ets_.size() < 3)
-      throw Error("PNDMScheduler: PLMS steps can only run after the 12 PRK steps of set_timesteps' schedule");
-    std::int64_t timestep = t, prev_t = t - ratio();
-    if (counter_ != 1) {
-      if (ets_.size() > 3) ets_.erase(ets_.begin(), ets_.end() - 3);
-      ets_.push_back(model_output);
-    } else {
-      prev_t = t;
-      timestep = t + ratio();
-    }
-    Tensor<T> mo, sample = sample_in;
-    const auto& e = ets_;
-    const std::size_t k = e.size();
-    if (k == 1 && counter_ == 0) {
-      mo = model_output;
-      cur_sample_ = sample_in;
-    } else if (k == 1 && counter_ == 1) {
-      mo = Base::axpby(0.5, model_output, 0.5, e[0]);
-      sample = cur_sample_;
-      cur_sample_ = Tensor<T>();
-    } else if (k == 2) {
-      mo = Base::axpby(1.5, e[1], -0.5, e[0]);
-    } else if (k == 3) {
-      mo = Tensor<T>::empty(model_output.shape());
-      for (std::int64_t i = 0; i < mo.numel(); ++i)
-        mo.data()[i] =
-            static_cast<T>((23.0 * e[2].data()[i] - 16.0 * e[1].data()[i] + 5.0 * e[0].data()[i]) / 12);
-    } else {
-      mo = Tensor<T>::empty(model_output.shape());
-      for (std::int64_t i = 0; i < mo.numel(); ++i)
-        mo.data()[i] = static_cast<T>(1.0 / 24 *
-                                      (55.0 * e[k - 1].data()[i] - 59.0 * e[k - 2].data()[i] +
-                                       37.0 * e[k - 3].data()[i] - 9.0 * e[k - 4].data()[i]));
-    }
-    Tensor<T> prev = prev_sample(sample, timestep, prev_t, mo);
-    ++counter_;
-    return prev;
-  }
+  Tensor<T> step_plms(const Tensor<T>& model_output, std::int64_t t, const Tensor<T>& sample_in);
 
   void accumulate(double w, const Tensor<T>& x) {
     cur_model_output_ =
@@ -207,24 +104,7 @@ class PNDMScheduler : public Scheduler<T> {
 
   // Formula (9) of the PNDM paper, with float32 coefficients like diffusers.
   Tensor<T> prev_sample(const Tensor<T>& sample, std::int64_t t, std::int64_t prev_t,
-                        const Tensor<T>& model_output) const {
-    if (t < 0 || t >= config_.num_train_timesteps)
-      throw Error("PNDMScheduler.step: timestep " + std::to_string(t) + " is out of range");
-    const float apt = this->alphas_cumprod_[t];
-    const float apt_prev = prev_t >= 0 ? this->alphas_cumprod_[prev_t] : final_alpha_cumprod_;
-    const float bpt = 1.0f - apt, bpt_prev = 1.0f - apt_prev;
-    Tensor<T> mo = model_output;
-    if (config_.prediction_type == "v_prediction")
-      mo = Base::axpby(std::sqrt(apt), model_output, std::sqrt(bpt), sample);
-    const float sample_coeff = std::sqrt(apt_prev / apt);
-    const float denom = apt * std::sqrt(bpt_prev) + std::sqrt(apt * bpt * apt_prev);
-    const double diff = apt_prev - apt;
-    Tensor<T> out = Tensor<T>::empty(sample.shape());
-    for (std::int64_t i = 0; i < out.numel(); ++i)
-      out.data()[i] =
-          static_cast<T>(static_cast<double>(sample_coeff) * sample.data()[i] - diff * mo.data()[i] / denom);
-    return out;
-  }
+                        const Tensor<T>& model_output) const;
 
   Config config_;
   float final_alpha_cumprod_ = 1.0f;
@@ -233,5 +113,148 @@ class PNDMScheduler : public Scheduler<T> {
   std::int64_t counter_ = 0;
   Tensor<T> cur_model_output_, cur_sample_;
 };
+
+template <class T>
+PNDMScheduler<T>::PNDMScheduler(Config config) : config_(std::move(config)) {
+  const std::string cls = kClassName;
+  detail::check_one_of(cls, "prediction_type", config_.prediction_type, {"epsilon", "v_prediction"});
+  detail::check_one_of(cls, "timestep_spacing", config_.timestep_spacing,
+                       {"linspace", "leading", "trailing"});
+  this->init_schedule(detail::make_betas(cls, config_.beta_schedule, config_.num_train_timesteps,
+                                         config_.beta_start, config_.beta_end, config_.trained_betas));
+  final_alpha_cumprod_ = config_.set_alpha_to_one ? 1.0f : this->alphas_cumprod_[0];
+}
+
+template <class T>
+void PNDMScheduler<T>::set_timesteps(std::int64_t n) {
+  this->check_num_steps(n);
+  this->num_inference_steps_ = n;
+  const std::int64_t N = config_.num_train_timesteps;
+  // ascending base timesteps
+  std::vector<double> base =
+      detail::spaced_timesteps(kClassName, config_.timestep_spacing, N, n, config_.steps_offset);
+  std::reverse(base.begin(), base.end());
+  prk_timesteps_.clear();
+  std::vector<double> plms;
+  if (config_.skip_prk_steps) {
+    // base[:-1], base[-2], base[-1], reversed: the first PLMS step is repeated
+    plms.assign(base.begin(), base.end() - 1);
+    if (base.size() >= 2) plms.push_back(base[base.size() - 2]);
+    plms.push_back(base.back());
+    std::reverse(plms.begin(), plms.end());
+  } else {
+    if (n < 4)
+      throw Error("PNDMScheduler: PRK steps need num_inference_steps >= 4, got " + std::to_string(n));
+    const double half = static_cast<double>(N / n / 2);
+    std::vector<double> prk;  // the last 4 base timesteps, each followed by its midpoint
+    for (std::size_t i = base.size() - 4; i < base.size(); ++i) {
+      prk.push_back(base[i]);
+      prk.push_back(base[i] + half);
+    }
+    prk.pop_back();
+    std::vector<double> twice;
+    for (double v : prk) twice.insert(twice.end(), {v, v});
+    prk_timesteps_.assign(twice.begin() + 1, twice.end() - 1);
+    std::reverse(prk_timesteps_.begin(), prk_timesteps_.end());
+    plms.assign(base.begin(), base.end() - 3);
+    std::reverse(plms.begin(), plms.end());
+  }
+  this->timesteps_ = prk_timesteps_;
+  this->timesteps_.insert(this->timesteps_.end(), plms.begin(), plms.end());
+  ets_.clear();
+  counter_ = 0;
+  cur_model_output_ = Tensor<T>();
+  cur_sample_ = Tensor<T>();
+}
+
+template <class T>
+auto PNDMScheduler<T>::step_prk(const Tensor<T>& model_output, std::int64_t t, const Tensor<T>& sample)
+    -> Tensor<T> {
+  const std::int64_t diff_to_prev = counter_ % 2 ? 0 : ratio() / 2;
+  const std::int64_t prev_t = t - diff_to_prev;
+  const auto timestep = static_cast<std::int64_t>(prk_timesteps_[counter_ / 4 * 4]);
+  Tensor<T> mo = model_output;
+  if (counter_ % 4 == 0) {
+    accumulate(1.0 / 6, model_output);
+    ets_.push_back(model_output);
+    cur_sample_ = sample;
+  } else if (counter_ % 4 == 1 || counter_ % 4 == 2) {
+    accumulate(1.0 / 3, model_output);
+  } else {
+    mo = Base::axpby(1.0, cur_model_output_, 1.0 / 6, model_output);
+    cur_model_output_ = Tensor<T>();
+  }
+  const Tensor<T>& cur = cur_sample_.defined() ? cur_sample_ : sample;
+  Tensor<T> prev = prev_sample(cur, timestep, prev_t, mo);
+  ++counter_;
+  return prev;
+}
+
+template <class T>
+auto PNDMScheduler<T>::step_plms(const Tensor<T>& model_output, std::int64_t t, const Tensor<T>& sample_in)
+    -> Tensor<T> {
+  if (!config_.skip_prk_steps && ets_.size() < 3)
+    throw Error("PNDMScheduler: PLMS steps can only run after the 12 PRK steps of set_timesteps' schedule");
+  std::int64_t timestep = t, prev_t = t - ratio();
+  if (counter_ != 1) {
+    if (ets_.size() > 3) ets_.erase(ets_.begin(), ets_.end() - 3);
+    ets_.push_back(model_output);
+  } else {
+    prev_t = t;
+    timestep = t + ratio();
+  }
+  Tensor<T> mo, sample = sample_in;
+  const auto& e = ets_;
+  const std::size_t k = e.size();
+  if (k == 1 && counter_ == 0) {
+    mo = model_output;
+    cur_sample_ = sample_in;
+  } else if (k == 1 && counter_ == 1) {
+    mo = Base::axpby(0.5, model_output, 0.5, e[0]);
+    sample = cur_sample_;
+    cur_sample_ = Tensor<T>();
+  } else if (k == 2) {
+    mo = Base::axpby(1.5, e[1], -0.5, e[0]);
+  } else if (k == 3) {
+    mo = Tensor<T>::empty(model_output.shape());
+    for (std::int64_t i = 0; i < mo.numel(); ++i)
+      mo.data()[i] =
+          static_cast<T>((23.0 * e[2].data()[i] - 16.0 * e[1].data()[i] + 5.0 * e[0].data()[i]) / 12);
+  } else {
+    mo = Tensor<T>::empty(model_output.shape());
+    for (std::int64_t i = 0; i < mo.numel(); ++i)
+      mo.data()[i] = static_cast<T>(1.0 / 24 *
+                                    (55.0 * e[k - 1].data()[i] - 59.0 * e[k - 2].data()[i] +
+                                     37.0 * e[k - 3].data()[i] - 9.0 * e[k - 4].data()[i]));
+  }
+  Tensor<T> prev = prev_sample(sample, timestep, prev_t, mo);
+  ++counter_;
+  return prev;
+}
+
+template <class T>
+auto PNDMScheduler<T>::prev_sample(const Tensor<T>& sample, std::int64_t t, std::int64_t prev_t,
+                                   const Tensor<T>& model_output) const -> Tensor<T> {
+  if (t < 0 || t >= config_.num_train_timesteps)
+    throw Error("PNDMScheduler.step: timestep " + std::to_string(t) + " is out of range");
+  const float apt = this->alphas_cumprod_[t];
+  const float apt_prev = prev_t >= 0 ? this->alphas_cumprod_[prev_t] : final_alpha_cumprod_;
+  const float bpt = 1.0f - apt, bpt_prev = 1.0f - apt_prev;
+  Tensor<T> mo = model_output;
+  if (config_.prediction_type == "v_prediction")
+    mo = Base::axpby(std::sqrt(apt), model_output, std::sqrt(bpt), sample);
+  const float sample_coeff = std::sqrt(apt_prev / apt);
+  const float denom = apt * std::sqrt(bpt_prev) + std::sqrt(apt * bpt * apt_prev);
+  const double diff = apt_prev - apt;
+  Tensor<T> out = Tensor<T>::empty(sample.shape());
+  for (std::int64_t i = 0; i < out.numel(); ++i)
+    out.data()[i] =
+        static_cast<T>(static_cast<double>(sample_coeff) * sample.data()[i] - diff * mo.data()[i] / denom);
+  return out;
+}
+
+/// What the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_SCHEDULERS_PNDM_TEMPLATES(X, T) X(class PNDMScheduler<T>)
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_SCHEDULERS_PNDM_TEMPLATES)
 
 }  // namespace diffuse::schedulers

@@ -13,6 +13,7 @@
 
 #include "diffuse/core/error.hpp"
 #include "diffuse/core/generator.hpp"
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/core/tensor.hpp"
 #include "diffuse/schedulers/betas.hpp"
 #include "diffuse/schedulers/config.hpp"
@@ -70,18 +71,7 @@ class Scheduler {
   /// Throws diffuse::Error for undefined or mismatched tensors, before set_timesteps, and
   /// for a stochastic step without noise.
   SchedulerOutput<T> step(const Tensor<T>& model_output, double t, const Tensor<T>& sample,
-                          const Tensor<T>& noise = Tensor<T>()) {
-    if (!model_output.defined() || !sample.defined()) throw Error(class_name() + ".step: undefined tensor");
-    if (noise.defined() && noise.shape() != sample.shape())
-      throw Error(class_name() + ".step: noise of shape " + to_string(noise.shape()) +
-                  " for a sample of shape " + to_string(sample.shape()));
-    if (timesteps_.empty())
-      throw Error(class_name() + ".step: call set_timesteps(num_inference_steps) before step()");
-    if (!noise.defined() && step_draws_noise(t))
-      throw Error(class_name() + ".step at timestep " + std::to_string(t) +
-                  " is stochastic: pass a Generator or explicit noise");
-    return step_impl(model_output, t, sample, noise);
-  }
+                          const Tensor<T>& noise = Tensor<T>());
   /// One sampling step drawing its noise (if any) from `gen`.
   SchedulerOutput<T> step(const Tensor<T>& model_output, double t, const Tensor<T>& sample, Generator& gen) {
     Tensor<T> noise;
@@ -95,16 +85,7 @@ class Scheduler {
   /// Throws diffuse::Error unless x0 and noise have the same shape and there is one timestep per
   /// batch element, each an integer in [0, num_train_timesteps).
   virtual Tensor<T> add_noise(const Tensor<T>& x0, const Tensor<T>& noise,
-                              const std::vector<double>& t) const {
-    check_pairs("add_noise", x0, noise, t);
-    std::vector<double> a, b;
-    for (double ti : t) {
-      const double ac = alphas_cumprod_[train_index("add_noise", ti)];
-      a.push_back(std::sqrt(ac));
-      b.push_back(std::sqrt(1 - ac));
-    }
-    return combine(x0, a, noise, b);
-  }
+                              const std::vector<double>& t) const;
   /// add_noise with the timesteps as a tensor [B].
   Tensor<T> add_noise(const Tensor<T>& x0, const Tensor<T>& noise, const Tensor<T>& t) const {
     return add_noise(x0, noise, to_list(t));
@@ -115,16 +96,7 @@ class Scheduler {
   }
 
   /// The v-prediction target sqrt(alphas_cumprod) * noise - sqrt(1 - alphas_cumprod) * x0.
-  Tensor<T> get_velocity(const Tensor<T>& x0, const Tensor<T>& noise, const std::vector<double>& t) const {
-    check_pairs("get_velocity", x0, noise, t);
-    std::vector<double> a, b;
-    for (double ti : t) {
-      const double ac = alphas_cumprod_[train_index("get_velocity", ti)];
-      a.push_back(-std::sqrt(1 - ac));
-      b.push_back(std::sqrt(ac));
-    }
-    return combine(x0, a, noise, b);
-  }
+  Tensor<T> get_velocity(const Tensor<T>& x0, const Tensor<T>& noise, const std::vector<double>& t) const;
   /// get_velocity with the timesteps as a tensor [B].
   Tensor<T> get_velocity(const Tensor<T>& x0, const Tensor<T>& noise, const Tensor<T>& t) const {
     return get_velocity(x0, noise, to_list(t));
@@ -155,13 +127,7 @@ class Scheduler {
   }
 
   /// The integer training timestep t, checked to lie in [0, num_train_timesteps).
-  std::int64_t train_index(const char* what, double t) const {
-    const double r = std::nearbyint(t);
-    if (!(r >= 0 && r < static_cast<double>(num_train_timesteps())) || std::abs(r - t) > 1e-6)
-      throw Error(class_name() + "." + what + ": timestep " + std::to_string(t) +
-                  " is not an integer in [0, " + std::to_string(num_train_timesteps()) + ")");
-    return static_cast<std::int64_t>(r);
-  }
+  std::int64_t train_index(const char* what, double t) const;
   /// The position of t in timesteps_ (the first match), or -1.
   std::int64_t find_timestep(double t) const {
     for (std::size_t i = 0; i < timesteps_.size(); ++i)
@@ -180,21 +146,8 @@ class Scheduler {
   }
 
   /// out = a * x + b * y, elementwise (a, b: scalars).
-  static Tensor<T> axpby(double a, const Tensor<T>& x, double b, const Tensor<T>& y) {
-    Tensor<T> out = Tensor<T>::empty(x.shape());
-    const T *px = x.data(), *py = y.data();
-    T* po = out.data();
-    const std::int64_t n = x.numel();
-    for (std::int64_t i = 0; i < n; ++i) po[i] = static_cast<T>(a * px[i] + b * py[i]);
-    return out;
-  }
-  static Tensor<T> scale(double a, const Tensor<T>& x) {
-    Tensor<T> out = Tensor<T>::empty(x.shape());
-    const T* px = x.data();
-    T* po = out.data();
-    for (std::int64_t i = 0; i < x.numel(); ++i) po[i] = static_cast<T>(a * px[i]);
-    return out;
-  }
+  static Tensor<T> axpby(double a, const Tensor<T>& x, double b, const Tensor<T>& y);
+  static Tensor<T> scale(double a, const Tensor<T>& x);
   static Tensor<T> clamp(const Tensor<T>& x, double lo, double hi) {
     Tensor<T> out = Tensor<T>::empty(x.shape());
     for (std::int64_t i = 0; i < x.numel(); ++i)
@@ -216,28 +169,109 @@ class Scheduler {
     return v;
   }
   void check_pairs(const char* what, const Tensor<T>& x0, const Tensor<T>& noise,
-                   const std::vector<double>& t) const {
-    if (x0.shape() != noise.shape())
-      throw Error(class_name() + "." + what + ": sample of shape " + to_string(x0.shape()) +
-                  " and noise of shape " + to_string(noise.shape()) + " differ");
-    if (x0.dim() < 1 || static_cast<std::int64_t>(t.size()) != x0.size(0))
-      throw Error(class_name() + "." + what + ": " + std::to_string(t.size()) +
-                  " timesteps for a batch of shape " + to_string(x0.shape()) + " (one per batch element)");
-  }
+                   const std::vector<double>& t) const;
 
  protected:
   /// out[b, ...] = a[b] * x[b, ...] + c[b] * y[b, ...]
   static Tensor<T> combine(const Tensor<T>& x, const std::vector<double>& a, const Tensor<T>& y,
-                           const std::vector<double>& c) {
-    Tensor<T> out = Tensor<T>::empty(x.shape());
-    const std::int64_t b = x.size(0), per = x.numel() / std::max<std::int64_t>(b, 1);
-    for (std::int64_t i = 0; i < b; ++i)
-      for (std::int64_t k = 0; k < per; ++k) {
-        const std::int64_t j = i * per + k;
-        out.data()[j] = static_cast<T>(a[i] * x.data()[j] + c[i] * y.data()[j]);
-      }
-    return out;
-  }
+                           const std::vector<double>& c);
 };
+
+template <class T>
+auto Scheduler<T>::step(const Tensor<T>& model_output, double t, const Tensor<T>& sample,
+                        const Tensor<T>& noise) -> SchedulerOutput<T> {
+  if (!model_output.defined() || !sample.defined()) throw Error(class_name() + ".step: undefined tensor");
+  if (noise.defined() && noise.shape() != sample.shape())
+    throw Error(class_name() + ".step: noise of shape " + to_string(noise.shape()) +
+                " for a sample of shape " + to_string(sample.shape()));
+  if (timesteps_.empty())
+    throw Error(class_name() + ".step: call set_timesteps(num_inference_steps) before step()");
+  if (!noise.defined() && step_draws_noise(t))
+    throw Error(class_name() + ".step at timestep " + std::to_string(t) +
+                " is stochastic: pass a Generator or explicit noise");
+  return step_impl(model_output, t, sample, noise);
+}
+
+template <class T>
+auto Scheduler<T>::add_noise(const Tensor<T>& x0, const Tensor<T>& noise, const std::vector<double>& t) const
+    -> Tensor<T> {
+  check_pairs("add_noise", x0, noise, t);
+  std::vector<double> a, b;
+  for (double ti : t) {
+    const double ac = alphas_cumprod_[train_index("add_noise", ti)];
+    a.push_back(std::sqrt(ac));
+    b.push_back(std::sqrt(1 - ac));
+  }
+  return combine(x0, a, noise, b);
+}
+
+template <class T>
+auto Scheduler<T>::get_velocity(const Tensor<T>& x0, const Tensor<T>& noise,
+                                const std::vector<double>& t) const -> Tensor<T> {
+  check_pairs("get_velocity", x0, noise, t);
+  std::vector<double> a, b;
+  for (double ti : t) {
+    const double ac = alphas_cumprod_[train_index("get_velocity", ti)];
+    a.push_back(-std::sqrt(1 - ac));
+    b.push_back(std::sqrt(ac));
+  }
+  return combine(x0, a, noise, b);
+}
+
+template <class T>
+std::int64_t Scheduler<T>::train_index(const char* what, double t) const {
+  const double r = std::nearbyint(t);
+  if (!(r >= 0 && r < static_cast<double>(num_train_timesteps())) || std::abs(r - t) > 1e-6)
+    throw Error(class_name() + "." + what + ": timestep " + std::to_string(t) + " is not an integer in [0, " +
+                std::to_string(num_train_timesteps()) + ")");
+  return static_cast<std::int64_t>(r);
+}
+
+template <class T>
+auto Scheduler<T>::axpby(double a, const Tensor<T>& x, double b, const Tensor<T>& y) -> Tensor<T> {
+  Tensor<T> out = Tensor<T>::empty(x.shape());
+  const T *px = x.data(), *py = y.data();
+  T* po = out.data();
+  const std::int64_t n = x.numel();
+  for (std::int64_t i = 0; i < n; ++i) po[i] = static_cast<T>(a * px[i] + b * py[i]);
+  return out;
+}
+
+template <class T>
+auto Scheduler<T>::scale(double a, const Tensor<T>& x) -> Tensor<T> {
+  Tensor<T> out = Tensor<T>::empty(x.shape());
+  const T* px = x.data();
+  T* po = out.data();
+  for (std::int64_t i = 0; i < x.numel(); ++i) po[i] = static_cast<T>(a * px[i]);
+  return out;
+}
+
+template <class T>
+void Scheduler<T>::check_pairs(const char* what, const Tensor<T>& x0, const Tensor<T>& noise,
+                               const std::vector<double>& t) const {
+  if (x0.shape() != noise.shape())
+    throw Error(class_name() + "." + what + ": sample of shape " + to_string(x0.shape()) +
+                " and noise of shape " + to_string(noise.shape()) + " differ");
+  if (x0.dim() < 1 || static_cast<std::int64_t>(t.size()) != x0.size(0))
+    throw Error(class_name() + "." + what + ": " + std::to_string(t.size()) +
+                " timesteps for a batch of shape " + to_string(x0.shape()) + " (one per batch element)");
+}
+
+template <class T>
+auto Scheduler<T>::combine(const Tensor<T>& x, const std::vector<double>& a, const Tensor<T>& y,
+                           const std::vector<double>& c) -> Tensor<T> {
+  Tensor<T> out = Tensor<T>::empty(x.shape());
+  const std::int64_t b = x.size(0), per = x.numel() / std::max<std::int64_t>(b, 1);
+  for (std::int64_t i = 0; i < b; ++i)
+    for (std::int64_t k = 0; k < per; ++k) {
+      const std::int64_t j = i * per + k;
+      out.data()[j] = static_cast<T>(a[i] * x.data()[j] + c[i] * y.data()[j]);
+    }
+  return out;
+}
+
+/// What the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_SCHEDULERS_SCHEDULER_TEMPLATES(X, T) X(class Scheduler<T>)
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_SCHEDULERS_SCHEDULER_TEMPLATES)
 
 }  // namespace diffuse::schedulers
