@@ -7,7 +7,7 @@ Compiles each source to an object with this project's release flags (cmake/Diffu
 rounds, and prints per source the median CPU time (user + system) and peak memory of the compiler.
 CPU time, not wall time: it is what a build on a shared machine pays, and it varies less.
 
-  python3 benchmarks/compile_time/measure.py [--rounds 3] [--cxx c++] [--opt -O3] [SOURCE...]
+  python3 benchmarks/compile_time/measure.py [--rounds 3] [--cxx c++] [--opt=-O2] [SOURCE...]
 
 Without sources it measures the probe train_unet.cpp (the program issue 10 measured) and the
 examples. Only the objects are built: linking is the same in both modes except for the library."""
