@@ -30,12 +30,15 @@ def compile_once(cxx, opt, source, precompiled, obj):
            "-isystem", "/usr/include/stb", "-c", source, "-o", obj]
     if precompiled:
         cmd.insert(1, "-DDIFFUSE_PRECOMPILED")
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    err = proc.stderr.read().decode()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        sys.exit(f"compile failed ({' '.join(cmd)}):\n{err}")
+    # The compiler's messages go to a file: a pipe read only after wait4 would block a compiler
+    # that fills it.
+    with tempfile.TemporaryFile() as messages:
+        proc = subprocess.Popen(cmd, stderr=messages)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            messages.seek(0)
+            sys.exit(f"compile failed ({' '.join(cmd)}):\n{messages.read().decode()}")
     return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0
 
 
