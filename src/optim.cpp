@@ -1,5 +1,6 @@
 // The precompiled library (core/precompiled.hpp): the optimizers for float and double.
 #include "diffuse/diffuse.hpp"
+#include "diffuse/optim/lr_scheduler-inl.hpp"
 
 namespace diffuse::detail {
 DIFFUSE_INSTANTIATE_TEMPLATES(DIFFUSE_OPTIM_ADAM_BASE_TEMPLATES)

@@ -2,6 +2,7 @@
 # declares extern (#define DIFFUSE_<AREA>_TEMPLATES(X, T)) is defined by the library's sources
 # (DIFFUSE_INSTANTIATE_TEMPLATES(DIFFUSE_<AREA>_TEMPLATES) in src/), once, and nothing else is.
 # A list the library forgot links only as long as no program uses it; this test fails at once.
+# The same for the -inl.hpp files of code that is not a template.
 # Run as: cmake -DSOURCE_DIR=<repo> -P check_precompiled.cmake
 cmake_minimum_required(VERSION 3.21)
 file(GLOB_RECURSE headers ${SOURCE_DIR}/include/diffuse/*.hpp)
@@ -43,8 +44,30 @@ foreach(name ${instantiated})
     string(APPEND problems "\n  src/: ${name} is not declared by any header")
   endif()
 endforeach()
+# Every <header>-inl.hpp (the definitions of code that is not a template) is included by its header
+# in header-only mode only, and compiled by exactly one of the library's sources.
+file(GLOB_RECURSE inl_files RELATIVE ${SOURCE_DIR}/include ${SOURCE_DIR}/include/diffuse/*-inl.hpp)
+foreach(inl ${inl_files})
+  string(REPLACE "-inl.hpp" ".hpp" header ${inl})
+  file(READ ${SOURCE_DIR}/include/${header} text)
+  if(NOT text MATCHES "#ifndef DIFFUSE_PRECOMPILED\n#include \"${inl}\"\n#endif")
+    string(APPEND problems "\n  include/${header}: does not end with #ifndef DIFFUSE_PRECOMPILED / #include \"${inl}\"")
+  endif()
+  set(compiled_by 0)
+  foreach(source ${sources})
+    file(STRINGS ${source} lines REGEX "^#include \"${inl}\"")
+    list(LENGTH lines n)
+    math(EXPR compiled_by "${compiled_by} + ${n}")
+  endforeach()
+  if(NOT compiled_by EQUAL 1)
+    string(APPEND problems "\n  include/${inl}: included by ${compiled_by} of the library's sources (src/), not 1")
+  endif()
+endforeach()
+list(LENGTH inl_files inl_count)
+
 list(LENGTH declared count)
 if(problems)
   message(FATAL_ERROR "precompiled mode: the library and the headers disagree:${problems}")
 endif()
-message(STATUS "precompiled mode: ${count} lists of instantiations, each declared extern and instantiated once")
+message(STATUS "precompiled mode: ${count} lists of instantiations, each declared extern and instantiated once; "
+               "${inl_count} -inl.hpp files, each compiled once")

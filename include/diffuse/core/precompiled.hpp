@@ -12,7 +12,22 @@
 /// Each header lists what the library holds once, as an X-macro `DIFFUSE_<AREA>_TEMPLATES(X, T)`
 /// that applies X to every declaration for the value type T; the library's sources (src/)
 /// instantiate the same lists, so the declarations and the definitions cannot drift apart.
+///
+/// Code that is not a template (file formats, checkpoints, metrics, plots, data files) follows
+/// the same rule the other way round: a header declares it, and its definitions live in a
+/// `<header>-inl.hpp` beside it, marked DIFFUSE_INLINE. Header-only, the header includes its
+/// `-inl.hpp` and DIFFUSE_INLINE is `inline`; precompiled, the header does not, and the library's
+/// sources compile each `-inl.hpp` once with DIFFUSE_INLINE empty. (spdlog's `-inl.h` files and
+/// Boost.Asio's separate compilation work the same way.) A program never includes a `-inl.hpp`.
 #pragma once
+
+#ifdef DIFFUSE_PRECOMPILED
+/// Precompiled: the definitions in `-inl.hpp` files are compiled once, into the library.
+#define DIFFUSE_INLINE
+#else
+/// Header-only: the definitions in `-inl.hpp` files are inline, in every program that uses them.
+#define DIFFUSE_INLINE inline
+#endif
 
 /// Declares one instantiation `extern template` (the library defines it).
 #define DIFFUSE_EXTERN_TEMPLATE(...) extern template __VA_ARGS__;

@@ -52,6 +52,7 @@
 #include "diffuse/core/error.hpp"
 #include "diffuse/core/generator.hpp"
 #include "diffuse/core/parallel.hpp"
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/core/shape.hpp"
 #include "diffuse/core/tensor.hpp"
 
@@ -103,12 +104,7 @@ struct Batch {
 
 namespace detail {
 /// SplitMix64: spreads (seed, index) into independent generator seeds.
-inline std::uint64_t mix_seed(std::uint64_t seed, std::uint64_t index) {
-  std::uint64_t z = seed + 0x9E3779B97F4A7C15ull * (index + 1);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
+std::uint64_t mix_seed(std::uint64_t seed, std::uint64_t index);
 }  // namespace detail
 
 /// Batches of a Dataset, like torch.utils.data.DataLoader (see the top of this file). Keeps
@@ -355,3 +351,7 @@ class DataLoader {
 };
 
 }  // namespace diffuse::data
+
+#ifndef DIFFUSE_PRECOMPILED
+#include "diffuse/data/dataloader-inl.hpp"
+#endif

@@ -5,12 +5,11 @@
 ///                                              // /usr/share/datasets/fashion-mnist
 ///   auto [image, label] = train.get(0);        // [1,28,28] in [0,1], 9 ("Ankle boot")
 #pragma once
-#include <cstdlib>
 #include <filesystem>
 #include <string>
-#include <utility>
 #include <vector>
 
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/data/idx_dataset.hpp"
 
 namespace diffuse::data {
@@ -19,29 +18,22 @@ namespace diffuse::data {
 class FashionMNIST : public ImageDataset {
  public:
   /// $DIFFUSE_FASHION_MNIST if set, else the Debian package's folder.
-  static std::filesystem::path default_root() {
-    const char* env = std::getenv("DIFFUSE_FASHION_MNIST");
-    return env && *env ? std::filesystem::path(env)
-                       : std::filesystem::path("/usr/share/datasets/fashion-mnist");
-  }
+  static std::filesystem::path default_root();
   /// The 10 class names, in label order.
-  static std::vector<std::string> classes() {
-    return {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-            "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
-  }
+  static std::vector<std::string> classes();
   /// 60000 training images.
   /// FileError naming the file (with an install hint) if one is missing or malformed.
-  static FashionMNIST train(const std::filesystem::path& root = default_root()) {
-    return load(root, "train");
-  }
+  static FashionMNIST train(const std::filesystem::path& root = default_root());
   /// 10000 test images.
-  static FashionMNIST test(const std::filesystem::path& root = default_root()) { return load(root, "t10k"); }
+  static FashionMNIST test(const std::filesystem::path& root = default_root());
 
  private:
-  explicit FashionMNIST(ImageDataset d) : ImageDataset(std::move(d)) {}
-  static FashionMNIST load(const std::filesystem::path& root, const std::string& split) {
-    return FashionMNIST(detail::load_idx_split(root, split, classes(), "FashionMNIST"));
-  }
+  explicit FashionMNIST(ImageDataset d);
+  static FashionMNIST load(const std::filesystem::path& root, const std::string& split);
 };
 
 }  // namespace diffuse::data
+
+#ifndef DIFFUSE_PRECOMPILED
+#include "diffuse/data/fashion_mnist-inl.hpp"
+#endif

@@ -5,9 +5,9 @@
 #pragma once
 #include <filesystem>
 #include <string>
-#include <utility>
 #include <vector>
 
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/data/idx_dataset.hpp"
 
 namespace diffuse::data {
@@ -16,18 +16,20 @@ namespace diffuse::data {
 class MNIST : public ImageDataset {
  public:
   /// The class names "0" to "9".
-  static std::vector<std::string> classes() { return {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}; }
+  static std::vector<std::string> classes();
   /// The 60000 training images in `root` (or root/raw). FileError naming the file if one is missing
   /// or malformed.
-  static MNIST train(const std::filesystem::path& root) { return load(root, "train"); }
+  static MNIST train(const std::filesystem::path& root);
   /// The 10000 test images; errors as train().
-  static MNIST test(const std::filesystem::path& root) { return load(root, "t10k"); }
+  static MNIST test(const std::filesystem::path& root);
 
  private:
-  explicit MNIST(ImageDataset d) : ImageDataset(std::move(d)) {}
-  static MNIST load(const std::filesystem::path& root, const std::string& split) {
-    return MNIST(detail::load_idx_split(root, split, classes(), "MNIST"));
-  }
+  explicit MNIST(ImageDataset d);
+  static MNIST load(const std::filesystem::path& root, const std::string& split);
 };
 
 }  // namespace diffuse::data
+
+#ifndef DIFFUSE_PRECOMPILED
+#include "diffuse/data/mnist-inl.hpp"
+#endif

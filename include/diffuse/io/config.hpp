@@ -13,10 +13,7 @@
 /// io::UnknownConfigKeys::error`, or DIFFUSE_STRICT_CONFIG=1 in the environment.
 #pragma once
 #include <atomic>
-#include <cmath>
 #include <cstdint>
-#include <cstdlib>
-#include <limits>
 #include <optional>
 #include <set>
 #include <string>
@@ -26,7 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "diffuse/core/error.hpp"
-#include "diffuse/core/warning.hpp"
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/io/json.hpp"
 
 namespace diffuse::io {
@@ -41,13 +38,7 @@ enum class UnknownConfigKeys { warn, error };
 
 /// The process-wide policy for unknown keys: `error` if DIFFUSE_STRICT_CONFIG is set (and not "0")
 /// when first used, else `warn`. Assign to it to change it.
-inline std::atomic<UnknownConfigKeys>& unknown_config_keys() {
-  static std::atomic<UnknownConfigKeys> policy{[] {
-    const char* s = std::getenv("DIFFUSE_STRICT_CONFIG");
-    return s && *s && std::string_view(s) != "0" ? UnknownConfigKeys::error : UnknownConfigKeys::warn;
-  }()};
-  return policy;
-}
+std::atomic<UnknownConfigKeys>& unknown_config_keys();
 
 /// A config value of the wrong JSON type; ConfigReader adds the key and the value to the message.
 struct ConfigTypeError {
@@ -58,102 +49,25 @@ struct ConfigTypeError {
 
 /// Sets `f` from a config value, or throws ConfigTypeError. An integer: a JSON integer, or a float
 /// with an integral value (1000.0), within int64's range.
-inline void read_config_value(const json& v, std::int64_t& f) {
-  constexpr double kTwo63 = 9223372036854775808.0;
-  if (v.is_number_unsigned()) {
-    if (v.get<std::uint64_t>() > std::uint64_t(std::numeric_limits<std::int64_t>::max()))
-      throw ConfigTypeError{"an integer below 2^63"};
-    f = static_cast<std::int64_t>(v.get<std::uint64_t>());
-  } else if (v.is_number_integer()) {
-    f = v.get<std::int64_t>();
-  } else if (v.is_number_float()) {  // 1000.0 is an integer; 1e300 and 0.5 are not
-    const double d = v.get<double>();
-    if (!(std::floor(d) == d && d >= -kTwo63 && d < kTwo63)) throw ConfigTypeError{"an integer"};
-    f = static_cast<std::int64_t>(d);
-  } else {
-    throw ConfigTypeError{"an integer"};
-  }
-}
+void read_config_value(const json& v, std::int64_t& f);
 /// An integer within int's range (32 bits).
-inline void read_config_value(const json& v, int& f) {
-  std::int64_t x = 0;
-  read_config_value(v, x);
-  if (x < std::numeric_limits<int>::min() || x > std::numeric_limits<int>::max())
-    throw ConfigTypeError{"an integer of 32 bits"};
-  f = static_cast<int>(x);
-}
+void read_config_value(const json& v, int& f);
 /// Any JSON number.
-inline void read_config_value(const json& v, double& f) {
-  if (!v.is_number()) throw ConfigTypeError{"a number"};
-  f = v.get<double>();
-}
+void read_config_value(const json& v, double& f);
 /// true or false.
-inline void read_config_value(const json& v, bool& f) {
-  if (!v.is_boolean()) throw ConfigTypeError{"true or false"};
-  f = v.get<bool>();
-}
+void read_config_value(const json& v, bool& f);
 /// A JSON string.
-inline void read_config_value(const json& v, std::string& f) {
-  if (!v.is_string()) throw ConfigTypeError{"a string"};
-  f = v.get<std::string>();
-}
+void read_config_value(const json& v, std::string& f);
 /// A string, or null for none.
-inline void read_config_value(const json& v, std::optional<std::string>& f) {
-  if (v.is_null())
-    f.reset();
-  else if (v.is_string())
-    f = v.get<std::string>();
-  else
-    throw ConfigTypeError{"a string or null"};
-}
+void read_config_value(const json& v, std::optional<std::string>& f);
 /// An integer, or null for none.
-inline void read_config_value(const json& v, std::optional<std::int64_t>& f) {
-  if (v.is_null()) {
-    f.reset();
-    return;
-  }
-  std::int64_t x = 0;
-  try {
-    read_config_value(v, x);
-  } catch (const ConfigTypeError&) {
-    throw ConfigTypeError{"an integer or null"};
-  }
-  f = x;
-}
+void read_config_value(const json& v, std::optional<std::int64_t>& f);
 /// A list of numbers, or null for an empty list.
-inline void read_config_value(const json& v, std::vector<double>& f) {  // null: none (trained_betas)
-  f.clear();
-  if (v.is_null()) return;
-  if (!v.is_array()) throw ConfigTypeError{"a list of numbers or null"};
-  for (const auto& e : v) {
-    if (!e.is_number()) throw ConfigTypeError{"a list of numbers or null"};
-    f.push_back(e.get<double>());
-  }
-}
+void read_config_value(const json& v, std::vector<double>& f);  // null: none (trained_betas)
 /// A list of JSON integers within int64's range.
-inline void read_config_value(const json& v, std::vector<std::int64_t>& f) {
-  if (!v.is_array()) throw ConfigTypeError{"a list of integers"};
-  f.clear();
-  for (const auto& e : v) {
-    std::int64_t x = 0;
-    if (!e.is_number_integer()) throw ConfigTypeError{"a list of integers"};
-    try {
-      read_config_value(e, x);
-    } catch (const ConfigTypeError&) {
-      throw ConfigTypeError{"a list of integers below 2^63"};
-    }
-    f.push_back(x);
-  }
-}
+void read_config_value(const json& v, std::vector<std::int64_t>& f);
 /// A list of strings.
-inline void read_config_value(const json& v, std::vector<std::string>& f) {
-  if (!v.is_array()) throw ConfigTypeError{"a list of strings"};
-  f.clear();
-  for (const auto& e : v) {
-    if (!e.is_string()) throw ConfigTypeError{"a list of strings"};
-    f.push_back(e.get<std::string>());
-  }
-}
+void read_config_value(const json& v, std::vector<std::string>& f);
 
 // ---- field -> JSON value ----
 
@@ -168,22 +82,19 @@ json to_config_value(const std::optional<V>& f) {
   return f ? json(*f) : json(nullptr);
 }
 /// An empty list is written as null (diffusers' trained_betas = None).
-inline json to_config_value(const std::vector<double>& f) { return f.empty() ? json(nullptr) : json(f); }
+json to_config_value(const std::vector<double>& f);
 
 /// While one is alive on a thread, the unknown-key warnings of configs read there name this file
 /// (errors are prefixed with the file by the function that read it).
 class ConfigSource {
  public:
   /// Names `file` in this thread's warnings until destroyed, then restores the previous name.
-  explicit ConfigSource(std::string file) : saved_(current()) { current() = std::move(file); }
-  ~ConfigSource() { current() = saved_; }
+  explicit ConfigSource(std::string file);
+  ~ConfigSource();
   ConfigSource(const ConfigSource&) = delete;
   ConfigSource& operator=(const ConfigSource&) = delete;
   /// The file named by this thread's innermost ConfigSource (empty if none).
-  static std::string& current() {
-    thread_local std::string file;
-    return file;
-  }
+  static std::string& current();
 
  private:
   std::string saved_;
@@ -193,12 +104,7 @@ class ConfigSource {
 class ConfigReader {
  public:
   /// Throws Error if `j` is not a JSON object.
-  ConfigReader(const json& j, std::string what) : j_(j), what_(std::move(what)) {
-    if (!j.is_object()) throw Error(what_ + ": a config must be a JSON object, got " + describe_json(j));
-    if (j.contains("_use_default_values") && j["_use_default_values"].is_array())
-      for (const auto& k : j["_use_default_values"])
-        if (k.is_string()) defaults_.insert(k.get<std::string>());
-  }
+  ConfigReader(const json& j, std::string what);
 
   /// The visitor: sets `field` from `key` if the config has it (and does not list it in
   /// "_use_default_values"); Error naming the key for a value of the wrong type.
@@ -216,27 +122,7 @@ class ConfigReader {
 
   /// After the visit: warns about (or, in strict mode, refuses) the keys that were not accepted,
   /// apart from "_..." keys and `quiet` ones.
-  void check_unknown(const std::set<std::string_view>& quiet = {}) const {
-    std::string listed;
-    for (auto it = j_.begin(); it != j_.end(); ++it) {
-      const std::string& k = it.key();
-      if (k.empty() || k[0] == '_' || accepted_.count(k) || quiet.count(k)) continue;
-      if (listed.size() > 400) {
-        listed += ", ...";
-        break;
-      }
-      listed += (listed.empty() ? "" : ", ") + json(k).dump() + ": " + describe_json(*it, 40);
-    }
-    if (listed.empty()) return;
-    const std::string& file = ConfigSource::current();
-    const std::string message =
-        "the config attributes {" + listed + "} were passed to " + what_ +
-        (file.empty() ? "" : " (in '" + file + "')") +
-        ", but are not expected and will be ignored. Please verify the config's spelling";
-    if (unknown_config_keys().load() == UnknownConfigKeys::error)
-      throw Error(message + " (strict mode: unknown config keys are errors)");
-    warn(message + ".");
-  }
+  void check_unknown(const std::set<std::string_view>& quiet = {}) const;
 
  private:
   const json& j_;
@@ -280,3 +166,7 @@ json config_to_json(const Config& c, const std::string& class_name) {
 }
 
 }  // namespace diffuse::io
+
+#ifndef DIFFUSE_PRECOMPILED
+#include "diffuse/io/config-inl.hpp"
+#endif

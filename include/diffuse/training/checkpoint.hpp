@@ -25,9 +25,6 @@
 #include <filesystem>
 #include <map>
 #include <optional>
-#include <random>
-#include <set>
-#include <sstream>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -37,6 +34,7 @@
 
 #include "diffuse/core/error.hpp"
 #include "diffuse/core/generator.hpp"
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/core/warning.hpp"
 #include "diffuse/io/atomic_file.hpp"
 #include "diffuse/io/json.hpp"
@@ -87,94 +85,20 @@ struct TrainingState {
 // Internals (in diffuse::detail, so training:: code keeps resolving detail:: there).
 namespace diffuse::detail {
 
-inline std::string checkpoint_random_suffix() {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  std::ostringstream os;
-  os << std::hex << rng();
-  return os.str();
-}
+/// A random hex string, for the names of temporary and retired folders.
+std::string checkpoint_random_suffix();
 
 template <class T>
 constexpr const char* checkpoint_dtype() {
   return std::is_same_v<T, double> ? "F64" : "F32";
 }
 
-inline void checkpoint_remove_all_quietly(const std::filesystem::path& p) {
-  std::error_code ec;
-  std::filesystem::remove_all(p, ec);
-}
-
-/// Whether trainer_state.json `s` holds a "version" this library reads: an integer in
-/// [1, kCheckpointVersion], compared without a conversion that could wrap (2^32 + 1 is not 1).
-inline bool checkpoint_version_is_readable(const nlohmann::json& s) {
-  if (!s.contains("version")) return false;
-  const nlohmann::json& v = s["version"];
-  if (v.is_number_unsigned())
-    return v.get<std::uint64_t>() >= 1 && v.get<std::uint64_t>() <= training::kCheckpointVersion;
-  return v.is_number_integer() && v.get<std::int64_t>() >= 1 &&
-         v.get<std::int64_t>() <= training::kCheckpointVersion;
-}
+/// Removes `p` and everything in it, ignoring errors.
+void checkpoint_remove_all_quietly(const std::filesystem::path& p);
 
 /// Reads and checks trainer_state.json and the sizes of the files it lists. Throws FileError
 /// naming the checkpoint and the problem.
-inline nlohmann::json checkpoint_read_trainer_state(const std::filesystem::path& dir) {
-  namespace fs = std::filesystem;
-  const std::string where = "checkpoint '" + dir.string() + "': ";
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) throw FileError(where + "no such folder");
-  const fs::path state_path = dir / training::kTrainerStateFile;
-  if (!fs::exists(state_path, ec))
-    throw FileError(where + "missing " + training::kTrainerStateFile +
-                    " (not a checkpoint, or an interrupted save)");
-  nlohmann::json s = io::read_json(state_path);
-  if (!s.is_object() || !s.contains("format") || !s["format"].is_string())
-    throw FileError(where + training::kTrainerStateFile + " has no format name; not a diffuse checkpoint");
-  if (s["format"].get<std::string>() != training::kCheckpointFormat)
-    throw FileError(where + "format '" + s["format"].get<std::string>() + "' is not '" +
-                    training::kCheckpointFormat + "'");
-  if (!checkpoint_version_is_readable(s))
-    throw FileError(where + "unsupported format version " +
-                    (s.contains("version") ? io::describe_json(s["version"]) : "(none)") +
-                    " (this library reads version " + std::to_string(training::kCheckpointVersion) + ")");
-  if (!s.contains("files") || !s["files"].is_object())
-    throw FileError(where + training::kTrainerStateFile + " lists no files");
-  for (auto it = s["files"].begin(); it != s["files"].end(); ++it) {
-    const fs::path f = dir / it.key();
-    if (!it.value().is_number_unsigned()) throw FileError(where + "bad size recorded for '" + it.key() + "'");
-    if (!fs::is_regular_file(f, ec)) throw FileError(where + "missing file '" + it.key() + "'");
-    const auto size = fs::file_size(f, ec);
-    if (ec) throw FileError(where + "cannot read the size of '" + it.key() + "'");
-    if (size != it.value().get<std::uint64_t>())
-      throw FileError(where + "file '" + it.key() + "' is " + std::to_string(size) +
-                      " bytes, the checkpoint recorded " + std::to_string(it.value().get<std::uint64_t>()) +
-                      " (truncated or replaced?)");
-  }
-  return s;
-}
-
-/// Whether `dir`, not a complete checkpoint, is what an interrupted save or prune of this library
-/// left: it holds only checkpoint files (or their temporaries), and its trainer_state.json, if still
-/// there, is of this format and a version this library reads. Another tool's "checkpoint-N" (e.g.
-/// accelerate's) or a newer format's is not.
-inline bool checkpoint_is_own_leftover(const std::filesystem::path& dir) {
-  namespace fs = std::filesystem;
-  static const std::set<std::string> own = {"model.safetensors", "optimizer.safetensors", "ema.safetensors",
-                                            training::kTrainerStateFile};
-  std::error_code ec;
-  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    if (!it->is_regular_file(ec) || !own.count(name.substr(0, name.find(".tmp-")))) return false;
-  }
-  if (ec) return false;
-  if (!fs::exists(dir / training::kTrainerStateFile, ec)) return true;
-  try {
-    const nlohmann::json s = io::read_json(dir / training::kTrainerStateFile);
-    return s.is_object() && s.value("format", "") == training::kCheckpointFormat &&
-           checkpoint_version_is_readable(s);
-  } catch (const std::exception&) {
-    return false;
-  }
-}
+nlohmann::json checkpoint_read_trainer_state(const std::filesystem::path& dir);
 
 template <class T>
 std::map<std::string, Tensor<T>> checkpoint_load_listed(const std::filesystem::path& dir,
@@ -209,6 +133,12 @@ std::string checkpoint_compare_tensors(const std::vector<std::pair<std::string, 
   if (!unexpected.empty()) out += (out.empty() ? "" : "; ") + std::string("unexpected ") + unexpected;
   return out;
 }
+
+/// What the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_TRAINING_CHECKPOINT_DETAIL_TEMPLATES(X, T)                                            \
+  X(std::string checkpoint_compare_tensors<T>(const std::vector<std::pair<std::string, Shape>>& want, \
+                                              const std::map<std::string, Tensor<T>>& got))
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_TRAINING_CHECKPOINT_DETAIL_TEMPLATES)
 
 }  // namespace diffuse::detail
 
@@ -424,24 +354,12 @@ class CheckpointManager {
  public:
   /// The checkpoints in `output_dir` (created by the first save). Throws diffuse::Error for a
   /// checkpoints_total_limit below 1 or a prefix that is empty or holds a '/'.
-  explicit CheckpointManager(std::filesystem::path output_dir, CheckpointOptions options = {})
-      : dir_(std::move(output_dir)), options_(std::move(options)) {
-    if (options_.checkpoints_total_limit && *options_.checkpoints_total_limit < 1)
-      throw Error("CheckpointManager: checkpoints_total_limit must be at least 1, got " +
-                  std::to_string(*options_.checkpoints_total_limit));
-    if (options_.prefix.empty() || options_.prefix.find('/') != std::string::npos)
-      throw Error("CheckpointManager: prefix must be a non-empty folder name, got '" + options_.prefix + "'");
-  }
+  explicit CheckpointManager(std::filesystem::path output_dir, CheckpointOptions options = {});
 
   /// The folder given to the constructor.
   const std::filesystem::path& output_dir() const { return dir_; }
   /// The folder of the checkpoint at `global_step`: "<output_dir>/<prefix>-<global_step>".
-  std::filesystem::path path_for(std::int64_t global_step) const {
-    // "checkpoint--5" would be a folder that list() and prune() never see.
-    if (global_step < 0)
-      throw Error("CheckpointManager: global_step must be non-negative, got " + std::to_string(global_step));
-    return dir_ / (options_.prefix + "-" + std::to_string(global_step));
-  }
+  std::filesystem::path path_for(std::int64_t global_step) const;
 
   /// Saves to "<output_dir>/<prefix>-<global_step>", removes what interrupted saves and prunes
   /// left, then prunes to checkpoints_total_limit. Returns the folder.
@@ -456,58 +374,22 @@ class CheckpointManager {
 
   /// Complete checkpoints (trainer_state.json valid, every file of the recorded size), oldest
   /// (smallest step) first. Folders being written, or left half-written, are not listed.
-  std::vector<std::filesystem::path> list() const {
-    std::vector<std::filesystem::path> out;
-    for (auto& c : scan())
-      if (c.problem.empty()) out.push_back(c.path);
-    return out;
-  }
+  std::vector<std::filesystem::path> list() const;
 
   /// The newest complete checkpoint, if any.
-  std::optional<std::filesystem::path> latest() const {
-    auto all = list();
-    if (all.empty()) return std::nullopt;
-    return all.back();
-  }
+  std::optional<std::filesystem::path> latest() const;
 
   /// Removes the incomplete checkpoints this library left (with a warning each) and the oldest
   /// complete ones beyond checkpoints_total_limit. Each folder is renamed to a hidden name before
   /// it is deleted, so a prune cut short never leaves a broken folder under a real name.
-  void prune() const {
-    std::vector<std::filesystem::path> complete;
-    for (auto& c : scan()) {
-      if (c.problem.empty()) {
-        complete.push_back(c.path);
-      } else if (diffuse::detail::checkpoint_is_own_leftover(c.path)) {
-        warn("removing incomplete checkpoint '" + c.path.string() + "': " + c.problem +
-             "; an interrupted save or prune left it");
-        retire(c.path);
-      }
-    }
-    if (!options_.checkpoints_total_limit) return;
-    const auto limit = static_cast<std::size_t>(*options_.checkpoints_total_limit);
-    for (std::size_t i = 0; i + limit < complete.size(); ++i) retire(complete[i]);
-  }
+  void prune() const;
 
   /// Loads from a checkpoint folder, or from the newest complete one with "latest" (newer folders
   /// that are incomplete are skipped with a warning that says why). Returns false (and changes
   /// nothing) for "latest" when there is no checkpoint yet; a given path must exist.
   /// Throws as load_checkpoint does.
   template <class T>
-  bool resume(const std::string& from, TrainingState<T>& state) const {
-    if (from == "latest") {
-      const auto all = scan();
-      auto chosen =
-          std::find_if(all.rbegin(), all.rend(), [](const Candidate& c) { return c.problem.empty(); });
-      for (auto it = all.rbegin(); it != chosen; ++it)
-        warn("skipping '" + it->path.string() + "': " + it->problem);
-      if (chosen == all.rend()) return false;
-      load_checkpoint(chosen->path, state);
-      return true;
-    }
-    load_checkpoint(std::filesystem::path(from), state);
-    return true;
-  }
+  bool resume(const std::string& from, TrainingState<T>& state) const;
 
  private:
   struct Candidate {
@@ -517,86 +399,45 @@ class CheckpointManager {
   };
 
   // Folders named exactly "<prefix>-<digits>", by step, each checked.
-  std::vector<Candidate> scan() const {
-    namespace fs = std::filesystem;
-    std::vector<Candidate> out;
-    std::error_code ec;
-    if (!fs::is_directory(dir_, ec)) return out;
-    recover_moved_aside();
-    const std::string head = options_.prefix + "-";
-    for (auto& entry : fs::directory_iterator(dir_, ec)) {
-      const std::string name = entry.path().filename().string();
-      if (name.size() <= head.size() || name.compare(0, head.size(), head) != 0) continue;
-      const std::string digits = name.substr(head.size());
-      if (digits.size() > 18 ||
-          !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
-        continue;
-      if (!entry.is_directory(ec)) continue;
-      out.push_back({std::stoll(digits), entry.path(), ""});
-    }
-    std::sort(out.begin(), out.end(), [](const Candidate& a, const Candidate& b) { return a.step < b.step; });
-    for (auto& c : out) {
-      try {
-        diffuse::detail::checkpoint_read_trainer_state(c.path);
-      } catch (const Error& e) {
-        c.problem = e.what();
-        if (c.problem.rfind("checkpoint '", 0) == 0) c.problem = c.problem.substr(c.problem.find("': ") + 3);
-      }
-    }
-    return out;
-  }
+  std::vector<Candidate> scan() const;
   // A save that replaces a folder of the same step moves the old one to "<name>.old-*" first; if
   // it stopped before the new folder took its place, put the old one back (else it is stale).
   // A prune renames a folder to ".old-<name>-*" before deleting it: what is left of one goes.
-  void recover_moved_aside() const {
-    namespace fs = std::filesystem;
-    std::error_code ec;
-    std::vector<fs::path> aside, pruned;
-    for (auto& entry : fs::directory_iterator(dir_, ec)) {
-      const std::string name = entry.path().filename().string();
-      if (name.rfind(options_.prefix + "-", 0) == 0 && name.find(".old-") != std::string::npos)
-        aside.push_back(entry.path());
-      else if (name.rfind(".old-" + options_.prefix + "-", 0) == 0)
-        pruned.push_back(entry.path());
-    }
-    for (auto& p : aside) {
-      const std::string name = p.filename().string();
-      const fs::path original = p.parent_path() / name.substr(0, name.find(".old-"));
-      if (!fs::exists(original, ec))
-        fs::rename(p, original, ec);
-      else
-        diffuse::detail::checkpoint_remove_all_quietly(p);
-    }
-    for (auto& p : pruned) diffuse::detail::checkpoint_remove_all_quietly(p);
-  }
+  void recover_moved_aside() const;
   // "<prefix>-<digits>.tmp-*" folders of saves that never finished.
-  void remove_leftovers() const {
-    namespace fs = std::filesystem;
-    std::error_code ec;
-    if (!fs::is_directory(dir_, ec)) return;
-    std::vector<fs::path> stale;
-    for (auto& entry : fs::directory_iterator(dir_, ec)) {
-      const std::string name = entry.path().filename().string();
-      if (name.rfind(options_.prefix + "-", 0) == 0 && name.find(".tmp-") != std::string::npos)
-        stale.push_back(entry.path());
-    }
-    for (auto& p : stale) diffuse::detail::checkpoint_remove_all_quietly(p);
-  }
+  void remove_leftovers() const;
   // Renames `p` to ".old-<name>-<random>", then deletes it.
-  static void retire(const std::filesystem::path& p) {
-    const std::filesystem::path hidden = p.parent_path() / (".old-" + p.filename().string() + "-" +
-                                                            diffuse::detail::checkpoint_random_suffix());
-    std::error_code ec;
-    std::filesystem::rename(p, hidden, ec);
-    if (ec) {
-      warn("cannot remove checkpoint '" + p.string() + "': " + ec.message());
-      return;
-    }
-    diffuse::detail::checkpoint_remove_all_quietly(hidden);
-  }
+  static void retire(const std::filesystem::path& p);
 
   std::filesystem::path dir_;
   CheckpointOptions options_;
 };
 
+template <class T>
+bool CheckpointManager::resume(const std::string& from, TrainingState<T>& state) const {
+  if (from == "latest") {
+    const auto all = scan();
+    auto chosen =
+        std::find_if(all.rbegin(), all.rend(), [](const Candidate& c) { return c.problem.empty(); });
+    for (auto it = all.rbegin(); it != chosen; ++it)
+      warn("skipping '" + it->path.string() + "': " + it->problem);
+    if (chosen == all.rend()) return false;
+    load_checkpoint(chosen->path, state);
+    return true;
+  }
+  load_checkpoint(std::filesystem::path(from), state);
+  return true;
+}
+
+/// What the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_TRAINING_CHECKPOINT_TEMPLATES(X, T)                                           \
+  X(void save_checkpoint<T>(const std::filesystem::path& dir, const TrainingState<T>& state)) \
+  X(void load_checkpoint<T>(const std::filesystem::path& dir, TrainingState<T>& state))       \
+  X(bool CheckpointManager::resume<T>(const std::string& from, TrainingState<T>& state) const)
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_TRAINING_CHECKPOINT_TEMPLATES)
+
 }  // namespace diffuse::training
+
+#ifndef DIFFUSE_PRECOMPILED
+#include "diffuse/training/checkpoint-inl.hpp"
+#endif

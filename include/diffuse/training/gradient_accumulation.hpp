@@ -13,10 +13,10 @@
 /// micro-batches together (equal micro-batch sizes), as in accelerate's accumulate().
 #pragma once
 #include <cstdint>
-#include <string>
 
 #include "diffuse/autograd/elementwise.hpp"
 #include "diffuse/core/error.hpp"
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/core/tensor.hpp"
 
 namespace diffuse::training {
@@ -25,10 +25,7 @@ namespace diffuse::training {
 class GradientAccumulation {
  public:
   /// Accumulates `steps` micro-batches per optimizer step; throws diffuse::Error if steps < 1.
-  explicit GradientAccumulation(std::int64_t steps) : steps_(steps) {
-    if (steps < 1)
-      throw Error("GradientAccumulation: steps must be at least 1, got " + std::to_string(steps));
-  }
+  explicit GradientAccumulation(std::int64_t steps);
 
   /// The loss to back-propagate for one micro-batch: loss / steps.
   template <class T>
@@ -45,10 +42,7 @@ class GradientAccumulation {
   /// Micro-batches counted so far (save it in checkpoints taken between optimizer steps).
   std::int64_t micro_step() const { return micro_step_; }
   /// Restores the count (from a checkpoint); throws diffuse::Error if n is negative.
-  void set_micro_step(std::int64_t n) {
-    if (n < 0) throw Error("GradientAccumulation: micro_step must be non-negative, got " + std::to_string(n));
-    micro_step_ = n;
-  }
+  void set_micro_step(std::int64_t n);
 
  private:
   std::int64_t steps_;
@@ -56,3 +50,7 @@ class GradientAccumulation {
 };
 
 }  // namespace diffuse::training
+
+#ifndef DIFFUSE_PRECOMPILED
+#include "diffuse/training/gradient_accumulation-inl.hpp"
+#endif

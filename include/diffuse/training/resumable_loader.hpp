@@ -19,7 +19,7 @@
 
 #include "diffuse/core/error.hpp"
 #include "diffuse/core/generator.hpp"
-#include "diffuse/io/json.hpp"
+#include "diffuse/core/precompiled.hpp"
 
 namespace diffuse::training {
 
@@ -36,29 +36,9 @@ struct LoaderPosition {
   bool operator==(const LoaderPosition&) const = default;
 
   /// The position as a checkpoint's trainer_state.json holds it.
-  nlohmann::json to_json() const {
-    return {{"epoch", epoch},
-            {"batch", batch},
-            {"batches_per_epoch", batches_per_epoch},
-            {"epoch_start_generator", {{"seed", epoch_start.seed}, {"offset", epoch_start.offset}}}};
-  }
+  nlohmann::json to_json() const;
   /// Reads to_json()'s form back; throws diffuse::Error for a malformed or negative position.
-  static LoaderPosition from_json(const nlohmann::json& j) {
-    try {
-      LoaderPosition p;
-      p.epoch = io::json_integer<std::int64_t>(j.at("epoch"), "data-loader epoch");
-      p.batch = io::json_integer<std::int64_t>(j.at("batch"), "data-loader batch");
-      p.batches_per_epoch =
-          io::json_integer<std::int64_t>(j.at("batches_per_epoch"), "data-loader batches_per_epoch");
-      const nlohmann::json& g = j.at("epoch_start_generator");
-      p.epoch_start.seed = io::json_integer<std::uint64_t>(g.at("seed"), "data-loader generator seed");
-      p.epoch_start.offset = io::json_integer<std::uint64_t>(g.at("offset"), "data-loader generator offset");
-      if (p.epoch < 0 || p.batch < 0 || p.batches_per_epoch < 0) throw Error("negative epoch or batch count");
-      return p;
-    } catch (const nlohmann::json::exception& e) {
-      throw Error("malformed data-loader position: " + std::string(e.what()));
-    }
-  }
+  static LoaderPosition from_json(const nlohmann::json& j);
 };
 
 /// The non-template side of a ResumableLoader, what checkpoints save and restore.
@@ -174,3 +154,7 @@ class ResumableLoader : public ResumablePosition {
 };
 
 }  // namespace diffuse::training
+
+#ifndef DIFFUSE_PRECOMPILED
+#include "diffuse/training/resumable_loader-inl.hpp"
+#endif

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "diffuse/core/error.hpp"
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/core/tensor.hpp"
 #include "diffuse/io/image.hpp"
 #include "diffuse/viz/grid.hpp"
@@ -22,9 +23,7 @@ class Figure {
  public:
   /// `gap` pixels of `background` (0 black .. 1 white) between panels.
   /// Throws diffuse::Error for a negative gap.
-  explicit Figure(std::int64_t gap = 4, double background = 1.0) : gap_(gap), background_(background) {
-    if (gap < 0) throw Error("Figure: gap must be non-negative, got " + std::to_string(gap));
-  }
+  explicit Figure(std::int64_t gap = 4, double background = 1.0);
 
   /// Adds a panel below the previous ones: a batch [N,C,H,W] is gridded with `opts`; an image
   /// [C,H,W] or [H,W] is used as it is (after opts' normalisation). 1 or 3 channels.
@@ -45,26 +44,10 @@ class Figure {
   std::size_t size() const { return panels_.size(); }
 
   /// The composed image [C,H,W]: panels left-aligned, RGB if any panel is RGB.
-  Tensor<float> image() const {
-    if (panels_.empty()) throw Error("Figure::image: the figure has no panels");
-    std::int64_t c = 1, h = gap_ * static_cast<std::int64_t>(panels_.size() - 1), w = 0;
-    for (const auto& p : panels_) c = std::max(c, p.size(0)), h += p.size(1), w = std::max(w, p.size(2));
-    Tensor<float> out = Tensor<float>::full({c, h, w}, static_cast<float>(background_));
-    std::int64_t y0 = 0;
-    for (const auto& p : panels_) {
-      const std::int64_t pc = p.size(0), ph = p.size(1), pw = p.size(2);
-      for (std::int64_t ch = 0; ch < c; ++ch)
-        for (std::int64_t y = 0; y < ph; ++y) {
-          const float* src = p.data() + ((pc == 1 ? 0 : ch) * ph + y) * pw;
-          std::copy(src, src + pw, out.data() + (ch * h + y0 + y) * w);
-        }
-      y0 += ph + gap_;
-    }
-    return out;
-  }
+  Tensor<float> image() const;
 
   /// Saves the figure (PNG or JPEG by extension). Atomic.
-  void save(const std::filesystem::path& path) const { io::write_image(path, image()); }
+  void save(const std::filesystem::path& path) const;
 
  private:
   std::int64_t gap_;
@@ -73,3 +56,7 @@ class Figure {
 };
 
 }  // namespace diffuse::viz
+
+#ifndef DIFFUSE_PRECOMPILED
+#include "diffuse/viz/figure-inl.hpp"
+#endif

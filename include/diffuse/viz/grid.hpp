@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "diffuse/core/error.hpp"
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/core/tensor.hpp"
 #include "diffuse/io/image.hpp"
 
@@ -108,5 +109,11 @@ void save_image(const Tensor<T>& images, const std::filesystem::path& path, cons
   else
     io::write_image(path, detail::normalize_for_grid(images, opts));
 }
+
+/// What the precompiled library holds (core/precompiled.hpp).
+#define DIFFUSE_VIZ_GRID_TEMPLATES(X, T)                                      \
+  X(Tensor<T> make_grid<T>(const Tensor<T>& images, const GridOptions& opts)) \
+  X(void save_image<T>(const Tensor<T>& images, const std::filesystem::path& path, const GridOptions& opts))
+DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_VIZ_GRID_TEMPLATES)
 
 }  // namespace diffuse::viz

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "diffuse/core/error.hpp"
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/schedulers/scheduler.hpp"
 #include "diffuse/viz/svg_plot.hpp"
 
@@ -21,20 +22,7 @@ namespace diffuse::viz {
 /// (sum_k w^(i-k) (1-w) v_k) / (1 - w^(i+1)), so the curve starts at the first value.
 /// Non-finite values are skipped (their entry repeats the last average, NaN before any).
 /// Throws diffuse::Error unless 0 <= smoothing < 1.
-inline std::vector<double> ema(const std::vector<double>& values, double smoothing) {
-  if (!(smoothing >= 0.0 && smoothing < 1.0))
-    throw Error("ema: smoothing must be in [0, 1), got " + std::to_string(smoothing));
-  std::vector<double> out(values.size());
-  double acc = 0, weight = 0;
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    if (std::isfinite(values[i])) {
-      acc = smoothing * acc + (1 - smoothing) * values[i];
-      weight = smoothing * weight + (1 - smoothing);
-    }
-    out[i] = weight > 0 ? acc / weight : std::nan("");
-  }
-  return out;
-}
+std::vector<double> ema(const std::vector<double>& values, double smoothing);
 
 /// Options of loss_plot.
 struct LossPlotOptions {
@@ -51,18 +39,7 @@ struct LossPlotOptions {
 };
 
 /// The raw losses (thin, faint) and their EMA (solid), against the step index.
-inline SvgPlot loss_plot(const std::vector<double>& losses, const LossPlotOptions& o = {}) {
-  SvgPlot plot({.title = o.title,
-                .xlabel = o.xlabel,
-                .ylabel = o.ylabel + (o.log_y ? " (log scale)" : ""),
-                .log_y = o.log_y});
-  plot.add_line(losses, {.label = "raw", .color = "#1f77b4", .width = 1.0, .opacity = 0.35});
-  if (o.smoothing > 0)
-    plot.add_line(
-        ema(losses, o.smoothing),
-        {.label = "EMA " + detail::tick_label(o.smoothing, 0.01), .color = "#1f77b4", .width = 2.2});
-  return plot;
-}
+SvgPlot loss_plot(const std::vector<double>& losses, const LossPlotOptions& o = {});
 
 /// sqrt(alphas_cumprod) (solid) and sqrt(1 - alphas_cumprod) (dashed) of each named scheduler,
 /// one colour per scheduler.
@@ -97,3 +74,7 @@ SvgPlot schedule_plot(const schedulers::Scheduler<T>& scheduler, const std::stri
 }
 
 }  // namespace diffuse::viz
+
+#ifndef DIFFUSE_PRECOMPILED
+#include "diffuse/viz/plots-inl.hpp"
+#endif
