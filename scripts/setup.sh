@@ -13,6 +13,8 @@ packages=(
   clang-16 libfuzzer-16-dev libclang-rt-16-dev libomp-16-dev
   # the format check (test format): Debian 12's clang-format, version 14
   clang-format
+  # data-parallel training across processes (include/diffuse/distributed/, ctest label mpi)
+  libopenmpi-dev openmpi-bin
 )
 # PyTorch is optional (benchmark peer scripts): DIFFUSE_WITH_TORCH=1 adds it.
 if [[ "${DIFFUSE_WITH_TORCH:-0}" == 1 ]]; then packages+=(python3-torch); fi

@@ -204,3 +204,29 @@ TEST_CASE("errors name the shapes") {
   CHECK_THROWS_WITH(F::dropout(TD({2}), std::nan(""), true, g), Catch::Contains("[0, 1]"));
   CHECK_THROWS_WITH(F::dropout(TD({2}), 1.5, true, g), Catch::Contains("[0, 1]"));
 }
+
+TEST_CASE("post-accumulate grad hooks run once per backward, when the gradient is complete") {
+  Tensor<double> x = Tensor<double>::full({3}, 1.0), w = Tensor<double>::full({3}, 2.0);
+  x.requires_grad_();
+  w.requires_grad_();
+  std::vector<std::string> events;
+  std::vector<double> seen;
+  x.register_post_accumulate_grad_hook([&] {
+    events.push_back("x");
+    seen.push_back(x.grad().data()[0]);
+  });
+  w.register_post_accumulate_grad_hook([&] { events.push_back("w"); });
+  // x is used twice, early and late in the graph: its hook waits for both contributions.
+  Tensor<double> y = sum(x * 2.0 + (x * w) * 3.0);
+  y.backward();
+  CHECK(events.size() == 2);
+  CHECK(seen == std::vector<double>{2.0 + 3.0 * 2.0});
+  y = sum(x * 2.0);
+  y.backward();  // accumulates: the hook sees the sum of both backward() calls
+  CHECK(seen.back() == 8.0 + 2.0);
+  x.clear_post_accumulate_grad_hooks();
+  sum(x * 2.0).backward();
+  CHECK(seen.size() == 2);
+  CHECK_THROWS_WITH((x * 2.0).register_post_accumulate_grad_hook([] {}),
+                    Catch::Contains("only leaf tensors"));
+}

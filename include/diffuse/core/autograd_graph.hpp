@@ -10,6 +10,7 @@
 #include <initializer_list>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -188,8 +189,12 @@ void run_backward(const Tensor<T>& root, const Tensor<T>& grad_output) {
   if (!root.requires_grad())
     throw Error("backward(): the tensor does not require grad (no parameter with requires_grad led to it)");
   NoGradGuard no_grad;
+  auto run_hooks = [](const TensorImpl<T>& leaf) {
+    for (const auto& hook : leaf.post_accumulate_grad_hooks) hook();
+  };
   if (root.is_leaf()) {
     accumulate_into(root.impl()->grad, grad_output.clone(), root.shape(), "backward");
+    run_hooks(*root.impl());
     return;
   }
   // Topological order by iterative depth-first search over nodes.
@@ -214,13 +219,31 @@ void run_backward(const Tensor<T>& root, const Tensor<T>& grad_output) {
     for (auto& in : n->inputs)
       if (in && in->grad_fn) keep_alive.push_back(in->grad_fn);
 
+  // A leaf with hooks is complete after the last node (in the walk's order) that feeds it.
+  std::unordered_map<Node<T>*, std::vector<TensorImpl<T>*>> completes;
+  {
+    std::unordered_set<TensorImpl<T>*> hooked;
+    for (auto* n : order)  // order runs from the leaves' side to the root: the first seen is the last to run
+      for (auto& in : n->inputs)
+        if (in && !in->grad_fn && !in->post_accumulate_grad_hooks.empty() && hooked.insert(in.get()).second)
+          completes[n].push_back(in.get());
+  }
+
   root.grad_fn()->grad_accum = grad_output.clone().impl();
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     Node<T>* node = *it;
     if (!node->backward)
       throw Error("backward(): the graph through '" + node->name +
                   "' was already freed by an earlier backward(); run the forward pass again");
-    if (!node->grad_accum) continue;
+    auto complete_leaves = [&] {
+      if (auto done = completes.find(node); done != completes.end())
+        for (auto* leaf : done->second)
+          if (leaf->grad) run_hooks(*leaf);
+    };
+    if (!node->grad_accum) {
+      complete_leaves();
+      continue;
+    }
     auto grads = node->backward(Tensor<T>::from_impl(node->grad_accum));
     if (grads.size() != node->inputs.size())
       throw Error("internal error: backward of " + node->name + " returned the wrong number of gradients");
@@ -235,6 +258,7 @@ void run_backward(const Tensor<T>& root, const Tensor<T>& grad_output) {
     // Free what this node saved for backward: the graph is used once.
     node->grad_accum.reset();
     node->backward = nullptr;
+    complete_leaves();
   }
 }
 

@@ -60,6 +60,9 @@ struct TensorImpl {
   bool requires_grad = false;
   std::shared_ptr<TensorImpl<T>> grad;  // accumulated gradient of a leaf
   std::shared_ptr<Node<T>> grad_fn;     // the operation that produced a non-leaf
+  // Called when backward() has finished accumulating into `grad` (distributed gradient averaging
+  // starts on a parameter as soon as its gradient is complete).
+  std::vector<std::function<void()>> post_accumulate_grad_hooks;
 
   T* data() const { return storage->ptr + offset; }
 };
@@ -258,6 +261,16 @@ class Tensor {
                   to_string(shape()));
     checked().grad = g.impl_;
   }
+  /// Calls `hook` each time a backward() has finished accumulating this leaf's gradient: after the
+  /// last operation of the graph that feeds it, while backward() goes on with the rest (like
+  /// torch's register_post_accumulate_grad_hook). Throws diffuse::Error on a non-leaf.
+  void register_post_accumulate_grad_hook(std::function<void()> hook) {
+    if (checked().grad_fn)
+      throw Error("register_post_accumulate_grad_hook: only leaf tensors accumulate gradients");
+    impl_->post_accumulate_grad_hooks.push_back(std::move(hook));
+  }
+  /// Removes every hook registered with register_post_accumulate_grad_hook.
+  void clear_post_accumulate_grad_hooks() { checked().post_accumulate_grad_hooks.clear(); }
   /// Same data, cut from the graph.
   Tensor detach() const {
     Tensor t;

@@ -1,0 +1,144 @@
+/// @file
+/// MPI for data-parallel training (compiled only when MPI is found: link diffuse::distributed,
+/// which defines DIFFUSE_WITH_MPI). One process per machine or socket, each using its cores with
+/// OpenMP; only the main thread calls MPI (MPI_THREAD_FUNNELED).
+///   int main(int argc, char** argv) {
+///     return distributed::run(argc, argv, [&] {   // MPI_Init ... MPI_Finalize
+///       if (distributed::rank() == 0) std::printf("%d processes\n", distributed::world_size());
+///       ...
+///     });
+///   }
+/// Errors are collective: an exception that leaves run() on any rank prints "rank r: message" and
+/// stops every rank (MPI_Abort), so a failure on one machine never leaves the others waiting in a
+/// collective. agree() turns a local failure into an Error on every rank where all ranks can
+/// meet, such as after loading the data.
+#pragma once
+#ifndef OMPI_SKIP_MPICXX
+#define OMPI_SKIP_MPICXX 1  // the C API only: no libmpi_cxx
+#endif
+#ifndef MPICH_SKIP_MPICXX
+#define MPICH_SKIP_MPICXX 1
+#endif
+#include <mpi.h>
+
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "diffuse/core/error.hpp"
+
+namespace diffuse::distributed {
+
+/// Throws diffuse::Error naming `what` and MPI's message when `rc` is not MPI_SUCCESS.
+inline void check_mpi(int rc, const char* what) {
+  if (rc == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING];
+  int length = 0;
+  MPI_Error_string(rc, text, &length);
+  throw Error(std::string(what) + " failed: " + std::string(text, static_cast<std::size_t>(length)));
+}
+
+/// Whether MPI_Init has run (and MPI_Finalize not yet).
+inline bool initialized() {
+  int init = 0, fin = 0;
+  MPI_Initialized(&init);
+  MPI_Finalized(&fin);
+  return init && !fin;
+}
+
+/// This process's rank in MPI_COMM_WORLD; 0 when MPI is not initialised (a single process).
+inline int rank() {
+  if (!initialized()) return 0;
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+
+/// The number of processes in MPI_COMM_WORLD; 1 when MPI is not initialised.
+inline int world_size() {
+  if (!initialized()) return 1;
+  int n = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &n);
+  return n;
+}
+
+/// Waits for every rank.
+inline void barrier() {
+  if (initialized()) check_mpi(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+}
+
+/// The MPI datatype of float or double.
+template <class T>
+MPI_Datatype mpi_type() {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "float or double");
+  return std::is_same_v<T, float> ? MPI_FLOAT : MPI_DOUBLE;
+}
+
+/// Initialises MPI (MPI_THREAD_FUNNELED) for its lifetime and finalises it at the end, unless
+/// MPI was initialised already (then it leaves both to the owner).
+class Environment {
+ public:
+  Environment(int& argc, char**& argv) {
+    if (initialized()) return;
+    int provided = 0;
+    check_mpi(MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+    owner_ = true;
+    if (provided < MPI_THREAD_FUNNELED) {
+      MPI_Finalize();
+      throw Error("MPI provides no MPI_THREAD_FUNNELED support (OpenMP threads next to MPI need it)");
+    }
+  }
+  ~Environment() {
+    if (owner_ && initialized()) MPI_Finalize();
+  }
+  Environment(const Environment&) = delete;
+  Environment& operator=(const Environment&) = delete;
+
+ private:
+  bool owner_ = false;
+};
+
+/// Every rank learns whether all succeeded: when `ok` is false on some rank, every rank throws
+/// diffuse::Error with the message of the lowest failing rank ("rank r: message"). A collective
+/// call: every rank must make it.
+inline void agree(bool ok, const std::string& message = {}) {
+  if (!initialized()) {
+    if (!ok) throw Error(message);
+    return;
+  }
+  const int me = rank();
+  int failing = ok ? world_size() : me, first = 0;
+  check_mpi(MPI_Allreduce(&failing, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD), "MPI_Allreduce");
+  if (first == world_size()) return;
+  int length = first == me ? static_cast<int>(message.size()) : 0;
+  check_mpi(MPI_Bcast(&length, 1, MPI_INT, first, MPI_COMM_WORLD), "MPI_Bcast");
+  std::string text = first == me ? message : std::string(static_cast<std::size_t>(length), '\0');
+  check_mpi(MPI_Bcast(text.data(), length, MPI_CHAR, first, MPI_COMM_WORLD), "MPI_Bcast");
+  throw Error("rank " + std::to_string(first) + ": " + text);
+}
+
+/// Runs `body` on every rank between MPI_Init and MPI_Finalize and returns the exit code:
+/// 0, or 1 after an exception. An exception on one rank of several prints "rank r: message"
+/// to stderr and aborts all ranks (MPI_Abort), so none is left waiting in a collective.
+template <class F>
+int run(int& argc, char**& argv, F&& body) {
+  try {
+    Environment env(argc, argv);
+    try {
+      body();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "rank %d: %s\n", rank(), e.what());
+      std::fflush(stderr);
+      if (world_size() > 1) MPI_Abort(MPI_COMM_WORLD, 1);
+      return 1;
+    }
+    return 0;
+  } catch (const std::exception& e) {  // MPI itself did not start
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace diffuse::distributed
