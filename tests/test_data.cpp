@@ -417,3 +417,36 @@ TEST_CASE("DistributedSampler: PyTorch's shards, padding and epochs") {
     CHECK_THROWS_WITH(DistributedSampler(-1), Catch::Contains("negative dataset size"));
   }
 }
+
+TEST_CASE("DataLoader with num_replicas: N ranks x batch B read the batches of 1 x batch N*B") {
+  Generator data_gen(4);
+  const data::TensorDataset<float> dataset(data_gen.randn<float>({21, 3}));
+  auto epoch_batches = [&](int replicas, int rank, std::int64_t batch_size) {
+    Generator gen(8);  // the same seed on every rank
+    data::DataLoader loader(
+        dataset, {.batch_size = batch_size, .shuffle = true, .num_replicas = replicas, .rank = rank}, gen);
+    std::vector<std::vector<std::vector<std::int64_t>>> epochs;
+    for (int e = 0; e < 2; ++e) {
+      epochs.emplace_back();
+      for (auto& b : loader) epochs.back().push_back(b.indices);
+    }
+    return epochs;
+  };
+  const auto single = epoch_batches(1, 0, 6), r0 = epoch_batches(2, 0, 3), r1 = epoch_batches(2, 1, 3);
+  REQUIRE(single[0].size() == 4);  // 21 samples in batches of 6
+  REQUIRE(r0[0].size() == 4);      // 11 per rank (21 padded to 22) in batches of 3
+  for (int e = 0; e < 2; ++e)
+    for (std::size_t k = 0; k < 3; ++k) {  // the full batches; the last differs by the padding
+      std::vector<std::int64_t> both = r0[e][k];
+      both.insert(both.end(), r1[e][k].begin(), r1[e][k].end());
+      std::sort(both.begin(), both.end());
+      auto expected = single[e][k];
+      std::sort(expected.begin(), expected.end());
+      CHECK(both == expected);
+    }
+  CHECK(r0[0] != r0[1]);  // a new order each epoch
+  CHECK_THROWS_WITH(data::DataLoader(dataset, {.num_replicas = 2, .rank = 2}),
+                    Catch::Contains("rank 2 is not in [0, 1]"));
+  CHECK_THROWS_WITH(data::DataLoader(dataset, {.num_replicas = 0}),
+                    Catch::Contains("num_replicas must be at least 1"));
+}

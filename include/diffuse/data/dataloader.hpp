@@ -55,6 +55,7 @@
 #include "diffuse/core/precompiled.hpp"
 #include "diffuse/core/shape.hpp"
 #include "diffuse/core/tensor.hpp"
+#include "diffuse/data/distributed_sampler.hpp"
 
 namespace diffuse::data {
 
@@ -80,6 +81,12 @@ struct LoaderOptions {
   bool shuffle = false;    ///< a new random order every epoch (needs a Generator)
   bool drop_last = false;  ///< skip the last batch if it is smaller than batch_size
   int prefetch = 1;        ///< batches assembled ahead on worker threads (0: in the caller's thread)
+  /// Data-parallel runs: the number of ranks sharing each epoch, and this one. Every rank draws
+  /// the same epoch order (give each the same Generator seed) and reads its DistributedSampler
+  /// share of it (data/distributed_sampler.hpp): batch k of N ranks with batch_size B holds the
+  /// samples of batch k of one loader with batch_size N x B.
+  int num_replicas = 1;
+  int rank = 0;  ///< from 0 to num_replicas - 1
 };
 
 /// Where a loader is in its sequence of epochs; plain values, to store in a checkpoint.
@@ -133,10 +140,16 @@ class DataLoader {
   /// The options given at construction.
   const LoaderOptions& options() const { return options_; }
 
-  /// Number of batches per epoch.
+  /// Number of batches per epoch (of this rank's share, with num_replicas > 1).
   std::int64_t size() const {
-    const std::int64_t n = dataset_->size(), b = options_.batch_size;
+    const std::int64_t n = samples_per_epoch(), b = options_.batch_size;
     return options_.drop_last ? n / b : (n + b - 1) / b;
+  }
+  /// Samples per epoch: the dataset's size, or this rank's share of it (padded as PyTorch's
+  /// DistributedSampler pads, so every rank has as many).
+  std::int64_t samples_per_epoch() const {
+    const std::int64_t r = options_.num_replicas;
+    return (dataset_->size() + r - 1) / r;
   }
 
   // ---- position (see the top of this file) ----
@@ -270,21 +283,32 @@ class DataLoader {
       throw Error("DataLoader: batch_size must be at least 1, got " + std::to_string(options_.batch_size));
     if (options_.prefetch < 0)
       throw Error("DataLoader: prefetch must be 0 or more batches, got " + std::to_string(options_.prefetch));
+    if (options_.num_replicas < 1)
+      throw Error("DataLoader: num_replicas must be at least 1, got " +
+                  std::to_string(options_.num_replicas));
+    if (options_.rank < 0 || options_.rank >= options_.num_replicas)
+      throw Error("DataLoader: rank " + std::to_string(options_.rank) + " is not in [0, " +
+                  std::to_string(options_.num_replicas - 1) + "]");
   }
   std::uint64_t draw_seed() {
     const auto hi = gen_->randint_list(0, std::int64_t(1) << 32, 2);
     return (static_cast<std::uint64_t>(hi[0]) << 32) | static_cast<std::uint64_t>(hi[1]);
   }
-  // The epoch's sample order: 0..n-1, or a permutation drawn from the epoch seed.
+  // The epoch's sample order (this rank's share of it): 0..n-1, or a permutation drawn from the
+  // epoch seed.
   std::shared_ptr<const std::vector<std::int64_t>> make_order(std::uint64_t seed) const {
     const std::int64_t n = dataset_->size();
+    std::vector<std::int64_t> order;
     if (options_.shuffle) {
       Generator g(seed);
-      return std::make_shared<const std::vector<std::int64_t>>(g.randperm(n));
+      order = g.randperm(n);
+    } else {
+      order.resize(static_cast<std::size_t>(n));
+      for (std::int64_t i = 0; i < n; ++i) order[static_cast<std::size_t>(i)] = i;
     }
-    auto order = std::make_shared<std::vector<std::int64_t>>(static_cast<std::size_t>(n));
-    for (std::int64_t i = 0; i < n; ++i) (*order)[i] = i;
-    return order;
+    if (options_.num_replicas > 1)
+      order = shard_of(std::move(order), options_.num_replicas, options_.rank, samples_per_epoch());
+    return std::make_shared<const std::vector<std::int64_t>>(std::move(order));
   }
 
   Batch<T> batch_at(std::int64_t b, const std::shared_ptr<const std::vector<std::int64_t>>& order,

@@ -11,12 +11,30 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "diffuse/core/error.hpp"
 #include "diffuse/core/generator.hpp"
 
 namespace diffuse::data {
+
+/// Rank `rank`'s share of an epoch's `order` among `num_replicas` ranks, as PyTorch's
+/// DistributedSampler takes it: every num_replicas-th index from position `rank`, after padding
+/// the order with its own first indices (repeated as often as needed) up to `num_samples` x
+/// num_replicas, or cutting it there.
+inline std::vector<std::int64_t> shard_of(std::vector<std::int64_t> order, int num_replicas, int rank,
+                                          std::int64_t num_samples) {
+  const auto total = static_cast<std::size_t>(num_samples * num_replicas);
+  const std::size_t n = order.size();
+  for (std::size_t i = 0; order.size() < total && n > 0; ++i) order.push_back(order[i]);
+  order.resize(total);
+  std::vector<std::int64_t> mine;
+  mine.reserve(static_cast<std::size_t>(num_samples));
+  for (std::size_t i = static_cast<std::size_t>(rank); i < total; i += static_cast<std::size_t>(num_replicas))
+    mine.push_back(order[i]);
+  return mine;
+}
 
 /// Options of a DistributedSampler (as PyTorch's arguments).
 struct DistributedSamplerOptions {
@@ -74,16 +92,7 @@ class DistributedSampler {
       order.resize(static_cast<std::size_t>(size_));
       for (std::int64_t i = 0; i < size_; ++i) order[static_cast<std::size_t>(i)] = i;
     }
-    const auto total = static_cast<std::size_t>(total_size());
-    // Pad by repeating the order from its start (as often as needed), or cut the tail.
-    for (std::size_t i = 0; order.size() < total && size_ > 0; ++i) order.push_back(order[i]);
-    order.resize(total);
-    std::vector<std::int64_t> mine;
-    mine.reserve(static_cast<std::size_t>(num_samples_));
-    for (std::size_t i = static_cast<std::size_t>(options_.rank); i < total;
-         i += static_cast<std::size_t>(options_.num_replicas))
-      mine.push_back(order[i]);
-    return mine;
+    return shard_of(std::move(order), options_.num_replicas, options_.rank, num_samples_);
   }
 
  private:
