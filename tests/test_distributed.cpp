@@ -115,8 +115,9 @@ void train_distributed(UNet2DModel<T>& unet, bool overlap, std::int64_t micro) {
   const int n = distributed::world_size(), r = distributed::rank();
   distributed::broadcast_parameters(unet);
   optim::AdamW<T> opt(unet.parameters(), {.lr = 1e-3});
-  distributed::GradientReducer<T> reducer(unet.parameters(),
-                                          {.bucket_cap_bytes = 16 << 10, .overlap = overlap});
+  distributed::GradientReducer<T> reducer(
+      unet.parameters(),
+      {.bucket_cap_bytes = 16 << 10, .first_bucket_cap_bytes = 4 << 10, .overlap = overlap});
   REQUIRE(reducer.num_buckets() > 1);
   const std::int64_t local = kGlobalBatch / n, per_micro = local / micro;
   for (std::int64_t step = 0; step < kSteps; ++step) {
@@ -153,7 +154,8 @@ TEST_CASE("the averaged gradient of N local batches is the gradient of the globa
   const int n = distributed::world_size(), r = distributed::rank();
   const std::int64_t local = kGlobalBatch / n;
   const auto mine = rows(global, r * local, (r + 1) * local);
-  distributed::GradientReducer<double> reducer(unet.parameters(), {.bucket_cap_bytes = 16 << 10});
+  distributed::GradientReducer<double> reducer(
+      unet.parameters(), {.bucket_cap_bytes = 16 << 10, .first_bucket_cap_bytes = 4 << 10});
   nn::functional::mse_loss(unet(mine.x, mine.t), mine.noise).backward();
   CHECK(reducer.buckets_started() == reducer.num_buckets());  // all started while backward() ran
   reducer.synchronize();

@@ -7,14 +7,17 @@
 ///   loss.backward();                                          // buckets start reducing meanwhile
 ///   reducer.synchronize();                                    // every gradient is now the average
 ///   opt.step();
+///
 /// The gradients are packed into flat buckets (last parameters first, the order backward()
-/// completes them; 25 MiB each, as DDP). With overlap on (the default), a bucket starts its
-/// all-reduce (MPI_Iallreduce) as soon as backward() has completed every gradient in it and in the
-/// buckets before it, while backward() goes on with the rest; with overlap off, all buckets start
-/// in synchronize(). Either way the buckets, their order and the MPI calls are the same, so the
-/// result does not depend on the timing (nor on the mode).
+/// completes them; 1 MiB for the first, 25 MiB for the others, as DDP). With overlap on (the
+/// default), a bucket starts its all-reduce (MPI_Iallreduce) as soon as backward() has completed
+/// every gradient in it and in the buckets before it, while backward() goes on with the rest;
+/// with overlap off, all buckets start in synchronize(). Either way the buckets, their order and
+/// the MPI calls are the same, so the result does not depend on the timing (nor on the mode).
+///
 /// Gradient accumulation: set_sync(false) for the micro-batches whose gradients are only summed
 /// locally (DDP's no_sync()), set_sync(true) before the last one.
+///
 /// A parameter without a gradient on a rank counts as zeros there; after synchronize() every
 /// parameter has a gradient.
 #pragma once
@@ -37,6 +40,9 @@ namespace diffuse::distributed {
 struct ReducerOptions {
   /// The largest bucket, in bytes (DDP's bucket_cap_mb = 25). A larger parameter gets its own.
   std::int64_t bucket_cap_bytes = 25 << 20;
+  /// The largest first bucket (the last layers, whose gradients come first), in bytes: small, as
+  /// DDP's 1 MiB, so that the first all-reduce starts early in backward().
+  std::int64_t first_bucket_cap_bytes = 1 << 20;
   /// Start each bucket's all-reduce while backward() still runs (false: all in synchronize()).
   bool overlap = true;
 };
@@ -98,9 +104,10 @@ class GradientReducer {
 template <class T>
 GradientReducer<T>::GradientReducer(std::vector<Tensor<T>> parameters, ReducerOptions options)
     : params_(std::move(parameters)), options_(options) {
-  if (options_.bucket_cap_bytes <= 0)
-    throw Error("GradientReducer: bucket_cap_bytes must be positive, got " +
-                std::to_string(options_.bucket_cap_bytes));
+  if (options_.bucket_cap_bytes <= 0 || options_.first_bucket_cap_bytes <= 0)
+    throw Error("GradientReducer: bucket_cap_bytes and first_bucket_cap_bytes must be positive, got " +
+                std::to_string(options_.bucket_cap_bytes) + " and " +
+                std::to_string(options_.first_bucket_cap_bytes));
   // Every rank must reduce the same buckets: compare the parameter count and sizes.
   std::vector<std::int64_t> sizes{static_cast<std::int64_t>(params_.size())};
   for (const auto& p : params_) sizes.push_back(p.numel());
@@ -122,7 +129,9 @@ GradientReducer<T>::GradientReducer(std::vector<Tensor<T>> parameters, ReducerOp
   std::int64_t bytes = 0;
   for (std::size_t k = params_.size(); k-- > 0;) {
     const std::int64_t size = params_[k].numel() * static_cast<std::int64_t>(sizeof(T));
-    if (buckets_.empty() || (bytes > 0 && bytes + size > options_.bucket_cap_bytes)) {
+    const std::int64_t cap =
+        buckets_.size() == 1 ? options_.first_bucket_cap_bytes : options_.bucket_cap_bytes;
+    if (buckets_.empty() || (bytes > 0 && bytes + size > cap)) {
       buckets_.emplace_back();
       bytes = 0;
     }
