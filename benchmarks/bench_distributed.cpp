@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -76,11 +77,7 @@ int main(int argc, char** argv) {
       if (step >= warmup)
         seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
-    const double total = [&] {
-      double s = 0;
-      for (double v : seconds) s += v;
-      return s;
-    }();
+    const double total = std::accumulate(seconds.begin(), seconds.end(), 0.0);
     std::sort(seconds.begin(), seconds.end());
     const double median = seconds[seconds.size() / 2];
     const double mpi_share = (reducer.seconds_in_allreduce() - mpi_before) / total;

@@ -33,14 +33,10 @@ void broadcast_parameters(const nn::Module<T>& module, int root = 0) {
   if (!initialized() || world_size() == 1) return;
   std::string layout;
   for (const auto& [name, p] : module.named_parameters()) layout += name + to_string(p.shape()) + ";";
-  // Compare a digest of the layout with rank root's.
-  std::uint64_t digest = 1469598103934665603ull;
-  for (unsigned char c : layout) digest = (digest ^ c) * 1099511628211ull;
-  std::uint64_t root_digest = digest;
-  check_mpi(MPI_Bcast(&root_digest, 1, MPI_UINT64_T, root, MPI_COMM_WORLD), "MPI_Bcast");
-  agree(root_digest == digest,
-        "broadcast_parameters: this rank's model has other parameter names or shapes than rank " +
-            std::to_string(root) + "'s");
+  if (!same_on_all_ranks(layout))
+    throw Error(
+        "broadcast_parameters: the ranks' models have other parameter names or shapes than one "
+        "another; every rank must build the same model");
   for (auto p : module.parameters()) broadcast(p, root);
 }
 

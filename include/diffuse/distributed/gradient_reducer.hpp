@@ -26,7 +26,6 @@
 #include <climits>
 #include <cstdint>
 #include <cstring>
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -83,7 +82,6 @@ class GradientReducer {
     std::vector<std::int64_t> offsets;
     std::vector<T> buffer;
     std::size_t ready = 0;
-    bool started = false;
     MPI_Request request = MPI_REQUEST_NULL;
   };
   void on_grad_ready(std::size_t param);
@@ -109,20 +107,12 @@ GradientReducer<T>::GradientReducer(std::vector<Tensor<T>> parameters, ReducerOp
                 std::to_string(options_.bucket_cap_bytes) + " and " +
                 std::to_string(options_.first_bucket_cap_bytes));
   // Every rank must reduce the same buckets: compare the parameter count and sizes.
-  std::vector<std::int64_t> sizes{static_cast<std::int64_t>(params_.size())};
-  for (const auto& p : params_) sizes.push_back(p.numel());
-  std::int64_t local_hash = 1469598103934665603ll, max_hash = 0, min_hash = 0;
-  for (auto s : sizes) local_hash = (local_hash ^ s) * 1099511628211ll;
-  if (initialized()) {
-    check_mpi(MPI_Allreduce(&local_hash, &max_hash, 1, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD),
-              "MPI_Allreduce");
-    check_mpi(MPI_Allreduce(&local_hash, &min_hash, 1, MPI_INT64_T, MPI_MIN, MPI_COMM_WORLD),
-              "MPI_Allreduce");
-    if (max_hash != min_hash)
-      throw Error(
-          "GradientReducer: the ranks pass different parameters (counts or sizes differ); every rank "
-          "must build the same model");
-  }
+  std::string layout = std::to_string(params_.size()) + ":";
+  for (const auto& p : params_) layout += std::to_string(p.numel()) + ",";
+  if (!same_on_all_ranks(layout))
+    throw Error(
+        "GradientReducer: the ranks pass different parameters (counts or sizes differ); every rank "
+        "must build the same model");
   // Buckets in reverse order of the parameters: backward() completes the last layers first.
   bucket_of_.assign(params_.size(), 0);
   param_ready_.assign(params_.size(), 0);
@@ -189,7 +179,6 @@ void GradientReducer<T>::start(Bucket& b) {
     else
       std::fill(dst, dst + params_[b.params[j]].numel(), T(0));
   }
-  b.started = true;
   if (initialized() && world_size() > 1)
     check_mpi(MPI_Iallreduce(MPI_IN_PLACE, b.buffer.data(), static_cast<int>(b.buffer.size()), mpi_type<T>(),
                              MPI_SUM, MPI_COMM_WORLD, &b.request),
@@ -228,10 +217,9 @@ void GradientReducer<T>::synchronize() {
       }
       const T* src = b.buffer.data() + b.offsets[j];
       T* dst = g.data();
-      for (std::int64_t i = 0; i < g.numel(); ++i) dst[i] = n == 1 ? src[i] : src[i] * scale;
+      for (std::int64_t i = 0; i < g.numel(); ++i) dst[i] = src[i] * scale;  // exact for n = 1 and 2
     }
     b.ready = 0;
-    b.started = false;
   }
   seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::fill(param_ready_.begin(), param_ready_.end(), 0);

@@ -21,6 +21,7 @@
 #endif
 #include <mpi.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <exception>
 #include <string>
@@ -117,6 +118,17 @@ inline void agree(bool ok, const std::string& message = {}) {
   std::string text = first == me ? message : std::string(static_cast<std::size_t>(length), '\0');
   check_mpi(MPI_Bcast(text.data(), length, MPI_CHAR, first, MPI_COMM_WORLD), "MPI_Bcast");
   throw Error("rank " + std::to_string(first) + ": " + text);
+}
+
+/// Whether `text` is the same on every rank (compared by a 64-bit FNV-1a digest); true without
+/// MPI. A collective call: every rank gets the same answer, so all can throw together.
+inline bool same_on_all_ranks(const std::string& text) {
+  if (!initialized() || world_size() == 1) return true;
+  std::uint64_t digest = 1469598103934665603ull, low = 0, high = 0;
+  for (unsigned char c : text) digest = (digest ^ c) * 1099511628211ull;
+  check_mpi(MPI_Allreduce(&digest, &low, 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD), "MPI_Allreduce");
+  check_mpi(MPI_Allreduce(&digest, &high, 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
+  return low == high;
 }
 
 /// Runs `body` on every rank between MPI_Init and MPI_Finalize and returns the exit code:
