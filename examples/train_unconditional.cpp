@@ -9,6 +9,12 @@
 //
 // The defaults are this project's recipe for Fashion-MNIST on a 2-core CPU (docs/recipes.md):
 // about 14 minutes of training and a sample grid.
+//
+// Under `mpirun -np N` (docs/distributed.md) it trains data-parallel, as diffusers' script does under
+// `accelerate launch`: each process reads its share of every global batch of N x --train_batch_size
+// images, the gradients are averaged every step, and rank 0 alone logs, samples and writes files.
+// A sample's noise and timestep depend only on the step and its place in the global batch, so N
+// processes train the model one process trains with a batch N times as large.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -23,6 +29,7 @@
 #include <diffuse/diffuse.hpp>
 
 #include "cli.hpp"
+#include "data_parallel.hpp"
 #include "model_card.hpp"
 #include "samplers.hpp"
 
@@ -81,7 +88,8 @@ Args parse_args(int argc, char** argv) {
   p.add("--random_flip", a.random_flip, "flip images horizontally at random");
   p.add("--model_config", a.model_config,
         "a diffusers UNet2DModel config.json (default: the recipe's model)");
-  p.add("--train_batch_size", a.train_batch_size, "images per training micro-batch");
+  p.add("--train_batch_size", a.train_batch_size,
+        "images per training micro-batch of each process (mpirun -np N: N times this in all)");
   p.add("--eval_batch_size", a.eval_batch_size, "images in each sample grid");
   p.add("--num_epochs", a.num_epochs, "passes over the data (--max_train_steps stops earlier)");
   p.add("--max_train_steps", a.max_train_steps, "optimizer steps in all (none: num_epochs decides)");
@@ -238,8 +246,9 @@ void keep_rows_up_to(const fs::path& path, std::int64_t step, bool csv) {
 
 // The flags that shape the LR schedule and the batches, saved in each checkpoint so a resume can
 // tell what changed.
-nlohmann::json run_settings(const Args& a, std::int64_t total_steps) {
-  return {{"total_steps", total_steps},
+nlohmann::json run_settings(const Args& a, std::int64_t total_steps, int processes) {
+  return {{"processes", processes},
+          {"total_steps", total_steps},
           {"max_train_steps", a.max_train_steps ? nlohmann::json(*a.max_train_steps) : nlohmann::json()},
           {"num_epochs", a.num_epochs},
           {"gradient_accumulation_steps", a.gradient_accumulation_steps},
@@ -252,7 +261,8 @@ nlohmann::json run_settings(const Args& a, std::int64_t total_steps) {
 // Says on stderr what a resume does with settings that differ from the checkpoint's run (see the
 // help of --resume_from_checkpoint); throws for the ones it cannot continue with. A checkpoint
 // without saved settings (an older version's) is not compared.
-void check_resume_settings(const nlohmann::json& saved, const nlohmann::json& now, std::int64_t step) {
+void check_resume_settings(const nlohmann::json& saved, const nlohmann::json& now, std::int64_t step,
+                           bool verbose) {
   if (!saved.is_object()) return;
   auto text = [](const nlohmann::json& v) {
     return v.is_null() ? std::string("none") : v.is_string() ? v.get<std::string>() : io::describe_json(v);
@@ -262,9 +272,19 @@ void check_resume_settings(const nlohmann::json& saved, const nlohmann::json& no
     return std::string("--") + key + " " + text(now[key]) + " differs from the checkpoint's " +
            text(saved[key]);
   };
-  auto say = [](const std::string& line) {
-    std::fprintf(stderr, "train_unconditional: resume: %s\n", line.c_str());
+  auto say = [verbose](const std::string& line) {
+    if (verbose) std::fprintf(stderr, "train_unconditional: resume: %s\n", line.c_str());
   };
+  // Each process's share of the data and its dropout stream continue only on as many processes.
+  const auto processes = [](const nlohmann::json& settings) { return settings.value("processes", 1); };
+  const auto runs_on = [](int n) {
+    return n == 1 ? std::string("one process") : std::to_string(n) + " processes";
+  };
+  if (processes(saved) != processes(now))
+    throw Error("resume: the checkpoint was written by a run on " + runs_on(processes(saved)) +
+                ", this run is on " + runs_on(processes(now)) + "; a run continues only on as many: resume " +
+                (processes(saved) == 1 ? std::string("without mpirun")
+                                       : "with mpirun -np " + std::to_string(processes(saved))));
   if (differs("lr_scheduler"))
     throw Error("resume: " + difference("lr_scheduler") +
                 "; a run cannot change its schedule: resume with --lr_scheduler " +
@@ -295,24 +315,41 @@ void check_resume_settings(const nlohmann::json& saved, const nlohmann::json& no
 }
 
 template <class Dataset>
-int train(const Args& a, Dataset& dataset, const std::string& data_description) {
+int train(const Args& a, Dataset& dataset, const std::string& data_description, tools::DataParallel& ranks) {
   using Clock = std::chrono::steady_clock;
   const auto started = Clock::now();
   auto seconds = [&] { return std::chrono::duration<double>(Clock::now() - started).count(); };
-  fs::create_directories(a.output_dir);
+  const bool main_rank = ranks.is_main();  // logs, samples and writes files
+  if (main_rank) fs::create_directories(a.output_dir);
+  // Every rank draws the same model initialisation and epoch orders from `gen`.
   Generator gen(static_cast<std::uint64_t>(a.seed));
 
-  data::DataLoader loader(dataset, {.batch_size = a.train_batch_size, .shuffle = true, .drop_last = true},
+  data::DataLoader loader(dataset,
+                          {.batch_size = a.train_batch_size,
+                           .shuffle = true,
+                           .drop_last = true,
+                           .num_replicas = ranks.size(),
+                           .rank = ranks.rank()},
                           gen);
   if (loader.size() == 0)
     throw Error("the data set has " + std::to_string(dataset.size()) + " images, fewer than one batch of " +
-                std::to_string(a.train_batch_size));
+                std::to_string(a.train_batch_size * ranks.size()));
   training::ResumableLoader epochs(loader, gen);
   const std::int64_t channels = dataset.sample_shape()[0];
+  const std::int64_t global_batch = a.train_batch_size * ranks.size() * a.gradient_accumulation_steps;
+  // A sample's noise and timestep: keyed by the step and its place in the global batch.
+  const training::SampleStreams streams(static_cast<std::uint64_t>(a.seed));
+  const std::vector<std::int64_t> positions =
+      data::global_batch_positions(a.train_batch_size, ranks.size(), ranks.rank());
 
   models::UNet2DModel<float> unet = make_unet(a, channels, gen);
   unet.train();
-  unet.generator().manual_seed(static_cast<std::uint64_t>(a.seed) + 1);  // dropout draws from the model's own
+  // Dropout draws from the model's own generator, one stream per rank.
+  unet.generator().manual_seed(ranks.rank() == 0
+                                   ? static_cast<std::uint64_t>(a.seed) + 1
+                                   : data::detail::mix_seed(static_cast<std::uint64_t>(a.seed) + 1,
+                                                            static_cast<std::uint64_t>(ranks.rank())));
+  ranks.share(unet);  // rank 0's weights on every rank; gradients averaged from now on
   schedulers::DDPMScheduler<float> noise_scheduler({.num_train_timesteps = a.ddpm_num_steps,
                                                     .beta_schedule = a.ddpm_beta_schedule,
                                                     .prediction_type = a.prediction_type});
@@ -345,8 +382,21 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
                                        .lr_scheduler = &lr_schedule,
                                        .ema = ema ? &*ema : nullptr,
                                        .data_loader = &epochs};
-  state.generators = {{"train", &gen}, {"dropout", &unet.generator()}};
-  const nlohmann::json settings = run_settings(a, total_steps);
+  // Every rank's dropout stream goes into the checkpoint: rank 0 saves the others' as
+  // "dropout.rank1", ...; each rank restores its own.
+  std::vector<Generator> other_ranks_dropout(static_cast<std::size_t>(ranks.size()));
+  state.generators = {{"train", &gen}};
+  for (int r = 0; r < ranks.size(); ++r)
+    if (main_rank || r == ranks.rank())
+      state.generators[r == 0 ? "dropout" : "dropout.rank" + std::to_string(r)] =
+          r == ranks.rank() ? &unet.generator() : &other_ranks_dropout[static_cast<std::size_t>(r)];
+  auto save_checkpoint = [&] {  // on every rank (collective), written by rank 0
+    const std::vector<GeneratorState> dropout = ranks.gather_states(unet.generator());
+    if (!main_rank) return;
+    for (std::size_t r = 1; r < dropout.size(); ++r) other_ranks_dropout[r].set_state(dropout[r]);
+    checkpoints.save(state);
+  };
+  const nlohmann::json settings = run_settings(a, total_steps, ranks.size());
   if (!a.resume_from_checkpoint.empty()) {
     // As diffusers' script: a checkpoint name is looked up in --output_dir.
     std::string which = a.resume_from_checkpoint;
@@ -358,14 +408,16 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
       const nlohmann::json extra = info.value("extra", nlohmann::json::object());
       if (extra.is_object() && info.contains("global_step") && info["global_step"].is_number_integer())
         check_resume_settings(extra.value("settings", nlohmann::json()), settings,
-                              info["global_step"].get<std::int64_t>());
+                              info["global_step"].get<std::int64_t>(), main_rank);
     }
     // The schedule restores after the optimizer and sets each group's lr from its restored
     // initial_lr, so a rebuilt schedule's rate applies from the first step.
+    // Every rank reads the checkpoint (on a cluster, --output_dir must be on a shared file system).
     if (checkpoints.resume(which, state)) {
-      std::printf("Resumed from step %lld (epoch %lld)\n", static_cast<long long>(state.global_step),
-                  static_cast<long long>(state.epoch));
-    } else {
+      if (main_rank)
+        std::printf("Resumed from step %lld (epoch %lld)\n", static_cast<long long>(state.global_step),
+                    static_cast<long long>(state.epoch));
+    } else if (main_rank) {
       std::printf("No checkpoint in '%s' to resume from: starting a new run\n",
                   a.output_dir.string().c_str());
     }
@@ -373,17 +425,21 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
   const bool resumed = state.global_step > 0;
   state.extra["settings"] = settings;  // this run's, in every checkpoint it saves
 
-  std::printf("%s\nUNet2DModel: %lld parameters; %lld steps of %lld images (%lld steps per epoch)\n",
-              data_description.c_str(), static_cast<long long>(unet.num_parameters()),
-              static_cast<long long>(total_steps),
-              static_cast<long long>(a.train_batch_size * a.gradient_accumulation_steps),
-              static_cast<long long>(steps_per_epoch));
+  if (main_rank) {
+    std::printf("%s\nUNet2DModel: %lld parameters; %lld steps of %lld images (%lld steps per epoch)\n",
+                data_description.c_str(), static_cast<long long>(unet.num_parameters()),
+                static_cast<long long>(total_steps), static_cast<long long>(global_batch),
+                static_cast<long long>(steps_per_epoch));
+    if (ranks.size() > 1)
+      std::printf("Data-parallel on %d processes: %lld images per process and micro-batch\n", ranks.size(),
+                  static_cast<long long>(a.train_batch_size));
+  }
 
   // The pipeline that samples and saves: the UNet (EMA weights swapped in) and the eval sampler.
   std::shared_ptr<schedulers::Scheduler<float>> sampler =
       tools::make_sampler<float>(a.eval_scheduler, noise_scheduler.to_json());
   pipelines::DDPMPipeline<float> pipe(unet, *sampler);
-  fs::create_directories(a.output_dir / "samples");
+  if (main_rank) fs::create_directories(a.output_dir / "samples");
   auto with_ema_weights = [&](auto&& fn) {
     if (ema) {
       ema->store(unet);
@@ -406,7 +462,7 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
   };
   tools::ModelCard card{.dataset = data_description,
                         .resolution = a.resolution,
-                        .batch_size = a.train_batch_size * a.gradient_accumulation_steps,
+                        .batch_size = global_batch,
                         .learning_rate = a.learning_rate,
                         .lr_scheduler = a.lr_scheduler,
                         .use_ema = a.use_ema,
@@ -426,21 +482,25 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
     tools::write_model_card(a.output_dir, card);
   };
 
-  if (resumed) {  // rows logged after the checkpoint by the interrupted run are logged again
-    keep_rows_up_to(a.output_dir / "metrics.csv", state.global_step, true);
-    keep_rows_up_to(a.output_dir / "metrics.jsonl", state.global_step, false);
-  }
-  training::MetricsLogger csv(a.output_dir / "metrics.csv", {.append = resumed});
-  training::MetricsLogger jsonl(a.output_dir / "metrics.jsonl", {.append = resumed});
+  // Rank 0's files and terminal output.
+  std::optional<training::MetricsLogger> csv, jsonl;
+  std::optional<training::ProgressBar> progress;
   std::vector<double> losses;
-  for (const auto& row : training::read_metrics(a.output_dir / "metrics.csv"))
-    if (row.contains("loss") && row.at("loss").is_number() &&
-        row.at("step").get<std::int64_t>() <= state.global_step)
-      losses.push_back(row.at("loss").get<double>());
-
-  training::ProgressBar progress(total_steps, {.desc = "train"});
+  if (main_rank) {
+    if (resumed) {  // rows logged after the checkpoint by the interrupted run are logged again
+      keep_rows_up_to(a.output_dir / "metrics.csv", state.global_step, true);
+      keep_rows_up_to(a.output_dir / "metrics.jsonl", state.global_step, false);
+    }
+    csv.emplace(a.output_dir / "metrics.csv", training::MetricsOptions{.append = resumed});
+    jsonl.emplace(a.output_dir / "metrics.jsonl", training::MetricsOptions{.append = resumed});
+    for (const auto& row : training::read_metrics(a.output_dir / "metrics.csv"))
+      if (row.contains("loss") && row.at("loss").is_number() &&
+          row.at("step").get<std::int64_t>() <= state.global_step)
+        losses.push_back(row.at("loss").get<double>());
+    progress.emplace(total_steps, training::ProgressOptions{.desc = "train"});
+    progress->update(state.global_step);
+  }
   const bool on_terminal = isatty(fileno(stderr));
-  progress.update(state.global_step);
   bool out_of_time = false;
   double loss_sum = 0;
   std::int64_t micro = 0, images_seen = 0;
@@ -448,8 +508,8 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
   while (state.global_step < total_steps && !out_of_time) {
     for (auto& batch : epochs) {
       const Tensor<float>& clean = batch.images;
-      Tensor<float> noise = gen.randn<float>(clean.shape());
-      const auto t = gen.randint_list(0, a.ddpm_num_steps, batch.size());
+      auto [noise, t] = streams.noise_and_timesteps<float>(clean.shape(), a.ddpm_num_steps, state.global_step,
+                                                           micro, positions);
       Tensor<float> noisy = noise_scheduler.add_noise(clean, noise, t);
       Tensor<float> target = a.prediction_type == "epsilon" ? noise
                              : a.prediction_type == "v_prediction"
@@ -469,11 +529,13 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
       }
       if (a.gradient_accumulation_steps > 1) loss = loss / static_cast<float>(a.gradient_accumulation_steps);
       if (micro == 0) opt.zero_grad();
+      ranks.before_backward(micro + 1 == a.gradient_accumulation_steps);
       loss.backward();
       loss_sum += loss.item();
-      images_seen += batch.size();
+      images_seen += batch.size() * ranks.size();
       if (++micro < a.gradient_accumulation_steps) continue;
       micro = 0;
+      ranks.average_gradients();
       const double grad_norm =
           a.max_grad_norm > 0 ? optim::clip_grad_norm_(unet.parameters(), a.max_grad_norm) : 0.0;
       opt.step();
@@ -481,29 +543,35 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
       if (ema) ema->step(unet);
       ++state.global_step;
       const double elapsed = seconds();
-      nlohmann::ordered_json row = {{"step", state.global_step},
-                                    {"epoch", epochs.epoch()},
-                                    {"loss", loss_sum},
-                                    {"lr", opt.param_groups()[0].lr},
-                                    {"grad_norm", grad_norm},
-                                    {"ema_decay", ema ? ema->cur_decay_value() : 0.0},
-                                    {"images_per_s", images_seen / std::max(elapsed - train_start, 1e-9)},
-                                    {"time", elapsed}};
-      csv.log(row);
-      jsonl.log(row);
-      losses.push_back(loss_sum);
-      progress.update(1, loss_sum);
-      if (!on_terminal &&
-          (state.global_step % 100 == 0 || state.global_step == 1))  // a log file gets a line now and then
-        std::printf("step %lld/%lld  loss %.4f  lr %.2e  %.0f images/s  %.0f s\n",
-                    static_cast<long long>(state.global_step), static_cast<long long>(total_steps), loss_sum,
-                    opt.param_groups()[0].lr, row["images_per_s"].get<double>(), elapsed);
+      // One collective a step: the loss of the global batch, and whether a rank ran out of time
+      // (rank 0's clock decides, so all ranks stop after the same step).
+      const auto [step_loss, stop] =
+          ranks.mean_loss_and_any_stop(loss_sum, main_rank && a.time_budget > 0 && elapsed >= a.time_budget);
       loss_sum = 0;
+      if (main_rank) {
+        nlohmann::ordered_json row = {{"step", state.global_step},
+                                      {"epoch", epochs.epoch()},
+                                      {"loss", step_loss},
+                                      {"lr", opt.param_groups()[0].lr},
+                                      {"grad_norm", grad_norm},
+                                      {"ema_decay", ema ? ema->cur_decay_value() : 0.0},
+                                      {"images_per_s", images_seen / std::max(elapsed - train_start, 1e-9)},
+                                      {"time", elapsed}};
+        csv->log(row);
+        jsonl->log(row);
+        losses.push_back(step_loss);
+        progress->update(1, step_loss);
+        if (!on_terminal &&
+            (state.global_step % 100 == 0 || state.global_step == 1))  // a log file gets a line now and then
+          std::printf("step %lld/%lld  loss %.4f  lr %.2e  %.0f images/s  %.0f s\n",
+                      static_cast<long long>(state.global_step), static_cast<long long>(total_steps),
+                      step_loss, opt.param_groups()[0].lr, row["images_per_s"].get<double>(), elapsed);
+      }
       if (a.checkpointing_steps && state.global_step % *a.checkpointing_steps == 0) {
         state.epoch = epochs.epoch();
-        checkpoints.save(state);
+        save_checkpoint();
       }
-      if (a.time_budget > 0 && elapsed >= a.time_budget) {
+      if (stop) {
         out_of_time = true;
         break;
       }
@@ -513,16 +581,19 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
     // An epoch ended.
     state.epoch = epochs.epoch();
     const std::int64_t done = epochs.epoch();
-    if (done % a.save_images_epochs == 0) save_samples("epoch_" + std::to_string(done));
-    if (done % a.save_model_epochs == 0) save_pipeline();
-    viz::loss_plot(losses, {.log_y = true}).save(a.output_dir / "loss.svg");
+    if (main_rank) {
+      if (done % a.save_images_epochs == 0) save_samples("epoch_" + std::to_string(done));
+      if (done % a.save_model_epochs == 0) save_pipeline();
+      viz::loss_plot(losses, {.log_y = true}).save(a.output_dir / "loss.svg");
+    }
   }
-  progress.close();
   state.epoch = epochs.epoch();
+  save_checkpoint();
+  if (!main_rank) return 0;
+  progress->close();
   if (out_of_time)
     std::printf("Time budget of %.0f s spent after step %lld: stopping\n", a.time_budget,
                 static_cast<long long>(state.global_step));
-  checkpoints.save(state);
   viz::loss_plot(losses, {.log_y = true}).save(a.output_dir / "loss.svg");
   save_samples("step_" + std::to_string(state.global_step));
   save_pipeline();
@@ -532,6 +603,9 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
       static_cast<long long>(state.global_step), seconds(),
       images_seen / std::max(seconds() - train_start, 1e-9), a.output_dir.string().c_str(),
       static_cast<long long>(state.global_step));
+  if (ranks.size() > 1)
+    std::printf("Rank 0 spent %.1f s in the gradient all-reduce that backward() did not hide\n",
+                ranks.seconds_in_allreduce());
   return 0;
 }
 
@@ -539,11 +613,18 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description) 
 
 int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // lines reach a log file as they are written
+  std::optional<tools::DataParallel> ranks;  // MPI under mpirun, else a single process
+  try {
+    ranks.emplace(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "train_unconditional: %s\n", e.what());
+    return 1;
+  }
   Args args;
   try {
     args = parse_args(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "train_unconditional: %s\n", e.what());
+  } catch (const std::exception& e) {  // every rank parses the same flags: rank 0 says it
+    if (ranks->is_main()) std::fprintf(stderr, "train_unconditional: %s\n", e.what());
     return 2;
   }
   try {
@@ -554,21 +635,27 @@ int main(int argc, char** argv) {
       if (folder.size() == 0)
         throw FileError("--train_data_dir '" + args.train_data_dir.string() + "' holds no readable image (" +
                         std::to_string(folder.skipped().size()) + " skipped)");
-      if (!folder.skipped().empty()) std::fputs(folder.summary().c_str(), stderr);
+      if (!folder.skipped().empty() && ranks->is_main()) std::fputs(folder.summary().c_str(), stderr);
       const std::string what = "image folder '" + args.train_data_dir.string() + "' (" +
                                std::to_string(folder.size()) + " images)";
       auto dataset = data::with_transform(std::move(folder), augmentations(args));
-      return train(args, dataset, what);
+      return train(args, dataset, what, *ranks);
     }
     auto fashion = data::FashionMNIST::train();
     if (args.resolution == 28 && !args.random_flip) {
       auto dataset = data::with_transform(std::move(fashion), data::Compose({data::Normalize({0.5}, {0.5})}));
-      return train(args, dataset, "Fashion-MNIST (60,000 training images, 28x28)");
+      return train(args, dataset, "Fashion-MNIST (60,000 training images, 28x28)", *ranks);
     }
     auto dataset = data::with_transform(std::move(fashion), augmentations(args));
-    return train(args, dataset, "Fashion-MNIST (60,000 training images)");
+    return train(args, dataset, "Fashion-MNIST (60,000 training images)", *ranks);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "train_unconditional: %s\n", e.what());
+    // A failure on one rank stops them all (the others may wait in a collective).
+    if (ranks->size() > 1)
+      std::fprintf(stderr, "train_unconditional: rank %d: %s\n", ranks->rank(), e.what());
+    else
+      std::fprintf(stderr, "train_unconditional: %s\n", e.what());
+    std::fflush(stderr);
+    ranks->abort_all(1);
     return 1;
   }
 }

@@ -96,7 +96,7 @@ function(diffuse_doc_blocks guide out count_var)
 namespace {
 int failures = 0, runs = 0;
 // Runs one program of the guide in a fresh temporary directory (its files go there).
-void run(const char* where, int (*program)()) {
+[[maybe_unused]] void run(const char* where, int (*program)()) {
   namespace fs = std::filesystem;
   const fs::path home = fs::current_path();
   const fs::path dir = fs::temp_directory_path() / ("diffuse-docs-" + std::to_string(::getpid()) + "-" +

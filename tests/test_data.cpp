@@ -445,6 +445,18 @@ TEST_CASE("DataLoader with num_replicas: N ranks x batch B read the batches of 1
       CHECK(both == expected);
     }
   CHECK(r0[0] != r0[1]);  // a new order each epoch
+  // Sample i of rank r's batch sits at global_batch_positions(3, 2, r)[i] = r + 2i of the global one.
+  for (int r = 0; r < 2; ++r) {
+    const auto where = data::global_batch_positions(3, 2, r);
+    CHECK(where == std::vector<std::int64_t>{r, r + 2, r + 4});
+    for (int e = 0; e < 2; ++e)
+      for (std::size_t k = 0; k < 3; ++k)
+        for (std::size_t i = 0; i < 3; ++i)
+          CHECK((r == 0 ? r0 : r1)[e][k][i] == single[e][k][static_cast<std::size_t>(where[i])]);
+  }
+  CHECK(data::global_batch_positions(4, 1, 0) == std::vector<std::int64_t>{0, 1, 2, 3});
+  CHECK_THROWS_WITH(data::global_batch_positions(3, 2, 2), Catch::Contains("rank 2 is not in [0, 2)"));
+  CHECK_THROWS_WITH(data::global_batch_positions(-1, 1, 0), Catch::Contains("negative batch size"));
   CHECK_THROWS_WITH(data::DataLoader(dataset, {.num_replicas = 2, .rank = 2}),
                     Catch::Contains("rank 2 is not in [0, 1]"));
   CHECK_THROWS_WITH(data::DataLoader(dataset, {.num_replicas = 0}),

@@ -6,22 +6,8 @@
 set -uo pipefail
 bin=$1
 work=$2
+source "$(dirname "${BASH_SOURCE[0]}")/tool_checks.sh"
 rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
-failures=0
-passes=0
-pass() { echo "ok: $1"; passes=$((passes + 1)); }
-fail() { echo "FAILED: $1"; failures=$((failures + 1)); }
-expect() {  # expect DESCRIPTION COMMAND...: the command succeeds
-  local what=$1; shift
-  if "$@" > out.log 2> err.log; then pass "$what"; else fail "$what (exit $?)"; cat out.log err.log; fi
-}
-expect_error() {  # expect_error DESCRIPTION CODE PATTERN COMMAND...: exit CODE, one line on stderr matching PATTERN
-  local what=$1 code=$2 pattern=$3; shift 3
-  "$@" > out.log 2> err.log
-  local rc=$?
-  if [[ $rc -eq $code && $(wc -l < err.log) -eq 1 ]] && grep -q -- "$pattern" err.log; then pass "$what"
-  else fail "$what (exit $rc, wanted $code; stderr: $(cat err.log))"; fi
-}
 
 # A small UNet so that the run takes seconds.
 cat > tiny.json <<'JSON'
@@ -112,5 +98,4 @@ expect_error "class label for an unconditional model" 1 "not class-conditional" 
 "$bin/train_unconditional" --help > help.txt 2>&1 && grep -q -- "--time_budget" help.txt && grep -q "(default: 28)" help.txt \
   && pass "--help lists flags with defaults" || fail "--help"
 
-echo "$passes passed, $failures failed"
-[[ $failures -eq 0 ]]
+report

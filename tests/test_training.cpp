@@ -13,6 +13,7 @@
 #include <limits>
 #include <memory>
 #include <numbers>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,7 @@
 #include "diffuse/training/gradient_accumulation.hpp"
 #include "diffuse/training/min_snr.hpp"
 #include "diffuse/training/resumable_loader.hpp"
+#include "diffuse/training/sample_streams.hpp"
 
 using namespace diffuse;
 namespace fs = std::filesystem;
@@ -853,4 +855,49 @@ TEST_CASE(
   training::load_checkpoint(good, st);
   CHECK(st.global_step == 3);
   fs::remove_all(dir);
+}
+
+TEST_CASE("SampleStreams: a sample's noise and timestep depend on its key, not on how the batch is split") {
+  const training::SampleStreams streams(11);
+  const Shape shape{8, 1, 6, 6};
+  const auto whole = streams.noise_and_timesteps<float>(shape, 1000, 3, 1, {0, 1, 2, 3, 4, 5, 6, 7});
+  // Two ranks with batches of 4 hold the samples at positions r, r + 2, ... of the global batch.
+  for (int r = 0; r < 2; ++r) {
+    const auto part =
+        streams.noise_and_timesteps<float>({4, 1, 6, 6}, 1000, 3, 1, data::global_batch_positions(4, 2, r));
+    for (std::int64_t i = 0; i < 4; ++i) {
+      const std::int64_t p = r + 2 * i;
+      CHECK(part.timesteps[i] == whole.timesteps[p]);
+      CHECK(std::equal(part.noise.data() + i * 36, part.noise.data() + (i + 1) * 36,
+                       whole.noise.data() + p * 36));
+    }
+  }
+  // Another step, micro-batch or seed draws other values.
+  auto first_value = [&](const training::SampleStreams& s, std::int64_t step, std::int64_t micro) {
+    return s.noise_and_timesteps<float>(shape, 1000, step, micro, {0, 1, 2, 3, 4, 5, 6, 7}).noise.data()[0];
+  };
+  CHECK(first_value(streams, 4, 1) != whole.noise.data()[0]);
+  CHECK(first_value(streams, 3, 0) != whole.noise.data()[0]);
+  CHECK(first_value(training::SampleStreams(12), 3, 1) != whole.noise.data()[0]);
+  CHECK(first_value(streams, 3, 1) == whole.noise.data()[0]);  // no state: the same key, the same values
+  // Standard normal noise and uniform timesteps over many samples.
+  std::vector<std::int64_t> positions(512);
+  std::iota(positions.begin(), positions.end(), 0);
+  const auto many = streams.noise_and_timesteps<double>({512, 1, 6, 6}, 1000, 0, 0, positions);
+  double sum = 0, squares = 0;
+  for (double v : many.noise) sum += v, squares += v * v;
+  const double n = static_cast<double>(many.noise.numel());
+  CHECK(std::abs(sum / n) < 0.02);          // 4 standard errors of the mean
+  CHECK(std::abs(squares / n - 1) < 0.04);  // ~5 standard errors of the variance
+  const double mean_t = std::accumulate(many.timesteps.begin(), many.timesteps.end(), 0.0) / 512;
+  CHECK(std::abs(mean_t - 499.5) < 4 * 288.7 / std::sqrt(512.0));
+  CHECK(*std::min_element(many.timesteps.begin(), many.timesteps.end()) >= 0);
+  CHECK(*std::max_element(many.timesteps.begin(), many.timesteps.end()) < 1000);
+  // Bad requests.
+  CHECK_THROWS_WITH(streams.noise_and_timesteps<float>(shape, 1000, 0, 0, {0, 1}),
+                    Catch::Contains("2 positions for a batch of 8"));
+  CHECK_THROWS_WITH(streams.noise_and_timesteps<float>(shape, 0, 0, 0, {0, 1, 2, 3, 4, 5, 6, 7}),
+                    Catch::Contains("num_train_timesteps must be at least 1"));
+  CHECK_THROWS_WITH(streams.noise_and_timesteps<float>({}, 1000, 0, 0, {}),
+                    Catch::Contains("batch dimension"));
 }

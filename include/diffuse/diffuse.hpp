@@ -65,6 +65,7 @@
 #include "diffuse/training/min_snr.hpp"
 #include "diffuse/training/progress.hpp"
 #include "diffuse/training/resumable_loader.hpp"
+#include "diffuse/training/sample_streams.hpp"
 
 // data and files
 #include "diffuse/data/dataloader.hpp"

@@ -36,6 +36,23 @@ inline std::vector<std::int64_t> shard_of(std::vector<std::int64_t> order, int n
   return mine;
 }
 
+/// Where the samples of one rank's batch sit in the global batch (the batch of all ranks together,
+/// as one process with batch_size x num_replicas would read it): a DataLoader with num_replicas
+/// deals the global batch out like cards, so sample i of rank r's batch is sample
+/// r + num_replicas x i of the global one. Throws diffuse::Error for a negative batch, fewer than
+/// one replica, or a rank outside [0, num_replicas).
+inline std::vector<std::int64_t> global_batch_positions(std::int64_t batch_size, int num_replicas, int rank) {
+  if (batch_size < 0)
+    throw Error("global_batch_positions: negative batch size " + std::to_string(batch_size));
+  if (num_replicas < 1 || rank < 0 || rank >= num_replicas)
+    throw Error("global_batch_positions: rank " + std::to_string(rank) + " is not in [0, " +
+                std::to_string(num_replicas) + ")");
+  std::vector<std::int64_t> positions(static_cast<std::size_t>(batch_size));
+  for (std::int64_t i = 0; i < batch_size; ++i)
+    positions[static_cast<std::size_t>(i)] = rank + num_replicas * i;
+  return positions;
+}
+
 /// Options of a DistributedSampler (as PyTorch's arguments).
 struct DistributedSamplerOptions {
   /// The number of ranks (processes) sharing the dataset.

@@ -3,6 +3,8 @@
 /// wraps a model), so that averaged gradients keep the ranks' models identical.
 ///   models::UNet2DModel<float> unet(config, gen);   // each rank initialises its own copy
 ///   distributed::broadcast_parameters(unet);        // now every copy holds rank 0's values
+/// The modules here keep no buffers (no running statistics: a module's state_dict() is its
+/// parameters), so this copies the whole model state.
 #pragma once
 #include <climits>
 #include <cstdint>

@@ -19,7 +19,8 @@
 /// locally (DDP's no_sync()), set_sync(true) before the last one.
 ///
 /// A parameter without a gradient on a rank counts as zeros there; after synchronize() every
-/// parameter has a gradient.
+/// parameter has a gradient. With one rank (or without MPI_Init) the reducer does nothing: the
+/// gradients are already the average, and the run is the same as one without a reducer.
 #pragma once
 #include <algorithm>
 #include <chrono>
@@ -96,6 +97,7 @@ class GradientReducer {
   std::size_t next_bucket_ = 0;  // buckets start in index order on every rank
   ReducerOptions options_;
   bool sync_ = true;
+  bool active_ = world_size() > 1;  // one rank: nothing to average
   double seconds_ = 0;
 };
 
@@ -136,14 +138,14 @@ GradientReducer<T>::GradientReducer(std::vector<Tensor<T>> parameters, ReducerOp
     if (b.buffer.size() > static_cast<std::size_t>(INT_MAX))
       throw Error("GradientReducer: a parameter of " + std::to_string(b.buffer.size()) +
                   " values is too large for one MPI call");
-  if (options_.overlap)
+  if (options_.overlap && active_)
     for (std::size_t k = 0; k < params_.size(); ++k)
       params_[k].register_post_accumulate_grad_hook([this, k] { on_grad_ready(k); });
 }
 
 template <class T>
 GradientReducer<T>::~GradientReducer() {
-  if (options_.overlap)
+  if (options_.overlap && active_)
     for (auto& p : params_) p.clear_post_accumulate_grad_hooks();
   // A reduction still in flight (backward() threw before synchronize()): finish it, so that MPI
   // does not write into freed buffers.
@@ -179,10 +181,9 @@ void GradientReducer<T>::start(Bucket& b) {
     else
       std::fill(dst, dst + params_[b.params[j]].numel(), T(0));
   }
-  if (initialized() && world_size() > 1)
-    check_mpi(MPI_Iallreduce(MPI_IN_PLACE, b.buffer.data(), static_cast<int>(b.buffer.size()), mpi_type<T>(),
-                             MPI_SUM, MPI_COMM_WORLD, &b.request),
-              "MPI_Iallreduce");
+  check_mpi(MPI_Iallreduce(MPI_IN_PLACE, b.buffer.data(), static_cast<int>(b.buffer.size()), mpi_type<T>(),
+                           MPI_SUM, MPI_COMM_WORLD, &b.request),
+            "MPI_Iallreduce");
   seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
@@ -201,7 +202,7 @@ void GradientReducer<T>::progress() {
 
 template <class T>
 void GradientReducer<T>::synchronize() {
-  if (!sync_) return;
+  if (!sync_ || !active_) return;
   start_ready_buckets(true);
   const auto t0 = std::chrono::steady_clock::now();
   const int n = world_size();

@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <string>
 #include <type_traits>
@@ -70,11 +71,23 @@ inline void barrier() {
   if (initialized()) check_mpi(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
 }
 
-/// The MPI datatype of float or double.
+/// The MPI datatype of float, double or std::uint64_t.
 template <class T>
 MPI_Datatype mpi_type() {
-  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "float or double");
-  return std::is_same_v<T, float> ? MPI_FLOAT : MPI_DOUBLE;
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, std::uint64_t>,
+                "float, double or std::uint64_t");
+  if constexpr (std::is_same_v<T, float>) return MPI_FLOAT;
+  if constexpr (std::is_same_v<T, double>) return MPI_DOUBLE;
+  return MPI_UINT64_T;
+}
+
+/// Whether a launcher started this process as a rank of an MPI job: mpirun or mpiexec of Open MPI
+/// (OMPI_COMM_WORLD_SIZE) or of MPICH (PMI_SIZE), or a PMIx launcher such as srun (PMIX_RANK).
+/// A program can then call MPI_Init only when launched, and run as a plain process otherwise.
+inline bool launched_by_mpirun() {
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"})
+    if (std::getenv(name)) return true;
+  return false;
 }
 
 /// Initialises MPI (MPI_THREAD_FUNNELED) for its lifetime and finalises it at the end, unless
@@ -131,6 +144,36 @@ inline bool same_on_all_ranks(const std::string& text) {
   return low == high;
 }
 
+/// Replaces `values` on every rank by their elementwise sum over the ranks (MPI_Allreduce).
+/// A collective call; without MPI the values stay as they are.
+template <class T>
+void sum_over_ranks(std::vector<T>& values) {
+  if (!initialized() || world_size() == 1 || values.empty()) return;
+  check_mpi(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), mpi_type<T>(),
+                          MPI_SUM, MPI_COMM_WORLD),
+            "MPI_Allreduce");
+}
+
+/// Rank `root` receives every rank's `values` (all of the same length), rank 0's first; the other
+/// ranks receive an empty vector (MPI_Gather). A collective call; without MPI, `values` itself.
+template <class T>
+std::vector<T> gather_to_root(const std::vector<T>& values, int root = 0) {
+  if (!initialized() || world_size() == 1) return values;
+  const int n = static_cast<int>(values.size());
+  if (!same_on_all_ranks(std::to_string(n)))
+    throw Error("gather_to_root: the ranks pass different numbers of values");
+  std::vector<T> all(rank() == root ? values.size() * static_cast<std::size_t>(world_size()) : 0);
+  check_mpi(MPI_Gather(values.data(), n, mpi_type<T>(), all.data(), n, mpi_type<T>(), root, MPI_COMM_WORLD),
+            "MPI_Gather");
+  return all;
+}
+
+/// Stops every rank of the job with exit code `code` (MPI_Abort): for a failure on one rank that
+/// the others, waiting in a collective, would never learn of. Returns without MPI.
+inline void abort_all(int code) {
+  if (initialized() && world_size() > 1) MPI_Abort(MPI_COMM_WORLD, code);
+}
+
 /// Runs `body` on every rank between MPI_Init and MPI_Finalize and returns the exit code:
 /// 0, or 1 after an exception. An exception on one rank of several prints "rank r: message"
 /// to stderr and aborts all ranks (MPI_Abort), so none is left waiting in a collective.
@@ -143,7 +186,7 @@ int run(int& argc, char**& argv, F&& body) {
     } catch (const std::exception& e) {
       std::fprintf(stderr, "rank %d: %s\n", rank(), e.what());
       std::fflush(stderr);
-      if (world_size() > 1) MPI_Abort(MPI_COMM_WORLD, 1);
+      abort_all(1);
       return 1;
     }
     return 0;
