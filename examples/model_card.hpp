@@ -1,12 +1,14 @@
 // The model card (README.md) that train_unconditional writes into its pipeline folder, as the
 // course writes one before sharing a model on the Hub: front matter with the diffusers library
 // tag and the unconditional-image-generation pipeline tag, the recipe, the sample grid, and how
-// to use the folder from Python and from C++.
+// to use the folder from Python and from C++ (for a class-conditional model: its classes, the
+// "no class" label and a guided sampling loop).
 #pragma once
 #include <cstdint>
 #include <filesystem>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <diffuse/io/atomic_file.hpp>
 
@@ -21,7 +23,55 @@ struct ModelCard {
   std::string prediction_type, beta_schedule;
   std::int64_t num_train_timesteps = 1000, num_parameters = 0, steps = 0, epochs = 0;
   bool has_samples = false;
+  // Class-conditional models (train_unconditional --num_class_embeds): the classes by label; the
+  // label after the last means "no class".
+  std::vector<std::string> class_names = {};
+  double conditioning_dropout_prob = 0, guidance_scale = 1;
+  bool has_class_grid = false;
 };
+
+// The card's part on classes and guidance, with how to sample a class in Python and in C++.
+inline std::string class_section(const ModelCard& c, const std::string& folder_name) {
+  const std::size_t n = c.class_names.size();
+  std::ostringstream s;
+  s << "## Classes\n\n"
+    << "The model is class-conditional: `num_class_embeds` is " << n + 1 << ", labels 0 to " << n - 1
+    << " are the classes below and label **" << n
+    << "** means \"no class\". It was trained with classifier-free guidance (Ho & Salimans 2022): "
+    << c.conditioning_dropout_prob * 100 << "% of the training labels were replaced by " << n
+    << ", so the model predicts both with and without a class.\n\n| label | class |\n| ---: | --- |\n";
+  for (std::size_t k = 0; k < n; ++k) s << "| " << k << " | " << c.class_names[k] << " |\n";
+  s << "| " << n << " | (no class) |\n\n";
+  if (c.has_class_grid)
+    s << "One row per class, guidance scale " << c.guidance_scale << ":\n\n![classes](class_grid.png)\n\n";
+  s << "### Sampling a class with guidance, in Python\n\n"
+       "diffusers' `DDPMPipeline` passes no class labels; this loop does, with guidance scale `w`:\n\n"
+       "```python\nimport torch\n"
+       "from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel\n\n"
+       "unet = UNet2DModel.from_pretrained(\""
+    << folder_name << "\", subfolder=\"unet\")\n"
+    << "ddpm = DDPMScheduler.from_pretrained(\"" << folder_name << "\", subfolder=\"scheduler\")\n"
+    << "scheduler = DPMSolverMultistepScheduler.from_config(ddpm.config)\n"
+       "scheduler.set_timesteps(20)\n"
+       "w = "
+    << c.guidance_scale << "\nlabels = torch.full((10,), 7)  # ten images of class 7\n"
+    << "no_class = torch.full((10,), " << n << ")\n"
+    << "x = torch.randn(10, unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)\n"
+       "x = x * scheduler.init_noise_sigma\n"
+       "for t in scheduler.timesteps:\n"
+       "    model_input = scheduler.scale_model_input(x, t)\n"
+       "    with torch.no_grad():\n"
+       "        out = unet(torch.cat([model_input, model_input]), t,\n"
+       "                   class_labels=torch.cat([labels, no_class])).sample\n"
+       "    cond, uncond = out.chunk(2)\n"
+       "    x = scheduler.step(uncond + w * (cond - uncond), t, x).prev_sample\n"
+       "images = (x / 2 + 0.5).clamp(0, 1)  # [10, C, H, W]\n```\n\n"
+       "In C++: `pipe({.batch_size = 10, .num_inference_steps = 20, .class_labels = {7}, .guidance_scale = "
+    << c.guidance_scale << "}, gen)`, or `sample --pipeline " << folder_name
+    << " --class_label 7 --guidance_scale " << c.guidance_scale
+    << "` (`--class_label all`: one row per class).\n\n";
+  return s.str();
+}
 
 inline std::string model_card_text(const ModelCard& c, const std::string& folder_name) {
   std::ostringstream s;
@@ -33,7 +83,7 @@ inline std::string model_card_text(const ModelCard& c, const std::string& folder
        "- unconditional-image-generation\n"
        "- diffusion-models-class\n"
        "- diffuse\n"
-       "---\n\n"
+    << (c.class_names.empty() ? "" : "- class-conditional\n- classifier-free-guidance\n") << "---\n\n"
     << "# " << folder_name << "\n\n"
     << "A `UNet2DModel` (" << c.num_parameters << " parameters) trained to generate " << c.resolution << "x"
     << c.resolution << " images like those of " << c.dataset
@@ -49,6 +99,7 @@ inline std::string model_card_text(const ModelCard& c, const std::string& folder
     << " training timesteps |\n"
     << "| prediction type | " << c.prediction_type << " |\n\n";
   if (c.has_samples) s << "## Samples\n\n![samples](samples.png)\n\n";
+  if (!c.class_names.empty()) return s.str() + class_section(c, folder_name);  // its own usage
   s << "## Usage\n\nIn Python, with diffusers:\n\n```python\n"
        "from diffusers import DDPMPipeline, DPMSolverMultistepScheduler\n\n"
        "pipeline = DDPMPipeline.from_pretrained(\""

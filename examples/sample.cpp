@@ -7,6 +7,10 @@
 // Writes into --output_dir: grid.png, one PNG per image (image_0000.png, ...) and samples.npy
 // (float32, N x C x H x W, values in [-1, 1]). Large batches run in chunks of --chunk_size images,
 // so memory stays bounded.
+//
+// A class-conditional pipeline (train_unconditional --num_class_embeds) samples one class
+// (--class_label 7) or every class (--class_label all: --batch_size images of each, one row per
+// class), with classifier-free guidance (--guidance_scale; 1: none).
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -27,8 +31,12 @@ struct Args {
   fs::path pipeline, init_noise, output_dir = "samples";
   std::string scheduler = "dpmpp_2m", class_label;
   std::int64_t num_inference_steps = 20, batch_size = 16, seed = 0, chunk_size = 64;
-  std::optional<double> eta;
+  std::optional<double> eta, guidance_scale;
 };
+
+// The guidance of a class-conditional pipeline when --guidance_scale is not given: the best of the
+// scales docs/recipes.md measured on Fashion-MNIST.
+constexpr double kDefaultGuidance = 3.0;
 
 Args parse_args(int argc, char** argv) {
   Args a;
@@ -37,11 +45,15 @@ Args parse_args(int argc, char** argv) {
   p.add("--pipeline", a.pipeline, "the pipeline folder (required)");
   p.add("--scheduler", a.scheduler, "ddpm, ddim, pndm, euler, euler_ancestral, heun, dpmpp_2m or unipc");
   p.add("--num_inference_steps", a.num_inference_steps, "denoising steps");
-  p.add("--batch_size", a.batch_size, "how many images to draw");
+  p.add("--batch_size", a.batch_size, "how many images to draw (with --class_label all: of each class)");
   p.add("--chunk_size", a.chunk_size, "images denoised at once (bounds the memory)");
   p.add("--seed", a.seed, "seed of the initial noise and of stochastic steps");
   p.add("--eta", a.eta, "DDIM's eta: 0 deterministic, 1 as DDPM (ddim only)");
-  p.add("--class_label", a.class_label, "class of every image, for a class-conditional UNet");
+  p.add("--class_label", a.class_label,
+        "class of every image, for a class-conditional UNet, or 'all': one row per class (the last\n"
+        "      label of the class embedding is \"no class\", as train_unconditional trains it)");
+  p.add("--guidance_scale", a.guidance_scale,
+        "classifier-free guidance of a class-conditional UNet (1: none; default 3)");
   p.add("--init_noise", a.init_noise,
         "a float32 .npy [N, C, H, W] of initial noise, used instead of drawing it");
   p.add("--output_dir", a.output_dir, "where grid.png, image_XXXX.png and samples.npy go");
@@ -53,7 +65,9 @@ Args parse_args(int argc, char** argv) {
   cli::check_choice("--scheduler", a.scheduler, tools::sampler_names());
   if (a.eta && a.scheduler != "ddim") throw cli::UsageError("--eta applies to --scheduler ddim only");
   if (a.eta && !(*a.eta >= 0)) throw cli::UsageError("--eta must not be negative");
-  if (!a.class_label.empty()) cli::Parser::to_int("--class_label", a.class_label);
+  if (!a.class_label.empty() && a.class_label != "all") cli::Parser::to_int("--class_label", a.class_label);
+  if (a.guidance_scale && !std::isfinite(*a.guidance_scale))
+    throw cli::UsageError("--guidance_scale must be a finite number");
   return a;
 }
 
@@ -79,11 +93,24 @@ int main(int argc, char** argv) {
 
     pipelines::SampleOptions options{.num_inference_steps = args.num_inference_steps};
     if (args.eta) options.step_kwargs = {{"eta", *args.eta}};
-    if (!args.class_label.empty())
-      options.class_labels = {cli::Parser::to_int("--class_label", args.class_label)};
-    else if (pipe.num_classes() > 0)
+    // One label per image: K for all, or each class in turn (rows of --batch_size).
+    std::vector<std::int64_t> labels;
+    std::int64_t nrow = 0;  // 0: a square grid
+    if (args.class_label == "all") {
+      if (pipe.num_classes() < 2)
+        throw Error("--class_label all: the UNet in '" + args.pipeline.string() +
+                    "' is not class-conditional");
+      const std::int64_t classes = pipe.num_classes() - 1;  // the last label is "no class"
+      for (std::int64_t k = 0; k < classes; ++k) labels.insert(labels.end(), args.batch_size, k);
+      nrow = args.batch_size;
+      args.batch_size *= classes;
+    } else if (!args.class_label.empty()) {
+      labels.assign(args.batch_size, cli::Parser::to_int("--class_label", args.class_label));
+    } else if (pipe.num_classes() > 0) {
       throw Error("the UNet in '" + args.pipeline.string() + "' is class-conditional (" +
                   std::to_string(pipe.num_classes()) + " classes): pass --class_label");
+    }
+    options.guidance_scale = args.guidance_scale.value_or(pipe.num_classes() > 0 ? kDefaultGuidance : 1.0);
 
     std::optional<Tensor<float>> init;
     if (!args.init_noise.empty()) {
@@ -93,7 +120,11 @@ int main(int argc, char** argv) {
                     ", expected [N, " + std::to_string(c) + ", " + std::to_string(h) + ", " +
                     std::to_string(w) + "]");
       if (init->size(0) < 1) throw Error("--init_noise '" + args.init_noise.string() + "' holds no image");
+      if (args.class_label == "all" && init->size(0) != args.batch_size)
+        throw Error("--init_noise '" + args.init_noise.string() + "' holds " + std::to_string(init->size(0)) +
+                    " images; --class_label all needs " + std::to_string(args.batch_size));
       args.batch_size = init->size(0);  // the file decides how many images
+      if (!labels.empty()) labels.resize(static_cast<std::size_t>(args.batch_size), labels[0]);
     }
 
     fs::create_directories(args.output_dir);
@@ -107,6 +138,8 @@ int main(int argc, char** argv) {
     for (std::int64_t start = 0; start < n; start += args.chunk_size) {
       options.batch_size = std::min(args.chunk_size, n - start);
       if (init) options.noise = init->slice(start, start + options.batch_size);
+      if (!labels.empty())
+        options.class_labels.assign(labels.begin() + start, labels.begin() + start + options.batch_size);
       Tensor<float> images = pipe(options, gen);  // [0, 1]
       float* out = all.data() + start * per_image;
       for (std::int64_t i = 0; i < images.numel(); ++i) out[i] = images.data()[i] * 2.f - 1.f;
@@ -118,11 +151,20 @@ int main(int argc, char** argv) {
     }
     progress.close();
     io::save_npy(args.output_dir / "samples.npy", all);
-    const auto nrow = static_cast<std::int64_t>(std::ceil(std::sqrt(static_cast<double>(n))));
+    if (nrow == 0) nrow = static_cast<std::int64_t>(std::ceil(std::sqrt(static_cast<double>(n))));
     viz::save_image(all, args.output_dir / "grid.png", {.nrow = nrow, .value_range = {{-1.0, 1.0}}});
-    std::printf("Wrote %lld images (%s, %lld steps) to %s/{grid.png, image_XXXX.png, samples.npy}\n",
+    if (!labels.empty()) {  // which class each image was asked for, one per line
+      std::string text;
+      for (std::int64_t c : labels) text += std::to_string(c) + "\n";
+      io::write_file_atomic(args.output_dir / "labels.txt", text);
+    }
+    char guidance[48] = "";
+    if (options.guidance_scale != 1.0)
+      std::snprintf(guidance, sizeof guidance, ", guidance %g", options.guidance_scale);
+    std::printf("Wrote %lld images (%s, %lld steps%s) to %s/{grid.png, image_XXXX.png, samples.npy%s}\n",
                 static_cast<long long>(n), args.scheduler.c_str(),
-                static_cast<long long>(args.num_inference_steps), args.output_dir.string().c_str());
+                static_cast<long long>(args.num_inference_steps), guidance, args.output_dir.string().c_str(),
+                labels.empty() ? "" : ", labels.txt");
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "sample: %s\n", e.what());

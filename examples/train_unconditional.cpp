@@ -10,6 +10,11 @@
 // The defaults are this project's recipe for Fashion-MNIST on a 2-core CPU (docs/recipes.md):
 // about 14 minutes of training and a sample grid.
 //
+// With --num_class_embeds it trains a class-conditional model for classifier-free guidance (Ho &
+// Salimans 2022): a share of the labels (--conditioning_dropout_prob) is replaced by a "no class"
+// label, the last row of the class embedding, so one model learns both predictions; at the end it
+// draws class_grid.png, one row per class, with guidance (--guidance_scale).
+//
 // Under `mpirun -np N` (docs/distributed.md) it trains data-parallel, as diffusers' script does under
 // `accelerate launch`: each process reads its share of every global batch of N x --train_batch_size
 // images, the gradients are averaged every step, and rank 0 alone logs, samples and writes files.
@@ -46,6 +51,9 @@ struct Args {
   bool center_crop = false, random_flip = false;
   // Model
   fs::path model_config;
+  std::optional<std::int64_t> num_class_embeds;  // classes of the data: train with labels
+  double conditioning_dropout_prob = 0.1;
+  double guidance_scale = 3.0;
   // Training
   std::int64_t train_batch_size = 64, eval_batch_size = 64, num_epochs = 100;
   std::optional<std::int64_t> max_train_steps = 1150;  // planned; ~790 s at 94 images/s (docs/recipes.md)
@@ -88,6 +96,13 @@ Args parse_args(int argc, char** argv) {
   p.add("--random_flip", a.random_flip, "flip images horizontally at random");
   p.add("--model_config", a.model_config,
         "a diffusers UNet2DModel config.json (default: the recipe's model)");
+  p.add("--num_class_embeds", a.num_class_embeds,
+        "train with class labels: the number of classes of the data (Fashion-MNIST: 10; an image\n"
+        "      folder: its sub-folders); the UNet gets one more, the \"no class\" label of guidance");
+  p.add("--conditioning_dropout_prob", a.conditioning_dropout_prob,
+        "share of the training labels replaced by \"no class\" (classifier-free guidance)");
+  p.add("--guidance_scale", a.guidance_scale,
+        "classifier-free guidance of the class-conditional sample grids (1: none)");
   p.add("--train_batch_size", a.train_batch_size,
         "images per training micro-batch of each process (mpirun -np N: N times this in all)");
   p.add("--eval_batch_size", a.eval_batch_size, "images in each sample grid");
@@ -161,6 +176,10 @@ Args parse_args(int argc, char** argv) {
   if (!(a.ema_inv_gamma > 0) || !(a.ema_power > 0))
     throw cli::UsageError("--ema_inv_gamma and --ema_power must be positive");
   if (a.max_grad_norm < 0) throw cli::UsageError("--max_grad_norm must not be negative (0: no clipping)");
+  if (a.num_class_embeds) positive("--num_class_embeds", *a.num_class_embeds);
+  if (!(a.conditioning_dropout_prob >= 0 && a.conditioning_dropout_prob <= 1))
+    throw cli::UsageError("--conditioning_dropout_prob must be in [0, 1]");
+  if (!std::isfinite(a.guidance_scale)) throw cli::UsageError("--guidance_scale must be a finite number");
   if (a.output_dir.empty()) throw cli::UsageError("--output_dir must not be empty");
   if (a.ddpm_num_inference_steps > a.ddpm_num_steps)
     throw cli::UsageError("--ddpm_num_inference_steps must not exceed --ddpm_num_steps");
@@ -173,14 +192,27 @@ Args parse_args(int argc, char** argv) {
   return a;
 }
 
-// The recipe's model for 28x28 Fashion-MNIST (docs/recipes.md), or the given config.json.
+// The recipe's model for 28x28 Fashion-MNIST (docs/recipes.md), or the given config.json; with
+// --num_class_embeds, a class embedding of the classes + 1 ("no class").
 models::UNet2DConfig model_config(const Args& a, std::int64_t channels) {
+  const std::optional<std::int64_t> class_embeds =
+      a.num_class_embeds ? std::optional<std::int64_t>(*a.num_class_embeds + 1) : std::nullopt;
   if (!a.model_config.empty()) {
     models::UNet2DConfig c = models::UNet2DConfig::from_json(io::read_json(a.model_config));
     if (c.in_channels != channels || c.out_channels != channels)
       throw Error("in_channels and out_channels must be " + std::to_string(channels) +
                   " for this data (got " + std::to_string(c.in_channels) + " and " +
                   std::to_string(c.out_channels) + ")");
+    if (c.num_class_embeds && c.num_class_embeds != class_embeds)
+      throw Error("num_class_embeds is " + std::to_string(*c.num_class_embeds) +
+                  (a.num_class_embeds
+                       ? ", but --num_class_embeds " + std::to_string(*a.num_class_embeds) + " needs " +
+                             std::to_string(*class_embeds) + " (the classes and \"no class\")"
+                       : "; to train with labels, pass --num_class_embeds (the classes of the data)"));
+    if (c.class_embed_type && a.num_class_embeds)
+      throw Error("class_embed_type \"" + *c.class_embed_type +
+                  "\" takes no class labels; --num_class_embeds needs class_embed_type null");
+    c.num_class_embeds = class_embeds;
     c.sample_size = a.resolution;
     c.to_json();  // a config diffusers 0.21 cannot load fails now, not at the first save
     return c;
@@ -194,7 +226,8 @@ models::UNet2DConfig model_config(const Args& a, std::int64_t channels) {
           .block_out_channels = {32, 64, 64},
           .down_block_types = {"DownBlock2D", "DownBlock2D", "DownBlock2D"},
           .up_block_types = {"UpBlock2D", "UpBlock2D", "UpBlock2D"},
-          .add_attention = false};
+          .add_attention = false,
+          .num_class_embeds = class_embeds};
 }
 
 // The run's UNet. An error from a value of --model_config (a key, or a module it sizes such as
@@ -255,7 +288,9 @@ nlohmann::json run_settings(const Args& a, std::int64_t total_steps, int process
           {"train_batch_size", a.train_batch_size},
           {"lr_scheduler", a.lr_scheduler},
           {"lr_warmup_steps", a.lr_warmup_steps},
-          {"learning_rate", a.learning_rate}};
+          {"learning_rate", a.learning_rate},
+          {"num_class_embeds", a.num_class_embeds ? nlohmann::json(*a.num_class_embeds) : nlohmann::json()},
+          {"conditioning_dropout_prob", a.conditioning_dropout_prob}};
 }
 
 // Says on stderr what a resume does with settings that differ from the checkpoint's run (see the
@@ -289,6 +324,9 @@ void check_resume_settings(const nlohmann::json& saved, const nlohmann::json& no
     throw Error("resume: " + difference("lr_scheduler") +
                 "; a run cannot change its schedule: resume with --lr_scheduler " +
                 text(saved["lr_scheduler"]));
+  if (differs("num_class_embeds"))
+    throw Error("resume: " + difference("num_class_embeds") +
+                "; the model's class embedding has another size");
   if (differs("train_batch_size"))
     throw Error("resume: " + difference("train_batch_size") + "; the saved data position counts batches of " +
                 text(saved["train_batch_size"]) + ": resume with --train_batch_size " +
@@ -309,17 +347,27 @@ void check_resume_settings(const nlohmann::json& saved, const nlohmann::json& no
   if (differs("gradient_accumulation_steps"))
     say(difference("gradient_accumulation_steps") + "; each step from here on accumulates " +
         text(now["gradient_accumulation_steps"]) + " micro-batches");
+  if (differs("conditioning_dropout_prob"))
+    say(difference("conditioning_dropout_prob") +
+        "; labels are dropped with the new probability from here on");
   if (differs("learning_rate"))
     say(difference("learning_rate") +
         "; the checkpoint's learning rate is kept (the optimizer state holds it)");
 }
 
 template <class Dataset>
-int train(const Args& a, Dataset& dataset, const std::string& data_description, tools::DataParallel& ranks) {
+int train(const Args& a, Dataset& dataset, const std::string& data_description,
+          const std::vector<std::string>& class_names, tools::DataParallel& ranks) {
   using Clock = std::chrono::steady_clock;
   const auto started = Clock::now();
   auto seconds = [&] { return std::chrono::duration<double>(Clock::now() - started).count(); };
   const bool main_rank = ranks.is_main();  // logs, samples and writes files
+  // Class-conditional: labels 0 .. classes - 1, and `classes` itself for "no class".
+  const std::int64_t classes = a.num_class_embeds.value_or(0);
+  if (classes > 0 && classes != static_cast<std::int64_t>(class_names.size()))
+    throw Error("--num_class_embeds " + std::to_string(classes) + " does not match the data, which has " +
+                (class_names.empty() ? std::string("no classes (an image folder without sub-folders)")
+                                     : std::to_string(class_names.size()) + " classes"));
   if (main_rank) fs::create_directories(a.output_dir);
   // Every rank draws the same model initialisation and epoch orders from `gen`.
   Generator gen(static_cast<std::uint64_t>(a.seed));
@@ -451,14 +499,29 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description, 
   auto save_samples = [&](const std::string& tag) {
     Generator sample_gen(
         static_cast<std::uint64_t>(a.seed));  // the same noise every time: progress is visible
+    pipelines::SampleOptions options{.batch_size = a.eval_batch_size,
+                                     .num_inference_steps = a.ddpm_num_inference_steps};
+    if (classes > 0) {  // the classes in turn, guided
+      for (std::int64_t i = 0; i < a.eval_batch_size; ++i) options.class_labels.push_back(i % classes);
+      options.guidance_scale = a.guidance_scale;
+    }
     Tensor<float> images;
-    with_ema_weights([&] {
-      images = pipe({.batch_size = a.eval_batch_size, .num_inference_steps = a.ddpm_num_inference_steps},
-                    sample_gen);
-    });
+    with_ema_weights([&] { images = pipe(options, sample_gen); });
     const auto nrow = static_cast<std::int64_t>(std::ceil(std::sqrt(static_cast<double>(a.eval_batch_size))));
     viz::save_image(images, a.output_dir / "samples" / (tag + ".png"), {.nrow = nrow});
     viz::save_image(images, a.output_dir / "samples.png", {.nrow = nrow});
+  };
+  // class_grid.png: one row of ten per class, guided.
+  auto save_class_grid = [&] {
+    constexpr std::int64_t kPerClass = 10;
+    pipelines::SampleOptions options{.batch_size = classes * kPerClass,
+                                     .num_inference_steps = a.ddpm_num_inference_steps,
+                                     .guidance_scale = a.guidance_scale};
+    for (std::int64_t i = 0; i < classes * kPerClass; ++i) options.class_labels.push_back(i / kPerClass);
+    Generator grid_gen(static_cast<std::uint64_t>(a.seed));
+    Tensor<float> images;
+    with_ema_weights([&] { images = pipe(options, grid_gen); });
+    viz::save_image(images, a.output_dir / "class_grid.png", {.nrow = kPerClass});
   };
   tools::ModelCard card{.dataset = data_description,
                         .resolution = a.resolution,
@@ -469,7 +532,10 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description, 
                         .prediction_type = a.prediction_type,
                         .beta_schedule = a.ddpm_beta_schedule,
                         .num_train_timesteps = a.ddpm_num_steps,
-                        .num_parameters = unet.num_parameters()};
+                        .num_parameters = unet.num_parameters(),
+                        .class_names = classes > 0 ? class_names : std::vector<std::string>{},
+                        .conditioning_dropout_prob = a.conditioning_dropout_prob,
+                        .guidance_scale = a.guidance_scale};
   auto save_pipeline = [&] {
     with_ema_weights([&] {
       // The folder holds the training scheduler (DDPM), as diffusers' script saves it.
@@ -479,6 +545,7 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description, 
     card.steps = state.global_step;
     card.epochs = state.epoch;
     card.has_samples = fs::exists(a.output_dir / "samples.png");
+    card.has_class_grid = fs::exists(a.output_dir / "class_grid.png");
     tools::write_model_card(a.output_dir, card);
   };
 
@@ -508,14 +575,23 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description, 
   while (state.global_step < total_steps && !out_of_time) {
     for (auto& batch : epochs) {
       const Tensor<float>& clean = batch.images;
-      auto [noise, t] = streams.noise_and_timesteps<float>(clean.shape(), a.ddpm_num_steps, state.global_step,
-                                                           micro, positions);
+      auto [noise, t, uniform] =
+          streams.draw<float>(clean.shape(), a.ddpm_num_steps, state.global_step, micro, positions);
       Tensor<float> noisy = noise_scheduler.add_noise(clean, noise, t);
       Tensor<float> target = a.prediction_type == "epsilon" ? noise
                              : a.prediction_type == "v_prediction"
                                  ? noise_scheduler.get_velocity(clean, noise, t)
                                  : clean;
-      Tensor<float> pred = unet(noisy, t);
+      Tensor<float> labels;  // with classes: each sample's, or "no class" with the dropout probability
+      if (classes > 0) {
+        labels = Tensor<float>::empty({batch.size()});
+        for (std::int64_t i = 0; i < batch.size(); ++i)
+          labels.data()[i] =
+              static_cast<float>(uniform[static_cast<std::size_t>(i)] < a.conditioning_dropout_prob
+                                     ? classes
+                                     : batch.label_ids[static_cast<std::size_t>(i)]);
+      }
+      Tensor<float> pred = unet(noisy, t, labels);
       Tensor<float> loss;
       if (a.snr_gamma) {
         Tensor<float> w = training::min_snr_weights(alphas_cumprod, t, *a.snr_gamma, a.prediction_type);
@@ -596,13 +672,14 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description, 
                 static_cast<long long>(state.global_step));
   viz::loss_plot(losses, {.log_y = true}).save(a.output_dir / "loss.svg");
   save_samples("step_" + std::to_string(state.global_step));
+  if (classes > 0) save_class_grid();
   save_pipeline();
   std::printf(
       "Trained %lld steps in %.0f s (%.0f images/s); wrote %s/{model_index.json, unet/, scheduler/, "
-      "README.md, samples.png, loss.svg, metrics.csv, metrics.jsonl, checkpoint-%lld/}\n",
+      "README.md, samples.png,%s loss.svg, metrics.csv, metrics.jsonl, checkpoint-%lld/}\n",
       static_cast<long long>(state.global_step), seconds(),
       images_seen / std::max(seconds() - train_start, 1e-9), a.output_dir.string().c_str(),
-      static_cast<long long>(state.global_step));
+      classes > 0 ? " class_grid.png," : "", static_cast<long long>(state.global_step));
   if (ranks.size() > 1)
     std::printf("Rank 0 spent %.1f s in the gradient all-reduce that backward() did not hide\n",
                 ranks.seconds_in_allreduce());
@@ -638,16 +715,18 @@ int main(int argc, char** argv) {
       if (!folder.skipped().empty() && ranks->is_main()) std::fputs(folder.summary().c_str(), stderr);
       const std::string what = "image folder '" + args.train_data_dir.string() + "' (" +
                                std::to_string(folder.size()) + " images)";
+      const std::vector<std::string> classes = folder.class_names();
       auto dataset = data::with_transform(std::move(folder), augmentations(args));
-      return train(args, dataset, what, *ranks);
+      return train(args, dataset, what, classes, *ranks);
     }
     auto fashion = data::FashionMNIST::train();
+    const std::vector<std::string> classes = fashion.class_names();
     if (args.resolution == 28 && !args.random_flip) {
       auto dataset = data::with_transform(std::move(fashion), data::Compose({data::Normalize({0.5}, {0.5})}));
-      return train(args, dataset, "Fashion-MNIST (60,000 training images, 28x28)", *ranks);
+      return train(args, dataset, "Fashion-MNIST (60,000 training images, 28x28)", classes, *ranks);
     }
     auto dataset = data::with_transform(std::move(fashion), augmentations(args));
-    return train(args, dataset, "Fashion-MNIST (60,000 training images)", *ranks);
+    return train(args, dataset, "Fashion-MNIST (60,000 training images)", classes, *ranks);
   } catch (const std::exception& e) {
     // A failure on one rank stops them all (the others may wait in a collective).
     if (ranks->size() > 1)

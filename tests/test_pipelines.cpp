@@ -4,6 +4,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <string>
 #include <vector>
 
 #include "diffuse/pipelines/diffusion_pipeline.hpp"
@@ -198,6 +200,95 @@ TEST_CASE("class-conditional sampling: class_labels reach the UNet, bad labels a
   pipelines::DDPMPipeline<float> plain_pipe(plain, *scheduler);
   CHECK_THROWS_WITH(plain_pipe({.batch_size = 1, .num_inference_steps = 1, .class_labels = {0}}, gen),
                     Catch::Contains("not class-conditional"));
+}
+
+TEST_CASE("classifier-free guidance: one batched forward of 2B, uncond + w (cond - uncond), any scheduler") {
+  auto config = tiny_config();
+  config.num_class_embeds = 4;  // classes 0, 1, 2 and 3 = "no class"
+  Generator init(6);
+  models::UNet2DModel<float> unet(config, init);
+  const Tensor<float> labels = Tensor<float>::from_vector({0.f, 2.f}), none = Tensor<float>::full({2}, 3.f);
+  // The loop by hand, with two separate forwards (uncond absent: the conditional one alone).
+  auto by_hand = [&](schedulers::Scheduler<float>& scheduler, const Tensor<float>& cond_labels,
+                     const Tensor<float>* uncond_labels, float w) {
+    NoGradGuard no_grad;
+    Generator gen(9);
+    scheduler.set_timesteps(4);
+    Tensor<float> x = gen.randn<float>({2, 1, 8, 8});
+    if (scheduler.init_noise_sigma() != 1.0) x = x * static_cast<float>(scheduler.init_noise_sigma());
+    for (double t : scheduler.timesteps()) {
+      const Tensor<float> in = scheduler.scale_model_input(x, t);
+      Tensor<float> out = unet(in, t, cond_labels);
+      if (uncond_labels) {
+        const Tensor<float> uncond = unet(in, t, *uncond_labels);
+        out = uncond + w * (out - uncond);
+      }
+      x = scheduler.step(out, t, x, gen).prev_sample;
+    }
+    return clamp(x * 0.5f + 0.5f, 0.f, 1.f);
+  };
+  for (const std::string prediction : {"epsilon", "v_prediction", "sample"})
+    for (const auto& name : schedulers::scheduler_names()) {
+      INFO(name << ", " << prediction);
+      const io::json scheduler_config = {{"num_train_timesteps", 1000}, {"prediction_type", prediction}};
+      std::shared_ptr<schedulers::Scheduler<float>> scheduler;
+      try {
+        scheduler = schedulers::make_scheduler<float>(name, scheduler_config);
+      } catch (const Error& e) {  // PNDM and Euler ancestral refuse "sample", as in diffusers
+        CHECK_THAT(e.what(), Catch::Contains("unknown prediction_type 'sample'"));
+        continue;
+      }
+      auto reference = schedulers::make_scheduler<float>(name, scheduler_config);
+      pipelines::DDPMPipeline<float> pipe(unet, *scheduler);
+      auto sample = [&](double w) {
+        Generator gen(9);
+        return pipe({.batch_size = 2, .num_inference_steps = 4, .class_labels = {0, 2}, .guidance_scale = w},
+                    gen);
+      };
+      // w = 2.5: the batched forward equals two separate ones, to float rounding.
+      const Tensor<float> guided = sample(2.5), expected = by_hand(*reference, labels, &none, 2.5f);
+      for (std::int64_t i = 0; i < guided.numel(); ++i)
+        REQUIRE(guided.data()[i] == Approx(expected.data()[i]).margin(1e-4));
+      // w = 1 is plain conditional sampling and w = 0 unconditional sampling, bit for bit.
+      const auto conditional = sample(1.0).to_vector();
+      CHECK(conditional == by_hand(*reference, labels, nullptr, 1.f).to_vector());
+      CHECK(sample(0.0).to_vector() == by_hand(*reference, none, nullptr, 1.f).to_vector());
+      CHECK(guided.to_vector() != conditional);  // guidance changes the images
+    }
+}
+
+TEST_CASE("classifier-free guidance: bad scales and labels are named") {
+  auto config = tiny_config();
+  config.num_class_embeds = 4;
+  Generator init(6), gen(0);
+  models::UNet2DModel<float> unet(config, init);
+  auto scheduler = schedulers::make_scheduler<float>("DDIMScheduler", {{"num_train_timesteps", 1000}});
+  pipelines::DDPMPipeline<float> pipe(unet, *scheduler);
+  // Unconditional sampling needs no class labels; the other scales do.
+  CHECK(pipe({.batch_size = 1, .num_inference_steps = 1, .guidance_scale = 0.0}, gen).shape() ==
+        Shape{1, 1, 8, 8});
+  CHECK_THROWS_WITH(pipe({.batch_size = 1, .num_inference_steps = 1, .guidance_scale = 2.0}, gen),
+                    Catch::Contains("pass class_labels"));
+  CHECK_THROWS_WITH(pipe({.batch_size = 1,
+                          .num_inference_steps = 1,
+                          .class_labels = {0},
+                          .guidance_scale = 2.0,
+                          .unconditional_label = 4},
+                         gen),
+                    Catch::Contains("unconditional_label 4 is outside [0, 4)"));
+  CHECK_THROWS_WITH(pipe({.batch_size = 1,
+                          .num_inference_steps = 1,
+                          .class_labels = {0},
+                          .guidance_scale = std::numeric_limits<double>::quiet_NaN()},
+                         gen),
+                    Catch::Contains("guidance_scale must be finite"));
+  CHECK_THROWS_WITH(
+      pipe({.batch_size = 1, .num_inference_steps = 1, .class_labels = {7}, .guidance_scale = 2.0}, gen),
+      Catch::Contains("class label 7 is outside [0, 4)"));
+  models::UNet2DModel<float> plain(tiny_config(), init);
+  pipelines::DDPMPipeline<float> plain_pipe(plain, *scheduler);
+  CHECK_THROWS_WITH(plain_pipe({.batch_size = 1, .num_inference_steps = 1, .guidance_scale = 3.0}, gen),
+                    Catch::Contains("needs a class-conditional UNet"));
 }
 
 TEST_CASE("given initial noise replaces the generator's draw; eta reaches DDIM") {

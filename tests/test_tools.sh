@@ -56,6 +56,34 @@ expect_error "resume with another schedule" 1 "resume with --lr_scheduler cosine
 expect_error "resume with another batch size" 1 "resume with --train_batch_size 8" "${train[@]}" --train_batch_size 4 \
   --output_dir longer --resume_from_checkpoint latest
 
+# 1b. Class-conditional with label dropout: resume bit for bit, the class grid, the model card.
+cond=("${train[@]}" --num_class_embeds 10 --conditioning_dropout_prob 0.5 --checkpointing_steps 2)
+expect "class-conditional, 4 steps" "${cond[@]}" --max_train_steps 4 --output_dir cond_straight
+expect "class-conditional, 2 steps" "${cond[@]}" --max_train_steps 2 --output_dir cond_resumed
+expect "class-conditional, resume for 2 more" "${cond[@]}" --max_train_steps 4 --output_dir cond_resumed \
+  --resume_from_checkpoint latest
+cmp -s cond_straight/unet/diffusion_pytorch_model.safetensors cond_resumed/unet/diffusion_pytorch_model.safetensors \
+  && pass "class-conditional resume is bit for bit" || fail "class-conditional resumed weights differ"
+[[ -e cond_straight/class_grid.png ]] && pass "wrote class_grid.png" || fail "no class_grid.png"
+grep -q '"num_class_embeds": 11' cond_straight/unet/config.json && pass "num_class_embeds is classes + 1" \
+  || fail "unet config: $(cat cond_straight/unet/config.json)"
+grep -q 'label \*\*10\*\* means "no class"' cond_straight/README.md && grep -q "class_labels=torch.cat" cond_straight/README.md \
+  && pass "the model card names the no-class label and shows guided sampling" || fail "model card classes"
+expect "sample every class with guidance" "$bin/sample" --pipeline cond_straight --class_label all --batch_size 2 \
+  --guidance_scale 2 --num_inference_steps 2 --output_dir cond_drawn
+[[ $(tr '\n' ' ' < cond_drawn/labels.txt) == "0 0 1 1 2 2 3 3 4 4 5 5 6 6 7 7 8 8 9 9 " && -e cond_drawn/image_0019.png ]] \
+  && pass "--class_label all: two of each class" || fail "labels.txt: $(cat cond_drawn/labels.txt)"
+expect_error "a class outside the embedding" 1 "class label 11 is outside \[0, 11)" "$bin/sample" --pipeline cond_straight \
+  --class_label 11 --num_inference_steps 2 --output_dir cond_bad
+expect_error "guidance for an unconditional model" 1 "needs a class-conditional UNet" "$bin/sample" --pipeline straight \
+  --guidance_scale 3 --num_inference_steps 2 --output_dir cond_bad
+expect_error "classes that do not match the data" 1 "does not match the data, which has 10 classes" "${train[@]}" \
+  --num_class_embeds 7 --output_dir cond_bad
+expect_error "a dropout probability outside [0, 1]" 2 "--conditioning_dropout_prob" "${train[@]}" \
+  --num_class_embeds 10 --conditioning_dropout_prob 2 --output_dir cond_bad
+expect_error "resume without the labels" 1 "resume: --num_class_embeds none differs from the checkpoint's 10" \
+  "${train[@]}" --max_train_steps 6 --output_dir cond_resumed --resume_from_checkpoint latest
+
 # 2. sample: files, chunks, every scheduler, initial noise.
 expect "sample 5 images in chunks of 2" "$bin/sample" --pipeline straight --batch_size 5 --chunk_size 2 \
   --num_inference_steps 3 --output_dir drawn

@@ -857,24 +857,24 @@ TEST_CASE(
   fs::remove_all(dir);
 }
 
-TEST_CASE("SampleStreams: a sample's noise and timestep depend on its key, not on how the batch is split") {
+TEST_CASE("SampleStreams: a sample's draws depend on its key, not on how the batch is split") {
   const training::SampleStreams streams(11);
   const Shape shape{8, 1, 6, 6};
-  const auto whole = streams.noise_and_timesteps<float>(shape, 1000, 3, 1, {0, 1, 2, 3, 4, 5, 6, 7});
+  const auto whole = streams.draw<float>(shape, 1000, 3, 1, {0, 1, 2, 3, 4, 5, 6, 7});
   // Two ranks with batches of 4 hold the samples at positions r, r + 2, ... of the global batch.
   for (int r = 0; r < 2; ++r) {
-    const auto part =
-        streams.noise_and_timesteps<float>({4, 1, 6, 6}, 1000, 3, 1, data::global_batch_positions(4, 2, r));
+    const auto part = streams.draw<float>({4, 1, 6, 6}, 1000, 3, 1, data::global_batch_positions(4, 2, r));
     for (std::int64_t i = 0; i < 4; ++i) {
       const std::int64_t p = r + 2 * i;
       CHECK(part.timesteps[i] == whole.timesteps[p]);
+      CHECK(part.uniforms[i] == whole.uniforms[p]);
       CHECK(std::equal(part.noise.data() + i * 36, part.noise.data() + (i + 1) * 36,
                        whole.noise.data() + p * 36));
     }
   }
   // Another step, micro-batch or seed draws other values.
   auto first_value = [&](const training::SampleStreams& s, std::int64_t step, std::int64_t micro) {
-    return s.noise_and_timesteps<float>(shape, 1000, step, micro, {0, 1, 2, 3, 4, 5, 6, 7}).noise.data()[0];
+    return s.draw<float>(shape, 1000, step, micro, {0, 1, 2, 3, 4, 5, 6, 7}).noise.data()[0];
   };
   CHECK(first_value(streams, 4, 1) != whole.noise.data()[0]);
   CHECK(first_value(streams, 3, 0) != whole.noise.data()[0]);
@@ -883,7 +883,7 @@ TEST_CASE("SampleStreams: a sample's noise and timestep depend on its key, not o
   // Standard normal noise and uniform timesteps over many samples.
   std::vector<std::int64_t> positions(512);
   std::iota(positions.begin(), positions.end(), 0);
-  const auto many = streams.noise_and_timesteps<double>({512, 1, 6, 6}, 1000, 0, 0, positions);
+  const auto many = streams.draw<double>({512, 1, 6, 6}, 1000, 0, 0, positions);
   double sum = 0, squares = 0;
   for (double v : many.noise) sum += v, squares += v * v;
   const double n = static_cast<double>(many.noise.numel());
@@ -893,11 +893,13 @@ TEST_CASE("SampleStreams: a sample's noise and timestep depend on its key, not o
   CHECK(std::abs(mean_t - 499.5) < 4 * 288.7 / std::sqrt(512.0));
   CHECK(*std::min_element(many.timesteps.begin(), many.timesteps.end()) >= 0);
   CHECK(*std::max_element(many.timesteps.begin(), many.timesteps.end()) < 1000);
+  const double mean_u = std::accumulate(many.uniforms.begin(), many.uniforms.end(), 0.0) / 512;
+  CHECK(std::abs(mean_u - 0.5) < 4 * 0.2887 / std::sqrt(512.0));
+  CHECK(std::count_if(many.uniforms.begin(), many.uniforms.end(), [](double u) { return u < 0.1; }) > 30);
   // Bad requests.
-  CHECK_THROWS_WITH(streams.noise_and_timesteps<float>(shape, 1000, 0, 0, {0, 1}),
+  CHECK_THROWS_WITH(streams.draw<float>(shape, 1000, 0, 0, {0, 1}),
                     Catch::Contains("2 positions for a batch of 8"));
-  CHECK_THROWS_WITH(streams.noise_and_timesteps<float>(shape, 0, 0, 0, {0, 1, 2, 3, 4, 5, 6, 7}),
+  CHECK_THROWS_WITH(streams.draw<float>(shape, 0, 0, 0, {0, 1, 2, 3, 4, 5, 6, 7}),
                     Catch::Contains("num_train_timesteps must be at least 1"));
-  CHECK_THROWS_WITH(streams.noise_and_timesteps<float>({}, 1000, 0, 0, {}),
-                    Catch::Contains("batch dimension"));
+  CHECK_THROWS_WITH(streams.draw<float>({}, 1000, 0, 0, {}), Catch::Contains("batch dimension"));
 }

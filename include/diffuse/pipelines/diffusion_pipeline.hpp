@@ -8,8 +8,20 @@
 ///   // images [16, C, H, W] with values in [0, 1]
 ///   Tensor<float> images = pipe({.batch_size = 16, .num_inference_steps = 1000}, gen);
 ///   pipe.save_pretrained("my_pipeline");
+///   // a class-conditional UNet, with classifier-free guidance: ten images of class 7
+///   Tensor<float> sneakers = pipe({.batch_size = 10, .num_inference_steps = 20, .class_labels = {7},
+///                                  .guidance_scale = 3.0}, gen);
 /// @endcode
+///
+/// Classifier-free guidance (Ho & Salimans 2022) needs a UNet trained to predict both with a class
+/// and without one, as train_unconditional --num_class_embeds does: it replaces a share of the
+/// labels by a "no class" label, the last row of the class embedding (num_class_embeds - 1). Each
+/// step then runs the conditional and the unconditional prediction as one forward of 2B images and
+/// uses uncond + w (cond - uncond), whatever the scheduler and the prediction type (epsilon, v or
+/// sample: the combination is applied to the model output). w = 1 is the conditional prediction
+/// alone and w = 0 the unconditional one: both run one forward of B images.
 #pragma once
+#include <cmath>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -18,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "diffuse/autograd/shape_ops.hpp"
 #include "diffuse/core/precompiled.hpp"
 #include "diffuse/io/config.hpp"
 #include "diffuse/io/image.hpp"
@@ -38,6 +51,13 @@ struct SampleOptions {
   /// One class per image for a class-conditional UNet (num_class_embeds); one value is repeated
   /// for the whole batch. Must be empty for an unconditional UNet.
   std::vector<std::int64_t> class_labels = {};
+  /// Classifier-free guidance weight w (see the file comment): 1 (the default) samples with the
+  /// class labels alone, 0 without them, w > 1 pushes the images towards their classes. Only for
+  /// a class-conditional UNet.
+  double guidance_scale = 1.0;
+  /// The "no class" label of guidance; default: the last class, num_class_embeds - 1 (the one
+  /// train_unconditional --num_class_embeds trains for it).
+  std::optional<std::int64_t> unconditional_label = std::nullopt;
   /// The starting noise [batch_size, C, H, W] (standard normal; scaled by init_noise_sigma here),
   /// instead of drawing it from the generator.
   std::optional<Tensor<float>> noise = std::nullopt;
@@ -103,8 +123,12 @@ class DiffusionPipeline {
  private:
   Tensor<T> sample(const SampleOptions& options, Generator& gen, std::int64_t h, std::int64_t w);
 
-  // The class labels of a sampling call as a tensor [batch_size], checked against the UNet.
-  Tensor<T> labels_for(const SampleOptions& o) const;
+  // The class labels of a sampling call as tensors [batch_size], checked against the UNet: the
+  // images' classes (or none for an unconditional UNet) and, for guidance, the "no class" label.
+  struct Labels {
+    Tensor<T> cond, uncond;
+  };
+  Labels labels_for(const SampleOptions& o) const;
 
   std::shared_ptr<UNet> unet_;
   std::shared_ptr<Scheduler> scheduler_;
@@ -188,7 +212,13 @@ auto DiffusionPipeline<T>::sample(const SampleOptions& options, Generator& gen, 
     ~EvalMode() { m.train(was_training); }
   } eval_mode{*unet_, unet_->is_training()};
   unet_->eval();
-  const Tensor<T> class_labels = labels_for(options);
+  const Labels labels = labels_for(options);
+  const double scale = options.guidance_scale;
+  // Scale 1 and 0 need one prediction only; any other scale both, as one batch of 2B images.
+  const bool guided = scale != 1.0 && scale != 0.0;
+  const Tensor<T>& class_labels = scale == 0.0 ? labels.uncond : labels.cond;
+  const Tensor<T> both_labels =
+      guided ? concat(std::vector<Tensor<T>>{labels.cond, labels.uncond}) : Tensor<T>();
   if (!options.step_kwargs.empty()) scheduler_->set_step_kwargs(options.step_kwargs);
   scheduler_->set_timesteps(options.num_inference_steps);
   const Shape shape{options.batch_size, config.in_channels, h, w};
@@ -207,7 +237,17 @@ auto DiffusionPipeline<T>::sample(const SampleOptions& options, Generator& gen, 
   const auto timesteps = scheduler_->timesteps();
   for (std::size_t i = 0; i < timesteps.size(); ++i) {
     const double t = timesteps[i];
-    Tensor<T> model_output = (*unet_)(scheduler_->scale_model_input(image, t), t, class_labels);
+    const Tensor<T> model_input = scheduler_->scale_model_input(image, t);
+    Tensor<T> model_output;
+    if (guided) {
+      const Tensor<T> both =
+          (*unet_)(concat(std::vector<Tensor<T>>{model_input, model_input}), t, both_labels);
+      const Tensor<T> cond = both.slice(0, options.batch_size),
+                      uncond = both.slice(options.batch_size, 2 * options.batch_size);
+      model_output = uncond + static_cast<T>(scale) * (cond - uncond);
+    } else {
+      model_output = (*unet_)(model_input, t, class_labels);
+    }
     image = scheduler_->step(model_output, t, image, gen).prev_sample;
     if (options.on_step)
       options.on_step(static_cast<std::int64_t>(i), static_cast<std::int64_t>(timesteps.size()));
@@ -216,15 +256,33 @@ auto DiffusionPipeline<T>::sample(const SampleOptions& options, Generator& gen, 
 }
 
 template <class T>
-auto DiffusionPipeline<T>::labels_for(const SampleOptions& o) const -> Tensor<T> {
+auto DiffusionPipeline<T>::labels_for(const SampleOptions& o) const -> Labels {
   const std::int64_t classes = num_classes();
+  const double w = o.guidance_scale;
+  if (!std::isfinite(w))
+    throw Error("DiffusionPipeline: guidance_scale must be finite, got " + std::to_string(w));
   if (classes == 0) {
     if (!o.class_labels.empty())
       throw Error(
           "DiffusionPipeline: class_labels given, but the UNet is not class-conditional (no "
           "num_class_embeds)");
+    if (w != 1.0)
+      throw Error("DiffusionPipeline: guidance_scale " + std::to_string(w) +
+                  " needs a class-conditional UNet (num_class_embeds); this one is unconditional");
     return {};
   }
+  auto check = [&](std::int64_t c, const char* what) {
+    if (c < 0 || c >= classes)
+      throw Error("DiffusionPipeline: " + std::string(what) + " " + std::to_string(c) + " is outside [0, " +
+                  std::to_string(classes) + ") (the UNet's num_class_embeds)");
+    return static_cast<T>(c);
+  };
+  Labels out;
+  if (w != 1.0) {
+    const T none = check(o.unconditional_label.value_or(classes - 1), "unconditional_label");
+    out.uncond = Tensor<T>::full({o.batch_size}, none);
+  }
+  if (w == 0.0 && o.class_labels.empty()) return out;  // unconditional: no class needed
   if (o.class_labels.empty())
     throw Error("DiffusionPipeline: the UNet is class-conditional (num_class_embeds " +
                 std::to_string(classes) + "): pass class_labels");
@@ -232,15 +290,10 @@ auto DiffusionPipeline<T>::labels_for(const SampleOptions& o) const -> Tensor<T>
   if (n != 1 && n != o.batch_size)
     throw Error("DiffusionPipeline: " + std::to_string(n) + " class_labels for a batch of " +
                 std::to_string(o.batch_size) + " (give one, or one per image)");
-  Tensor<T> labels = Tensor<T>::empty({o.batch_size});
-  for (std::int64_t i = 0; i < o.batch_size; ++i) {
-    const std::int64_t c = o.class_labels[n == 1 ? 0 : i];
-    if (c < 0 || c >= classes)
-      throw Error("DiffusionPipeline: class label " + std::to_string(c) + " is outside [0, " +
-                  std::to_string(classes) + ") (the UNet's num_class_embeds)");
-    labels.data()[i] = static_cast<T>(c);
-  }
-  return labels;
+  out.cond = Tensor<T>::empty({o.batch_size});
+  for (std::int64_t i = 0; i < o.batch_size; ++i)
+    out.cond.data()[i] = check(o.class_labels[n == 1 ? 0 : i], "class label");
+  return out;
 }
 
 /// diffusers' name for the same thing.
