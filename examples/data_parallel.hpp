@@ -9,7 +9,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -52,14 +51,11 @@ class DataParallel {
   bool is_main() const { return rank_ == 0; }
 
   // Every rank takes rank 0's weights, and from now on averages the gradients of `model`.
-  template <class T>
-  void share(const diffuse::nn::Module<T>& model) {
+  void share(const diffuse::nn::Module<float>& model) {
 #ifdef DIFFUSE_WITH_MPI
-    if constexpr (std::is_same_v<T, float>) {
-      if (size_ == 1) return;
-      diffuse::distributed::broadcast_parameters(model);
-      reducer_ = std::make_unique<diffuse::distributed::GradientReducer<float>>(model.parameters());
-    }
+    if (size_ == 1) return;
+    diffuse::distributed::broadcast_parameters(model);
+    reducer_ = std::make_unique<diffuse::distributed::GradientReducer<float>>(model.parameters());
 #else
     (void)model;
 #endif
@@ -87,6 +83,32 @@ class DataParallel {
     diffuse::distributed::sum_over_ranks(v);
 #endif
     return {v[0] / size_, v[1] > 0};
+  }
+
+  // Rank 0's `text` on every rank.
+  std::string from_main(const std::string& text) const {
+#ifdef DIFFUSE_WITH_MPI
+    return diffuse::distributed::broadcast_string(text);
+#else
+    return text;
+#endif
+  }
+  // Whether `text` is the same on every rank (every rank gets the same answer).
+  bool same_on_all(const std::string& text) const {
+#ifdef DIFFUSE_WITH_MPI
+    return diffuse::distributed::same_on_all_ranks(text);
+#else
+    (void)text;
+    return true;
+#endif
+  }
+
+  // The rank a launcher gave this process, read before MPI starts (0 without a launcher), so that
+  // only one rank reports a wrong flag.
+  static int launcher_rank() {
+    for (const char* name : {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"})
+      if (const char* r = std::getenv(name)) return std::atoi(r);
+    return 0;
   }
 
   // The state of every rank's `gen` on rank 0 (rank 0's first); empty on the other ranks.

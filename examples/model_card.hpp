@@ -4,6 +4,7 @@
 // to use the folder from Python and from C++ (for a class-conditional model: its classes, the
 // "no class" label and a guided sampling loop).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <sstream>
@@ -33,6 +34,7 @@ struct ModelCard {
 // The card's part on classes and guidance, with how to sample a class in Python and in C++.
 inline std::string class_section(const ModelCard& c, const std::string& folder_name) {
   const std::size_t n = c.class_names.size();
+  const std::size_t example = std::min<std::size_t>(7, n - 1);  // the class the examples draw
   std::ostringstream s;
   s << "## Classes\n\n"
     << "The model is class-conditional: `num_class_embeds` is " << n + 1 << ", labels 0 to " << n - 1
@@ -54,7 +56,8 @@ inline std::string class_section(const ModelCard& c, const std::string& folder_n
     << "scheduler = DPMSolverMultistepScheduler.from_config(ddpm.config)\n"
        "scheduler.set_timesteps(20)\n"
        "w = "
-    << c.guidance_scale << "\nlabels = torch.full((10,), 7)  # ten images of class 7\n"
+    << c.guidance_scale << "\nlabels = torch.full((10,), " << example << ")  # ten images of class "
+    << example << " (" << c.class_names[example] << ")\n"
     << "no_class = torch.full((10,), " << n << ")\n"
     << "x = torch.randn(10, unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)\n"
        "x = x * scheduler.init_noise_sigma\n"
@@ -66,9 +69,9 @@ inline std::string class_section(const ModelCard& c, const std::string& folder_n
        "    cond, uncond = out.chunk(2)\n"
        "    x = scheduler.step(uncond + w * (cond - uncond), t, x).prev_sample\n"
        "images = (x / 2 + 0.5).clamp(0, 1)  # [10, C, H, W]\n```\n\n"
-       "In C++: `pipe({.batch_size = 10, .num_inference_steps = 20, .class_labels = {7}, .guidance_scale = "
-    << c.guidance_scale << "}, gen)`, or `sample --pipeline " << folder_name
-    << " --class_label 7 --guidance_scale " << c.guidance_scale
+       "In C++: `pipe({.batch_size = 10, .num_inference_steps = 20, .class_labels = {"
+    << example << "}, .guidance_scale = " << c.guidance_scale << "}, gen)`, or `sample --pipeline "
+    << folder_name << " --class_label " << example << " --guidance_scale " << c.guidance_scale
     << "` (`--class_label all`: one row per class).\n\n";
   return s.str();
 }

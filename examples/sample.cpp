@@ -34,10 +34,6 @@ struct Args {
   std::optional<double> eta, guidance_scale;
 };
 
-// The guidance of a class-conditional pipeline when --guidance_scale is not given: the best of the
-// scales docs/recipes.md measured on Fashion-MNIST.
-constexpr double kDefaultGuidance = 3.0;
-
 Args parse_args(int argc, char** argv) {
   Args a;
   cli::Parser p("sample",
@@ -46,14 +42,16 @@ Args parse_args(int argc, char** argv) {
   p.add("--scheduler", a.scheduler, "ddpm, ddim, pndm, euler, euler_ancestral, heun, dpmpp_2m or unipc");
   p.add("--num_inference_steps", a.num_inference_steps, "denoising steps");
   p.add("--batch_size", a.batch_size, "how many images to draw (with --class_label all: of each class)");
-  p.add("--chunk_size", a.chunk_size, "images denoised at once (bounds the memory)");
+  p.add("--chunk_size", a.chunk_size,
+        "images denoised at once (bounds the memory; guidance runs twice as many through the UNet)");
   p.add("--seed", a.seed, "seed of the initial noise and of stochastic steps");
   p.add("--eta", a.eta, "DDIM's eta: 0 deterministic, 1 as DDPM (ddim only)");
   p.add("--class_label", a.class_label,
         "class of every image, for a class-conditional UNet, or 'all': one row per class (the last\n"
         "      label of the class embedding is \"no class\", as train_unconditional trains it)");
   p.add("--guidance_scale", a.guidance_scale,
-        "classifier-free guidance of a class-conditional UNet (1: none; default 3)");
+        "classifier-free guidance of a class-conditional UNet trained with label dropout (1: none;\n"
+        "      3 is the best of docs/recipes.md for Fashion-MNIST)");
   p.add("--init_noise", a.init_noise,
         "a float32 .npy [N, C, H, W] of initial noise, used instead of drawing it");
   p.add("--output_dir", a.output_dir, "where grid.png, image_XXXX.png and samples.npy go");
@@ -110,7 +108,8 @@ int main(int argc, char** argv) {
       throw Error("the UNet in '" + args.pipeline.string() + "' is class-conditional (" +
                   std::to_string(pipe.num_classes()) + " classes): pass --class_label");
     }
-    options.guidance_scale = args.guidance_scale.value_or(pipe.num_classes() > 0 ? kDefaultGuidance : 1.0);
+    // Off unless asked for: a UNet not trained with label dropout has no "no class" prediction.
+    options.guidance_scale = args.guidance_scale.value_or(1.0);
 
     std::optional<Tensor<float>> init;
     if (!args.init_noise.empty()) {

@@ -281,6 +281,7 @@ void keep_rows_up_to(const fs::path& path, std::int64_t step, bool csv) {
 // tell what changed.
 nlohmann::json run_settings(const Args& a, std::int64_t total_steps, int processes) {
   return {{"processes", processes},
+          {"seed", a.seed},
           {"total_steps", total_steps},
           {"max_train_steps", a.max_train_steps ? nlohmann::json(*a.max_train_steps) : nlohmann::json()},
           {"num_epochs", a.num_epochs},
@@ -324,6 +325,10 @@ void check_resume_settings(const nlohmann::json& saved, const nlohmann::json& no
     throw Error("resume: " + difference("lr_scheduler") +
                 "; a run cannot change its schedule: resume with --lr_scheduler " +
                 text(saved["lr_scheduler"]));
+  if (differs("seed"))
+    throw Error("resume: " + difference("seed") +
+                "; each sample's noise and timestep are drawn from the seed: resume with --seed " +
+                text(saved["seed"]));
   if (differs("num_class_embeds"))
     throw Error("resume: " + difference("num_class_embeds") +
                 "; the model's class embedding has another size");
@@ -364,6 +369,13 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description,
   const bool main_rank = ranks.is_main();  // logs, samples and writes files
   // Class-conditional: labels 0 .. classes - 1, and `classes` itself for "no class".
   const std::int64_t classes = a.num_class_embeds.value_or(0);
+  // Guidance needs the "no class" prediction, which only label dropout trains.
+  const double guidance = a.conditioning_dropout_prob > 0 ? a.guidance_scale : 1.0;
+  if (classes > 0 && a.conditioning_dropout_prob == 0 && a.guidance_scale != 1.0 && main_rank)
+    std::fprintf(
+        stderr,
+        "train_unconditional: --conditioning_dropout_prob 0 trains no \"no class\" prediction: the sample "
+        "grids use no guidance\n");
   if (classes > 0 && classes != static_cast<std::int64_t>(class_names.size()))
     throw Error("--num_class_embeds " + std::to_string(classes) + " does not match the data, which has " +
                 (class_names.empty() ? std::string("no classes (an image folder without sub-folders)")
@@ -446,22 +458,30 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description,
   };
   const nlohmann::json settings = run_settings(a, total_steps, ranks.size());
   if (!a.resume_from_checkpoint.empty()) {
-    // As diffusers' script: a checkpoint name is looked up in --output_dir.
+    // As diffusers' script: a checkpoint name is looked up in --output_dir. Rank 0 picks the folder
+    // ("latest": the newest complete one) and every rank loads that one.
     std::string which = a.resume_from_checkpoint;
     if (which != "latest" && !fs::exists(which) && fs::exists(a.output_dir / which))
       which = (a.output_dir / which).string();
-    const std::optional<fs::path> from = which == "latest" ? checkpoints.latest() : fs::path(which);
-    if (from) {
-      const nlohmann::json info = training::read_checkpoint_info(*from);
+    std::string from;
+    if (main_rank) {
+      const std::optional<fs::path> chosen = which == "latest" ? checkpoints.latest() : fs::path(which);
+      if (chosen) from = chosen->string();
+    }
+    from = ranks.from_main(from);
+    if (!from.empty()) {
+      const nlohmann::json info = training::read_checkpoint_info(from);
       const nlohmann::json extra = info.value("extra", nlohmann::json::object());
       if (extra.is_object() && info.contains("global_step") && info["global_step"].is_number_integer())
         check_resume_settings(extra.value("settings", nlohmann::json()), settings,
                               info["global_step"].get<std::int64_t>(), main_rank);
-    }
-    // The schedule restores after the optimizer and sets each group's lr from its restored
-    // initial_lr, so a rebuilt schedule's rate applies from the first step.
-    // Every rank reads the checkpoint (on a cluster, --output_dir must be on a shared file system).
-    if (checkpoints.resume(which, state)) {
+      // The schedule restores after the optimizer and sets each group's lr from its restored
+      // initial_lr, so a rebuilt schedule's rate applies from the first step. Every rank reads the
+      // checkpoint: on a cluster, --output_dir must be on a file system all machines share.
+      checkpoints.resume(from, state);
+      if (!ranks.same_on_all(std::to_string(state.global_step) + " " + std::to_string(state.epoch)))
+        throw Error("resume: the ranks read different checkpoints from '" + from +
+                    "'; on several machines, --output_dir must be on a shared file system");
       if (main_rank)
         std::printf("Resumed from step %lld (epoch %lld)\n", static_cast<long long>(state.global_step),
                     static_cast<long long>(state.epoch));
@@ -503,7 +523,7 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description,
                                      .num_inference_steps = a.ddpm_num_inference_steps};
     if (classes > 0) {  // the classes in turn, guided
       for (std::int64_t i = 0; i < a.eval_batch_size; ++i) options.class_labels.push_back(i % classes);
-      options.guidance_scale = a.guidance_scale;
+      options.guidance_scale = guidance;
     }
     Tensor<float> images;
     with_ema_weights([&] { images = pipe(options, sample_gen); });
@@ -511,17 +531,20 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description,
     viz::save_image(images, a.output_dir / "samples" / (tag + ".png"), {.nrow = nrow});
     viz::save_image(images, a.output_dir / "samples.png", {.nrow = nrow});
   };
-  // class_grid.png: one row of ten per class, guided.
+  // class_grid.png: one row of ten per class, guided; a class at a time, so memory stays bounded.
   auto save_class_grid = [&] {
     constexpr std::int64_t kPerClass = 10;
-    pipelines::SampleOptions options{.batch_size = classes * kPerClass,
-                                     .num_inference_steps = a.ddpm_num_inference_steps,
-                                     .guidance_scale = a.guidance_scale};
-    for (std::int64_t i = 0; i < classes * kPerClass; ++i) options.class_labels.push_back(i / kPerClass);
     Generator grid_gen(static_cast<std::uint64_t>(a.seed));
-    Tensor<float> images;
-    with_ema_weights([&] { images = pipe(options, grid_gen); });
-    viz::save_image(images, a.output_dir / "class_grid.png", {.nrow = kPerClass});
+    std::vector<Tensor<float>> rows;
+    with_ema_weights([&] {
+      for (std::int64_t k = 0; k < classes; ++k)
+        rows.push_back(pipe({.batch_size = kPerClass,
+                             .num_inference_steps = a.ddpm_num_inference_steps,
+                             .class_labels = {k},
+                             .guidance_scale = guidance},
+                            grid_gen));
+    });
+    viz::save_image(concat(rows), a.output_dir / "class_grid.png", {.nrow = kPerClass});
   };
   tools::ModelCard card{.dataset = data_description,
                         .resolution = a.resolution,
@@ -535,7 +558,7 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description,
                         .num_parameters = unet.num_parameters(),
                         .class_names = classes > 0 ? class_names : std::vector<std::string>{},
                         .conditioning_dropout_prob = a.conditioning_dropout_prob,
-                        .guidance_scale = a.guidance_scale};
+                        .guidance_scale = guidance};
   auto save_pipeline = [&] {
     with_ema_weights([&] {
       // The folder holds the training scheduler (DDPM), as diffusers' script saves it.
@@ -690,19 +713,20 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description,
 
 int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // lines reach a log file as they are written
+  Args args;
+  try {  // before MPI starts, so that --help ends the program cleanly on every rank
+    args = parse_args(argc, argv);
+  } catch (const std::exception& e) {  // every rank parses the same flags: one of them says it
+    if (tools::DataParallel::launcher_rank() == 0)
+      std::fprintf(stderr, "train_unconditional: %s\n", e.what());
+    return 2;
+  }
   std::optional<tools::DataParallel> ranks;  // MPI under mpirun, else a single process
   try {
     ranks.emplace(argc, argv);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "train_unconditional: %s\n", e.what());
     return 1;
-  }
-  Args args;
-  try {
-    args = parse_args(argc, argv);
-  } catch (const std::exception& e) {  // every rank parses the same flags: rank 0 says it
-    if (ranks->is_main()) std::fprintf(stderr, "train_unconditional: %s\n", e.what());
-    return 2;
   }
   try {
     if (!args.train_data_dir.empty()) {

@@ -55,6 +55,8 @@ expect_error "resume with another schedule" 1 "resume with --lr_scheduler cosine
   --output_dir longer --resume_from_checkpoint latest
 expect_error "resume with another batch size" 1 "resume with --train_batch_size 8" "${train[@]}" --train_batch_size 4 \
   --output_dir longer --resume_from_checkpoint latest
+expect_error "resume with another seed" 1 "resume with --seed 0" "${train[@]}" --seed 5 \
+  --output_dir longer --resume_from_checkpoint latest
 
 # 1b. Class-conditional with label dropout: resume bit for bit, the class grid, the model card.
 cond=("${train[@]}" --num_class_embeds 10 --conditioning_dropout_prob 0.5 --checkpointing_steps 2)

@@ -73,7 +73,11 @@ rc=$?
 grep -q "rank [01]: resume: .* run on one process, this run is on 2 processes.*resume without mpirun" err.log \
   && pass "a 1-process checkpoint on 2 processes is refused" || fail "resume on 2: $(cat err.log)"
 
-# 5. Errors stop every rank with the message (ctest's timeout catches a hang).
+# 5. Errors stop every rank with the message (ctest's timeout catches a hang); --help ends cleanly.
+"${two[@]}" "$bin/train_unconditional" --help > out.log 2> err.log
+rc=$?
+[[ $rc -eq 0 ]] && grep -q -- "--num_class_embeds" out.log && pass "--help under mpirun exits 0" \
+  || fail "--help under mpirun (exit $rc): $(cat err.log)"
 "${two[@]}" "${train[@]}" --model_config nope.json --output_dir failed > out.log 2> err.log
 rc=$?
 [[ $rc -ne 0 ]] && grep -q "rank [01]: .*nope.json" err.log && pass "a missing file stops both ranks" \

@@ -114,6 +114,17 @@ class Environment {
   bool owner_ = false;
 };
 
+/// Rank `root`'s `text` on every rank (MPI_Bcast of its length, then its bytes). A collective
+/// call; without MPI, `text` itself.
+inline std::string broadcast_string(std::string text, int root = 0) {
+  if (!initialized() || world_size() == 1) return text;
+  int length = rank() == root ? static_cast<int>(text.size()) : 0;
+  check_mpi(MPI_Bcast(&length, 1, MPI_INT, root, MPI_COMM_WORLD), "MPI_Bcast");
+  text.resize(static_cast<std::size_t>(length));
+  check_mpi(MPI_Bcast(text.data(), length, MPI_CHAR, root, MPI_COMM_WORLD), "MPI_Bcast");
+  return text;
+}
+
 /// Every rank learns whether all succeeded: when `ok` is false on some rank, every rank throws
 /// diffuse::Error with the message of the lowest failing rank ("rank r: message"). A collective
 /// call: every rank must make it.
@@ -126,11 +137,7 @@ inline void agree(bool ok, const std::string& message = {}) {
   int failing = ok ? world_size() : me, first = 0;
   check_mpi(MPI_Allreduce(&failing, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD), "MPI_Allreduce");
   if (first == world_size()) return;
-  int length = first == me ? static_cast<int>(message.size()) : 0;
-  check_mpi(MPI_Bcast(&length, 1, MPI_INT, first, MPI_COMM_WORLD), "MPI_Bcast");
-  std::string text = first == me ? message : std::string(static_cast<std::size_t>(length), '\0');
-  check_mpi(MPI_Bcast(text.data(), length, MPI_CHAR, first, MPI_COMM_WORLD), "MPI_Bcast");
-  throw Error("rank " + std::to_string(first) + ": " + text);
+  throw Error("rank " + std::to_string(first) + ": " + broadcast_string(message, first));
 }
 
 /// Whether `text` is the same on every rank (compared by a 64-bit FNV-1a digest); true without
