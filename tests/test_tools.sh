@@ -107,6 +107,15 @@ expect "train on an image folder" "${train[@]}" --model_config tiny_rgb.json --t
   --random_flip --center_crop --train_batch_size 2 --max_train_steps 2 --output_dir from_folder
 grep -q '"sample_size": 16' from_folder/unet/config.json && grep -q '"in_channels": 3' from_folder/unet/config.json \
   && pass "image folder model is 3x16x16" || fail "image folder model config"
+mkdir -p classes/boots classes/coats && cp drawn/image_000[0-2].png classes/boots/ && cp drawn/image_000[3-4].png classes/coats/
+expect "train on an image folder's classes" "${train[@]}" --model_config tiny_rgb.json --train_data_dir classes \
+  --resolution 16 --num_class_embeds 2 --train_batch_size 2 --max_train_steps 2 --output_dir from_classes
+grep -q '"num_class_embeds": 3' from_classes/unet/config.json && grep -q "| 0 | boots |" from_classes/README.md \
+  && grep -q "| 2 | (no class) |" from_classes/README.md && pass "sub-folders are the classes, 2 is \"no class\"" \
+  || fail "image folder classes: $(cat from_classes/unet/config.json)"
+expect_error "labels for a folder without sub-folders" 1 "no classes (an image folder without sub-folders)" \
+  "${train[@]}" --model_config tiny_rgb.json --train_data_dir folder/a --resolution 16 --num_class_embeds 1 \
+  --output_dir cond_bad
 
 # 4. Errors: flags exit 2, files exit 1, one line each.
 expect_error "unknown flag" 2 "--bogus" "$bin/train_unconditional" --bogus 1

@@ -3,15 +3,16 @@
 # model one process trains with batches of 8 (also with gradient accumulation); a 2-process run
 # resumes bit for bit; rank 0 alone writes; a resume on another number of processes is refused;
 # an error stops every rank with its message.
-# Usage: test_tools_mpi.sh BIN_DIR MPIEXEC COMPARE_WEIGHTS WORK_DIR
+# Usage: test_tools_mpi.sh BIN_DIR MPIEXEC COMPARE_WEIGHTS WORK_DIR [MPIEXEC FLAGS...]
 set -uo pipefail
 bin=$1
 mpiexec=$2
 compare=$3
 work=$4
+shift 4
 source "$(dirname "${BASH_SOURCE[0]}")/tool_checks.sh"
 rm -rf "$work" && mkdir -p "$work" && cd "$work" || exit 1
-two=("$mpiexec" -np 2 --oversubscribe)
+two=("$mpiexec" -np 2 "$@")
 
 # A small UNet without attention: attention's to_k.bias has a gradient that is zero in exact
 # arithmetic, and Adam turns its rounding noise into full-size steps that differ between runs.
