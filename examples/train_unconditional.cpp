@@ -464,10 +464,8 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description,
     if (which != "latest" && !fs::exists(which) && fs::exists(a.output_dir / which))
       which = (a.output_dir / which).string();
     std::string from;
-    if (main_rank) {
-      const std::optional<fs::path> chosen = which == "latest" ? checkpoints.latest() : fs::path(which);
-      if (chosen) from = chosen->string();
-    }
+    if (main_rank)
+      if (const std::optional<fs::path> chosen = checkpoints.resolve(which)) from = chosen->string();
     from = ranks.from_main(from);
     if (!from.empty()) {
       const nlohmann::json info = training::read_checkpoint_info(from);

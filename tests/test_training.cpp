@@ -618,6 +618,13 @@ TEST_CASE("checkpoints: pruning, latest, interrupted saves") {
   fs::rename(dir / "checkpoint-6", dir / "checkpoint-6.old-abcd");
   CHECK(m.latest()->filename() == "checkpoint-6");
   CHECK_FALSE(fs::exists(dir / "checkpoint-6.old-abcd"));
+  // resolve("latest") names the folder resume("latest") loads, and says why it skips the newer ones
+  CaptureWarnings::messages().clear();
+  REQUIRE(m.resolve("latest"));
+  CHECK(m.resolve("latest")->filename() == "checkpoint-6");
+  CHECK_THAT(CaptureWarnings::messages().at(0),
+             Catch::Contains("skipping '") && Catch::Contains("checkpoint-9"));
+  CHECK(m.resolve("some/folder") == fs::path("some/folder"));
   // resuming from "latest" continues from step 6
   Generator init(7);
   Net net(init);

@@ -140,6 +140,17 @@ DIFFUSE_INLINE std::optional<std::filesystem::path> CheckpointManager::latest() 
   return all.back();
 }
 
+DIFFUSE_INLINE std::optional<std::filesystem::path> CheckpointManager::resolve(
+    const std::string& from) const {
+  if (from != "latest") return std::filesystem::path(from);
+  const auto all = scan();
+  auto chosen = std::find_if(all.rbegin(), all.rend(), [](const Candidate& c) { return c.problem.empty(); });
+  for (auto it = all.rbegin(); it != chosen; ++it)
+    warn("skipping '" + it->path.string() + "': " + it->problem);
+  if (chosen == all.rend()) return std::nullopt;
+  return chosen->path;
+}
+
 DIFFUSE_INLINE void CheckpointManager::prune() const {
   std::vector<std::filesystem::path> complete;
   for (auto& c : scan()) {

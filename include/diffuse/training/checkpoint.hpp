@@ -384,10 +384,14 @@ class CheckpointManager {
   /// it is deleted, so a prune cut short never leaves a broken folder under a real name.
   void prune() const;
 
-  /// Loads from a checkpoint folder, or from the newest complete one with "latest" (newer folders
-  /// that are incomplete are skipped with a warning that says why). Returns false (and changes
-  /// nothing) for "latest" when there is no checkpoint yet; a given path must exist.
-  /// Throws as load_checkpoint does.
+  /// The folder resume(from) loads: `from` itself, or for "latest" the newest complete checkpoint
+  /// (newer folders that are incomplete are skipped with a warning that says why; none when there
+  /// is no checkpoint yet). A data-parallel run lets one rank choose, so all load the same one.
+  std::optional<std::filesystem::path> resolve(const std::string& from) const;
+
+  /// Loads from a checkpoint folder, or from the newest complete one with "latest" (see
+  /// resolve()). Returns false (and changes nothing) for "latest" when there is no checkpoint
+  /// yet; a given path must exist. Throws as load_checkpoint does.
   template <class T>
   bool resume(const std::string& from, TrainingState<T>& state) const;
 
@@ -415,17 +419,9 @@ class CheckpointManager {
 
 template <class T>
 bool CheckpointManager::resume(const std::string& from, TrainingState<T>& state) const {
-  if (from == "latest") {
-    const auto all = scan();
-    auto chosen =
-        std::find_if(all.rbegin(), all.rend(), [](const Candidate& c) { return c.problem.empty(); });
-    for (auto it = all.rbegin(); it != chosen; ++it)
-      warn("skipping '" + it->path.string() + "': " + it->problem);
-    if (chosen == all.rend()) return false;
-    load_checkpoint(chosen->path, state);
-    return true;
-  }
-  load_checkpoint(std::filesystem::path(from), state);
+  const std::optional<std::filesystem::path> chosen = resolve(from);
+  if (!chosen) return false;
+  load_checkpoint(*chosen, state);
   return true;
 }
 
