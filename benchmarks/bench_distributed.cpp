@@ -21,6 +21,7 @@
 #include "diffuse/models/unet_2d.hpp"
 #include "diffuse/nn/functional.hpp"
 #include "diffuse/optim/adamw.hpp"
+#include "main_job_model.hpp"
 
 using namespace diffuse;
 
@@ -48,15 +49,7 @@ int main(int argc, char** argv) {
                   std::to_string(n) + " ranks");
     const std::int64_t local = global_batch / n;
     Generator gen(0);
-    models::UNet2DModel<float> unet({.sample_size = 28,
-                                     .in_channels = 1,
-                                     .out_channels = 1,
-                                     .layers_per_block = 2,
-                                     .block_out_channels = {32, 64, 64},
-                                     .down_block_types = {"DownBlock2D", "DownBlock2D", "DownBlock2D"},
-                                     .up_block_types = {"UpBlock2D", "UpBlock2D", "UpBlock2D"},
-                                     .add_attention = false},
-                                    gen);
+    models::UNet2DModel<float> unet(bench::main_job_model(), gen);  // the main job's model
     distributed::broadcast_parameters(unet);
     optim::AdamW<float> opt(unet.parameters(), {.lr = 1e-4});
     distributed::GradientReducer<float> reducer(unet.parameters(), {.overlap = overlap});

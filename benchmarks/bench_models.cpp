@@ -31,6 +31,7 @@
 #include "diffuse/optim/adamw.hpp"
 #include "diffuse/pipelines/diffusion_pipeline.hpp"
 #include "diffuse/schedulers/dpm_solver_multistep.hpp"
+#include "main_job_model.hpp"
 
 using namespace diffuse;
 
@@ -132,17 +133,6 @@ models::UNet2DConfig course32() {
           .down_block_types = {"DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"},
           .up_block_types = {"AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"}};
 }
-// train_unconditional's default model (examples/train_unconditional.cpp) at its default batch, 64.
-models::UNet2DConfig main_job() {
-  return {.sample_size = 28,
-          .in_channels = 1,
-          .out_channels = 1,
-          .layers_per_block = 2,
-          .block_out_channels = {32, 64, 64},
-          .down_block_types = {"DownBlock2D", "DownBlock2D", "DownBlock2D"},
-          .up_block_types = {"UpBlock2D", "UpBlock2D", "UpBlock2D"},
-          .add_attention = false};
-}
 
 Result unet_case(const models::UNet2DConfig& config, std::int64_t batch, double min_time, double base) {
   Generator gen(0);
@@ -175,7 +165,10 @@ const std::map<std::string, std::function<Result(double, double)>>& cases() {
        }},
       {"unet_course28", [](double m, double base) { return unet_case(course28(), 128, m, base); }},
       {"unet_course32", [](double m, double base) { return unet_case(course32(), 16, m, base); }},
-      {"unet_main", [](double m, double base) { return unet_case(main_job(), 64, m, base); }},
+      {"unet_main",
+       [](double m, double base) {
+         return unet_case(bench::main_job_model(), 64, m, base);  // at its default batch
+       }},
       {"sample_dpmpp20", sample_case},
   };
   return all;
