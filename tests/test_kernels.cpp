@@ -143,8 +143,10 @@ Vec ref_attention(int64_t B, int64_t Lq, int64_t Lk, int64_t D, int64_t Dv, doub
 // ---- gemm ---------------------------------------------------------------------------------------
 
 TEST_CASE("gemm matches a plain triple loop for every transpose, stride, alpha and beta", "[kernels][gemm]") {
-  // 300 x 600 spans several 128 x 512 tiles of the parallel GEMM.
-  for (auto [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{3, 5, 7}, {300, 600, 20}, {1, 1, 1}})
+  // 300 x 600 spans several 128 x 512 tiles of the parallel GEMM; one row or one column takes the
+  // matrix-vector path.
+  for (auto [M, N, K] :
+       {std::tuple<int64_t, int64_t, int64_t>{3, 5, 7}, {300, 600, 20}, {1, 1, 1}, {1, 9, 13}, {11, 1, 17}})
     for (bool ta : {false, true})
       for (bool tb : {false, true}) {
         const int64_t lda = (ta ? M : K) + 2, ldb = (tb ? K : N) + 1, ldc = N + 3;

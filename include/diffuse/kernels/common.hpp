@@ -1,9 +1,7 @@
 /// @file
-/// Shared helpers of the raw kernels: argument checks that throw diffuse::Error, and a guard that
-/// keeps Eigen single-threaded inside our own OpenMP loops (so summation order is fixed).
+/// Shared helpers of the raw kernels: argument checks that throw diffuse::Error, a sum in a fixed
+/// order, per-thread scratch buffers and the flop counter.
 #pragma once
-#include <omp.h>
-
 #include <atomic>
 #include <cstdint>
 #include <initializer_list>
@@ -44,21 +42,6 @@ inline void check_nonnegative(const char* what,
     if (v < 0)
       throw Error(std::string(what) + ": " + name + " must be non-negative, got " + std::to_string(v));
 }
-
-/// Eigen's GEMM spreads over omp_get_max_threads() threads unless it already runs inside an active
-/// parallel region, and it picks its blocking from that count. Setting this thread's OpenMP
-/// thread-count ICV to 1 for the duration of a call makes Eigen run single-threaded everywhere
-/// (also in a one-thread team, where Eigen's own check would let it fork).
-class SerialEigen {
- public:
-  SerialEigen() : saved_(omp_get_max_threads()) { omp_set_num_threads(1); }
-  ~SerialEigen() { omp_set_num_threads(saved_); }
-  SerialEigen(const SerialEigen&) = delete;
-  SerialEigen& operator=(const SerialEigen&) = delete;
-
- private:
-  int saved_;
-};
 
 /// Sum of f(i) over [0, n) in an order fixed by n alone: 8 interleaved partial sums combined
 /// pairwise. Unlike `omp simd reduction` or Eigen's sum(), the order does not depend on how the

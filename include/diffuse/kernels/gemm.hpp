@@ -1,7 +1,7 @@
 /// @file
-/// Matrix products on row-major raw buffers. Every product in diffuse goes through here: Eigen::Map
-/// views of the buffers and Eigen's GEMM, run single-threaded on tiles that our own OpenMP loop hands
-/// out, so the result does not depend on the number of threads.
+/// Matrix products on row-major raw buffers. Every product in diffuse goes through here: Eigen's GEMM
+/// routine, run single-threaded on tiles that our own OpenMP loop hands out, so the result does not
+/// depend on the number of threads; products with one row or column are a plain loop.
 #pragma once
 // GCC 12 reports a false -Wmaybe-uninitialized inside its own AVX-512 intrinsics when Eigen's GEMM
 // is inlined (GCC bug 105593); silence it for the Eigen code instantiated from this header only.
@@ -21,12 +21,42 @@ namespace diffuse::kernels {
 
 namespace detail {
 
+/// y[i * incy] += alpha * sum_k M(i, k) x[k * incx] for i < rows, where M(i, k) is
+/// m[i * row_stride + k * col_stride] and one of the strides is 1: the product of a matrix and a
+/// vector, in a fixed order (what Eigen's GEMM would do with one row or column at the cost of
+/// packing the whole matrix).
 template <class T>
-using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <class T>
-using CMap = Eigen::Map<const RowMat<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
-template <class T>
-using MMap = Eigen::Map<RowMat<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
+void gemv_serial(std::int64_t rows, std::int64_t depth, T alpha, const T* m, std::int64_t row_stride,
+                 std::int64_t col_stride, const T* x, std::int64_t incx, T* y, std::int64_t incy) {
+  if (col_stride == 1) {  // rows of M are contiguous: one dot product per row
+    for (std::int64_t i = 0; i < rows; ++i) {
+      const T* mi = m + i * row_stride;
+      y[i * incy] += alpha * fixed_sum<T>(depth, [&](std::int64_t k) { return mi[k] * x[k * incx]; });
+    }
+  } else {  // columns of M are contiguous: add alpha * x[k] times column k, in order of k
+    for (std::int64_t k = 0; k < depth; ++k) {
+      const T xk = alpha * x[k * incx];
+      const T* mk = m + k * col_stride;
+      for (std::int64_t i = 0; i < rows; ++i) y[i * incy] += xk * mk[i * row_stride];
+    }
+  }
+}
+
+/// C += alpha op(A) op(B) through Eigen's GEMM routine itself (the one its product expressions
+/// end in), for row-major C; LhsOrder/RhsOrder are the storage orders of op(A) and op(B). Calling
+/// it directly, rather than through `c.noalias() += alpha * a * b`, leaves out the expression
+/// machinery (small-size and vector special cases for each of the four transpose combinations),
+/// which cost more compile time than the routine itself; info == nullptr keeps it on this thread.
+template <int LhsOrder, int RhsOrder, class T>
+void eigen_gemm(std::int64_t M, std::int64_t N, std::int64_t K, T alpha, const T* A, std::int64_t lda,
+                const T* B, std::int64_t ldb, T* C, std::int64_t ldc) {
+  using Index = Eigen::Index;
+  Eigen::internal::gemm_blocking_space<Eigen::RowMajor, T, T, Eigen::Dynamic, Eigen::Dynamic, Eigen::Dynamic>
+      blocking(M, N, K, 1, true);
+  Eigen::internal::general_matrix_matrix_product<Index, T, LhsOrder, false, T, RhsOrder, false,
+                                                 Eigen::RowMajor, 1>::run(M, N, K, A, lda, B, ldb, C, 1, ldc,
+                                                                          alpha, blocking, nullptr);
+}
 
 /// C = alpha op(A) op(B) + beta C on one thread (no checks), not counted in flop_counter() (for
 /// callers that count the work they stand for). beta == 0 never reads C.
@@ -35,24 +65,30 @@ void gemm_serial_uncounted(bool trans_a, bool trans_b, std::int64_t M, std::int6
                            T alpha, const T* A, std::int64_t lda, const T* B, std::int64_t ldb, T beta, T* C,
                            std::int64_t ldc) {
   if (M <= 0 || N <= 0) return;
-  MMap<T> c(C, M, N, Eigen::OuterStride<>(ldc));
-  if (beta == T(0))
-    c.setZero();
-  else if (beta != T(1))
-    c *= beta;
+  if (beta != T(1))
+    for (std::int64_t i = 0; i < M; ++i) {
+      T* ci = C + i * ldc;
+      if (beta == T(0))
+        std::fill(ci, ci + N, T(0));
+      else
+        for (std::int64_t j = 0; j < N; ++j) ci[j] *= beta;
+    }
   if (K <= 0 || alpha == T(0)) return;
-  SerialEigen serial;
-  // A stored [M,K] or [K,M]; B stored [K,N] or [N,K].
-  CMap<T> a(A, trans_a ? K : M, trans_a ? M : K, Eigen::OuterStride<>(lda));
-  CMap<T> b(B, trans_b ? N : K, trans_b ? K : N, Eigen::OuterStride<>(ldb));
-  if (!trans_a && !trans_b)
-    c.noalias() += alpha * a * b;
+  // Element (i, k) of op(A) is A[i * a_row + k * a_col]; element (k, j) of op(B) is B[k * b_row + j * b_col].
+  const std::int64_t a_row = trans_a ? 1 : lda, a_col = trans_a ? lda : 1;
+  const std::int64_t b_row = trans_b ? 1 : ldb, b_col = trans_b ? ldb : 1;
+  if (N == 1)  // C[:, 0] += alpha op(A) op(B)[:, 0]
+    gemv_serial(M, K, alpha, A, a_row, a_col, B, b_row, C, ldc);
+  else if (M == 1)  // C[0, :] += alpha op(B)^T op(A)[0, :]
+    gemv_serial(N, K, alpha, B, b_col, b_row, A, a_col, C, std::int64_t{1});
+  else if (!trans_a && !trans_b)
+    eigen_gemm<Eigen::RowMajor, Eigen::RowMajor>(M, N, K, alpha, A, lda, B, ldb, C, ldc);
   else if (!trans_a && trans_b)
-    c.noalias() += alpha * a * b.transpose();
+    eigen_gemm<Eigen::RowMajor, Eigen::ColMajor>(M, N, K, alpha, A, lda, B, ldb, C, ldc);
   else if (trans_a && !trans_b)
-    c.noalias() += alpha * a.transpose() * b;
+    eigen_gemm<Eigen::ColMajor, Eigen::RowMajor>(M, N, K, alpha, A, lda, B, ldb, C, ldc);
   else
-    c.noalias() += alpha * a.transpose() * b.transpose();
+    eigen_gemm<Eigen::ColMajor, Eigen::ColMajor>(M, N, K, alpha, A, lda, B, ldb, C, ldc);
 }
 
 /// The same, counted.
