@@ -646,14 +646,14 @@ int train(const Args& a, Dataset& dataset, const std::string& data_description,
           ranks.mean_loss_and_any_stop(loss_sum, main_rank && a.time_budget > 0 && elapsed >= a.time_budget);
       loss_sum = 0;
       if (main_rank) {
-        nlohmann::ordered_json row = {{"step", state.global_step},
-                                      {"epoch", epochs.epoch()},
-                                      {"loss", step_loss},
-                                      {"lr", opt.param_groups()[0].lr},
-                                      {"grad_norm", grad_norm},
-                                      {"ema_decay", ema ? ema->cur_decay_value() : 0.0},
-                                      {"images_per_s", images_seen / std::max(elapsed - train_start, 1e-9)},
-                                      {"time", elapsed}};
+        training::MetricsRow row = {{"step", state.global_step},
+                                    {"epoch", epochs.epoch()},
+                                    {"loss", step_loss},
+                                    {"lr", opt.param_groups()[0].lr},
+                                    {"grad_norm", grad_norm},
+                                    {"ema_decay", ema ? ema->cur_decay_value() : 0.0},
+                                    {"images_per_s", images_seen / std::max(elapsed - train_start, 1e-9)},
+                                    {"time", elapsed}};
         csv->log(row);
         jsonl->log(row);
         losses.push_back(step_loss);

@@ -340,6 +340,17 @@ TEST_CASE("MetricsLogger: CSV and JSON lines, flushed per line, resumable after 
     log.log({{"a", 1}, {"b", 2}});
   }
   CHECK(read_text(dir / "y.csv") == "a,b\n1,2\n");
+
+  // A row: its metrics in order; a name twice, a missing name and a JSON line that is not an
+  // object are errors that say so.
+  const training::MetricsRow row = {{"b", 1}, {"a", "x"}};
+  CHECK(row.begin()->first == "b");
+  CHECK(row.size() == 2);
+  CHECK_THROWS_WITH((training::MetricsRow{{"a", 1}, {"a", 2}}), Contains("metric 'a' is given twice"));
+  CHECK_THROWS_WITH(row.at("c"), Contains("no metric 'c' (the row holds: b, a)"));
+  write_bytes(dir / "bad.jsonl", "{\"a\":1}\n[1,2]\n");
+  CHECK_THROWS_WITH(training::read_metrics(dir / "bad.jsonl"),
+                    Contains("line 2 is array, not an object of metrics"));
 }
 
 // ---------------------------------------------------------------- JSON with Python's literals

@@ -1,6 +1,8 @@
 /// @file
-/// diffuse: diffusion models on CPUs. This umbrella header includes every public header;
-/// include single headers instead to keep compile times down.
+/// diffuse: diffusion models on CPUs. This umbrella header includes every public header but two
+/// optional ones: core/interop.hpp (views as Eigen and xtensor objects; xtensor alone costs half a
+/// second of every compile) and distributed/ (needs MPI). Include single headers instead to keep
+/// compile times down.
 #pragma once
 
 // core: tensors (with the autograd graph), random numbers, threads, errors and warnings
@@ -9,7 +11,6 @@
 #include "diffuse/core/error.hpp"
 #include "diffuse/core/generator.hpp"
 #include "diffuse/core/grad_mode.hpp"
-#include "diffuse/core/interop.hpp"
 #include "diffuse/core/parallel.hpp"
 #include "diffuse/core/shape.hpp"
 #include "diffuse/core/tensor.hpp"

@@ -31,34 +31,48 @@ bool any_requires_grad(std::initializer_list<const Tensor<T>*> inputs) {
   return false;
 }
 
+/// The node of `out` for an operation on `inputs` (those that require grad; nullptr for the
+/// others), or nullptr when grad mode is off or no input requires grad. The part of record()
+/// that does not depend on the backward function, so it is compiled once, not once per operation.
+template <class T>
+Node<T>* attach_node(const Tensor<T>& out, std::initializer_list<const Tensor<T>*> inputs, const char* name) {
+  if (!any_requires_grad<T>(inputs)) return nullptr;
+  auto node = std::make_shared<Node<T>>();
+  node->name = name;
+  for (auto* t : inputs) node->inputs.push_back(t->defined() && t->requires_grad() ? t->impl() : nullptr);
+  out.impl()->requires_grad = true;
+  out.impl()->grad_fn = node;
+  return node.get();
+}
+
+/// Same, for a variable number of inputs (concat).
+template <class T>
+Node<T>* attach_node(const Tensor<T>& out, const std::vector<Tensor<T>>& inputs, const char* name) {
+  bool any = false;
+  if (is_grad_enabled())
+    for (auto& t : inputs) any = any || t.requires_grad();
+  if (!any) return nullptr;
+  auto node = std::make_shared<Node<T>>();
+  node->name = name;
+  for (auto& t : inputs) node->inputs.push_back(t.requires_grad() ? t.impl() : nullptr);
+  out.impl()->requires_grad = true;
+  out.impl()->grad_fn = node;
+  return node.get();
+}
+
 /// Attaches a backward function to `out` when grad mode is on and an input requires grad.
 /// `backward(grad_out)` returns one gradient per input, in order (undefined where none flows).
 template <class T, class F>
 Tensor<T> record(Tensor<T> out, std::initializer_list<const Tensor<T>*> inputs, const char* name,
                  F&& backward) {
-  if (!any_requires_grad<T>(inputs)) return out;
-  auto node = std::make_shared<Node<T>>();
-  node->name = name;
-  for (auto* t : inputs) node->inputs.push_back(t->defined() && t->requires_grad() ? t->impl() : nullptr);
-  node->backward = std::forward<F>(backward);
-  out.impl()->requires_grad = true;
-  out.impl()->grad_fn = std::move(node);
+  if (Node<T>* node = attach_node(out, inputs, name)) node->backward = std::forward<F>(backward);
   return out;
 }
 
 /// Same, for a variable number of inputs (concat).
 template <class T, class F>
 Tensor<T> record(Tensor<T> out, const std::vector<Tensor<T>>& inputs, const char* name, F&& backward) {
-  bool any = false;
-  if (is_grad_enabled())
-    for (auto& t : inputs) any = any || t.requires_grad();
-  if (!any) return out;
-  auto node = std::make_shared<Node<T>>();
-  node->name = name;
-  for (auto& t : inputs) node->inputs.push_back(t.requires_grad() ? t.impl() : nullptr);
-  node->backward = std::forward<F>(backward);
-  out.impl()->requires_grad = true;
-  out.impl()->grad_fn = std::move(node);
+  if (Node<T>* node = attach_node(out, inputs, name)) node->backward = std::forward<F>(backward);
   return out;
 }
 

@@ -34,7 +34,7 @@ DIFFUSE_INLINE MetricsFormat format_for(const std::filesystem::path& path,
   return ext == ".csv" ? MetricsFormat::csv : MetricsFormat::jsonl;
 }
 
-DIFFUSE_INLINE std::string csv_cell(const nlohmann::ordered_json& v, const std::string& key) {
+DIFFUSE_INLINE std::string csv_cell(const nlohmann::json& v, const std::string& key) {
   if (v.is_null()) return "";
   if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
   if (v.is_number_integer()) return v.dump();
@@ -82,7 +82,7 @@ DIFFUSE_INLINE std::vector<std::string> csv_split(const std::string& line) {
 }
 
 /// A CSV cell back to JSON: integer, float (nan/inf too), bool, empty -> null, else string.
-DIFFUSE_INLINE nlohmann::ordered_json csv_value(const std::string& s) {
+DIFFUSE_INLINE nlohmann::json csv_value(const std::string& s) {
   if (s.empty()) return nullptr;
   if (s == "true") return true;
   if (s == "false") return false;
@@ -96,6 +96,36 @@ DIFFUSE_INLINE nlohmann::ordered_json csv_value(const std::string& s) {
   return s;
 }
 }  // namespace detail
+
+DIFFUSE_INLINE MetricsRow::MetricsRow(std::initializer_list<value_type> metrics) {
+  for (const auto& [name, value] : metrics) {
+    if (contains(name)) throw Error("MetricsRow: metric '" + name + "' is given twice");
+    metrics_.emplace_back(name, value);
+  }
+}
+
+DIFFUSE_INLINE void MetricsRow::set(const std::string& name, nlohmann::json value) {
+  for (auto& [n, v] : metrics_)
+    if (n == name) {
+      v = std::move(value);
+      return;
+    }
+  metrics_.emplace_back(name, std::move(value));
+}
+
+DIFFUSE_INLINE const nlohmann::json* MetricsRow::find(std::string_view name) const {
+  for (const auto& [n, v] : metrics_)
+    if (n == name) return &v;
+  return nullptr;
+}
+
+DIFFUSE_INLINE const nlohmann::json& MetricsRow::at(std::string_view name) const {
+  if (const nlohmann::json* v = find(name)) return *v;
+  std::string names;
+  for (const auto& [n, v] : metrics_) names += (names.empty() ? "" : ", ") + n;
+  throw Error("MetricsRow: no metric '" + std::string(name) +
+              "' (the row holds: " + (names.empty() ? std::string("nothing") : names) + ")");
+}
 
 DIFFUSE_INLINE MetricsLogger::MetricsLogger(std::filesystem::path path, MetricsOptions options)
     : path_(std::move(path)), format_(detail::format_for(path_, options.format)) {
@@ -123,15 +153,13 @@ DIFFUSE_INLINE MetricsLogger::MetricsLogger(std::filesystem::path path, MetricsO
 }
 
 DIFFUSE_INLINE void MetricsLogger::log(const MetricsRow& row) {
-  if (!row.is_object())
-    throw Error("MetricsLogger: a row must be a JSON object of metrics, got " + row.dump());
   std::string line;
   if (format_ == MetricsFormat::jsonl) {
     // One object per line; NaN and infinities as Python's json writes them (a diverged loss
     // should show as NaN, not vanish).
     line = "{";
-    for (const auto& [k, v] : row.items()) {
-      line += (line.size() > 1 ? "," : "") + MetricsRow(k).dump() + ":";
+    for (const auto& [k, v] : row) {
+      line += (line.size() > 1 ? "," : "") + nlohmann::json(k).dump() + ":";
       const double d = v.is_number_float() ? v.get<double>() : 0.0;
       line += std::isfinite(d) ? v.dump() : std::isnan(d) ? "NaN" : d > 0 ? "Infinity" : "-Infinity";
     }
@@ -141,13 +169,13 @@ DIFFUSE_INLINE void MetricsLogger::log(const MetricsRow& row) {
       // The columns are those of the first row written: a first row that threw (an array cell)
       // leaves no keys behind to be written twice.
       columns_.clear();
-      for (const auto& [k, v] : row.items()) columns_.push_back(k);
+      for (const auto& [k, v] : row) columns_.push_back(k);
       std::string header;
       for (std::size_t i = 0; i < columns_.size(); ++i)
         header += (i ? "," : "") + detail::csv_cell(columns_[i], "column name");
       line = header + "\n";
     }
-    for (const auto& [k, v] : row.items())
+    for (const auto& [k, v] : row)
       if (std::find(columns_.begin(), columns_.end(), k) == columns_.end()) {
         std::string cols;
         for (const auto& c : columns_) cols += (cols.empty() ? "" : ", ") + c;
@@ -182,11 +210,18 @@ DIFFUSE_INLINE std::vector<MetricsRow> read_metrics(const std::filesystem::path&
   for (std::int64_t n = 1; std::getline(lines, line); ++n) {
     if (line.empty() || line == "\r") continue;
     if (f == MetricsFormat::jsonl) {
+      nlohmann::json j;
       try {
-        rows.push_back(io::parse_json<MetricsRow>(line));
+        j = io::parse_json(line);
       } catch (const Error& e) {
         throw FileError("read_metrics: '" + path.string() + "' line " + std::to_string(n) + ": " + e.what());
       }
+      if (!j.is_object())
+        throw FileError("read_metrics: '" + path.string() + "' line " + std::to_string(n) + " is " +
+                        j.type_name() + ", not an object of metrics");
+      MetricsRow row;
+      for (auto& [name, value] : j.items()) row.set(name, value);
+      rows.push_back(std::move(row));
       continue;
     }
     const auto cells = detail::csv_split(line);
@@ -197,9 +232,9 @@ DIFFUSE_INLINE std::vector<MetricsRow> read_metrics(const std::filesystem::path&
     if (cells.size() != columns.size())
       throw FileError("read_metrics: '" + path.string() + "' line " + std::to_string(n) + " has " +
                       std::to_string(cells.size()) + " cells, the header " + std::to_string(columns.size()));
-    MetricsRow row = MetricsRow::object();
+    MetricsRow row;
     for (std::size_t i = 0; i < cells.size(); ++i)
-      if (!cells[i].empty()) row[columns[i]] = detail::csv_value(cells[i]);
+      if (!cells[i].empty()) row.set(columns[i], detail::csv_value(cells[i]));
     rows.push_back(std::move(row));
   }
   return rows;
