@@ -154,6 +154,17 @@ DIFFUSE_INLINE ConfigReader::ConfigReader(const json& j, std::string what) : j_(
       if (k.is_string()) defaults_.insert(k.get<std::string>());
 }
 
+DIFFUSE_INLINE void ConfigReader::read(const char* key, void* field, void (*convert)(const json&, void*)) {
+  accepted_.insert(key);
+  const auto it = j_.find(key);
+  if (it == j_.end() || defaults_.count(key)) return;
+  try {
+    convert(*it, field);
+  } catch (const ConfigTypeError& e) {
+    throw Error(what_ + ": config key '" + key + "' must be " + e.expected + ", got " + describe_json(*it));
+  }
+}
+
 DIFFUSE_INLINE void ConfigReader::check_unknown(const std::set<std::string_view>& quiet) const {
   std::string listed;
   for (auto it = j_.begin(); it != j_.end(); ++it) {
@@ -174,6 +185,13 @@ DIFFUSE_INLINE void ConfigReader::check_unknown(const std::set<std::string_view>
   if (unknown_config_keys().load() == UnknownConfigKeys::error)
     throw Error(message + " (strict mode: unknown config keys are errors)");
   warn(message + ".");
+}
+
+// ---- ConfigWriter ----
+
+DIFFUSE_INLINE void ConfigWriter::write(const char* key, const void* field,
+                                        json (*convert)(const void*)) const {
+  j[key] = convert(field);
 }
 
 }  // namespace diffuse::io

@@ -110,21 +110,16 @@ class ConfigReader {
   /// "_use_default_values"); Error naming the key for a value of the wrong type.
   template <class V>
   void operator()(const char* key, V& field) {
-    accepted_.insert(key);
-    const auto it = j_.find(key);
-    if (it == j_.end() || defaults_.count(key)) return;
-    try {
-      read_config_value(*it, field);
-    } catch (const ConfigTypeError& e) {
-      throw Error(what_ + ": config key '" + key + "' must be " + e.expected + ", got " + describe_json(*it));
-    }
+    // Only this conversion depends on V; the rest is compiled once, not once per field.
+    read(key, &field, [](const json& v, void* f) { read_config_value(v, *static_cast<V*>(f)); });
   }
-
   /// After the visit: warns about (or, in strict mode, refuses) the keys that were not accepted,
   /// apart from "_..." keys and `quiet` ones.
   void check_unknown(const std::set<std::string_view>& quiet = {}) const;
 
  private:
+  void read(const char* key, void* field, void (*convert)(const json&, void*));
+
   const json& j_;
   std::string what_;
   std::set<std::string> defaults_;
@@ -137,8 +132,11 @@ struct ConfigWriter {
   /// The visitor: writes `field` under `key`.
   template <class V>
   void operator()(const char* key, const V& field) const {
-    j[key] = to_config_value(field);
+    write(key, &field, [](const void* f) { return to_config_value(*static_cast<const V*>(f)); });
   }
+
+ private:
+  void write(const char* key, const void* field, json (*convert)(const void*)) const;
 };
 
 /// Config struct <-> diffusers JSON, for a Config with a static visit(config, visitor).
