@@ -4,19 +4,12 @@
 /// Work is cut into fixed chunks and 16-element blocks at fixed offsets, so results do not
 /// depend on the thread count or on the buffers' alignment.
 #pragma once
-// See gemm.hpp: GCC 12 false (maybe-)uninitialized warnings in AVX-512 intrinsics inlined from
-// Eigen (here from the min/max inside its vectorised exp).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
-#include <Eigen/Core>
 #include <algorithm>
 #include <cstdint>
 
 #include "diffuse/core/precompiled.hpp"
 #include "diffuse/kernels/common.hpp"
+#include "diffuse/kernels/packet.hpp"
 
 namespace diffuse::kernels {
 
@@ -41,17 +34,20 @@ void for_each_block16(std::int64_t n, F&& block) {
 /// for n elements (the forward of diffuse::silu()).
 template <class T>
 void silu_forward(std::int64_t n, const T* x, T* y) {
-  using Block = Eigen::Array<T, 16, 1>;
-  auto f = [](const Block& v) -> Block { return v / (T(1) + (-v).exp()); };
-  detail::for_each_block16(n, [&](std::int64_t i, std::int64_t m) {
-    if (m == 16) {  // fixed-size maps: packet code only, whatever the alignment
-      Eigen::Map<Block>(y + i) = f(Eigen::Map<const Block>(x + i));
-      return;
+  namespace ei = Eigen::internal;
+  using P = detail::Packet<T>;
+  auto block = [](const T* xs, T* ys) {  // 16 values, in registers
+    for (int j = 0; j < 16; j += detail::kPacketSize<T>) {
+      const P v = ei::ploadu<P>(xs + j);
+      ei::pstoreu(ys + j, ei::pdiv(v, ei::padd(ei::pset1<P>(T(1)), ei::pexp(ei::pnegate(v)))));
     }
-    Block v = Block::Zero();  // the tail, padded to a full block: the same packet code
-    for (std::int64_t j = 0; j < m; ++j) v[j] = x[i + j];
-    const Block out = f(v);
-    for (std::int64_t j = 0; j < m; ++j) y[i + j] = out[j];
+  };
+  detail::for_each_block16(n, [&](std::int64_t i, std::int64_t m) {
+    if (m == 16) return block(x + i, y + i);
+    T v[16] = {}, out[16];  // the tail, padded to a full block: the same packet code
+    std::copy_n(x + i, m, v);
+    block(v, out);
+    std::copy_n(out, m, y + i);
   });
 }
 
@@ -59,20 +55,23 @@ void silu_forward(std::int64_t n, const T* x, T* y) {
 /// for n elements (the backward of diffuse::silu()).
 template <class T>
 void silu_backward(std::int64_t n, const T* x, const T* gy, T* gx) {
-  using Block = Eigen::Array<T, 16, 1>;
-  auto f = [](const Block& v, const Block& g) -> Block {
-    const Block s = T(1) / (T(1) + (-v).exp());
-    return g * s * (T(1) + v * (T(1) - s));
+  namespace ei = Eigen::internal;
+  using P = detail::Packet<T>;
+  auto block = [](const T* xs, const T* gs, T* out) {  // 16 values, in registers
+    const P one = ei::pset1<P>(T(1));
+    for (int j = 0; j < 16; j += detail::kPacketSize<T>) {
+      const P v = ei::ploadu<P>(xs + j), g = ei::ploadu<P>(gs + j);
+      const P s = ei::pdiv(one, ei::padd(one, ei::pexp(ei::pnegate(v))));
+      ei::pstoreu(out + j, ei::pmul(ei::pmul(g, s), ei::padd(one, ei::pmul(v, ei::psub(one, s)))));
+    }
   };
   detail::for_each_block16(n, [&](std::int64_t i, std::int64_t m) {
-    if (m == 16) {
-      Eigen::Map<Block>(gx + i) = f(Eigen::Map<const Block>(x + i), Eigen::Map<const Block>(gy + i));
-      return;
-    }
-    Block v = Block::Zero(), g = Block::Zero();
-    for (std::int64_t j = 0; j < m; ++j) v[j] = x[i + j], g[j] = gy[i + j];
-    const Block out = f(v, g);
-    for (std::int64_t j = 0; j < m; ++j) gx[i + j] = out[j];
+    if (m == 16) return block(x + i, gy + i, gx + i);
+    T v[16] = {}, g[16] = {}, out[16];
+    std::copy_n(x + i, m, v);
+    std::copy_n(gy + i, m, g);
+    block(v, g, out);
+    std::copy_n(out, m, gx + i);
   });
 }
 
@@ -83,7 +82,3 @@ void silu_backward(std::int64_t n, const T* x, const T* gy, T* gx) {
 DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_KERNELS_ACTIVATION_TEMPLATES)
 
 }  // namespace diffuse::kernels
-
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif

@@ -1,39 +1,30 @@
 /// @file
 /// Softmax over the last axis of a [rows, cols] buffer, forward and backward; one row per task.
 #pragma once
-// See gemm.hpp: GCC 12 false -Wmaybe-uninitialized in AVX-512 intrinsics inlined from Eigen.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <Eigen/Core>
 #include <algorithm>
 #include <cstdint>
 
 #include "diffuse/core/precompiled.hpp"
 #include "diffuse/kernels/common.hpp"
+#include "diffuse/kernels/packet.hpp"
 
 namespace diffuse::kernels {
 
 namespace detail {
-/// y[j] = exp(x[j] - shift) with Eigen's vectorised exp. Every element goes through the same packet
-/// code on a fixed-size local block, so the result does not depend on the buffers' alignment (Eigen
-/// on a Map would compute an unaligned head with the scalar exp, which rounds differently).
+/// y[j] = exp(x[j] - shift) with Eigen's vectorised exp, block by block (see packet.hpp).
 template <class T>
 void exp_shifted(std::int64_t n, const T* x, T shift, T* y) {
-  constexpr int B = 16;
-  using Block = Eigen::Array<T, B, 1>;
-  Block blk;  // aligned local: Eigen evaluates it with packets only
+  constexpr int B = kPacketBlock;
+  T blk[B];
   std::int64_t i = 0;
   for (; i + B <= n; i += B) {
-    blk = Eigen::Map<const Block>(x + i) - shift;
-    blk = blk.exp();
-    Eigen::Map<Block>(y + i) = blk;
+    for (int j = 0; j < B; ++j) blk[j] = x[i + j] - shift;
+    exp_block(blk, y + i);
   }
   if (i < n) {  // tail: pad the block, keep the first n - i results
     const int m = int(n - i);
     for (int j = 0; j < B; ++j) blk[j] = j < m ? x[i + j] - shift : T(0);
-    blk = blk.exp();
+    exp_block(blk, blk);
     for (int j = 0; j < m; ++j) y[i + j] = blk[j];
   }
 }
@@ -92,7 +83,3 @@ void softmax_backward(std::int64_t rows, std::int64_t cols, const T* y, const T*
 DIFFUSE_EXTERN_TEMPLATES(DIFFUSE_KERNELS_SOFTMAX_TEMPLATES)
 
 }  // namespace diffuse::kernels
-
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
