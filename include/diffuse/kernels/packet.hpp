@@ -25,11 +25,12 @@ template <class T>
 inline constexpr int kPacketSize = Eigen::internal::packet_traits<T>::size;
 /// The block the exp kernels work in: a whole number of packets for float and double.
 inline constexpr int kPacketBlock = 16;
+static_assert(kPacketBlock % kPacketSize<float> == 0 && kPacketBlock % kPacketSize<double> == 0,
+              "a block is a whole number of packets");
 
 /// out[j] = exp(in[j]) for j < kPacketBlock (out may be in).
 template <class T>
 void exp_block(const T* in, T* out) {
-  static_assert(kPacketBlock % kPacketSize<T> == 0, "a block is a whole number of packets");
   for (int j = 0; j < kPacketBlock; j += kPacketSize<T>)
     Eigen::internal::pstoreu(out + j, Eigen::internal::pexp(Eigen::internal::ploadu<Packet<T>>(in + j)));
 }
