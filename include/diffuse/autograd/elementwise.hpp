@@ -151,6 +151,39 @@ Tensor<T> broadcast_zip(const Tensor<T>& a, const Tensor<T>& b, F f) {
   return out;
 }
 
+// The binary operations as named function objects: a forward pass and a backward pass that use
+// the same one share its broadcast_zip instantiation (lambdas would each compile their own).
+struct Plus {
+  template <class X>
+  X operator()(X x, X y) const {
+    return x + y;
+  }
+};
+struct Minus {
+  template <class X>
+  X operator()(X x, X y) const {
+    return x - y;
+  }
+};
+struct Times {
+  template <class X>
+  X operator()(X x, X y) const {
+    return x * y;
+  }
+};
+struct Divide {
+  template <class X>
+  X operator()(X x, X y) const {
+    return x / y;
+  }
+};
+struct NegativeDivide {
+  template <class X>
+  X operator()(X x, X y) const {
+    return -x / y;
+  }
+};
+
 /// Records an elementwise unary op whose local derivative is df(x, y) (x input, y output).
 template <class T, class F, class DF>
 Tensor<T> unary(const Tensor<T>& x, const char* name, F f, DF df) {
@@ -169,7 +202,7 @@ Tensor<T> unary(const Tensor<T>& x, const char* name, F f, DF df) {
 /// not broadcast.
 template <class T>
 Tensor<T> add(const Tensor<T>& a, const Tensor<T>& b) {
-  Tensor<T> out = detail::broadcast_zip(a, b, [](const auto& x, const auto& y) { return x + y; });
+  Tensor<T> out = detail::broadcast_zip(a, b, detail::Plus{});
   return detail::record(out, {&a, &b}, "add", [sa = a.shape(), sb = b.shape()](const Tensor<T>& g) {
     return std::vector<Tensor<T>>{detail::sum_to(g, sa), detail::sum_to(g, sb)};
   });
@@ -178,7 +211,7 @@ Tensor<T> add(const Tensor<T>& a, const Tensor<T>& b) {
 /// a - b with broadcasting (like torch.sub).
 template <class T>
 Tensor<T> sub(const Tensor<T>& a, const Tensor<T>& b) {
-  Tensor<T> out = detail::broadcast_zip(a, b, [](const auto& x, const auto& y) { return x - y; });
+  Tensor<T> out = detail::broadcast_zip(a, b, detail::Minus{});
   return detail::record(out, {&a, &b}, "sub", [sa = a.shape(), sb = b.shape()](const Tensor<T>& g) {
     Tensor<T> gb = detail::sum_to(g, sb);
     return std::vector<Tensor<T>>{detail::sum_to(g, sa), detail::map(gb, [](T v) { return -v; })};
@@ -188,13 +221,12 @@ Tensor<T> sub(const Tensor<T>& a, const Tensor<T>& b) {
 /// a * b, elementwise with broadcasting (like torch.mul).
 template <class T>
 Tensor<T> mul(const Tensor<T>& a, const Tensor<T>& b) {
-  Tensor<T> out = detail::broadcast_zip(a, b, [](const auto& x, const auto& y) { return x * y; });
+  Tensor<T> out = detail::broadcast_zip(a, b, detail::Times{});
   const bool need_a = a.requires_grad(), need_b = b.requires_grad();
   return detail::record(out, {&a, &b}, "mul", [a, b, need_a, need_b](const Tensor<T>& g) {
-    auto times = [](const auto& x, const auto& y) { return x * y; };
     Tensor<T> ga, gb;
-    if (need_a) ga = detail::sum_to(detail::broadcast_zip(g, b, times), a.shape());
-    if (need_b) gb = detail::sum_to(detail::broadcast_zip(g, a, times), b.shape());
+    if (need_a) ga = detail::sum_to(detail::broadcast_zip(g, b, detail::Times{}), a.shape());
+    if (need_b) gb = detail::sum_to(detail::broadcast_zip(g, a, detail::Times{}), b.shape());
     return std::vector<Tensor<T>>{ga, gb};
   });
 }
@@ -202,18 +234,15 @@ Tensor<T> mul(const Tensor<T>& a, const Tensor<T>& b) {
 /// a / b with broadcasting (like torch.div).
 template <class T>
 Tensor<T> div(const Tensor<T>& a, const Tensor<T>& b) {
-  Tensor<T> out = detail::broadcast_zip(a, b, [](const auto& x, const auto& y) { return x / y; });
+  Tensor<T> out = detail::broadcast_zip(a, b, detail::Divide{});
   const bool need_a = a.requires_grad(), need_b = b.requires_grad();
   return detail::record(out, {&a, &b}, "div", [a, b, out = out.detach(), need_a, need_b](const Tensor<T>& g) {
     Tensor<T> ga, gb;
-    if (need_a)
-      ga = detail::sum_to(detail::broadcast_zip(g, b, [](const auto& x, const auto& y) { return x / y; }),
-                          a.shape());
+    if (need_a) ga = detail::sum_to(detail::broadcast_zip(g, b, detail::Divide{}), a.shape());
     if (need_b) {
       // d(a/b)/db = -out / b
-      Tensor<T> t = detail::broadcast_zip(g, out, [](const auto& x, const auto& y) { return x * y; });
-      t = detail::broadcast_zip(t, b, [](const auto& x, const auto& y) { return -x / y; });
-      gb = detail::sum_to(t, b.shape());
+      Tensor<T> t = detail::broadcast_zip(g, out, detail::Times{});
+      gb = detail::sum_to(detail::broadcast_zip(t, b, detail::NegativeDivide{}), b.shape());
     }
     return std::vector<Tensor<T>>{ga, gb};
   });

@@ -42,7 +42,6 @@
 #include <cstdint>
 #include <deque>
 #include <exception>
-#include <future>
 #include <iterator>
 #include <memory>
 #include <string>
@@ -55,6 +54,7 @@
 #include "diffuse/core/precompiled.hpp"
 #include "diffuse/core/shape.hpp"
 #include "diffuse/core/tensor.hpp"
+#include "diffuse/data/background_task.hpp"
 #include "diffuse/data/distributed_sampler.hpp"
 
 namespace diffuse::data {
@@ -216,15 +216,14 @@ class DataLoader {
         } else {
           while (next_ < end_ && next_ <= index_ + ahead) {
             // Worker threads assemble without OpenMP: the cores belong to the training step.
-            pending_.push_back(
-                std::async(std::launch::async, [l = loader_, o = order_, s = seed_, e = epoch_, b = next_] {
-                  return l->batch_at(b, o, s, e, /*threads=*/false);
-                }));
+            pending_.emplace_back([l = loader_, o = order_, s = seed_, e = epoch_, b = next_] {
+              return l->batch_at(b, o, s, e, /*threads=*/false);
+            });
             ++next_;
           }
-          std::future<Batch<T>> f = std::move(pending_.front());
+          detail::BackgroundTask<Batch<T>> task = std::move(pending_.front());
           pending_.pop_front();
-          batch_ = f.get();
+          batch_ = task.get();
         }
       } catch (...) {
         drain();
@@ -233,18 +232,14 @@ class DataLoader {
       }
       loader_->state_.batch = index_ + 1;
     }
-    void drain() {
-      for (auto& f : pending_)
-        if (f.valid()) f.wait();
-      pending_.clear();
-    }
+    void drain() { pending_.clear(); }  // each task waits for its thread as it goes
 
     DataLoader* loader_ = nullptr;
     std::int64_t index_ = 0, end_ = 0, next_ = 0;
     std::shared_ptr<const std::vector<std::int64_t>> order_;
     std::uint64_t seed_ = 0;
     std::int64_t epoch_ = 0;
-    std::deque<std::future<Batch<T>>> pending_;
+    std::deque<detail::BackgroundTask<Batch<T>>> pending_;
     Batch<T> batch_;
   };
 

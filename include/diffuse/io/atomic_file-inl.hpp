@@ -10,7 +10,6 @@
 #include <functional>
 #include <ios>
 #include <random>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -23,11 +22,15 @@
 namespace diffuse::io {
 
 namespace detail {
-DIFFUSE_INLINE std::filesystem::path temp_path_for(const std::filesystem::path& path) {
+DIFFUSE_INLINE std::string random_suffix() {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
-  std::ostringstream os;
-  os << std::hex << rng();
-  return std::filesystem::path(path.string() + ".tmp-" + os.str());
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(rng()));
+  return hex;
+}
+
+DIFFUSE_INLINE std::filesystem::path temp_path_for(const std::filesystem::path& path) {
+  return std::filesystem::path(path.string() + ".tmp-" + random_suffix());
 }
 }  // namespace detail
 

@@ -17,6 +17,8 @@ namespace diffuse::io {
 
 namespace detail {
 /// A temporary name next to `path` (same folder, so the rename stays on one file system).
+/// 16 hex digits from a per-thread random generator, for names of temporary files and folders.
+std::string random_suffix();
 std::filesystem::path temp_path_for(const std::filesystem::path& path);
 }  // namespace detail
 

@@ -25,11 +25,16 @@ namespace diffuse::io {
 namespace detail {
 
 DIFFUSE_INLINE std::size_t safetensors_dtype_size(const std::string& d) {
-  static const std::map<std::string, std::size_t> sizes = {
-      {"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"I64", 8}, {"I32", 4}, {"I16", 2},
-      {"I8", 1},  {"U8", 1},  {"U16", 2}, {"U32", 4},  {"U64", 8}, {"BOOL", 1}};
-  auto it = sizes.find(d);
-  return it == sizes.end() ? 0 : it->second;
+  struct Entry {
+    const char* name;
+    std::size_t size;
+  };
+  static constexpr Entry sizes[] = {{"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"I64", 8},
+                                    {"I32", 4}, {"I16", 2}, {"I8", 1},  {"U8", 1},   {"U16", 2},
+                                    {"U32", 4}, {"U64", 8}, {"BOOL", 1}};
+  for (const Entry& e : sizes)
+    if (d == e.name) return e.size;
+  return 0;
 }
 
 DIFFUSE_INLINE SafetensorsFile parse_safetensors(const std::filesystem::path& path) {

@@ -7,9 +7,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <limits>
 #include <numbers>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "diffuse/core/error.hpp"
@@ -82,12 +84,24 @@ inline std::vector<float> betas_for_alpha_bar(std::int64_t n, const std::string&
 }
 
 /// Throws diffuse::Error naming `key`, the class and the accepted values unless `value` is one of them.
-inline void check_one_of(const std::string& cls, const std::string& key, const std::string& value,
-                         const std::vector<std::string>& accepted) {
-  if (std::find(accepted.begin(), accepted.end(), value) != accepted.end()) return;
+template <class Names>
+void check_one_of_names(std::string_view cls, std::string_view key, std::string_view value,
+                        const Names& accepted) {
+  for (std::string_view a : accepted)
+    if (a == value) return;
   std::string list;
-  for (const auto& a : accepted) list += (list.empty() ? "" : ", ") + ("'" + a + "'");
-  throw Error(cls + ": unknown " + key + " '" + value + "'; accepted: " + list);
+  for (std::string_view a : accepted) ((list += list.empty() ? "'" : ", '") += a) += "'";
+  throw Error(std::string(cls) + ": unknown " + std::string(key) + " '" + std::string(value) +
+              "'; accepted: " + list);
+}
+// Literal lists stay string_views: no std::string is built per accepted name at each call.
+inline void check_one_of(std::string_view cls, std::string_view key, std::string_view value,
+                         std::initializer_list<std::string_view> accepted) {
+  check_one_of_names(cls, key, value, accepted);
+}
+inline void check_one_of(std::string_view cls, std::string_view key, std::string_view value,
+                         const std::vector<std::string>& accepted) {
+  check_one_of_names(cls, key, value, accepted);
 }
 
 /// make_betas without the range check of the result.
@@ -109,9 +123,11 @@ inline std::vector<float> make_betas_unchecked(const std::string& cls, const std
     return b;
   }
   if (n < 1) throw Error(cls + ": num_train_timesteps must be positive, got " + std::to_string(n));
-  std::vector<std::string> accepted{"linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid"};
-  if (allow_exp) accepted.push_back("exp");
-  check_one_of(cls, "beta_schedule", schedule, accepted);
+  if (allow_exp)
+    check_one_of(cls, "beta_schedule", schedule,
+                 {"linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid", "exp"});
+  else
+    check_one_of(cls, "beta_schedule", schedule, {"linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid"});
   if (schedule == "linear") return torch_linspace_f32(beta_start, beta_end, n);
   if (schedule == "scaled_linear") {
     auto b = torch_linspace_f32(std::sqrt(beta_start), std::sqrt(beta_end), n);

@@ -7,11 +7,10 @@
 #include <cstdint>
 #include <exception>
 #include <filesystem>
+#include <iterator>
 #include <optional>
-#include <random>
-#include <set>
-#include <sstream>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -23,13 +22,6 @@
 #include "diffuse/io/json.hpp"
 
 namespace diffuse::detail {
-
-DIFFUSE_INLINE std::string checkpoint_random_suffix() {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  std::ostringstream os;
-  os << std::hex << rng();
-  return os.str();
-}
 
 DIFFUSE_INLINE void checkpoint_remove_all_quietly(const std::filesystem::path& p) {
   std::error_code ec;
@@ -88,12 +80,14 @@ DIFFUSE_INLINE nlohmann::json checkpoint_read_trainer_state(const std::filesyste
 /// accelerate's) or a newer format's is not.
 DIFFUSE_INLINE bool checkpoint_is_own_leftover(const std::filesystem::path& dir) {
   namespace fs = std::filesystem;
-  static const std::set<std::string> own = {"model.safetensors", "optimizer.safetensors", "ema.safetensors",
-                                            training::kTrainerStateFile};
+  const std::string_view own[] = {"model.safetensors", "optimizer.safetensors", "ema.safetensors",
+                                  training::kTrainerStateFile};
   std::error_code ec;
   for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
     const std::string name = it->path().filename().string();
-    if (!it->is_regular_file(ec) || !own.count(name.substr(0, name.find(".tmp-")))) return false;
+    const std::string_view base = std::string_view(name).substr(0, name.find(".tmp-"));
+    if (!it->is_regular_file(ec) || std::find(std::begin(own), std::end(own), base) == std::end(own))
+      return false;
   }
   if (ec) return false;
   if (!fs::exists(dir / training::kTrainerStateFile, ec)) return true;
@@ -182,9 +176,11 @@ DIFFUSE_INLINE std::vector<CheckpointManager::Candidate> CheckpointManager::scan
         !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
       continue;
     if (!entry.is_directory(ec)) continue;
-    out.push_back({std::stoll(digits), entry.path(), ""});
+    // Kept in step order as they come: a handful of folders needs no sort.
+    const std::int64_t step = std::stoll(digits);
+    auto later = std::find_if(out.begin(), out.end(), [&](const Candidate& c) { return c.step > step; });
+    out.insert(later, Candidate{step, entry.path(), ""});
   }
-  std::sort(out.begin(), out.end(), [](const Candidate& a, const Candidate& b) { return a.step < b.step; });
   for (auto& c : out) {
     try {
       diffuse::detail::checkpoint_read_trainer_state(c.path);
@@ -233,7 +229,7 @@ DIFFUSE_INLINE void CheckpointManager::remove_leftovers() const {
 
 DIFFUSE_INLINE void CheckpointManager::retire(const std::filesystem::path& p) {
   const std::filesystem::path hidden =
-      p.parent_path() / (".old-" + p.filename().string() + "-" + diffuse::detail::checkpoint_random_suffix());
+      p.parent_path() / (".old-" + p.filename().string() + "-" + io::detail::random_suffix());
   std::error_code ec;
   std::filesystem::rename(p, hidden, ec);
   if (ec) {

@@ -86,8 +86,6 @@ struct TrainingState {
 namespace diffuse::detail {
 
 /// A random hex string, for the names of temporary and retired folders.
-std::string checkpoint_random_suffix();
-
 template <class T>
 constexpr const char* checkpoint_dtype() {
   return std::is_same_v<T, double> ? "F64" : "F32";
@@ -115,9 +113,7 @@ std::string checkpoint_compare_tensors(const std::vector<std::pair<std::string, 
                                        const std::map<std::string, Tensor<T>>& got) {
   std::string missing, wrong, unexpected;
   auto add = [](std::string& list, const std::string& item) { list += (list.empty() ? "" : ", ") + item; };
-  std::map<std::string, Shape> known;
   for (auto& [name, shape] : want) {
-    known.emplace(name, shape);
     auto it = got.find(name);
     if (it == got.end())
       add(missing, name);
@@ -126,7 +122,8 @@ std::string checkpoint_compare_tensors(const std::vector<std::pair<std::string, 
           name + " (checkpoint " + to_string(it->second.shape()) + ", model " + to_string(shape) + ")");
   }
   for (auto& [name, t] : got)
-    if (!known.count(name)) add(unexpected, name);
+    if (std::none_of(want.begin(), want.end(), [&](const auto& w) { return w.first == name; }))
+      add(unexpected, name);
   std::string out;
   if (!missing.empty()) out += "missing " + missing;
   if (!wrong.empty()) out += (out.empty() ? "" : "; ") + std::string("shape mismatch ") + wrong;
@@ -158,7 +155,7 @@ void save_checkpoint(const std::filesystem::path& dir, const TrainingState<T>& s
   if (ec)
     throw FileError("save_checkpoint: cannot create '" + target.parent_path().string() +
                     "': " + ec.message());
-  const fs::path tmp = target.string() + ".tmp-" + diffuse::detail::checkpoint_random_suffix();
+  const fs::path tmp = target.string() + ".tmp-" + io::detail::random_suffix();
   if (!fs::create_directory(tmp, ec))
     throw FileError("save_checkpoint: cannot create '" + tmp.string() + "': " + ec.message());
   try {
@@ -205,7 +202,7 @@ void save_checkpoint(const std::filesystem::path& dir, const TrainingState<T>& s
     // Into place. A previous folder of the same name is moved aside first and removed after.
     fs::path old;
     if (fs::exists(target, ec)) {
-      old = target.string() + ".old-" + diffuse::detail::checkpoint_random_suffix();
+      old = target.string() + ".old-" + io::detail::random_suffix();
       fs::rename(target, old, ec);
       if (ec) throw FileError("save_checkpoint: cannot replace '" + target.string() + "': " + ec.message());
     }
@@ -263,14 +260,14 @@ void load_checkpoint(const std::filesystem::path& dir, TrainingState<T>& state) 
       ema_tensors = diffuse::detail::checkpoint_load_listed<T>(dir, s, "ema.safetensors", "EMA weights");
       if (!s.contains("ema")) throw Error("holds no EMA state in " + std::string(kTrainerStateFile));
     }
-    std::map<std::string, GeneratorState> gens;
+    std::vector<GeneratorState> gens;  // in the order of state.generators
     for (auto& [name, g] : state.generators) {
       if (!g) throw Error("generator '" + name + "' is a null pointer");
       if (!s.contains("generators") || !s["generators"].contains(name))
         throw Error("holds no state of generator '" + name + "'");
       const json& j = s["generators"][name];
-      gens[name] = {io::json_integer<std::uint64_t>(j.at("seed"), "generator '" + name + "' seed"),
-                    io::json_integer<std::uint64_t>(j.at("offset"), "generator '" + name + "' offset")};
+      gens.push_back({io::json_integer<std::uint64_t>(j.at("seed"), "generator '" + name + "' seed"),
+                      io::json_integer<std::uint64_t>(j.at("offset"), "generator '" + name + "' offset")});
     }
     std::optional<LoaderPosition> position;
     if (state.data_loader) {
@@ -285,7 +282,7 @@ void load_checkpoint(const std::filesystem::path& dir, TrainingState<T>& state) 
     std::optional<optim::OptimizerState<T>> opt_before;
     std::optional<json> sched_before;
     std::optional<std::pair<std::map<std::string, Tensor<T>>, json>> ema_before;
-    std::map<std::string, GeneratorState> gens_before;
+    std::vector<std::pair<Generator*, GeneratorState>> gens_before;
     std::optional<LoaderPosition> pos_before;
     try {
       if (state.model) {
@@ -304,9 +301,10 @@ void load_checkpoint(const std::filesystem::path& dir, TrainingState<T>& state) 
         ema_before.emplace(state.ema->shadow_state(), state.ema->state_json());
         state.ema->load_state(ema_tensors, s["ema"]);
       }
+      std::size_t k = 0;
       for (auto& [name, g] : state.generators) {
-        gens_before[name] = g->state();
-        g->set_state(gens[name]);
+        gens_before.emplace_back(g, g->state());
+        g->set_state(gens[k++]);
       }
       if (state.data_loader) {
         pos_before = state.data_loader->position();
@@ -317,7 +315,7 @@ void load_checkpoint(const std::filesystem::path& dir, TrainingState<T>& state) 
       if (opt_before) state.optimizer->load_state_dict(*opt_before);
       if (sched_before) state.lr_scheduler->load_state_dict(*sched_before);
       if (ema_before) state.ema->load_state(ema_before->first, ema_before->second);
-      for (auto& [name, gs] : gens_before) state.generators[name]->set_state(gs);
+      for (auto& [g, gs] : gens_before) g->set_state(gs);
       if (pos_before) state.data_loader->set_position(*pos_before);
       throw;
     }

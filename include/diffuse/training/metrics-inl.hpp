@@ -10,7 +10,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -21,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "diffuse/core/error.hpp"
+#include "diffuse/io/atomic_file.hpp"
 #include "diffuse/io/json.hpp"
 
 namespace diffuse::training {
@@ -133,14 +133,9 @@ DIFFUSE_INLINE MetricsLogger::MetricsLogger(std::filesystem::path path, MetricsO
   std::error_code ec;
   if (options.append && fs::is_regular_file(path_, ec) && fs::file_size(path_, ec) > 0) {
     // Cut a torn last line (no newline) left by a crash, then read the CSV header.
-    std::string text;
-    {
-      std::ifstream in(path_, std::ios::binary);
-      std::ostringstream ss;
-      ss << in.rdbuf();
-      text = ss.str();
-    }
-    const std::size_t keep = text.back() == '\n' ? text.size() : text.rfind('\n') + 1;  // npos + 1 == 0
+    const std::string text = io::read_file_bytes(path_);
+    const std::size_t keep =
+        text.empty() || text.back() == '\n' ? text.size() : text.rfind('\n') + 1;  // npos + 1 == 0
     if (keep != text.size()) fs::resize_file(path_, keep, ec);
     if (ec) throw Error("MetricsLogger: cannot repair '" + path_.string() + "': " + ec.message());
     if (format_ == MetricsFormat::csv && keep > 0) {
@@ -195,11 +190,7 @@ DIFFUSE_INLINE void MetricsLogger::log(const MetricsRow& row) {
 
 DIFFUSE_INLINE std::vector<MetricsRow> read_metrics(const std::filesystem::path& path,
                                                     std::optional<MetricsFormat> format) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw FileError("read_metrics: cannot open '" + path.string() + "'");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  std::string text = ss.str();
+  std::string text = io::read_file_bytes(path);
   if (!text.empty() && text.back() != '\n')
     text.erase(text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1);
   const MetricsFormat f = detail::format_for(path, format);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdarg>
 #include <cstdio>
 #include <filesystem>
 #include <limits>
@@ -57,10 +58,20 @@ DIFFUSE_INLINE std::string xml_escape(const std::string& s) {
   return out;
 }
 
-DIFFUSE_INLINE std::string fmt(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.2f", v);
-  return buf;
+/// Appends printf(format, ...) to out: one call per SVG element keeps its template readable.
+[[gnu::format(printf, 2, 3)]] DIFFUSE_INLINE void append_format(std::string& out, const char* format, ...) {
+  std::va_list args, again;
+  va_start(args, format);
+  va_copy(again, args);
+  const int n = std::vsnprintf(nullptr, 0, format, args);
+  va_end(args);
+  if (n > 0) {
+    const std::size_t old = out.size();
+    out.resize(old + static_cast<std::size_t>(n) + 1);  // vsnprintf writes a terminating NUL
+    std::vsnprintf(out.data() + old, static_cast<std::size_t>(n) + 1, format, again);
+    out.resize(old + static_cast<std::size_t>(n));
+  }
+  va_end(again);
 }
 
 }  // namespace detail
@@ -150,17 +161,20 @@ DIFFUSE_INLINE std::string SvgPlot::svg() const {
     return bottom - f * (bottom - top);
   };
 
+  // Each element is one printf-style template: "%.2f" is how every coordinate is written.
   std::string out;
-  out += "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
-  out += "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + std::to_string(o_.width) + "\" height=\"" +
-         std::to_string(o_.height) + "\" viewBox=\"0 0 " + std::to_string(o_.width) + " " +
-         std::to_string(o_.height) +
-         "\" font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\" font-size=\"12\">\n";
-  out += "<rect x=\"0\" y=\"0\" width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
+  detail::append_format(
+      out,
+      "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
+      "font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\" font-size=\"12\">\n"
+      "<rect x=\"0\" y=\"0\" width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
+      o_.width, o_.height, o_.width, o_.height);
   if (!o_.title.empty())
-    out += "<text class=\"title\" x=\"" + detail::fmt((left + right) / 2) +
-           "\" y=\"26\" text-anchor=\"middle\" font-size=\"15\" font-weight=\"bold\">" +
-           detail::xml_escape(o_.title) + "</text>\n";
+    detail::append_format(out,
+                          "<text class=\"title\" x=\"%.2f\" y=\"26\" text-anchor=\"middle\" font-size=\"15\" "
+                          "font-weight=\"bold\">%s</text>\n",
+                          (left + right) / 2, detail::xml_escape(o_.title).c_str());
 
   // Grid lines and tick labels.
   out += "<g class=\"grid\" stroke=\"#e0e0e0\" stroke-width=\"1\">\n";
@@ -168,39 +182,48 @@ DIFFUSE_INLINE std::string SvgPlot::svg() const {
   for (double t : yt) out += line(left, py(t), right, py(t));
   out += "</g>\n<g class=\"ticks\" fill=\"#333\">\n";
   for (double t : xt)
-    out += "<text class=\"xtick\" x=\"" + detail::fmt(px(t)) + "\" y=\"" + detail::fmt(bottom + 18) +
-           "\" text-anchor=\"middle\">" + detail::tick_label(t, xstep) + "</text>\n";
+    detail::append_format(out,
+                          "<text class=\"xtick\" x=\"%.2f\" y=\"%.2f\" text-anchor=\"middle\">%s</text>\n",
+                          px(t), bottom + 18, detail::tick_label(t, xstep).c_str());
   for (double t : yt)
-    out += "<text class=\"ytick\" x=\"" + detail::fmt(left - 8) + "\" y=\"" + detail::fmt(py(t) + 4) +
-           "\" text-anchor=\"end\">" + (o_.log_y ? log_label(t) : detail::tick_label(t, ystep)) + "</text>\n";
+    detail::append_format(out, "<text class=\"ytick\" x=\"%.2f\" y=\"%.2f\" text-anchor=\"end\">%s</text>\n",
+                          left - 8, py(t) + 4,
+                          (o_.log_y ? log_label(t) : detail::tick_label(t, ystep)).c_str());
   out += "</g>\n";
-  out += "<rect class=\"frame\" x=\"" + detail::fmt(left) + "\" y=\"" + detail::fmt(top) + "\" width=\"" +
-         detail::fmt(right - left) + "\" height=\"" + detail::fmt(bottom - top) +
-         "\" fill=\"none\" stroke=\"#333\" stroke-width=\"1\"/>\n";
+  detail::append_format(
+      out,
+      "<rect class=\"frame\" x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"none\" "
+      "stroke=\"#333\" stroke-width=\"1\"/>\n",
+      left, top, right - left, bottom - top);
   if (!o_.xlabel.empty())
-    out += "<text class=\"xlabel\" x=\"" + detail::fmt((left + right) / 2) + "\" y=\"" +
-           detail::fmt(o_.height - 14.0) + "\" text-anchor=\"middle\" font-size=\"13\">" +
-           detail::xml_escape(o_.xlabel) + "</text>\n";
+    detail::append_format(out,
+                          "<text class=\"xlabel\" x=\"%.2f\" y=\"%.2f\" text-anchor=\"middle\" "
+                          "font-size=\"13\">%s</text>\n",
+                          (left + right) / 2, o_.height - 14.0, detail::xml_escape(o_.xlabel).c_str());
   if (!o_.ylabel.empty())
-    out += "<text class=\"ylabel\" x=\"18\" y=\"" + detail::fmt((top + bottom) / 2) +
-           "\" text-anchor=\"middle\" font-size=\"13\" transform=\"rotate(-90 18 " +
-           detail::fmt((top + bottom) / 2) + ")\">" + detail::xml_escape(o_.ylabel) + "</text>\n";
+    detail::append_format(
+        out,
+        "<text class=\"ylabel\" x=\"18\" y=\"%.2f\" text-anchor=\"middle\" font-size=\"13\" "
+        "transform=\"rotate(-90 18 %.2f)\">%s</text>\n",
+        (top + bottom) / 2, (top + bottom) / 2, detail::xml_escape(o_.ylabel).c_str());
 
   // The lines, clipped to the plot area; one polyline per unbroken run of points.
-  out += "<defs><clipPath id=\"plot-area\"><rect x=\"" + detail::fmt(left) + "\" y=\"" + detail::fmt(top) +
-         "\" width=\"" + detail::fmt(right - left) + "\" height=\"" + detail::fmt(bottom - top) +
-         "\"/></clipPath></defs>\n";
-  out += "<g clip-path=\"url(#plot-area)\" fill=\"none\" stroke-linejoin=\"round\">\n";
+  detail::append_format(out,
+                        "<defs><clipPath id=\"plot-area\"><rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" "
+                        "height=\"%.2f\"/></clipPath></defs>\n"
+                        "<g clip-path=\"url(#plot-area)\" fill=\"none\" stroke-linejoin=\"round\">\n",
+                        left, top, right - left, bottom - top);
   for (const auto& s : series_) {
     std::string points;
     std::size_t count = 0;
     auto flush = [&] {
-      if (count >= 1)
-        out += "<polyline stroke=\"" + detail::xml_escape(s.style.color) + "\" stroke-width=\"" +
-               detail::fmt(s.style.width) + "\"" +
-               (s.style.opacity < 1 ? " stroke-opacity=\"" + detail::fmt(s.style.opacity) + "\""
-                                    : std::string()) +
-               (s.style.dashed ? " stroke-dasharray=\"6 4\"" : "") + " points=\"" + points + "\"/>\n";
+      if (count >= 1) {
+        detail::append_format(out, "<polyline stroke=\"%s\" stroke-width=\"%.2f\"",
+                              detail::xml_escape(s.style.color).c_str(), s.style.width);
+        if (s.style.opacity < 1) detail::append_format(out, " stroke-opacity=\"%.2f\"", s.style.opacity);
+        if (s.style.dashed) out += " stroke-dasharray=\"6 4\"";
+        detail::append_format(out, " points=\"%s\"/>\n", points.c_str());
+      }
       points.clear(), count = 0;
     };
     // Long series keep the first, lowest, highest and last point of each pixel column.
@@ -210,10 +233,7 @@ DIFFUSE_INLINE std::string SvgPlot::svg() const {
         flush();
         continue;
       }
-      if (count) points += ' ';
-      points += detail::fmt(px(s.xs[i]));
-      points += ',';
-      points += detail::fmt(py(s.ys[i]));
+      detail::append_format(points, count ? " %.2f,%.2f" : "%.2f,%.2f", px(s.xs[i]), py(s.ys[i]));
       ++count;
     }
     flush();
@@ -244,21 +264,20 @@ DIFFUSE_INLINE std::string SvgPlot::svg() const {
           }
       if (covered < best) best = covered, lx = cx, ly = cy;
     }
-    out += "<g class=\"legend\">\n<rect x=\"" + detail::fmt(lx) + "\" y=\"" + detail::fmt(ly) +
-           "\" width=\"" + detail::fmt(w) + "\" height=\"" + detail::fmt(h) +
-           "\" fill=\"white\" fill-opacity=\"0.85\" stroke=\"#999\"/>\n";
+    detail::append_format(out,
+                          "<g class=\"legend\">\n<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" "
+                          "fill=\"white\" fill-opacity=\"0.85\" stroke=\"#999\"/>\n",
+                          lx, ly, w, h);
     for (std::size_t k = 0; k < named.size(); ++k) {
       const double y = ly + 14 + 18.0 * static_cast<double>(k);
       const auto& st = named[k]->style;
-      out += "<line x1=\"" + detail::fmt(lx + 8) + "\" y1=\"" + detail::fmt(y) + "\" x2=\"" +
-             detail::fmt(lx + 30) + "\" y2=\"" + detail::fmt(y) + "\" stroke=\"" +
-             detail::xml_escape(st.color) + "\" stroke-width=\"" + detail::fmt(std::max(st.width, 2.0)) +
-             "\"" +
-             (st.opacity < 1 ? " stroke-opacity=\"" + detail::fmt(std::max(st.opacity, 0.4)) + "\""
-                             : std::string()) +
-             (st.dashed ? " stroke-dasharray=\"6 4\"" : "") + "/>\n";
-      out += "<text x=\"" + detail::fmt(lx + 36) + "\" y=\"" + detail::fmt(y + 4) + "\">" +
-             detail::xml_escape(st.label) + "</text>\n";
+      detail::append_format(
+          out, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"%s\" stroke-width=\"%.2f\"",
+          lx + 8, y, lx + 30, y, detail::xml_escape(st.color).c_str(), std::max(st.width, 2.0));
+      if (st.opacity < 1) detail::append_format(out, " stroke-opacity=\"%.2f\"", std::max(st.opacity, 0.4));
+      if (st.dashed) out += " stroke-dasharray=\"6 4\"";
+      detail::append_format(out, "/>\n<text x=\"%.2f\" y=\"%.2f\">%s</text>\n", lx + 36, y + 4,
+                            detail::xml_escape(st.label).c_str());
     }
     out += "</g>\n";
   }
@@ -277,8 +296,9 @@ DIFFUSE_INLINE std::string SvgPlot::palette(std::size_t i) {
 }
 
 DIFFUSE_INLINE std::string SvgPlot::line(double x1, double y1, double x2, double y2) {
-  return "<line x1=\"" + detail::fmt(x1) + "\" y1=\"" + detail::fmt(y1) + "\" x2=\"" + detail::fmt(x2) +
-         "\" y2=\"" + detail::fmt(y2) + "\"/>\n";
+  std::string out;
+  detail::append_format(out, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\"/>\n", x1, y1, x2, y2);
+  return out;
 }
 
 DIFFUSE_INLINE std::string SvgPlot::log_label(double v) {
