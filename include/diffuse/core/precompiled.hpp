@@ -29,6 +29,16 @@
 #define DIFFUSE_INLINE inline
 #endif
 
+/// Marks code that runs a few times per program, not per step: reading and writing files,
+/// checkpoints, configuration, building models and schedules. GCC and Clang then compile it for
+/// size and inline little into it, which keeps header-only compiles short, and keep it out of
+/// the way of the hot loops.
+#if defined(__GNUC__)
+#define DIFFUSE_COLD [[gnu::cold]]
+#else
+#define DIFFUSE_COLD
+#endif
+
 /// Declares one instantiation `extern template` (the library defines it).
 #define DIFFUSE_EXTERN_TEMPLATE(...) extern template __VA_ARGS__;
 /// Defines one instantiation (used by the library's sources).

@@ -18,27 +18,27 @@
 
 namespace diffuse::data {
 
-DIFFUSE_INLINE std::atomic<std::uint64_t>& max_idx_bytes() {
+DIFFUSE_COLD DIFFUSE_INLINE std::atomic<std::uint64_t>& max_idx_bytes() {
   static std::atomic<std::uint64_t> limit{std::uint64_t(1) << 30};
   return limit;
 }
 
 namespace detail {
 
-DIFFUSE_INLINE std::string dataset_hint(const std::filesystem::path& path) {
+DIFFUSE_COLD DIFFUSE_INLINE std::string dataset_hint(const std::filesystem::path& path) {
   return path.string().find("/usr/share/datasets/fashion-mnist") != std::string::npos
              ? " (install it with: apt-get install dataset-fashion-mnist, or set DIFFUSE_FASHION_MNIST to "
                "its folder)"
              : "";
 }
 
-DIFFUSE_INLINE std::string hex32(std::uint32_t v) {
+DIFFUSE_COLD DIFFUSE_INLINE std::string hex32(std::uint32_t v) {
   char buf[16];
   std::snprintf(buf, sizeof buf, "0x%08x", v);
   return buf;
 }
 
-DIFFUSE_INLINE const char* idx_type_name(int code) {
+DIFFUSE_COLD DIFFUSE_INLINE const char* idx_type_name(int code) {
   switch (code) {
     case 0x08: return "unsigned byte";
     case 0x09: return "signed byte";
@@ -52,7 +52,7 @@ DIFFUSE_INLINE const char* idx_type_name(int code) {
 
 }  // namespace detail
 
-DIFFUSE_INLINE IdxArray read_idx(const std::filesystem::path& path) {
+DIFFUSE_COLD DIFFUSE_INLINE IdxArray read_idx(const std::filesystem::path& path) {
   const std::string where = "IDX file '" + path.string() + "'";
   std::error_code ec;
   if (!std::filesystem::exists(path, ec))

@@ -18,8 +18,9 @@ namespace diffuse::data {
 namespace detail {
 
 /// root/<stem> with ".gz" or without, also under root/raw (torchvision's layout).
-DIFFUSE_INLINE std::filesystem::path find_idx_file(const std::filesystem::path& root, const std::string& stem,
-                                                   const std::string& dataset) {
+DIFFUSE_COLD DIFFUSE_INLINE std::filesystem::path find_idx_file(const std::filesystem::path& root,
+                                                                const std::string& stem,
+                                                                const std::string& dataset) {
   for (const auto& dir : {root, root / "raw"})
     for (const char* ext : {".gz", ""}) {
       const auto p = dir / (stem + ext);
@@ -35,10 +36,10 @@ DIFFUSE_INLINE std::filesystem::path find_idx_file(const std::filesystem::path& 
 
 }  // namespace detail
 
-DIFFUSE_INLINE ImageDataset load_idx_dataset(const std::filesystem::path& images_path,
-                                             const std::filesystem::path& labels_path,
-                                             std::vector<std::string> class_names,
-                                             const std::string& dataset) {
+DIFFUSE_COLD DIFFUSE_INLINE ImageDataset load_idx_dataset(const std::filesystem::path& images_path,
+                                                          const std::filesystem::path& labels_path,
+                                                          std::vector<std::string> class_names,
+                                                          const std::string& dataset) {
   IdxArray images = read_idx(images_path);
   IdxArray labels = read_idx(labels_path);
   if (images.shape.size() != 3)
@@ -62,8 +63,10 @@ DIFFUSE_INLINE ImageDataset load_idx_dataset(const std::filesystem::path& images
 
 namespace detail {
 
-DIFFUSE_INLINE ImageDataset load_idx_split(const std::filesystem::path& root, const std::string& split,
-                                           std::vector<std::string> class_names, const std::string& dataset) {
+DIFFUSE_COLD DIFFUSE_INLINE ImageDataset load_idx_split(const std::filesystem::path& root,
+                                                        const std::string& split,
+                                                        std::vector<std::string> class_names,
+                                                        const std::string& dataset) {
   const auto images =
       find_idx_file(root, split + "-images-idx3-ubyte", dataset);  // images first: clearer errors
   const auto labels = find_idx_file(root, split + "-labels-idx1-ubyte", dataset);

@@ -22,20 +22,20 @@
 namespace diffuse::io {
 
 namespace detail {
-DIFFUSE_INLINE std::string random_suffix() {
+DIFFUSE_COLD DIFFUSE_INLINE std::string random_suffix() {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(rng()));
   return hex;
 }
 
-DIFFUSE_INLINE std::filesystem::path temp_path_for(const std::filesystem::path& path) {
+DIFFUSE_COLD DIFFUSE_INLINE std::filesystem::path temp_path_for(const std::filesystem::path& path) {
   return std::filesystem::path(path.string() + ".tmp-" + random_suffix());
 }
 }  // namespace detail
 
-DIFFUSE_INLINE void write_file_atomic(const std::filesystem::path& path,
-                                      const std::function<void(std::ostream&)>& write) {
+DIFFUSE_COLD DIFFUSE_INLINE void write_file_atomic(const std::filesystem::path& path,
+                                                   const std::function<void(std::ostream&)>& write) {
   namespace fs = std::filesystem;
   const fs::path tmp = detail::temp_path_for(path);
   auto cleanup = [&] {
@@ -72,12 +72,13 @@ DIFFUSE_INLINE void write_file_atomic(const std::filesystem::path& path,
   }
 }
 
-DIFFUSE_INLINE void write_file_atomic(const std::filesystem::path& path, std::string_view bytes) {
+DIFFUSE_COLD DIFFUSE_INLINE void write_file_atomic(const std::filesystem::path& path,
+                                                   std::string_view bytes) {
   write_file_atomic(
       path, [&](std::ostream& out) { out.write(bytes.data(), static_cast<std::streamsize>(bytes.size())); });
 }
 
-DIFFUSE_INLINE void fsync_path(const std::filesystem::path& path) {
+DIFFUSE_COLD DIFFUSE_INLINE void fsync_path(const std::filesystem::path& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     throw FileError("cannot sync '" + path.string() + "' to disk: " + std::generic_category().message(errno));
@@ -90,7 +91,7 @@ DIFFUSE_INLINE void fsync_path(const std::filesystem::path& path) {
     throw FileError("cannot sync '" + path.string() + "' to disk: " + std::generic_category().message(err));
 }
 
-DIFFUSE_INLINE std::string read_file_bytes(const std::filesystem::path& path) {
+DIFFUSE_COLD DIFFUSE_INLINE std::string read_file_bytes(const std::filesystem::path& path) {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (!fs::exists(path, ec)) throw FileError("cannot read '" + path.string() + "': file does not exist");

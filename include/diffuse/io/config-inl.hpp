@@ -23,7 +23,7 @@
 
 namespace diffuse::io {
 
-DIFFUSE_INLINE std::atomic<UnknownConfigKeys>& unknown_config_keys() {
+DIFFUSE_COLD DIFFUSE_INLINE std::atomic<UnknownConfigKeys>& unknown_config_keys() {
   static std::atomic<UnknownConfigKeys> policy{[] {
     const char* s = std::getenv("DIFFUSE_STRICT_CONFIG");
     return s && *s && std::string_view(s) != "0" ? UnknownConfigKeys::error : UnknownConfigKeys::warn;
@@ -31,7 +31,7 @@ DIFFUSE_INLINE std::atomic<UnknownConfigKeys>& unknown_config_keys() {
   return policy;
 }
 
-DIFFUSE_INLINE void read_config_value(const json& v, std::int64_t& f) {
+DIFFUSE_COLD DIFFUSE_INLINE void read_config_value(const json& v, std::int64_t& f) {
   constexpr double kTwo63 = 9223372036854775808.0;
   if (v.is_number_unsigned()) {
     if (v.get<std::uint64_t>() > std::uint64_t(std::numeric_limits<std::int64_t>::max()))
@@ -48,7 +48,7 @@ DIFFUSE_INLINE void read_config_value(const json& v, std::int64_t& f) {
   }
 }
 
-DIFFUSE_INLINE void read_config_value(const json& v, int& f) {
+DIFFUSE_COLD DIFFUSE_INLINE void read_config_value(const json& v, int& f) {
   std::int64_t x = 0;
   read_config_value(v, x);
   if (x < std::numeric_limits<int>::min() || x > std::numeric_limits<int>::max())
@@ -56,22 +56,22 @@ DIFFUSE_INLINE void read_config_value(const json& v, int& f) {
   f = static_cast<int>(x);
 }
 
-DIFFUSE_INLINE void read_config_value(const json& v, double& f) {
+DIFFUSE_COLD DIFFUSE_INLINE void read_config_value(const json& v, double& f) {
   if (!v.is_number()) throw ConfigTypeError{"a number"};
   f = v.get<double>();
 }
 
-DIFFUSE_INLINE void read_config_value(const json& v, bool& f) {
+DIFFUSE_COLD DIFFUSE_INLINE void read_config_value(const json& v, bool& f) {
   if (!v.is_boolean()) throw ConfigTypeError{"true or false"};
   f = v.get<bool>();
 }
 
-DIFFUSE_INLINE void read_config_value(const json& v, std::string& f) {
+DIFFUSE_COLD DIFFUSE_INLINE void read_config_value(const json& v, std::string& f) {
   if (!v.is_string()) throw ConfigTypeError{"a string"};
   f = v.get<std::string>();
 }
 
-DIFFUSE_INLINE void read_config_value(const json& v, std::optional<std::string>& f) {
+DIFFUSE_COLD DIFFUSE_INLINE void read_config_value(const json& v, std::optional<std::string>& f) {
   if (v.is_null())
     f.reset();
   else if (v.is_string())
@@ -80,7 +80,7 @@ DIFFUSE_INLINE void read_config_value(const json& v, std::optional<std::string>&
     throw ConfigTypeError{"a string or null"};
 }
 
-DIFFUSE_INLINE void read_config_value(const json& v, std::optional<std::int64_t>& f) {
+DIFFUSE_COLD DIFFUSE_INLINE void read_config_value(const json& v, std::optional<std::int64_t>& f) {
   if (v.is_null()) {
     f.reset();
     return;
@@ -94,7 +94,8 @@ DIFFUSE_INLINE void read_config_value(const json& v, std::optional<std::int64_t>
   f = x;
 }
 
-DIFFUSE_INLINE void read_config_value(const json& v, std::vector<double>& f) {  // null: none (trained_betas)
+DIFFUSE_COLD DIFFUSE_INLINE void read_config_value(const json& v,
+                                                   std::vector<double>& f) {  // null: none (trained_betas)
   f.clear();
   if (v.is_null()) return;
   if (!v.is_array()) throw ConfigTypeError{"a list of numbers or null"};
@@ -104,7 +105,7 @@ DIFFUSE_INLINE void read_config_value(const json& v, std::vector<double>& f) {  
   }
 }
 
-DIFFUSE_INLINE void read_config_value(const json& v, std::vector<std::int64_t>& f) {
+DIFFUSE_COLD DIFFUSE_INLINE void read_config_value(const json& v, std::vector<std::int64_t>& f) {
   if (!v.is_array()) throw ConfigTypeError{"a list of integers"};
   f.clear();
   for (const auto& e : v) {
@@ -119,7 +120,7 @@ DIFFUSE_INLINE void read_config_value(const json& v, std::vector<std::int64_t>& 
   }
 }
 
-DIFFUSE_INLINE void read_config_value(const json& v, std::vector<std::string>& f) {
+DIFFUSE_COLD DIFFUSE_INLINE void read_config_value(const json& v, std::vector<std::string>& f) {
   if (!v.is_array()) throw ConfigTypeError{"a list of strings"};
   f.clear();
   for (const auto& e : v) {
@@ -128,33 +129,35 @@ DIFFUSE_INLINE void read_config_value(const json& v, std::vector<std::string>& f
   }
 }
 
-DIFFUSE_INLINE json to_config_value(const std::vector<double>& f) {
+DIFFUSE_COLD DIFFUSE_INLINE json to_config_value(const std::vector<double>& f) {
   return f.empty() ? json(nullptr) : json(f);
 }
 
 // ---- ConfigSource ----
 
-DIFFUSE_INLINE ConfigSource::ConfigSource(std::string file) : saved_(current()) {
+DIFFUSE_COLD DIFFUSE_INLINE ConfigSource::ConfigSource(std::string file) : saved_(current()) {
   current() = std::move(file);
 }
 
-DIFFUSE_INLINE ConfigSource::~ConfigSource() { current() = saved_; }
+DIFFUSE_COLD DIFFUSE_INLINE ConfigSource::~ConfigSource() { current() = saved_; }
 
-DIFFUSE_INLINE std::string& ConfigSource::current() {
+DIFFUSE_COLD DIFFUSE_INLINE std::string& ConfigSource::current() {
   thread_local std::string file;
   return file;
 }
 
 // ---- ConfigReader ----
 
-DIFFUSE_INLINE ConfigReader::ConfigReader(const json& j, std::string what) : j_(j), what_(std::move(what)) {
+DIFFUSE_COLD DIFFUSE_INLINE ConfigReader::ConfigReader(const json& j, std::string what)
+    : j_(j), what_(std::move(what)) {
   if (!j.is_object()) throw Error(what_ + ": a config must be a JSON object, got " + describe_json(j));
   if (j.contains("_use_default_values") && j["_use_default_values"].is_array())
     for (const auto& k : j["_use_default_values"])
       if (k.is_string()) defaults_.insert(k.get<std::string>());
 }
 
-DIFFUSE_INLINE void ConfigReader::read(const char* key, void* field, void (*convert)(const json&, void*)) {
+DIFFUSE_COLD DIFFUSE_INLINE void ConfigReader::read(const char* key, void* field,
+                                                    void (*convert)(const json&, void*)) {
   accepted_.insert(key);
   const auto it = j_.find(key);
   if (it == j_.end() || defaults_.count(key)) return;
@@ -165,7 +168,7 @@ DIFFUSE_INLINE void ConfigReader::read(const char* key, void* field, void (*conv
   }
 }
 
-DIFFUSE_INLINE void ConfigReader::check_unknown(const std::set<std::string_view>& quiet) const {
+DIFFUSE_COLD DIFFUSE_INLINE void ConfigReader::check_unknown(const std::set<std::string_view>& quiet) const {
   std::string listed;
   for (auto it = j_.begin(); it != j_.end(); ++it) {
     const std::string& k = it.key();
@@ -189,8 +192,8 @@ DIFFUSE_INLINE void ConfigReader::check_unknown(const std::set<std::string_view>
 
 // ---- ConfigWriter ----
 
-DIFFUSE_INLINE void ConfigWriter::write(const char* key, const void* field,
-                                        json (*convert)(const void*)) const {
+DIFFUSE_COLD DIFFUSE_INLINE void ConfigWriter::write(const char* key, const void* field,
+                                                     json (*convert)(const void*)) const {
   j[key] = convert(field);
 }
 

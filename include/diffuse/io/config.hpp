@@ -144,8 +144,8 @@ struct ConfigWriter {
 /// `quiet` keys pass without a warning. Error naming `class_name` for a value of the wrong type or,
 /// in strict mode, an unknown key.
 template <class Config>
-Config config_from_json(const json& j, const std::string& class_name,
-                        const std::set<std::string_view>& quiet = {}) {
+DIFFUSE_COLD Config config_from_json(const json& j, const std::string& class_name,
+                                     const std::set<std::string_view>& quiet = {}) {
   Config c;
   ConfigReader reader(j, class_name);
   Config::visit(c, reader);
@@ -155,7 +155,7 @@ Config config_from_json(const json& j, const std::string& class_name,
 
 /// Writing, like diffusers' to_json_string: every field, plus "_class_name" and "_diffusers_version".
 template <class Config>
-json config_to_json(const Config& c, const std::string& class_name) {
+DIFFUSE_COLD json config_to_json(const Config& c, const std::string& class_name) {
   json j = json::object();
   j["_class_name"] = class_name;
   j["_diffusers_version"] = kDiffusersVersion;

@@ -15,7 +15,7 @@
 namespace diffuse::io {
 
 namespace detail {
-DIFFUSE_INLINE std::string tag_python_non_finite(const std::string& text) {
+DIFFUSE_COLD DIFFUSE_INLINE std::string tag_python_non_finite(const std::string& text) {
   std::string out;
   out.reserve(text.size());
   bool in_string = false;
@@ -50,7 +50,7 @@ DIFFUSE_INLINE std::string tag_python_non_finite(const std::string& text) {
 }
 
 /// The inverse for writing: non-finite floats become tagged strings, unwrapped after dumping.
-DIFFUSE_INLINE void tag_non_finite(json& j) {
+DIFFUSE_COLD DIFFUSE_INLINE void tag_non_finite(json& j) {
   if (j.is_number_float() && !std::isfinite(j.get<double>())) {
     const double v = j.get<double>();
     j = std::string(kNonFiniteTag) + (std::isnan(v) ? "NaN" : (v < 0 ? "-Infinity" : "Infinity"));
@@ -60,7 +60,7 @@ DIFFUSE_INLINE void tag_non_finite(json& j) {
 }
 }  // namespace detail
 
-DIFFUSE_INLINE std::string describe_json(const json& v, std::size_t max_chars) {
+DIFFUSE_COLD DIFFUSE_INLINE std::string describe_json(const json& v, std::size_t max_chars) {
   std::string out;
   auto put = [&](auto&& self, const json& x, int depth) -> void {
     if (out.size() > max_chars) return;
@@ -87,7 +87,7 @@ DIFFUSE_INLINE std::string describe_json(const json& v, std::size_t max_chars) {
   return out;
 }
 
-DIFFUSE_INLINE json read_json(const std::filesystem::path& path) {
+DIFFUSE_COLD DIFFUSE_INLINE json read_json(const std::filesystem::path& path) {
   const std::string text = read_file_bytes(path);
   try {
     return parse_json(text);
@@ -96,7 +96,7 @@ DIFFUSE_INLINE json read_json(const std::filesystem::path& path) {
   }
 }
 
-DIFFUSE_INLINE std::string dump_json(json j, int indent) {
+DIFFUSE_COLD DIFFUSE_INLINE std::string dump_json(json j, int indent) {
   detail::tag_non_finite(j);
   std::string s = j.dump(indent, ' ', /*ensure_ascii=*/true);
   // The tag's leading \x01 is always escaped in the output as \u0001.
@@ -108,9 +108,9 @@ DIFFUSE_INLINE std::string dump_json(json j, int indent) {
   return s;
 }
 
-DIFFUSE_INLINE std::string to_pretty_json(const json& j) { return dump_json(j, 2) + "\n"; }
+DIFFUSE_COLD DIFFUSE_INLINE std::string to_pretty_json(const json& j) { return dump_json(j, 2) + "\n"; }
 
-DIFFUSE_INLINE void write_json(const std::filesystem::path& path, const json& j) {
+DIFFUSE_COLD DIFFUSE_INLINE void write_json(const std::filesystem::path& path, const json& j) {
   std::string text;
   try {
     text = to_pretty_json(j);

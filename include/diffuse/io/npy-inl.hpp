@@ -16,7 +16,7 @@ namespace diffuse::io {
 
 namespace detail {
 
-DIFFUSE_INLINE NpyHeader parse_npy_header(const std::string& bytes, const std::string& where) {
+DIFFUSE_COLD DIFFUSE_INLINE NpyHeader parse_npy_header(const std::string& bytes, const std::string& where) {
   auto fail = [&](const std::string& what) { return FileError(where + ": " + what); };
   if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) throw fail("not a .npy file (bad magic)");
   const auto major = static_cast<unsigned char>(bytes[6]);
@@ -85,7 +85,7 @@ DIFFUSE_INLINE NpyHeader parse_npy_header(const std::string& bytes, const std::s
   return out;
 }
 
-DIFFUSE_INLINE std::size_t npy_descr_size(const std::string& d) {
+DIFFUSE_COLD DIFFUSE_INLINE std::size_t npy_descr_size(const std::string& d) {
   if (d == "<f8" || d == "<i8") return 8;
   if (d == "<f4" || d == "<i4") return 4;
   if (d == "<f2" || d == "<i2") return 2;

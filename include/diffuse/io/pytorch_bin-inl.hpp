@@ -25,12 +25,12 @@ namespace detail {
 
 // ---------------------------------------------------------------- zip archive
 
-DIFFUSE_INLINE ZipReader::ZipReader(const std::string& bytes, std::string where)
+DIFFUSE_COLD DIFFUSE_INLINE ZipReader::ZipReader(const std::string& bytes, std::string where)
     : b_(bytes), where_(std::move(where)) {
   read_directory();
 }
 
-DIFFUSE_INLINE std::string ZipReader::read(const ZipEntry& e, std::uint64_t max_size) const {
+DIFFUSE_COLD DIFFUSE_INLINE std::string ZipReader::read(const ZipEntry& e, std::uint64_t max_size) const {
   if (e.size > max_size)
     throw fail("entry '" + e.name + "' claims " + std::to_string(e.size) + " bytes, more than expected (" +
                std::to_string(max_size) + ")");
@@ -66,11 +66,11 @@ DIFFUSE_INLINE std::string ZipReader::read(const ZipEntry& e, std::uint64_t max_
   return checked(e, std::move(out));
 }
 
-DIFFUSE_INLINE FileError ZipReader::fail(const std::string& what) const {
+DIFFUSE_COLD DIFFUSE_INLINE FileError ZipReader::fail(const std::string& what) const {
   return FileError(where_ + ": " + what);
 }
 
-DIFFUSE_INLINE std::string ZipReader::checked(const ZipEntry& e, std::string data) const {
+DIFFUSE_COLD DIFFUSE_INLINE std::string ZipReader::checked(const ZipEntry& e, std::string data) const {
   uLong crc = crc32(0L, Z_NULL, 0);
   for (std::size_t at = 0; at < data.size(); at += 1u << 30) {
     const auto n = static_cast<uInt>(std::min<std::size_t>(data.size() - at, 1u << 30));
@@ -80,25 +80,25 @@ DIFFUSE_INLINE std::string ZipReader::checked(const ZipEntry& e, std::string dat
   return data;
 }
 
-DIFFUSE_INLINE std::uint16_t ZipReader::u16(std::uint64_t at) const {
+DIFFUSE_COLD DIFFUSE_INLINE std::uint16_t ZipReader::u16(std::uint64_t at) const {
   std::uint16_t v;
   std::memcpy(&v, b_.data() + at, 2);
   return v;
 }
 
-DIFFUSE_INLINE std::uint32_t ZipReader::u32(std::uint64_t at) const {
+DIFFUSE_COLD DIFFUSE_INLINE std::uint32_t ZipReader::u32(std::uint64_t at) const {
   std::uint32_t v;
   std::memcpy(&v, b_.data() + at, 4);
   return v;
 }
 
-DIFFUSE_INLINE std::uint64_t ZipReader::u64(std::uint64_t at) const {
+DIFFUSE_COLD DIFFUSE_INLINE std::uint64_t ZipReader::u64(std::uint64_t at) const {
   std::uint64_t v;
   std::memcpy(&v, b_.data() + at, 8);
   return v;
 }
 
-DIFFUSE_INLINE void ZipReader::read_directory() {
+DIFFUSE_COLD DIFFUSE_INLINE void ZipReader::read_directory() {
   const std::uint64_t n = b_.size();
   if (n < 22) throw fail("file is " + std::to_string(n) + " bytes, too short for a zip archive");
   // The end-of-central-directory record sits in the last 22 + 65535 bytes.
@@ -161,7 +161,7 @@ DIFFUSE_INLINE void ZipReader::read_directory() {
 // ---------------------------------------------------------------- restricted unpickler
 
 /// The storage classes torch.save names, with their safetensors-style dtype.
-DIFFUSE_INLINE std::string torch_storage_dtype(const std::string& global) {
+DIFFUSE_COLD DIFFUSE_INLINE std::string torch_storage_dtype(const std::string& global) {
   static const std::map<std::string, std::string> types = {
       {"torch.FloatStorage", "F32"},     {"torch.DoubleStorage", "F64"}, {"torch.HalfStorage", "F16"},
       {"torch.BFloat16Storage", "BF16"}, {"torch.LongStorage", "I64"},   {"torch.IntStorage", "I32"},
@@ -171,17 +171,18 @@ DIFFUSE_INLINE std::string torch_storage_dtype(const std::string& global) {
   return it == types.end() ? std::string() : it->second;
 }
 
-DIFFUSE_INLINE std::size_t torch_dtype_size(const std::string& d) {
+DIFFUSE_COLD DIFFUSE_INLINE std::size_t torch_dtype_size(const std::string& d) {
   if (d == "F64" || d == "I64") return 8;
   if (d == "F32" || d == "I32") return 4;
   if (d == "F16" || d == "BF16" || d == "I16") return 2;
   return 1;
 }
 
-DIFFUSE_INLINE RestrictedUnpickler::RestrictedUnpickler(const std::string& bytes, std::string where)
+DIFFUSE_COLD DIFFUSE_INLINE RestrictedUnpickler::RestrictedUnpickler(const std::string& bytes,
+                                                                     std::string where)
     : b_(bytes), where_(std::move(where)), recall_budget_(16 * bytes.size() + (1u << 20)) {}
 
-DIFFUSE_INLINE PickleValue RestrictedUnpickler::load() {
+DIFFUSE_COLD DIFFUSE_INLINE PickleValue RestrictedUnpickler::load() {
   while (true) {
     const std::uint8_t op = byte();
     switch (op) {
@@ -269,30 +270,30 @@ DIFFUSE_INLINE PickleValue RestrictedUnpickler::load() {
   }
 }
 
-DIFFUSE_INLINE FileError RestrictedUnpickler::fail(const std::string& what) const {
+DIFFUSE_COLD DIFFUSE_INLINE FileError RestrictedUnpickler::fail(const std::string& what) const {
   return FileError(where_ + ": " + what);
 }
 
-DIFFUSE_INLINE std::uint8_t RestrictedUnpickler::byte() {
+DIFFUSE_COLD DIFFUSE_INLINE std::uint8_t RestrictedUnpickler::byte() {
   if (pos_ >= b_.size()) throw fail("the pickle ends without STOP (truncated?)");
   return static_cast<std::uint8_t>(b_[pos_++]);
 }
 
-DIFFUSE_INLINE std::string RestrictedUnpickler::take(std::uint64_t n) {
+DIFFUSE_COLD DIFFUSE_INLINE std::string RestrictedUnpickler::take(std::uint64_t n) {
   if (n > b_.size() - pos_) throw fail("the pickle is cut off (a value of " + std::to_string(n) + " bytes)");
   std::string s = b_.substr(pos_, n);
   pos_ += n;
   return s;
 }
 
-DIFFUSE_INLINE std::uint64_t RestrictedUnpickler::le(int n) {
+DIFFUSE_COLD DIFFUSE_INLINE std::uint64_t RestrictedUnpickler::le(int n) {
   const std::string s = take(static_cast<std::uint64_t>(n));
   std::uint64_t v = 0;
   for (int i = n - 1; i >= 0; --i) v = (v << 8) | static_cast<std::uint8_t>(s[i]);
   return v;
 }
 
-DIFFUSE_INLINE std::int64_t RestrictedUnpickler::long1() {
+DIFFUSE_COLD DIFFUSE_INLINE std::int64_t RestrictedUnpickler::long1() {
   const std::uint64_t n = le(1);
   if (n > 8) throw fail("integer of " + std::to_string(n) + " bytes is too large");
   if (n == 0) return 0;
@@ -302,7 +303,7 @@ DIFFUSE_INLINE std::int64_t RestrictedUnpickler::long1() {
   return static_cast<std::int64_t>((raw ^ sign) - sign);
 }
 
-DIFFUSE_INLINE double RestrictedUnpickler::binfloat() {  // big-endian IEEE double
+DIFFUSE_COLD DIFFUSE_INLINE double RestrictedUnpickler::binfloat() {  // big-endian IEEE double
   const std::string s = take(8);
   std::uint64_t v = 0;
   for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<std::uint8_t>(s[i]);
@@ -311,7 +312,7 @@ DIFFUSE_INLINE double RestrictedUnpickler::binfloat() {  // big-endian IEEE doub
   return d;
 }
 
-DIFFUSE_INLINE std::string RestrictedUnpickler::line() {
+DIFFUSE_COLD DIFFUSE_INLINE std::string RestrictedUnpickler::line() {
   const std::size_t nl = b_.find('\n', pos_);
   if (nl == std::string::npos || nl - pos_ > 256) throw fail("broken GLOBAL name");
   std::string s = b_.substr(pos_, nl - pos_);
@@ -319,13 +320,13 @@ DIFFUSE_INLINE std::string RestrictedUnpickler::line() {
   return s;
 }
 
-DIFFUSE_INLINE void RestrictedUnpickler::push(PickleValue v) {
+DIFFUSE_COLD DIFFUSE_INLINE void RestrictedUnpickler::push(PickleValue v) {
   if (stack_.size() >= kMaxStack)
     throw fail("the pickle's stack grows beyond " + std::to_string(kMaxStack) + " values");
   stack_.push_back(std::move(v));
 }
 
-DIFFUSE_INLINE PickleValue RestrictedUnpickler::pop() {
+DIFFUSE_COLD DIFFUSE_INLINE PickleValue RestrictedUnpickler::pop() {
   if (stack_.empty() || std::holds_alternative<PickleMark>(stack_.back().v))
     throw fail("pickle stack underflow");
   PickleValue v = std::move(stack_.back());
@@ -333,18 +334,18 @@ DIFFUSE_INLINE PickleValue RestrictedUnpickler::pop() {
   return v;
 }
 
-DIFFUSE_INLINE PickleValue& RestrictedUnpickler::top() {
+DIFFUSE_COLD DIFFUSE_INLINE PickleValue& RestrictedUnpickler::top() {
   if (stack_.empty()) throw fail("pickle stack underflow");
   return stack_.back();
 }
 
-DIFFUSE_INLINE std::vector<PickleValue> RestrictedUnpickler::pop_n(std::size_t n) {
+DIFFUSE_COLD DIFFUSE_INLINE std::vector<PickleValue> RestrictedUnpickler::pop_n(std::size_t n) {
   std::vector<PickleValue> out(n);
   for (std::size_t i = n; i-- > 0;) out[i] = pop();
   return out;
 }
 
-DIFFUSE_INLINE std::vector<PickleValue> RestrictedUnpickler::pop_to_mark() {
+DIFFUSE_COLD DIFFUSE_INLINE std::vector<PickleValue> RestrictedUnpickler::pop_to_mark() {
   std::vector<PickleValue> out;
   while (true) {
     if (stack_.empty()) throw fail("no MARK on the pickle stack");
@@ -357,7 +358,7 @@ DIFFUSE_INLINE std::vector<PickleValue> RestrictedUnpickler::pop_to_mark() {
   return out;
 }
 
-DIFFUSE_INLINE int RestrictedUnpickler::adopt(PickleValue& child, const void* parent) {
+DIFFUSE_COLD DIFFUSE_INLINE int RestrictedUnpickler::adopt(PickleValue& child, const void* parent) {
   auto mark = [&](auto& c) {  // (a tuple is immutable, so it may be shared)
     if (c.get() == parent || (c->contained && !child.is_tuple))
       throw fail("a list or dict is put inside two containers or itself");
@@ -370,7 +371,8 @@ DIFFUSE_INLINE int RestrictedUnpickler::adopt(PickleValue& child, const void* pa
   return 0;
 }
 
-DIFFUSE_INLINE PickleValue RestrictedUnpickler::list(std::vector<PickleValue> items, bool is_tuple) {
+DIFFUSE_COLD DIFFUSE_INLINE PickleValue RestrictedUnpickler::list(std::vector<PickleValue> items,
+                                                                  bool is_tuple) {
   auto l = std::make_shared<PickleList>();
   for (auto& v : items) l->depth = std::max(l->depth, adopt(v, l.get()) + 1);
   l->items = std::move(items);
@@ -379,12 +381,12 @@ DIFFUSE_INLINE PickleValue RestrictedUnpickler::list(std::vector<PickleValue> it
   return v;
 }
 
-DIFFUSE_INLINE PickleValue RestrictedUnpickler::tuple(std::vector<PickleValue> items) {
+DIFFUSE_COLD DIFFUSE_INLINE PickleValue RestrictedUnpickler::tuple(std::vector<PickleValue> items) {
   return list(std::move(items), true);
 }
 
-DIFFUSE_INLINE void RestrictedUnpickler::append(PickleValue& target, std::vector<PickleValue> items,
-                                                const char* op) {
+DIFFUSE_COLD DIFFUSE_INLINE void RestrictedUnpickler::append(PickleValue& target,
+                                                             std::vector<PickleValue> items, const char* op) {
   auto* p = std::get_if<std::shared_ptr<PickleList>>(&target.v);
   if (!p || target.is_tuple) throw fail(std::string(op) + " on something that is not a list");
   PickleList& l = **p;
@@ -395,8 +397,9 @@ DIFFUSE_INLINE void RestrictedUnpickler::append(PickleValue& target, std::vector
   }
 }
 
-DIFFUSE_INLINE void RestrictedUnpickler::set_items(PickleValue& target, std::vector<PickleValue> items,
-                                                   const char* op) {
+DIFFUSE_COLD DIFFUSE_INLINE void RestrictedUnpickler::set_items(PickleValue& target,
+                                                                std::vector<PickleValue> items,
+                                                                const char* op) {
   auto* p = std::get_if<std::shared_ptr<PickleDict>>(&target.v);
   if (!p) throw fail(std::string(op) + " on something that is not a dict");
   PickleDict& d = **p;
@@ -408,13 +411,13 @@ DIFFUSE_INLINE void RestrictedUnpickler::set_items(PickleValue& target, std::vec
   }
 }
 
-DIFFUSE_INLINE void RestrictedUnpickler::memo(std::uint64_t index) {
+DIFFUSE_COLD DIFFUSE_INLINE void RestrictedUnpickler::memo(std::uint64_t index) {
   if (index > kMaxMemo) throw fail("memo index " + std::to_string(index) + " is too large");
   if (memo_.size() <= index) memo_.resize(index + 1);
   memo_[index] = top();
 }
 
-DIFFUSE_INLINE PickleValue RestrictedUnpickler::recall(std::uint64_t index) {
+DIFFUSE_COLD DIFFUSE_INLINE PickleValue RestrictedUnpickler::recall(std::uint64_t index) {
   if (index >= memo_.size()) throw fail("memo index " + std::to_string(index) + " was never stored");
   // Strings are copied: bound what recalling them can cost, so a small pickle cannot ask for terabytes.
   if (const auto* str = std::get_if<std::string>(&memo_[index].v)) {
@@ -424,26 +427,28 @@ DIFFUSE_INLINE PickleValue RestrictedUnpickler::recall(std::uint64_t index) {
   return memo_[index];
 }
 
-DIFFUSE_INLINE std::string RestrictedUnpickler::as_string(const PickleValue& v, const char* what) const {
+DIFFUSE_COLD DIFFUSE_INLINE std::string RestrictedUnpickler::as_string(const PickleValue& v,
+                                                                       const char* what) const {
   auto* p = std::get_if<std::string>(&v.v);
   if (!p) throw fail(std::string(what) + ": expected a string");
   return *p;
 }
 
-DIFFUSE_INLINE std::int64_t RestrictedUnpickler::as_int(const PickleValue& v, const char* what) const {
+DIFFUSE_COLD DIFFUSE_INLINE std::int64_t RestrictedUnpickler::as_int(const PickleValue& v,
+                                                                     const char* what) const {
   auto* p = std::get_if<std::int64_t>(&v.v);
   if (!p) throw fail(std::string(what) + ": expected an integer");
   return *p;
 }
 
-DIFFUSE_INLINE const std::vector<PickleValue>& RestrictedUnpickler::as_tuple(const PickleValue& v,
-                                                                             const char* what) const {
+DIFFUSE_COLD DIFFUSE_INLINE const std::vector<PickleValue>& RestrictedUnpickler::as_tuple(
+    const PickleValue& v, const char* what) const {
   auto* p = std::get_if<std::shared_ptr<PickleList>>(&v.v);
   if (!p) throw fail(std::string(what) + ": expected a tuple");
   return (*p)->items;
 }
 
-DIFFUSE_INLINE PickleValue RestrictedUnpickler::global(const std::string& name) {
+DIFFUSE_COLD DIFFUSE_INLINE PickleValue RestrictedUnpickler::global(const std::string& name) {
   static const char* allowed[] = {"collections.OrderedDict", "torch._utils._rebuild_tensor_v2",
                                   "torch._utils._rebuild_parameter",
                                   "torch._utils._rebuild_parameter_with_state"};
@@ -454,7 +459,7 @@ DIFFUSE_INLINE PickleValue RestrictedUnpickler::global(const std::string& name) 
              "', which a state dict does not need (refused: only tensors and OrderedDict are read)");
 }
 
-DIFFUSE_INLINE PickleValue RestrictedUnpickler::persistent_load(const PickleValue& pid) {
+DIFFUSE_COLD DIFFUSE_INLINE PickleValue RestrictedUnpickler::persistent_load(const PickleValue& pid) {
   const auto& t = as_tuple(pid, "persistent id");
   if (t.size() != 5 || as_string(t[0], "persistent id") != "storage")
     throw fail("persistent id is not ('storage', type, key, location, numel)");
@@ -470,7 +475,8 @@ DIFFUSE_INLINE PickleValue RestrictedUnpickler::persistent_load(const PickleValu
   return PickleValue{s};
 }
 
-DIFFUSE_INLINE PickleValue RestrictedUnpickler::reduce(const PickleValue& fn, const PickleValue& args) {
+DIFFUSE_COLD DIFFUSE_INLINE PickleValue RestrictedUnpickler::reduce(const PickleValue& fn,
+                                                                    const PickleValue& args) {
   auto* g = std::get_if<PickleGlobal>(&fn.v);
   if (!g) throw fail("REDUCE of something that is not an allowed global");
   const auto& a = as_tuple(args, g->name.c_str());

@@ -24,7 +24,7 @@ namespace diffuse::io {
 
 namespace detail {
 
-DIFFUSE_INLINE std::size_t safetensors_dtype_size(const std::string& d) {
+DIFFUSE_COLD DIFFUSE_INLINE std::size_t safetensors_dtype_size(const std::string& d) {
   struct Entry {
     const char* name;
     std::size_t size;
@@ -37,7 +37,7 @@ DIFFUSE_INLINE std::size_t safetensors_dtype_size(const std::string& d) {
   return 0;
 }
 
-DIFFUSE_INLINE SafetensorsFile parse_safetensors(const std::filesystem::path& path) {
+DIFFUSE_COLD DIFFUSE_INLINE SafetensorsFile parse_safetensors(const std::filesystem::path& path) {
   using nlohmann::json;
   const std::string where = "safetensors file '" + path.string() + "'";
   auto fail = [&](const std::string& what) -> FileError { return FileError(where + ": " + what); };
@@ -165,12 +165,12 @@ DIFFUSE_INLINE SafetensorsFile parse_safetensors(const std::filesystem::path& pa
 
 }  // namespace detail
 
-DIFFUSE_INLINE std::map<std::string, std::string> load_safetensors_metadata(
+DIFFUSE_COLD DIFFUSE_INLINE std::map<std::string, std::string> load_safetensors_metadata(
     const std::filesystem::path& path) {
   return detail::parse_safetensors(path).metadata;
 }
 
-DIFFUSE_INLINE std::map<std::string, SafetensorsInfo> load_safetensors_info(
+DIFFUSE_COLD DIFFUSE_INLINE std::map<std::string, SafetensorsInfo> load_safetensors_info(
     const std::filesystem::path& path) {
   return detail::parse_safetensors(path).tensors;
 }

@@ -107,7 +107,7 @@ void convert_from_dtype(const std::string& dtype, const char* src, std::int64_t 
 /// and BOOL dtypes) to T. Throws FileError naming the file, the tensor and the problem.
 /// Like safetensors.torch.load_file.
 template <class T = float>
-std::map<std::string, Tensor<T>> load_safetensors(const std::filesystem::path& path) {
+DIFFUSE_COLD std::map<std::string, Tensor<T>> load_safetensors(const std::filesystem::path& path) {
   detail::SafetensorsFile f = detail::parse_safetensors(path);
   std::map<std::string, Tensor<T>> out;
   for (const auto& [name, info] : f.tensors) {
@@ -132,9 +132,10 @@ std::map<std::string, SafetensorsInfo> load_safetensors_info(const std::filesyst
 /// Like safetensors.torch.save_file. Error for another dtype, an undefined tensor or one named
 /// "__metadata__"; FileError if the file cannot be written.
 template <class T>
-void save_safetensors(const std::filesystem::path& path, const std::map<std::string, Tensor<T>>& tensors,
-                      const std::map<std::string, std::string>& metadata = {},
-                      const std::string& dtype = "F32") {
+DIFFUSE_COLD void save_safetensors(const std::filesystem::path& path,
+                                   const std::map<std::string, Tensor<T>>& tensors,
+                                   const std::map<std::string, std::string>& metadata = {},
+                                   const std::string& dtype = "F32") {
   using nlohmann::json;
   if (dtype != "F32" && dtype != "F64" && dtype != "F16" && dtype != "BF16")
     throw Error("save_safetensors('" + path.string() + "'): unsupported dtype '" + dtype +

@@ -25,7 +25,7 @@ class BasicUNet : public nn::Module<T> {
 };
 
 template <class T>
-BasicUNet<T>::BasicUNet(std::int64_t in_channels, std::int64_t out_channels, Generator& gen) {
+DIFFUSE_COLD BasicUNet<T>::BasicUNet(std::int64_t in_channels, std::int64_t out_channels, Generator& gen) {
   down_layers_ = this->register_module("down_layers", std::make_shared<nn::ModuleList<nn::Conv2d<T>>>());
   up_layers_ = this->register_module("up_layers", std::make_shared<nn::ModuleList<nn::Conv2d<T>>>());
   const nn::Conv2dOptions same{.padding = 2};

@@ -49,7 +49,7 @@ class MLPDenoiser : public nn::Module<T> {
 };
 
 template <class T>
-MLPDenoiser<T>::MLPDenoiser(MLPDenoiserConfig config, Generator& gen) : config_(config) {
+DIFFUSE_COLD MLPDenoiser<T>::MLPDenoiser(MLPDenoiserConfig config, Generator& gen) : config_(config) {
   if (config.dim < 1 || config.hidden < 1 || config.num_hidden_layers < 1 || config.num_frequencies < 0 ||
       !(config.num_train_timesteps > 0))
     throw Error(

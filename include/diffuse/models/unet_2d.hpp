@@ -308,7 +308,7 @@ class UNet2DModel : public nn::Module<T> {
 };
 
 template <class T>
-UNet2DModel<T>::UNet2DModel(const Config& config, Generator& gen) : config_(config) {
+DIFFUSE_COLD UNet2DModel<T>::UNet2DModel(const Config& config, Generator& gen) : config_(config) {
   const Config& c = config_;
   check_config(c);
   fourier_ = c.time_embedding_type == "fourier";
@@ -452,7 +452,8 @@ auto UNet2DModel<T>::operator()(const Tensor<T>& sample, const Tensor<T>& timest
 }
 
 template <class T>
-void UNet2DModel<T>::save_pretrained(const std::filesystem::path& dir, const std::string& dtype) const {
+DIFFUSE_COLD void UNet2DModel<T>::save_pretrained(const std::filesystem::path& dir,
+                                                  const std::string& dtype) const {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec || !std::filesystem::is_directory(dir))
@@ -478,8 +479,8 @@ auto UNet2DModel<T>::read_config(const std::filesystem::path& path) -> Config {
 }
 
 template <class T>
-UNet2DModel<T>::UNet2DModel(PretrainedTag, const std::filesystem::path& dir, PretrainedOptions options,
-                            Generator gen)
+DIFFUSE_COLD UNet2DModel<T>::UNet2DModel(PretrainedTag, const std::filesystem::path& dir,
+                                         PretrainedOptions options, Generator gen)
     : UNet2DModel(ConfigFileTag{}, read_config(dir / "config.json"), dir / "config.json", gen) {
   // diffusers prefers safetensors and falls back to PyTorch's .bin (many course-era models).
   auto weights_path = dir / "diffusion_pytorch_model.safetensors";
@@ -529,7 +530,7 @@ auto UNet2DModel<T>::block_options(const Config& c, std::int64_t temb, std::int6
 }
 
 template <class T>
-void UNet2DModel<T>::check_config(const Config& c) {
+DIFFUSE_COLD void UNet2DModel<T>::check_config(const Config& c) {
   using diffuse::detail::join_names;
   auto fail = [](const std::string& what) { return Error("UNet2DModel: " + what); };
   if (c.block_out_channels.empty()) throw fail("block_out_channels must not be empty");

@@ -114,7 +114,7 @@ class DownBlock2D : public nn::Module<T> {
 };
 
 template <class T>
-DownBlock2D<T>::DownBlock2D(const UNetBlockOptions& o, Generator& gen) {
+DIFFUSE_COLD DownBlock2D<T>::DownBlock2D(const UNetBlockOptions& o, Generator& gen) {
   const char* name = o.attention ? "AttnDownBlock2D" : "DownBlock2D";
   if (o.num_layers < 1) throw Error(std::string(name) + ": num_layers must be positive");
   if (o.attention)
@@ -212,7 +212,7 @@ class UNetMidBlock2D : public nn::Module<T> {
 };
 
 template <class T>
-UNetMidBlock2D<T>::UNetMidBlock2D(const UNetMidBlockOptions& o, Generator& gen) {
+DIFFUSE_COLD UNetMidBlock2D<T>::UNetMidBlock2D(const UNetMidBlockOptions& o, Generator& gen) {
   UNetBlockOptions b{.in_channels = o.in_channels,
                      .out_channels = o.in_channels,
                      .temb_channels = o.temb_channels,
@@ -274,7 +274,7 @@ class UpBlock2D : public nn::Module<T> {
 };
 
 template <class T>
-UpBlock2D<T>::UpBlock2D(const UNetBlockOptions& o, Generator& gen) {
+DIFFUSE_COLD UpBlock2D<T>::UpBlock2D(const UNetBlockOptions& o, Generator& gen) {
   const char* name = o.attention ? "AttnUpBlock2D" : "UpBlock2D";
   if (o.num_layers < 1) throw Error(std::string(name) + ": num_layers must be positive");
   if (o.attention)

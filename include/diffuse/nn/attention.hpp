@@ -91,7 +91,7 @@ class Attention : public Module<T> {
 };
 
 template <class T>
-Attention<T>::Attention(const AttentionOptions& o, Generator& gen)
+DIFFUSE_COLD Attention<T>::Attention(const AttentionOptions& o, Generator& gen)
     : query_dim_(o.query_dim),
       heads_(o.heads),
       dim_head_(o.dim_head),

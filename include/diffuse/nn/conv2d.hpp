@@ -39,8 +39,8 @@ class Conv2d : public Module<T> {
 };
 
 template <class T>
-Conv2d<T>::Conv2d(std::int64_t in_channels, std::int64_t out_channels, std::int64_t kernel_size,
-                  Conv2dOptions options, Generator& gen)
+DIFFUSE_COLD Conv2d<T>::Conv2d(std::int64_t in_channels, std::int64_t out_channels, std::int64_t kernel_size,
+                               Conv2dOptions options, Generator& gen)
     : options_(options) {
   if (in_channels < 1 || out_channels < 1 || kernel_size < 1)
     throw Error("Conv2d: channels and kernel size must be positive, got " + std::to_string(in_channels) +

@@ -95,8 +95,9 @@ class GaussianFourierProjection : public Module<T> {
 };
 
 template <class T>
-GaussianFourierProjection<T>::GaussianFourierProjection(std::int64_t embedding_size, double scale, bool log,
-                                                        bool flip_sin_to_cos, Generator& gen)
+DIFFUSE_COLD GaussianFourierProjection<T>::GaussianFourierProjection(std::int64_t embedding_size,
+                                                                     double scale, bool log,
+                                                                     bool flip_sin_to_cos, Generator& gen)
     : log_(log), flip_(flip_sin_to_cos) {
   if (embedding_size < 1)
     throw Error("GaussianFourierProjection: embedding size must be positive, got " +

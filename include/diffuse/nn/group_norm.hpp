@@ -28,7 +28,8 @@ class GroupNorm : public Module<T> {
 };
 
 template <class T>
-GroupNorm<T>::GroupNorm(std::int64_t num_groups, std::int64_t num_channels, double eps, bool affine)
+DIFFUSE_COLD GroupNorm<T>::GroupNorm(std::int64_t num_groups, std::int64_t num_channels, double eps,
+                                     bool affine)
     : num_groups_(num_groups), eps_(static_cast<T>(eps)) {
   if (num_groups < 1 || num_channels % num_groups != 0)
     throw Error("GroupNorm: " + std::to_string(num_channels) + " channels cannot be split into " +

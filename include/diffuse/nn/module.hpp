@@ -55,7 +55,7 @@ class Module {
   /// Copies values into the parameters. With strict, missing and unexpected keys are errors
   /// (all of them named); shapes must always match.
   template <class U>
-  void load_state_dict(const std::map<std::string, Tensor<U>>& state, bool strict = true) {
+  DIFFUSE_COLD void load_state_dict(const std::map<std::string, Tensor<U>>& state, bool strict = true) {
     std::vector<std::string> missing, unexpected, wrong_shape;
     std::set<std::string> known;
     auto params = named_parameters();

@@ -60,8 +60,8 @@ class Downsample2D : public Module<T> {
 };
 
 template <class T>
-Downsample2D<T>::Downsample2D(std::int64_t channels, bool use_conv, std::int64_t out_channels,
-                              std::int64_t padding, Generator& gen)
+DIFFUSE_COLD Downsample2D<T>::Downsample2D(std::int64_t channels, bool use_conv, std::int64_t out_channels,
+                                           std::int64_t padding, Generator& gen)
     : channels_(channels),
       out_channels_(out_channels ? out_channels : channels),
       use_conv_(use_conv),
@@ -111,7 +111,8 @@ class Upsample2D : public Module<T> {
 };
 
 template <class T>
-Upsample2D<T>::Upsample2D(std::int64_t channels, bool use_conv, std::int64_t out_channels, Generator& gen)
+DIFFUSE_COLD Upsample2D<T>::Upsample2D(std::int64_t channels, bool use_conv, std::int64_t out_channels,
+                                       Generator& gen)
     : channels_(channels), use_conv_(use_conv) {
   const std::int64_t out = out_channels ? out_channels : channels;
   if (use_conv)

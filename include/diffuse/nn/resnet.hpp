@@ -75,7 +75,7 @@ class ResnetBlock2D : public Module<T> {
 };
 
 template <class T>
-ResnetBlock2D<T>::ResnetBlock2D(const ResnetBlock2DOptions& o, Generator& gen)
+DIFFUSE_COLD ResnetBlock2D<T>::ResnetBlock2D(const ResnetBlock2DOptions& o, Generator& gen)
     : act_(activation_from_name(o.non_linearity)),
       dropout_(o.dropout),
       output_scale_factor_(o.output_scale_factor) {

@@ -167,7 +167,7 @@ void EMAModel<T>::restore(const std::vector<Tensor<T>>& parameters) {
 }
 
 template <class T>
-auto EMAModel<T>::state_json() const -> nlohmann::json {
+DIFFUSE_COLD auto EMAModel<T>::state_json() const -> nlohmann::json {
   return {{"decay", options_.decay},
           {"min_decay", options_.min_decay},
           {"optimization_step", optimization_step_},
@@ -179,7 +179,8 @@ auto EMAModel<T>::state_json() const -> nlohmann::json {
 }
 
 template <class T>
-void EMAModel<T>::load_state(const std::map<std::string, Tensor<T>>& shadow, const nlohmann::json& j) {
+DIFFUSE_COLD void EMAModel<T>::load_state(const std::map<std::string, Tensor<T>>& shadow,
+                                          const nlohmann::json& j) {
   const std::string where = "EMAModel::load_state: ";
   std::string problems;
   for (std::size_t k = 0; k < names_.size(); ++k) {

@@ -15,14 +15,15 @@
 
 namespace diffuse::optim {
 
-DIFFUSE_INLINE const std::vector<std::string>& schedule_names() {
+DIFFUSE_COLD DIFFUSE_INLINE const std::vector<std::string>& schedule_names() {
   static const std::vector<std::string> names = {
       "constant", "linear", "cosine", "cosine_with_restarts", "polynomial", "constant_with_warmup"};
   return names;
 }
 
-DIFFUSE_INLINE std::function<double(std::int64_t)> schedule_lambda(const std::string& name,
-                                                                   const ScheduleOptions& o, double lr_init) {
+DIFFUSE_COLD DIFFUSE_INLINE std::function<double(std::int64_t)> schedule_lambda(const std::string& name,
+                                                                                const ScheduleOptions& o,
+                                                                                double lr_init) {
   bool known = false;
   for (auto& n : schedule_names()) known = known || n == name;
   if (!known) {

@@ -159,7 +159,8 @@ class Optimizer {
 };
 
 template <class T>
-Optimizer<T>::Optimizer(std::string type, std::vector<ParamGroup<T>> groups, double lr, double weight_decay)
+DIFFUSE_COLD Optimizer<T>::Optimizer(std::string type, std::vector<ParamGroup<T>> groups, double lr,
+                                     double weight_decay)
     : type_(std::move(type)), default_lr_(lr), default_weight_decay_(weight_decay) {
   check_non_negative("learning rate", lr);
   check_non_negative("weight_decay", weight_decay);
@@ -187,7 +188,7 @@ Optimizer<T>::Optimizer(std::string type, std::vector<ParamGroup<T>> groups, dou
 }
 
 template <class T>
-auto Optimizer<T>::state_dict() const -> OptimizerState<T> {
+DIFFUSE_COLD auto Optimizer<T>::state_dict() const -> OptimizerState<T> {
   OptimizerState<T> s;
   s.meta["type"] = type_;
   s.meta["options"] = options_json();
@@ -208,7 +209,7 @@ auto Optimizer<T>::state_dict() const -> OptimizerState<T> {
 }
 
 template <class T>
-void Optimizer<T>::load_state_dict(const OptimizerState<T>& s) {
+DIFFUSE_COLD void Optimizer<T>::load_state_dict(const OptimizerState<T>& s) {
   const std::string where = type_ + "::load_state_dict: ";
   using nlohmann::json;
   const json& m = s.meta;

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "diffuse/core/precompiled.hpp"
 #include "diffuse/nn/module.hpp"
 #include "diffuse/optim/optimizer.hpp"
 
@@ -30,8 +31,8 @@ inline bool is_no_decay_parameter(const std::string& name, const Shape& shape) {
 
 /// Splits named parameters into {"decay" with `weight_decay`, "no_decay" with 0}.
 template <class T>
-std::vector<ParamGroup<T>> weight_decay_groups(const std::vector<std::pair<std::string, Tensor<T>>>& named,
-                                               double weight_decay) {
+DIFFUSE_COLD std::vector<ParamGroup<T>> weight_decay_groups(
+    const std::vector<std::pair<std::string, Tensor<T>>>& named, double weight_decay) {
   if (!(weight_decay >= 0))
     throw Error("weight_decay_groups: weight_decay must be non-negative, got " +
                 std::to_string(weight_decay));
@@ -46,7 +47,8 @@ std::vector<ParamGroup<T>> weight_decay_groups(const std::vector<std::pair<std::
 
 /// The same over module.named_parameters().
 template <class T>
-std::vector<ParamGroup<T>> weight_decay_groups(const nn::Module<T>& module, double weight_decay) {
+DIFFUSE_COLD std::vector<ParamGroup<T>> weight_decay_groups(const nn::Module<T>& module,
+                                                            double weight_decay) {
   return weight_decay_groups(module.named_parameters(), weight_decay);
 }
 

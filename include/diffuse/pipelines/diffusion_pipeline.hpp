@@ -157,7 +157,7 @@ auto DiffusionPipeline<T>::operator()(const SampleOptions& options, Generator& g
 }
 
 template <class T>
-void DiffusionPipeline<T>::save_pretrained(const std::filesystem::path& dir) const {
+DIFFUSE_COLD void DiffusionPipeline<T>::save_pretrained(const std::filesystem::path& dir) const {
   unet_->save_pretrained(dir / "unet");
   schedulers::save_scheduler(*scheduler_, dir / "scheduler");
   io::json index = {{"_class_name", class_name_},
@@ -168,8 +168,9 @@ void DiffusionPipeline<T>::save_pretrained(const std::filesystem::path& dir) con
 }
 
 template <class T>
-auto DiffusionPipeline<T>::from_pretrained(const std::filesystem::path& dir,
-                                           models::PretrainedOptions options) -> DiffusionPipeline {
+DIFFUSE_COLD auto DiffusionPipeline<T>::from_pretrained(const std::filesystem::path& dir,
+                                                        models::PretrainedOptions options)
+    -> DiffusionPipeline {
   const auto index_path = dir / "model_index.json";
   const io::json index = io::read_json(index_path);
   if (!index.is_object()) throw FileError("'" + index_path.string() + "': not a JSON object");

@@ -94,19 +94,19 @@ class DDIMScheduler : public Scheduler<T> {
   explicit DDIMScheduler(Config config = {}, StepOptions options = {});
   /// From a diffusers config (any scheduler's: keys this one does not know are ignored).
   /// Throws diffuse::Error for a value of the wrong type or an invalid one.
-  static DDIMScheduler from_config(const json& j) {
+  DIFFUSE_COLD static DDIMScheduler from_config(const json& j) {
     return DDIMScheduler(detail::config_from_json<Config>(j, kClassName));
   }
 
   /// The config the scheduler was built from.
   const Config& config() const { return config_; }
   std::string class_name() const override { return kClassName; }
-  json to_json() const override { return detail::config_to_json(config_, kClassName); }
+  DIFFUSE_COLD json to_json() const override { return detail::config_to_json(config_, kClassName); }
   /// Sets step_options from {"eta": number, "use_clipped_model_output": bool}; any other key
   /// or type throws diffuse::Error.
   void set_step_kwargs(const json& kwargs) override;
 
-  void set_timesteps(std::int64_t n) override {
+  DIFFUSE_COLD void set_timesteps(std::int64_t n) override {
     this->check_num_steps(n);
     this->num_inference_steps_ = n;
     this->timesteps_ = detail::spaced_timesteps(kClassName, config_.timestep_spacing,
@@ -128,7 +128,7 @@ class DDIMScheduler : public Scheduler<T> {
 };
 
 template <class T>
-DDIMScheduler<T>::DDIMScheduler(Config config, StepOptions options)
+DIFFUSE_COLD DDIMScheduler<T>::DDIMScheduler(Config config, StepOptions options)
     : step_options(options), config_(std::move(config)) {
   const std::string cls = kClassName;
   detail::check_one_of(cls, "prediction_type", config_.prediction_type,
@@ -145,7 +145,7 @@ DDIMScheduler<T>::DDIMScheduler(Config config, StepOptions options)
 }
 
 template <class T>
-void DDIMScheduler<T>::set_step_kwargs(const json& kwargs) {
+DIFFUSE_COLD void DDIMScheduler<T>::set_step_kwargs(const json& kwargs) {
   for (const auto& [key, value] : kwargs.items()) {
     if (key == "eta" && value.is_number())
       step_options.eta = value.template get<double>();

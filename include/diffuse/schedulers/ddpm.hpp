@@ -83,16 +83,16 @@ class DDPMScheduler : public Scheduler<T> {
   explicit DDPMScheduler(Config config = {});
   /// From a diffusers config (any scheduler's: keys DDPM does not know are ignored).
   /// Throws diffuse::Error for a value of the wrong type or an invalid one.
-  static DDPMScheduler from_config(const json& j) {
+  DIFFUSE_COLD static DDPMScheduler from_config(const json& j) {
     return DDPMScheduler(detail::config_from_json<Config>(j, kClassName));
   }
 
   /// The config the scheduler was built from.
   const Config& config() const { return config_; }
   std::string class_name() const override { return kClassName; }
-  json to_json() const override { return detail::config_to_json(config_, kClassName); }
+  DIFFUSE_COLD json to_json() const override { return detail::config_to_json(config_, kClassName); }
 
-  void set_timesteps(std::int64_t n) override {
+  DIFFUSE_COLD void set_timesteps(std::int64_t n) override {
     this->check_num_steps(n);
     this->num_inference_steps_ = n;
     this->timesteps_ = detail::spaced_timesteps(kClassName, config_.timestep_spacing,
@@ -119,7 +119,7 @@ class DDPMScheduler : public Scheduler<T> {
 };
 
 template <class T>
-DDPMScheduler<T>::DDPMScheduler(Config config) : config_(std::move(config)) {
+DIFFUSE_COLD DDPMScheduler<T>::DDPMScheduler(Config config) : config_(std::move(config)) {
   const std::string cls = kClassName;
   detail::check_one_of(
       cls, "variance_type", config_.variance_type,

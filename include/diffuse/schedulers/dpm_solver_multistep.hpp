@@ -103,14 +103,14 @@ class DPMSolverMultistepScheduler : public Scheduler<T> {
   explicit DPMSolverMultistepScheduler(Config config = {});
   /// From a diffusers config (any scheduler's: keys this one does not know are ignored).
   /// Throws diffuse::Error for a value of the wrong type or an invalid one.
-  static DPMSolverMultistepScheduler from_config(const json& j) {
+  DIFFUSE_COLD static DPMSolverMultistepScheduler from_config(const json& j) {
     return DPMSolverMultistepScheduler(detail::config_from_json<Config>(j, kClassName));
   }
 
   /// The config in use (diffusers' aliases like "deis" already replaced).
   const Config& config() const { return config_; }
   std::string class_name() const override { return kClassName; }
-  json to_json() const override { return detail::config_to_json(config_, kClassName); }
+  DIFFUSE_COLD json to_json() const override { return detail::config_to_json(config_, kClassName); }
 
   /// Chooses at most n timesteps: repeated ones are dropped, so num_inference_steps() can be
   /// smaller than n. Clears the remembered model outputs.
@@ -156,7 +156,8 @@ class DPMSolverMultistepScheduler : public Scheduler<T> {
 };
 
 template <class T>
-DPMSolverMultistepScheduler<T>::DPMSolverMultistepScheduler(Config config) : config_(std::move(config)) {
+DIFFUSE_COLD DPMSolverMultistepScheduler<T>::DPMSolverMultistepScheduler(Config config)
+    : config_(std::move(config)) {
   const std::string cls = kClassName;
   // diffusers maps the names of other solvers onto its own
   if (config_.algorithm_type == "deis") config_.algorithm_type = "dpmsolver++";
@@ -181,7 +182,7 @@ DPMSolverMultistepScheduler<T>::DPMSolverMultistepScheduler(Config config) : con
 }
 
 template <class T>
-void DPMSolverMultistepScheduler<T>::set_timesteps(std::int64_t n) {
+DIFFUSE_COLD void DPMSolverMultistepScheduler<T>::set_timesteps(std::int64_t n) {
   this->check_num_steps(n);
   const std::int64_t N = config_.num_train_timesteps;
   // lambda decreases with t; clip the timesteps whose lambda is below lambda_min_clipped

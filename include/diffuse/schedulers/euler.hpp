@@ -79,14 +79,14 @@ class EulerDiscreteScheduler : public SigmaScheduler<T> {
   explicit EulerDiscreteScheduler(Config config = {}, StepOptions options = {});
   /// From a diffusers config (any scheduler's: keys this one does not know are ignored).
   /// Throws diffuse::Error for a value of the wrong type or an invalid one.
-  static EulerDiscreteScheduler from_config(const json& j) {
+  DIFFUSE_COLD static EulerDiscreteScheduler from_config(const json& j) {
     return EulerDiscreteScheduler(detail::config_from_json<Config>(j, kClassName));
   }
 
   /// The config the scheduler was built from.
   const Config& config() const { return config_; }
   std::string class_name() const override { return kClassName; }
-  json to_json() const override { return detail::config_to_json(config_, kClassName); }
+  DIFFUSE_COLD json to_json() const override { return detail::config_to_json(config_, kClassName); }
   /// Sets step_options from numbers named s_churn, s_tmin, s_tmax and s_noise; any other key or
   /// type throws diffuse::Error.
   void set_step_kwargs(const json& kwargs) override;
@@ -109,7 +109,7 @@ class EulerDiscreteScheduler : public SigmaScheduler<T> {
 };
 
 template <class T>
-EulerDiscreteScheduler<T>::EulerDiscreteScheduler(Config config, StepOptions options)
+DIFFUSE_COLD EulerDiscreteScheduler<T>::EulerDiscreteScheduler(Config config, StepOptions options)
     : step_options(options), config_(std::move(config)) {
   const std::string cls = kClassName;
   detail::check_one_of(cls, "prediction_type", config_.prediction_type,
@@ -124,7 +124,7 @@ EulerDiscreteScheduler<T>::EulerDiscreteScheduler(Config config, StepOptions opt
 }
 
 template <class T>
-void EulerDiscreteScheduler<T>::set_step_kwargs(const json& kwargs) {
+DIFFUSE_COLD void EulerDiscreteScheduler<T>::set_step_kwargs(const json& kwargs) {
   for (const auto& [key, value] : kwargs.items()) {
     if (!value.is_number())
       throw Error(std::string(kClassName) + ".step: argument '" + key + "' must be a number, got " +
@@ -145,7 +145,7 @@ void EulerDiscreteScheduler<T>::set_step_kwargs(const json& kwargs) {
 }
 
 template <class T>
-void EulerDiscreteScheduler<T>::set_timesteps(std::int64_t n) {
+DIFFUSE_COLD void EulerDiscreteScheduler<T>::set_timesteps(std::int64_t n) {
   this->check_num_steps(n);
   this->num_inference_steps_ = n;
   std::vector<double> ts = this->discrete_timesteps(config_.num_train_timesteps, n, config_.steps_offset);

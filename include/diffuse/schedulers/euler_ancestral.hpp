@@ -58,14 +58,14 @@ class EulerAncestralDiscreteScheduler : public SigmaScheduler<T> {
   explicit EulerAncestralDiscreteScheduler(Config config = {});
   /// From a diffusers config (any scheduler's: keys this one does not know are ignored).
   /// Throws diffuse::Error for a value of the wrong type or an invalid one.
-  static EulerAncestralDiscreteScheduler from_config(const json& j) {
+  DIFFUSE_COLD static EulerAncestralDiscreteScheduler from_config(const json& j) {
     return EulerAncestralDiscreteScheduler(detail::config_from_json<Config>(j, kClassName));
   }
 
   /// The config the scheduler was built from.
   const Config& config() const { return config_; }
   std::string class_name() const override { return kClassName; }
-  json to_json() const override { return detail::config_to_json(config_, kClassName); }
+  DIFFUSE_COLD json to_json() const override { return detail::config_to_json(config_, kClassName); }
 
   void set_timesteps(std::int64_t n) override;
 
@@ -80,7 +80,7 @@ class EulerAncestralDiscreteScheduler : public SigmaScheduler<T> {
 };
 
 template <class T>
-EulerAncestralDiscreteScheduler<T>::EulerAncestralDiscreteScheduler(Config config)
+DIFFUSE_COLD EulerAncestralDiscreteScheduler<T>::EulerAncestralDiscreteScheduler(Config config)
     : config_(std::move(config)) {
   const std::string cls = kClassName;
   detail::check_one_of(cls, "prediction_type", config_.prediction_type, {"epsilon", "v_prediction"});
@@ -93,7 +93,7 @@ EulerAncestralDiscreteScheduler<T>::EulerAncestralDiscreteScheduler(Config confi
 }
 
 template <class T>
-void EulerAncestralDiscreteScheduler<T>::set_timesteps(std::int64_t n) {
+DIFFUSE_COLD void EulerAncestralDiscreteScheduler<T>::set_timesteps(std::int64_t n) {
   this->check_num_steps(n);
   this->num_inference_steps_ = n;
   std::vector<double> ts = this->discrete_timesteps(config_.num_train_timesteps, n, config_.steps_offset);

@@ -39,7 +39,7 @@ inline const std::vector<std::string>& scheduler_names() {
 /// A scheduler of class `class_name` configured from `config` (keys it does not know are ignored).
 /// Throws diffuse::Error for another class name or an invalid config.
 template <class T = float>
-std::unique_ptr<Scheduler<T>> make_scheduler(const std::string& class_name, const json& config) {
+DIFFUSE_COLD std::unique_ptr<Scheduler<T>> make_scheduler(const std::string& class_name, const json& config) {
   detail::check_one_of("make_scheduler", "scheduler class", class_name, scheduler_names());
   if (class_name == "DDPMScheduler")
     return std::make_unique<DDPMScheduler<T>>(DDPMScheduler<T>::from_config(config));
@@ -63,7 +63,7 @@ std::unique_ptr<Scheduler<T>> make_scheduler(const std::string& class_name, cons
 /// A scheduler built from a config that names its class in "_class_name" (or, given just a
 /// class name, a scheduler of that class with diffusers' defaults).
 template <class T = float>
-std::unique_ptr<Scheduler<T>> make_scheduler(const json& config) {
+DIFFUSE_COLD std::unique_ptr<Scheduler<T>> make_scheduler(const json& config) {
   if (config.is_string()) return make_scheduler<T>(config.get<std::string>(), json::object());
   if (!config.is_object() || !config.contains("_class_name") || !config["_class_name"].is_string())
     throw Error("make_scheduler: the config has no \"_class_name\" string; pass the class name explicitly");

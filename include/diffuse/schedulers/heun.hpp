@@ -70,14 +70,14 @@ class HeunDiscreteScheduler : public SigmaScheduler<T> {
   explicit HeunDiscreteScheduler(Config config = {});
   /// From a diffusers config (any scheduler's: keys this one does not know are ignored).
   /// Throws diffuse::Error for a value of the wrong type or an invalid one.
-  static HeunDiscreteScheduler from_config(const json& j) {
+  DIFFUSE_COLD static HeunDiscreteScheduler from_config(const json& j) {
     return HeunDiscreteScheduler(detail::config_from_json<Config>(j, kClassName));
   }
 
   /// The config the scheduler was built from.
   const Config& config() const { return config_; }
   std::string class_name() const override { return kClassName; }
-  json to_json() const override { return detail::config_to_json(config_, kClassName); }
+  DIFFUSE_COLD json to_json() const override { return detail::config_to_json(config_, kClassName); }
   int order() const override { return 2; }
 
   /// Chooses n noise levels: 2n - 1 timesteps, every one but the first twice. Clears the
@@ -98,7 +98,7 @@ class HeunDiscreteScheduler : public SigmaScheduler<T> {
 };
 
 template <class T>
-HeunDiscreteScheduler<T>::HeunDiscreteScheduler(Config config) : config_(std::move(config)) {
+DIFFUSE_COLD HeunDiscreteScheduler<T>::HeunDiscreteScheduler(Config config) : config_(std::move(config)) {
   const std::string cls = kClassName;
   detail::check_one_of(cls, "prediction_type", config_.prediction_type,
                        {"epsilon", "sample", "v_prediction"});
@@ -113,7 +113,7 @@ HeunDiscreteScheduler<T>::HeunDiscreteScheduler(Config config) : config_(std::mo
 }
 
 template <class T>
-void HeunDiscreteScheduler<T>::set_timesteps(std::int64_t n) {
+DIFFUSE_COLD void HeunDiscreteScheduler<T>::set_timesteps(std::int64_t n) {
   this->check_num_steps(n);
   this->num_inference_steps_ = n;
   std::vector<double> ts = this->discrete_timesteps(config_.num_train_timesteps, n, config_.steps_offset);

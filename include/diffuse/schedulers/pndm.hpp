@@ -68,14 +68,14 @@ class PNDMScheduler : public Scheduler<T> {
   explicit PNDMScheduler(Config config = {});
   /// From a diffusers config (any scheduler's: keys this one does not know are ignored).
   /// Throws diffuse::Error for a value of the wrong type or an invalid one.
-  static PNDMScheduler from_config(const json& j) {
+  DIFFUSE_COLD static PNDMScheduler from_config(const json& j) {
     return PNDMScheduler(detail::config_from_json<Config>(j, kClassName));
   }
 
   /// The config the scheduler was built from.
   const Config& config() const { return config_; }
   std::string class_name() const override { return kClassName; }
-  json to_json() const override { return detail::config_to_json(config_, kClassName); }
+  DIFFUSE_COLD json to_json() const override { return detail::config_to_json(config_, kClassName); }
 
   /// Chooses the timesteps of n steps and clears the multistep state. Without skip_prk_steps
   /// the 12 PRK model evaluations come first, and n below 4 throws diffuse::Error.
@@ -115,7 +115,7 @@ class PNDMScheduler : public Scheduler<T> {
 };
 
 template <class T>
-PNDMScheduler<T>::PNDMScheduler(Config config) : config_(std::move(config)) {
+DIFFUSE_COLD PNDMScheduler<T>::PNDMScheduler(Config config) : config_(std::move(config)) {
   const std::string cls = kClassName;
   detail::check_one_of(cls, "prediction_type", config_.prediction_type, {"epsilon", "v_prediction"});
   detail::check_one_of(cls, "timestep_spacing", config_.timestep_spacing,
@@ -126,7 +126,7 @@ PNDMScheduler<T>::PNDMScheduler(Config config) : config_(std::move(config)) {
 }
 
 template <class T>
-void PNDMScheduler<T>::set_timesteps(std::int64_t n) {
+DIFFUSE_COLD void PNDMScheduler<T>::set_timesteps(std::int64_t n) {
   this->check_num_steps(n);
   this->num_inference_steps_ = n;
   const std::int64_t N = config_.num_train_timesteps;

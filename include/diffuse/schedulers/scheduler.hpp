@@ -120,7 +120,7 @@ class Scheduler {
                                        const Tensor<T>& noise) = 0;
 
   /// Sets betas_ and alphas_cumprod_ (and sigmas_ to the training sigmas).
-  void init_schedule(std::vector<float> betas) {
+  DIFFUSE_COLD void init_schedule(std::vector<float> betas) {
     betas_ = std::move(betas);
     alphas_cumprod_ = detail::cumprod_f32(detail::alphas_from_betas(betas_));
     sigmas_ = detail::train_sigmas(alphas_cumprod_);

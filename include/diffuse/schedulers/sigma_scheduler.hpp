@@ -124,7 +124,8 @@ auto SigmaScheduler<T>::discrete_timesteps(std::int64_t n_train, std::int64_t n,
 }
 
 template <class T>
-void SigmaScheduler<T>::init_sigma_schedule(std::vector<float> betas, const std::string& spacing) {
+DIFFUSE_COLD void SigmaScheduler<T>::init_sigma_schedule(std::vector<float> betas,
+                                                         const std::string& spacing) {
   spacing_ = spacing;
   this->init_schedule(std::move(betas));
   train_sigmas_ = this->sigmas_;
@@ -133,7 +134,7 @@ void SigmaScheduler<T>::init_sigma_schedule(std::vector<float> betas, const std:
 }
 
 template <class T>
-void SigmaScheduler<T>::use_all_training_timesteps() {
+DIFFUSE_COLD void SigmaScheduler<T>::use_all_training_timesteps() {
   this->sigmas_.assign(train_sigmas_.rbegin(), train_sigmas_.rend());
   this->sigmas_.push_back(0.0f);
   this->timesteps_.clear();

@@ -97,7 +97,7 @@ class UniPCMultistepScheduler : public Scheduler<T> {
   /// From a diffusers config (any scheduler's: keys this one does not know are ignored).
   /// Throws diffuse::Error for a value of the wrong type or an invalid one. A solver_p other than null
   /// throws too.
-  static UniPCMultistepScheduler from_config(const json& j) {
+  DIFFUSE_COLD static UniPCMultistepScheduler from_config(const json& j) {
     if (j.is_object() && j.contains("solver_p") && !j["solver_p"].is_null())
       throw Error(std::string(kClassName) +
                   ": config key 'solver_p' must be null (an alternative predictor is not supported)");
@@ -108,7 +108,7 @@ class UniPCMultistepScheduler : public Scheduler<T> {
   const Config& config() const { return config_; }
   std::string class_name() const override { return kClassName; }
   /// The config with "solver_p": null, as diffusers writes it.
-  json to_json() const override {
+  DIFFUSE_COLD json to_json() const override {
     json j = detail::config_to_json(config_, kClassName);
     j["solver_p"] = nullptr;
     return j;
@@ -157,7 +157,7 @@ class UniPCMultistepScheduler : public Scheduler<T> {
 };
 
 template <class T>
-UniPCMultistepScheduler<T>::UniPCMultistepScheduler(Config config) : config_(std::move(config)) {
+DIFFUSE_COLD UniPCMultistepScheduler<T>::UniPCMultistepScheduler(Config config) : config_(std::move(config)) {
   const std::string cls = kClassName;
   if (config_.solver_type == "midpoint" || config_.solver_type == "heun" || config_.solver_type == "logrho")
     config_.solver_type = "bh2";
@@ -178,7 +178,7 @@ UniPCMultistepScheduler<T>::UniPCMultistepScheduler(Config config) : config_(std
 }
 
 template <class T>
-void UniPCMultistepScheduler<T>::set_timesteps(std::int64_t n) {
+DIFFUSE_COLD void UniPCMultistepScheduler<T>::set_timesteps(std::int64_t n) {
   this->check_num_steps(n);
   const std::int64_t N = config_.num_train_timesteps;
   std::vector<double> karras;

@@ -23,14 +23,14 @@
 
 namespace diffuse::detail {
 
-DIFFUSE_INLINE void checkpoint_remove_all_quietly(const std::filesystem::path& p) {
+DIFFUSE_COLD DIFFUSE_INLINE void checkpoint_remove_all_quietly(const std::filesystem::path& p) {
   std::error_code ec;
   std::filesystem::remove_all(p, ec);
 }
 
 /// Whether trainer_state.json `s` holds a "version" this library reads: an integer in
 /// [1, kCheckpointVersion], compared without a conversion that could wrap (2^32 + 1 is not 1).
-DIFFUSE_INLINE bool checkpoint_version_is_readable(const nlohmann::json& s) {
+DIFFUSE_COLD DIFFUSE_INLINE bool checkpoint_version_is_readable(const nlohmann::json& s) {
   if (!s.contains("version")) return false;
   const nlohmann::json& v = s["version"];
   if (v.is_number_unsigned())
@@ -39,7 +39,7 @@ DIFFUSE_INLINE bool checkpoint_version_is_readable(const nlohmann::json& s) {
          v.get<std::int64_t>() <= training::kCheckpointVersion;
 }
 
-DIFFUSE_INLINE nlohmann::json checkpoint_read_trainer_state(const std::filesystem::path& dir) {
+DIFFUSE_COLD DIFFUSE_INLINE nlohmann::json checkpoint_read_trainer_state(const std::filesystem::path& dir) {
   namespace fs = std::filesystem;
   const std::string where = "checkpoint '" + dir.string() + "': ";
   std::error_code ec;
@@ -78,7 +78,7 @@ DIFFUSE_INLINE nlohmann::json checkpoint_read_trainer_state(const std::filesyste
 /// left: it holds only checkpoint files (or their temporaries), and its trainer_state.json, if still
 /// there, is of this format and a version this library reads. Another tool's "checkpoint-N" (e.g.
 /// accelerate's) or a newer format's is not.
-DIFFUSE_INLINE bool checkpoint_is_own_leftover(const std::filesystem::path& dir) {
+DIFFUSE_COLD DIFFUSE_INLINE bool checkpoint_is_own_leftover(const std::filesystem::path& dir) {
   namespace fs = std::filesystem;
   const std::string_view own[] = {"model.safetensors", "optimizer.safetensors", "ema.safetensors",
                                   training::kTrainerStateFile};
@@ -104,8 +104,8 @@ DIFFUSE_INLINE bool checkpoint_is_own_leftover(const std::filesystem::path& dir)
 
 namespace diffuse::training {
 
-DIFFUSE_INLINE CheckpointManager::CheckpointManager(std::filesystem::path output_dir,
-                                                    CheckpointOptions options)
+DIFFUSE_COLD DIFFUSE_INLINE CheckpointManager::CheckpointManager(std::filesystem::path output_dir,
+                                                                 CheckpointOptions options)
     : dir_(std::move(output_dir)), options_(std::move(options)) {
   if (options_.checkpoints_total_limit && *options_.checkpoints_total_limit < 1)
     throw Error("CheckpointManager: checkpoints_total_limit must be at least 1, got " +
@@ -114,27 +114,28 @@ DIFFUSE_INLINE CheckpointManager::CheckpointManager(std::filesystem::path output
     throw Error("CheckpointManager: prefix must be a non-empty folder name, got '" + options_.prefix + "'");
 }
 
-DIFFUSE_INLINE std::filesystem::path CheckpointManager::path_for(std::int64_t global_step) const {
+DIFFUSE_COLD DIFFUSE_INLINE std::filesystem::path CheckpointManager::path_for(
+    std::int64_t global_step) const {
   // "checkpoint--5" would be a folder that list() and prune() never see.
   if (global_step < 0)
     throw Error("CheckpointManager: global_step must be non-negative, got " + std::to_string(global_step));
   return dir_ / (options_.prefix + "-" + std::to_string(global_step));
 }
 
-DIFFUSE_INLINE std::vector<std::filesystem::path> CheckpointManager::list() const {
+DIFFUSE_COLD DIFFUSE_INLINE std::vector<std::filesystem::path> CheckpointManager::list() const {
   std::vector<std::filesystem::path> out;
   for (auto& c : scan())
     if (c.problem.empty()) out.push_back(c.path);
   return out;
 }
 
-DIFFUSE_INLINE std::optional<std::filesystem::path> CheckpointManager::latest() const {
+DIFFUSE_COLD DIFFUSE_INLINE std::optional<std::filesystem::path> CheckpointManager::latest() const {
   auto all = list();
   if (all.empty()) return std::nullopt;
   return all.back();
 }
 
-DIFFUSE_INLINE std::optional<std::filesystem::path> CheckpointManager::resolve(
+DIFFUSE_COLD DIFFUSE_INLINE std::optional<std::filesystem::path> CheckpointManager::resolve(
     const std::string& from) const {
   if (from != "latest") return std::filesystem::path(from);
   const auto all = scan();
@@ -145,7 +146,7 @@ DIFFUSE_INLINE std::optional<std::filesystem::path> CheckpointManager::resolve(
   return chosen->path;
 }
 
-DIFFUSE_INLINE void CheckpointManager::prune() const {
+DIFFUSE_COLD DIFFUSE_INLINE void CheckpointManager::prune() const {
   std::vector<std::filesystem::path> complete;
   for (auto& c : scan()) {
     if (c.problem.empty()) {
@@ -161,7 +162,7 @@ DIFFUSE_INLINE void CheckpointManager::prune() const {
   for (std::size_t i = 0; i + limit < complete.size(); ++i) retire(complete[i]);
 }
 
-DIFFUSE_INLINE std::vector<CheckpointManager::Candidate> CheckpointManager::scan() const {
+DIFFUSE_COLD DIFFUSE_INLINE std::vector<CheckpointManager::Candidate> CheckpointManager::scan() const {
   namespace fs = std::filesystem;
   std::vector<Candidate> out;
   std::error_code ec;
@@ -192,7 +193,7 @@ DIFFUSE_INLINE std::vector<CheckpointManager::Candidate> CheckpointManager::scan
   return out;
 }
 
-DIFFUSE_INLINE void CheckpointManager::recover_moved_aside() const {
+DIFFUSE_COLD DIFFUSE_INLINE void CheckpointManager::recover_moved_aside() const {
   namespace fs = std::filesystem;
   std::error_code ec;
   std::vector<fs::path> aside, pruned;
@@ -214,7 +215,7 @@ DIFFUSE_INLINE void CheckpointManager::recover_moved_aside() const {
   for (auto& p : pruned) diffuse::detail::checkpoint_remove_all_quietly(p);
 }
 
-DIFFUSE_INLINE void CheckpointManager::remove_leftovers() const {
+DIFFUSE_COLD DIFFUSE_INLINE void CheckpointManager::remove_leftovers() const {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (!fs::is_directory(dir_, ec)) return;
@@ -227,7 +228,7 @@ DIFFUSE_INLINE void CheckpointManager::remove_leftovers() const {
   for (auto& p : stale) diffuse::detail::checkpoint_remove_all_quietly(p);
 }
 
-DIFFUSE_INLINE void CheckpointManager::retire(const std::filesystem::path& p) {
+DIFFUSE_COLD DIFFUSE_INLINE void CheckpointManager::retire(const std::filesystem::path& p) {
   const std::filesystem::path hidden =
       p.parent_path() / (".old-" + p.filename().string() + "-" + io::detail::random_suffix());
   std::error_code ec;

@@ -99,9 +99,10 @@ void checkpoint_remove_all_quietly(const std::filesystem::path& p);
 nlohmann::json checkpoint_read_trainer_state(const std::filesystem::path& dir);
 
 template <class T>
-std::map<std::string, Tensor<T>> checkpoint_load_listed(const std::filesystem::path& dir,
-                                                        const nlohmann::json& s, const std::string& file,
-                                                        const std::string& what) {
+DIFFUSE_COLD std::map<std::string, Tensor<T>> checkpoint_load_listed(const std::filesystem::path& dir,
+                                                                     const nlohmann::json& s,
+                                                                     const std::string& file,
+                                                                     const std::string& what) {
   if (!s["files"].contains(file))
     throw FileError("checkpoint '" + dir.string() + "': holds no " + what + " ('" + file + "' is not in it)");
   return io::load_safetensors<T>(dir / file);
@@ -109,8 +110,8 @@ std::map<std::string, Tensor<T>> checkpoint_load_listed(const std::filesystem::p
 
 /// Names and shapes of `got` against `want`; "" if they agree.
 template <class T>
-std::string checkpoint_compare_tensors(const std::vector<std::pair<std::string, Shape>>& want,
-                                       const std::map<std::string, Tensor<T>>& got) {
+DIFFUSE_COLD std::string checkpoint_compare_tensors(const std::vector<std::pair<std::string, Shape>>& want,
+                                                    const std::map<std::string, Tensor<T>>& got) {
   std::string missing, wrong, unexpected;
   auto add = [](std::string& list, const std::string& item) { list += (list.empty() ? "" : ", ") + item; };
   for (auto& [name, shape] : want) {
@@ -145,7 +146,7 @@ namespace diffuse::training {
 /// everything goes to "<dir>.tmp-<random>" first, which is renamed to `dir` when complete.
 /// Throws diffuse::FileError (or diffuse::Error) on failure, and leaves no temporary folder.
 template <class T>
-void save_checkpoint(const std::filesystem::path& dir, const TrainingState<T>& state) {
+DIFFUSE_COLD void save_checkpoint(const std::filesystem::path& dir, const TrainingState<T>& state) {
   namespace fs = std::filesystem;
   using nlohmann::json;
   if (dir.empty()) throw Error("save_checkpoint: empty folder name");
@@ -235,7 +236,7 @@ inline nlohmann::json read_checkpoint_info(const std::filesystem::path& dir) {
 /// Throws diffuse::FileError for a missing or damaged checkpoint, diffuse::Error for one that
 /// does not fit `state`.
 template <class T>
-void load_checkpoint(const std::filesystem::path& dir, TrainingState<T>& state) {
+DIFFUSE_COLD void load_checkpoint(const std::filesystem::path& dir, TrainingState<T>& state) {
   using nlohmann::json;
   const std::string where = "checkpoint '" + dir.string() + "': ";
   const json s = diffuse::detail::checkpoint_read_trainer_state(dir);

@@ -13,14 +13,14 @@
 
 namespace diffuse::training {
 
-DIFFUSE_INLINE nlohmann::json LoaderPosition::to_json() const {
+DIFFUSE_COLD DIFFUSE_INLINE nlohmann::json LoaderPosition::to_json() const {
   return {{"epoch", epoch},
           {"batch", batch},
           {"batches_per_epoch", batches_per_epoch},
           {"epoch_start_generator", {{"seed", epoch_start.seed}, {"offset", epoch_start.offset}}}};
 }
 
-DIFFUSE_INLINE LoaderPosition LoaderPosition::from_json(const nlohmann::json& j) {
+DIFFUSE_COLD DIFFUSE_INLINE LoaderPosition LoaderPosition::from_json(const nlohmann::json& j) {
   try {
     LoaderPosition p;
     p.epoch = io::json_integer<std::int64_t>(j.at("epoch"), "data-loader epoch");

@@ -14,11 +14,12 @@
 
 namespace diffuse::viz {
 
-DIFFUSE_INLINE Figure::Figure(std::int64_t gap, double background) : gap_(gap), background_(background) {
+DIFFUSE_COLD DIFFUSE_INLINE Figure::Figure(std::int64_t gap, double background)
+    : gap_(gap), background_(background) {
   if (gap < 0) throw Error("Figure: gap must be non-negative, got " + std::to_string(gap));
 }
 
-DIFFUSE_INLINE Tensor<float> Figure::image() const {
+DIFFUSE_COLD DIFFUSE_INLINE Tensor<float> Figure::image() const {
   if (panels_.empty()) throw Error("Figure::image: the figure has no panels");
   std::int64_t c = 1, h = gap_ * static_cast<std::int64_t>(panels_.size() - 1), w = 0;
   for (const auto& p : panels_) c = std::max(c, p.size(0)), h += p.size(1), w = std::max(w, p.size(2));
@@ -36,6 +37,8 @@ DIFFUSE_INLINE Tensor<float> Figure::image() const {
   return out;
 }
 
-DIFFUSE_INLINE void Figure::save(const std::filesystem::path& path) const { io::write_image(path, image()); }
+DIFFUSE_COLD DIFFUSE_INLINE void Figure::save(const std::filesystem::path& path) const {
+  io::write_image(path, image());
+}
 
 }  // namespace diffuse::viz

@@ -12,7 +12,7 @@
 
 namespace diffuse::viz {
 
-DIFFUSE_INLINE std::vector<double> ema(const std::vector<double>& values, double smoothing) {
+DIFFUSE_COLD DIFFUSE_INLINE std::vector<double> ema(const std::vector<double>& values, double smoothing) {
   if (!(smoothing >= 0.0 && smoothing < 1.0))
     throw Error("ema: smoothing must be in [0, 1), got " + std::to_string(smoothing));
   std::vector<double> out(values.size());
@@ -27,7 +27,7 @@ DIFFUSE_INLINE std::vector<double> ema(const std::vector<double>& values, double
   return out;
 }
 
-DIFFUSE_INLINE SvgPlot loss_plot(const std::vector<double>& losses, const LossPlotOptions& o) {
+DIFFUSE_COLD DIFFUSE_INLINE SvgPlot loss_plot(const std::vector<double>& losses, const LossPlotOptions& o) {
   SvgPlot plot({.title = o.title,
                 .xlabel = o.xlabel,
                 .ylabel = o.ylabel + (o.log_y ? " (log scale)" : ""),

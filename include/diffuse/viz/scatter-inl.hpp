@@ -13,7 +13,7 @@
 
 namespace diffuse::viz {
 
-DIFFUSE_INLINE ScatterPlot::ScatterPlot(const ScatterOptions& opts) : o_(opts) {
+DIFFUSE_COLD DIFFUSE_INLINE ScatterPlot::ScatterPlot(const ScatterOptions& opts) : o_(opts) {
   if (o_.width < 8 || o_.height < 8 || o_.width > 8192 || o_.height > 8192)
     throw Error("ScatterPlot: size " + std::to_string(o_.width) + "x" + std::to_string(o_.height) +
                 " must be within 8..8192 pixels");
@@ -33,7 +33,7 @@ DIFFUSE_INLINE ScatterPlot::ScatterPlot(const ScatterOptions& opts) : o_(opts) {
   }
 }
 
-DIFFUSE_INLINE void ScatterPlot::save(const std::filesystem::path& path) const {
+DIFFUSE_COLD DIFFUSE_INLINE void ScatterPlot::save(const std::filesystem::path& path) const {
   io::write_png(path, image_);
 }
 

@@ -21,7 +21,7 @@ namespace diffuse::viz {
 namespace detail {
 
 /// Heckbert's "nice number": 1, 2, 5 or 10 times a power of ten near x.
-DIFFUSE_INLINE double nice_number(double x, bool round) {
+DIFFUSE_COLD DIFFUSE_INLINE double nice_number(double x, bool round) {
   const double e = std::floor(std::log10(x)), f = x / std::pow(10.0, e);
   double nf;
   if (round)
@@ -31,7 +31,7 @@ DIFFUSE_INLINE double nice_number(double x, bool round) {
   return nf * std::pow(10.0, e);
 }
 
-DIFFUSE_INLINE std::string tick_label(double v, double step) {
+DIFFUSE_COLD DIFFUSE_INLINE std::string tick_label(double v, double step) {
   char buf[64];
   if (std::abs(v) < step * 1e-9) v = 0.0;
   const double mag = std::max(std::abs(v), step);
@@ -44,7 +44,7 @@ DIFFUSE_INLINE std::string tick_label(double v, double step) {
   return buf;
 }
 
-DIFFUSE_INLINE std::string xml_escape(const std::string& s) {
+DIFFUSE_COLD DIFFUSE_INLINE std::string xml_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
@@ -59,7 +59,8 @@ DIFFUSE_INLINE std::string xml_escape(const std::string& s) {
 }
 
 /// Appends printf(format, ...) to out: one call per SVG element keeps its template readable.
-[[gnu::format(printf, 2, 3)]] DIFFUSE_INLINE void append_format(std::string& out, const char* format, ...) {
+DIFFUSE_COLD [[gnu::format(printf, 2, 3)]] DIFFUSE_INLINE void append_format(std::string& out,
+                                                                             const char* format, ...) {
   std::va_list args, again;
   va_start(args, format);
   va_copy(again, args);
@@ -76,7 +77,7 @@ DIFFUSE_INLINE std::string xml_escape(const std::string& s) {
 
 }  // namespace detail
 
-DIFFUSE_INLINE std::vector<double> nice_ticks(double lo, double hi, int count) {
+DIFFUSE_COLD DIFFUSE_INLINE std::vector<double> nice_ticks(double lo, double hi, int count) {
   if (!std::isfinite(lo) || !std::isfinite(hi)) throw Error("nice_ticks: range must be finite");
   if (hi < lo) std::swap(lo, hi);
   if (hi - lo < 1e-12 * std::max(1.0, std::abs(hi))) {  // a flat line: a unit-wide range around it
@@ -96,7 +97,7 @@ DIFFUSE_INLINE std::vector<double> nice_ticks(double lo, double hi, int count) {
   return ticks;
 }
 
-DIFFUSE_INLINE std::vector<double> log_ticks(double lo, double hi) {
+DIFFUSE_COLD DIFFUSE_INLINE std::vector<double> log_ticks(double lo, double hi) {
   if (!(lo > 0) || !(hi > 0) || !std::isfinite(lo) || !std::isfinite(hi))
     throw Error("log_ticks: range must be positive and finite");
   if (hi < lo) std::swap(lo, hi);
@@ -116,13 +117,14 @@ DIFFUSE_INLINE std::vector<double> log_ticks(double lo, double hi) {
   return ticks;
 }
 
-DIFFUSE_INLINE SvgPlot::SvgPlot(PlotOptions options) : o_(std::move(options)) {
+DIFFUSE_COLD DIFFUSE_INLINE SvgPlot::SvgPlot(PlotOptions options) : o_(std::move(options)) {
   if (o_.width < 200 || o_.height < 150 || o_.width > 8000 || o_.height > 8000)
     throw Error("SvgPlot: size " + std::to_string(o_.width) + "x" + std::to_string(o_.height) +
                 " must be within 200x150 .. 8000x8000");
 }
 
-DIFFUSE_INLINE SvgPlot& SvgPlot::add_line(std::vector<double> xs, std::vector<double> ys, LineStyle style) {
+DIFFUSE_COLD DIFFUSE_INLINE SvgPlot& SvgPlot::add_line(std::vector<double> xs, std::vector<double> ys,
+                                                       LineStyle style) {
   if (xs.size() != ys.size())
     throw Error("SvgPlot::add_line('" + style.label + "'): " + std::to_string(xs.size()) + " x values but " +
                 std::to_string(ys.size()) + " y values");
@@ -131,13 +133,13 @@ DIFFUSE_INLINE SvgPlot& SvgPlot::add_line(std::vector<double> xs, std::vector<do
   return *this;
 }
 
-DIFFUSE_INLINE SvgPlot& SvgPlot::add_line(const std::vector<double>& ys, LineStyle style) {
+DIFFUSE_COLD DIFFUSE_INLINE SvgPlot& SvgPlot::add_line(const std::vector<double>& ys, LineStyle style) {
   std::vector<double> xs(ys.size());
   for (std::size_t i = 0; i < xs.size(); ++i) xs[i] = static_cast<double>(i);
   return add_line(std::move(xs), ys, std::move(style));
 }
 
-DIFFUSE_INLINE std::string SvgPlot::svg() const {
+DIFFUSE_COLD DIFFUSE_INLINE std::string SvgPlot::svg() const {
   // Data ranges over the plottable points.
   double x0 = inf(), x1 = -inf(), y0 = inf(), y1 = -inf();
   for (const auto& s : series_)
@@ -285,23 +287,23 @@ DIFFUSE_INLINE std::string SvgPlot::svg() const {
   return out;
 }
 
-DIFFUSE_INLINE void SvgPlot::save(const std::filesystem::path& path) const {
+DIFFUSE_COLD DIFFUSE_INLINE void SvgPlot::save(const std::filesystem::path& path) const {
   io::write_file_atomic(path, svg());
 }
 
-DIFFUSE_INLINE std::string SvgPlot::palette(std::size_t i) {
+DIFFUSE_COLD DIFFUSE_INLINE std::string SvgPlot::palette(std::size_t i) {
   static const char* tab10[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
                                 "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
   return tab10[i % 10];
 }
 
-DIFFUSE_INLINE std::string SvgPlot::line(double x1, double y1, double x2, double y2) {
+DIFFUSE_COLD DIFFUSE_INLINE std::string SvgPlot::line(double x1, double y1, double x2, double y2) {
   std::string out;
   detail::append_format(out, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\"/>\n", x1, y1, x2, y2);
   return out;
 }
 
-DIFFUSE_INLINE std::string SvgPlot::log_label(double v) {
+DIFFUSE_COLD DIFFUSE_INLINE std::string SvgPlot::log_label(double v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%g", v);
   return buf;
