@@ -100,6 +100,26 @@ void check_json_depth(It begin, It end) {
   }
 }
 
+namespace detail {
+/// J::parse(text), without the second parser nlohmann's parse() compiles for a callback this
+/// library never passes (an eighth of the JSON code a program compiles). With the nlohmann
+/// version Debian 12 ships (3.11), its parser class is called as parse() calls it.
+template <class J>
+J parse_without_callback(std::string::const_iterator begin, std::string::const_iterator end) {
+#if NLOHMANN_JSON_VERSION_MAJOR == 3 && NLOHMANN_JSON_VERSION_MINOR == 11
+  J result;
+  auto input = nlohmann::detail::input_adapter(begin, end);
+  nlohmann::detail::json_sax_dom_parser<J> dom(result, /*allow_exceptions=*/true);
+  nlohmann::detail::parser<J, decltype(input)>(std::move(input), nullptr, /*allow_exceptions=*/true,
+                                               /*skip_comments=*/false)
+      .sax_parse(&dom, /*strict=*/true);
+  return result;
+#else
+  return J::parse(begin, end);
+#endif
+}
+}  // namespace detail
+
 /// Parses JSON text, accepting Python's NaN, Infinity and -Infinity; Error with the parser's
 /// position and reason otherwise, or if it nests deeper than kMaxJsonDepth. J: json or
 /// nlohmann::ordered_json.
@@ -109,7 +129,10 @@ J parse_json(const std::string& text) {
   const bool python = text.find("NaN") != std::string::npos || text.find("Infinity") != std::string::npos;
   J j;
   try {
-    j = J::parse(python ? detail::tag_python_non_finite(text) : text);
+    std::string tagged;
+    if (python) tagged = detail::tag_python_non_finite(text);
+    const std::string& input = python ? tagged : text;
+    j = detail::parse_without_callback<J>(input.begin(), input.end());
   } catch (const nlohmann::json::exception& e) {
     throw Error(std::string("invalid JSON: ") + e.what());
   }

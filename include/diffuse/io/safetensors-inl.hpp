@@ -59,8 +59,8 @@ DIFFUSE_COLD DIFFUSE_INLINE SafetensorsFile parse_safetensors(const std::filesys
   const std::uint64_t data_size = file_size - f.data_start;
 
   json header;
-  // Through const iterators, the type parse_json() uses: nlohmann's parser is compiled once per
-  // iterator type, and it is the largest part of the JSON code.
+  // Through the parser parse_json() uses: nlohmann's parser is compiled once per iterator type,
+  // and it is the largest part of the JSON code.
   const std::string& bytes = f.bytes;
   const auto header_begin = bytes.begin() + 8,
              header_end = bytes.begin() + static_cast<std::ptrdiff_t>(f.data_start);
@@ -70,7 +70,7 @@ DIFFUSE_COLD DIFFUSE_INLINE SafetensorsFile parse_safetensors(const std::filesys
     throw fail(std::string("header: ") + e.what());
   }
   try {
-    header = json::parse(header_begin, header_end);
+    header = detail::parse_without_callback<json>(header_begin, header_end);
   } catch (const json::exception& e) {
     throw fail(std::string("header is not valid JSON: ") + e.what());
   }

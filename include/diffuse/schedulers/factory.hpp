@@ -36,28 +36,31 @@ inline const std::vector<std::string>& scheduler_names() {
   return names;
 }
 
+namespace detail {
+/// A scheduler of class S on the heap, built in place from S::from_config (guaranteed copy
+/// elision): std::make_unique would bind the result to a reference and move all of it once more.
+template <class T, template <class> class S>
+DIFFUSE_COLD std::unique_ptr<Scheduler<T>> new_from_config(const json& config) {
+  return std::unique_ptr<Scheduler<T>>(new S<T>(S<T>::from_config(config)));
+}
+}  // namespace detail
+
 /// A scheduler of class `class_name` configured from `config` (keys it does not know are ignored).
 /// Throws diffuse::Error for another class name or an invalid config.
 template <class T = float>
 DIFFUSE_COLD std::unique_ptr<Scheduler<T>> make_scheduler(const std::string& class_name, const json& config) {
   detail::check_one_of("make_scheduler", "scheduler class", class_name, scheduler_names());
-  if (class_name == "DDPMScheduler")
-    return std::make_unique<DDPMScheduler<T>>(DDPMScheduler<T>::from_config(config));
-  if (class_name == "DDIMScheduler")
-    return std::make_unique<DDIMScheduler<T>>(DDIMScheduler<T>::from_config(config));
-  if (class_name == "PNDMScheduler")
-    return std::make_unique<PNDMScheduler<T>>(PNDMScheduler<T>::from_config(config));
-  if (class_name == "EulerDiscreteScheduler")
-    return std::make_unique<EulerDiscreteScheduler<T>>(EulerDiscreteScheduler<T>::from_config(config));
+  using detail::new_from_config;
+  if (class_name == "DDPMScheduler") return new_from_config<T, DDPMScheduler>(config);
+  if (class_name == "DDIMScheduler") return new_from_config<T, DDIMScheduler>(config);
+  if (class_name == "PNDMScheduler") return new_from_config<T, PNDMScheduler>(config);
+  if (class_name == "EulerDiscreteScheduler") return new_from_config<T, EulerDiscreteScheduler>(config);
   if (class_name == "EulerAncestralDiscreteScheduler")
-    return std::make_unique<EulerAncestralDiscreteScheduler<T>>(
-        EulerAncestralDiscreteScheduler<T>::from_config(config));
-  if (class_name == "HeunDiscreteScheduler")
-    return std::make_unique<HeunDiscreteScheduler<T>>(HeunDiscreteScheduler<T>::from_config(config));
+    return new_from_config<T, EulerAncestralDiscreteScheduler>(config);
+  if (class_name == "HeunDiscreteScheduler") return new_from_config<T, HeunDiscreteScheduler>(config);
   if (class_name == "DPMSolverMultistepScheduler")
-    return std::make_unique<DPMSolverMultistepScheduler<T>>(
-        DPMSolverMultistepScheduler<T>::from_config(config));
-  return std::make_unique<UniPCMultistepScheduler<T>>(UniPCMultistepScheduler<T>::from_config(config));
+    return new_from_config<T, DPMSolverMultistepScheduler>(config);
+  return new_from_config<T, UniPCMultistepScheduler>(config);
 }
 
 /// A scheduler built from a config that names its class in "_class_name" (or, given just a
