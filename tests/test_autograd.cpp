@@ -48,6 +48,7 @@ TEST_CASE("scalar arithmetic and unary functions") {
   check([](const Inputs& x) { return weigh(2.5 * x[0] + 1.0); }, {randn(s)});
   check([](const Inputs& x) { return weigh(1.0 - x[0] / 4.0); }, {randn(s)});
   check([](const Inputs& x) { return weigh(-x[0]); }, {randn(s)});
+  check([](const Inputs& x) { return weigh(div_scalar(x[0], 0.3)); }, {randn(s)});
   check([](const Inputs& x) { return weigh(exp(x[0])); }, {randn(s)});
   check([](const Inputs& x) { return weigh(sin(x[0])); }, {randn(s)});
   check([](const Inputs& x) { return weigh(cos(x[0])); }, {randn(s)});

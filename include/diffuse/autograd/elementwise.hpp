@@ -262,6 +262,12 @@ Tensor<T> mul_scalar(const Tensor<T>& x, T s) {
   return detail::unary(
       x, "mul_scalar", [s](T v) { return v * s; }, [s](T, T) { return s; });
 }
+/// x / s for a scalar s, divided as torch.div(x, s) divides (not multiplied by 1 / s).
+template <class T>
+Tensor<T> div_scalar(const Tensor<T>& x, T s) {
+  return detail::unary(
+      x, "div_scalar", [s](T v) { return v / s; }, [s](T, T) { return T(1) / s; });
+}
 /// -x (like torch.neg).
 template <class T>
 Tensor<T> neg(const Tensor<T>& x) {
@@ -430,6 +436,7 @@ Tensor<T> operator/(const Tensor<T>& a, std::type_identity_t<T> s) {
   X(Tensor<T> div<T>(const Tensor<T>& a, const Tensor<T>& b))              \
   X(Tensor<T> add_scalar<T>(const Tensor<T>& x, T s))                      \
   X(Tensor<T> mul_scalar<T>(const Tensor<T>& x, T s))                      \
+  X(Tensor<T> div_scalar<T>(const Tensor<T>& x, T s))                      \
   X(Tensor<T> neg<T>(const Tensor<T>& x))                                  \
   X(Tensor<T> exp<T>(const Tensor<T>& x))                                  \
   X(Tensor<T> log<T>(const Tensor<T>& x))                                  \

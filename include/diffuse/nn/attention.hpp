@@ -135,8 +135,7 @@ auto Attention<T>::operator()(const Tensor<T>& x) const -> Tensor<T> {
   if (residual_) y = y + x;
   if (rescale_ == 1.0) return y;
   const T f = static_cast<T>(rescale_);
-  return diffuse::detail::unary(
-      y, "div_scalar", [f](T v) { return v / f; }, [f](T, T) { return T(1) / f; });
+  return div_scalar(y, f);
 }
 
 /// What the precompiled library holds (core/precompiled.hpp).

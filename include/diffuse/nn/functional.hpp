@@ -199,7 +199,7 @@ Tensor<T> mse_loss(const Tensor<T>& input, const Tensor<T>& target) {
                 to_string(target.shape()) + " differ");
   const std::int64_t n = input.numel();
   if (n == 0) throw Error("mse_loss of empty tensors");
-  Tensor<T> diff = detail::zip(input, target, [](T a, T b) { return a - b; });
+  Tensor<T> diff = detail::zip(input, target, detail::Minus{});
   double total = 0;
   {
     const std::int64_t block = 4096, nb = (n + block - 1) / block;
@@ -216,9 +216,10 @@ Tensor<T> mse_loss(const Tensor<T>& input, const Tensor<T>& target) {
   const bool ni = input.requires_grad(), nt = target.requires_grad();
   return detail::record(loss, {&input, &target}, "mse_loss", [diff, n, ni, nt](const Tensor<T>& g) {
     const T scale = T(2) * g.item() / static_cast<T>(n);
+    auto times = [](T factor) { return [factor](T d) { return factor * d; }; };  // one closure type
     Tensor<T> gi, gt;
-    if (ni) gi = detail::map(diff, [scale](T d) { return scale * d; });
-    if (nt) gt = detail::map(diff, [scale](T d) { return -scale * d; });
+    if (ni) gi = detail::map(diff, times(scale));
+    if (nt) gt = detail::map(diff, times(-scale));
     return std::vector<Tensor<T>>{gi, gt};
   });
 }

@@ -143,8 +143,7 @@ auto ResnetBlock2D<T>::operator()(const Tensor<T>& x, const Tensor<T>& temb) con
   Tensor<T> out = input + h;
   if (output_scale_factor_ == 1.0) return out;
   const T f = static_cast<T>(output_scale_factor_);
-  return diffuse::detail::unary(
-      out, "div_scalar", [f](T v) { return v / f; }, [f](T, T) { return T(1) / f; });
+  return div_scalar(out, f);
 }
 
 /// What the precompiled library holds (core/precompiled.hpp).

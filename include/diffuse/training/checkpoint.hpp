@@ -122,9 +122,11 @@ DIFFUSE_COLD std::string checkpoint_compare_tensors(const std::vector<std::pair<
       add(wrong,
           name + " (checkpoint " + to_string(it->second.shape()) + ", model " + to_string(shape) + ")");
   }
-  for (auto& [name, t] : got)
+  for (const auto& entry : got) {
+    const std::string& name = entry.first;  // not a structured binding: Clang's OpenMP cannot capture one
     if (std::none_of(want.begin(), want.end(), [&](const auto& w) { return w.first == name; }))
       add(unexpected, name);
+  }
   std::string out;
   if (!missing.empty()) out += "missing " + missing;
   if (!wrong.empty()) out += (out.empty() ? "" : "; ") + std::string("shape mismatch ") + wrong;
