@@ -5,6 +5,7 @@
 /// loop; other broadcasts walk the output with each input's strides (0 along broadcast axes).
 #pragma once
 #include <cmath>
+#include <functional>
 
 #include "diffuse/core/precompiled.hpp"
 #include "diffuse/core/tensor.hpp"
@@ -151,32 +152,9 @@ Tensor<T> broadcast_zip(const Tensor<T>& a, const Tensor<T>& b, F f) {
   return out;
 }
 
-// The binary operations as named function objects: a forward pass and a backward pass that use
-// the same one share its broadcast_zip instantiation (lambdas would each compile their own).
-struct Plus {
-  template <class X>
-  X operator()(X x, X y) const {
-    return x + y;
-  }
-};
-struct Minus {
-  template <class X>
-  X operator()(X x, X y) const {
-    return x - y;
-  }
-};
-struct Times {
-  template <class X>
-  X operator()(X x, X y) const {
-    return x * y;
-  }
-};
-struct Divide {
-  template <class X>
-  X operator()(X x, X y) const {
-    return x / y;
-  }
-};
+// The binary operations as named function objects (std::plus<> and its kin, and the one below):
+// a forward pass and a backward pass that use the same one share its broadcast_zip instantiation
+// (lambdas would each compile their own).
 struct NegativeDivide {
   template <class X>
   X operator()(X x, X y) const {
@@ -202,7 +180,7 @@ Tensor<T> unary(const Tensor<T>& x, const char* name, F f, DF df) {
 /// not broadcast.
 template <class T>
 Tensor<T> add(const Tensor<T>& a, const Tensor<T>& b) {
-  Tensor<T> out = detail::broadcast_zip(a, b, detail::Plus{});
+  Tensor<T> out = detail::broadcast_zip(a, b, std::plus<>{});
   return detail::record(out, {&a, &b}, "add", [sa = a.shape(), sb = b.shape()](const Tensor<T>& g) {
     return std::vector<Tensor<T>>{detail::sum_to(g, sa), detail::sum_to(g, sb)};
   });
@@ -211,7 +189,7 @@ Tensor<T> add(const Tensor<T>& a, const Tensor<T>& b) {
 /// a - b with broadcasting (like torch.sub).
 template <class T>
 Tensor<T> sub(const Tensor<T>& a, const Tensor<T>& b) {
-  Tensor<T> out = detail::broadcast_zip(a, b, detail::Minus{});
+  Tensor<T> out = detail::broadcast_zip(a, b, std::minus<>{});
   return detail::record(out, {&a, &b}, "sub", [sa = a.shape(), sb = b.shape()](const Tensor<T>& g) {
     Tensor<T> gb = detail::sum_to(g, sb);
     return std::vector<Tensor<T>>{detail::sum_to(g, sa), detail::map(gb, [](T v) { return -v; })};
@@ -221,12 +199,12 @@ Tensor<T> sub(const Tensor<T>& a, const Tensor<T>& b) {
 /// a * b, elementwise with broadcasting (like torch.mul).
 template <class T>
 Tensor<T> mul(const Tensor<T>& a, const Tensor<T>& b) {
-  Tensor<T> out = detail::broadcast_zip(a, b, detail::Times{});
+  Tensor<T> out = detail::broadcast_zip(a, b, std::multiplies<>{});
   const bool need_a = a.requires_grad(), need_b = b.requires_grad();
   return detail::record(out, {&a, &b}, "mul", [a, b, need_a, need_b](const Tensor<T>& g) {
     Tensor<T> ga, gb;
-    if (need_a) ga = detail::sum_to(detail::broadcast_zip(g, b, detail::Times{}), a.shape());
-    if (need_b) gb = detail::sum_to(detail::broadcast_zip(g, a, detail::Times{}), b.shape());
+    if (need_a) ga = detail::sum_to(detail::broadcast_zip(g, b, std::multiplies<>{}), a.shape());
+    if (need_b) gb = detail::sum_to(detail::broadcast_zip(g, a, std::multiplies<>{}), b.shape());
     return std::vector<Tensor<T>>{ga, gb};
   });
 }
@@ -234,14 +212,14 @@ Tensor<T> mul(const Tensor<T>& a, const Tensor<T>& b) {
 /// a / b with broadcasting (like torch.div).
 template <class T>
 Tensor<T> div(const Tensor<T>& a, const Tensor<T>& b) {
-  Tensor<T> out = detail::broadcast_zip(a, b, detail::Divide{});
+  Tensor<T> out = detail::broadcast_zip(a, b, std::divides<>{});
   const bool need_a = a.requires_grad(), need_b = b.requires_grad();
   return detail::record(out, {&a, &b}, "div", [a, b, out = out.detach(), need_a, need_b](const Tensor<T>& g) {
     Tensor<T> ga, gb;
-    if (need_a) ga = detail::sum_to(detail::broadcast_zip(g, b, detail::Divide{}), a.shape());
+    if (need_a) ga = detail::sum_to(detail::broadcast_zip(g, b, std::divides<>{}), a.shape());
     if (need_b) {
       // d(a/b)/db = -out / b
-      Tensor<T> t = detail::broadcast_zip(g, out, detail::Times{});
+      Tensor<T> t = detail::broadcast_zip(g, out, std::multiplies<>{});
       gb = detail::sum_to(detail::broadcast_zip(t, b, detail::NegativeDivide{}), b.shape());
     }
     return std::vector<Tensor<T>>{ga, gb};

@@ -91,7 +91,8 @@ DIFFUSE_COLD DIFFUSE_INLINE void fsync_path(const std::filesystem::path& path) {
     throw FileError("cannot sync '" + path.string() + "' to disk: " + std::generic_category().message(err));
 }
 
-DIFFUSE_COLD DIFFUSE_INLINE std::string read_file_bytes(const std::filesystem::path& path) {
+// Not DIFFUSE_COLD: data sets read their image files through it, sample by sample.
+DIFFUSE_INLINE std::string read_file_bytes(const std::filesystem::path& path) {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (!fs::exists(path, ec)) throw FileError("cannot read '" + path.string() + "': file does not exist");

@@ -4,6 +4,8 @@
 /// Forward and backward are the fused kernels of kernels/; this layer checks shapes and
 /// records the graph.
 #pragma once
+#include <functional>
+
 #include "diffuse/autograd/elementwise.hpp"
 #include "diffuse/autograd/reduce.hpp"
 #include "diffuse/core/generator.hpp"
@@ -199,7 +201,7 @@ Tensor<T> mse_loss(const Tensor<T>& input, const Tensor<T>& target) {
                 to_string(target.shape()) + " differ");
   const std::int64_t n = input.numel();
   if (n == 0) throw Error("mse_loss of empty tensors");
-  Tensor<T> diff = detail::zip(input, target, detail::Minus{});
+  Tensor<T> diff = detail::zip(input, target, std::minus<>{});
   double total = 0;
   {
     const std::int64_t block = 4096, nb = (n + block - 1) / block;
